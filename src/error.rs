@@ -1,0 +1,778 @@
+//! The one error type of the crate, and the redaction that keeps secrets out of it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// How many bytes of a failed call's body an [`Error::Status`] keeps.
+pub(crate) const ERROR_BODY_CAP: usize = 64 * 1024;
+/// How many characters of a body an error message shows.
+const SNIPPET_CHARS: usize = 120;
+
+/// Everything that can go wrong with a job, as one value.
+///
+/// Every variant that belongs to an HTTP request names the method and the URL,
+/// with the URL already redacted: no `user:password@`, no query values, no
+/// fragment. `Display` is one lowercase line without a trailing period that
+/// says what happened and to which URL; the cause is inlined, so
+/// [`source()`](std::error::Error::source) is not used.
+///
+/// The enum is `#[non_exhaustive]`: match the variants you handle and keep a
+/// `_` arm.
+///
+/// ```
+/// use reqpool::Error;
+///
+/// fn explain(err: &Error) -> String {
+///     match err {
+///         Error::Status { code: 422, json: Some(detail), .. } => format!("rejected: {detail}"),
+///         Error::Status { code, .. } => format!("server said {code}"),
+///         e if e.is_timeout() => "too slow".to_string(),
+///         e => e.to_string(),
+///     }
+/// }
+/// # let _ = explain;
+/// ```
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with a status of 400 or more.
+    ///
+    /// The body is kept (up to 64 KiB) as text, and parsed as JSON when it is
+    /// JSON, so a FastAPI `422 {"detail": [...]}` reaches the caller intact.
+    Status {
+        /// The HTTP status code.
+        code: u16,
+        /// The request method.
+        method: String,
+        /// The request URL, redacted.
+        url: String,
+        /// The response body as text (lossy UTF-8, capped at 64 KiB).
+        body: String,
+        /// The response body parsed as JSON, when it parses.
+        json: Option<serde_json::Value>,
+    },
+    /// A time limit ran out.
+    Timeout {
+        /// Which phase ran out of time.
+        phase: Phase,
+        /// The request method (empty for a closure job).
+        method: String,
+        /// The request URL, redacted (empty for a closure job).
+        url: String,
+    },
+    /// The connection failed: refused, DNS, TLS, reset, closed early.
+    Transport {
+        /// What kind of failure it was.
+        kind: TransportKind,
+        /// The request method.
+        method: String,
+        /// The request URL, redacted.
+        url: String,
+        /// What the transport said, with secrets removed.
+        message: String,
+    },
+    /// The reply arrived but could not be decoded as the type asked for.
+    Decode {
+        /// The request method.
+        method: String,
+        /// The request URL, redacted.
+        url: String,
+        /// What the decoder said.
+        message: String,
+        /// The start of the body, to show what actually came back.
+        snippet: String,
+    },
+    /// The response body was larger than the configured cap.
+    TooLarge {
+        /// The request method.
+        method: String,
+        /// The request URL, redacted.
+        url: String,
+        /// The cap, in decoded bytes.
+        limit: u64,
+    },
+    /// The server answered a request that carries a body with a redirect, and
+    /// following it was not allowed (it could turn a POST into a GET).
+    Redirect {
+        /// The redirect status (301, 302, 303, 307, 308).
+        code: u16,
+        /// The request method.
+        method: String,
+        /// The request URL, redacted.
+        url: String,
+        /// The `Location` the server pointed to, redacted.
+        location: String,
+    },
+    /// The request could not be built: bad URL, bad header, a body that does
+    /// not serialize. Reported at once, without using a worker.
+    InvalidRequest {
+        /// The request URL, redacted (may be empty).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The job was cancelled before it started.
+    Cancelled,
+    /// The job panicked; the message is the panic's payload when it was a string.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The pool was shut down, or the job was dropped before it could finish.
+    Closed,
+    /// The pool's bounded queue was full (only from the `try_` submit methods).
+    QueueFull,
+    /// Running the job would wait on itself (a job waiting for work queued
+    /// behind it on the same pool); returned instead of deadlocking.
+    WouldDeadlock,
+    /// An error returned by a closure job, for anything the other variants do
+    /// not describe.
+    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// The phase of a request in which a time limit ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// The deadline passed while the job waited in the queue for a worker.
+    Queued,
+    /// Resolving the host name.
+    Resolve,
+    /// Opening the connection (TCP, TLS).
+    Connect,
+    /// Sending the request line and headers.
+    SendRequest,
+    /// Sending the request body.
+    SendBody,
+    /// Waiting for the response status and headers.
+    Response,
+    /// Receiving the response body.
+    Body,
+    /// The job's total deadline (the caller stopped waiting for the worker).
+    Deadline,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "waiting in the queue",
+            Phase::Resolve => "resolving the host",
+            Phase::Connect => "connecting",
+            Phase::SendRequest => "sending the request",
+            Phase::SendBody => "sending the body",
+            Phase::Response => "waiting for the response",
+            Phase::Body => "reading the body",
+            Phase::Deadline => "before the deadline",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of transport failure an [`Error::Transport`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// Nothing listens there: the request never reached a server.
+    Refused,
+    /// The host name did not resolve: the request never left.
+    Dns,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// The connection was reset or closed before the response was complete;
+    /// the request may have reached the server.
+    Reset,
+    /// The server broke the HTTP protocol.
+    Protocol,
+    /// Any other I/O failure.
+    Other,
+}
+
+impl TransportKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Refused => "connection refused",
+            TransportKind::Dns => "host not found",
+            TransportKind::Tls => "tls failure",
+            TransportKind::Reset => "connection closed early",
+            TransportKind::Protocol => "protocol error",
+            TransportKind::Other => "transport error",
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status code, if the server answered with an error status.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { code, .. } => Some(*code),
+            Error::Redirect { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The error body parsed as JSON, if there was one and it parsed.
+    pub fn body_json(&self) -> Option<&serde_json::Value> {
+        match self {
+            Error::Status { json, .. } => json.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The error body as text, if the server answered with an error status.
+    pub fn body_text(&self) -> Option<&str> {
+        match self {
+            Error::Status { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    /// The redacted URL of the request this error belongs to, if any.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Error::Status { url, .. }
+            | Error::Timeout { url, .. }
+            | Error::Transport { url, .. }
+            | Error::Decode { url, .. }
+            | Error::TooLarge { url, .. }
+            | Error::Redirect { url, .. }
+            | Error::InvalidRequest { url, .. }
+                if !url.is_empty() =>
+            {
+                Some(url)
+            }
+            _ => None,
+        }
+    }
+
+    /// True if a time limit ran out (any [`Phase`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// The phase that ran out of time, for a timeout.
+    pub fn timeout_phase(&self) -> Option<Phase> {
+        match self {
+            Error::Timeout { phase, .. } => Some(*phase),
+            _ => None,
+        }
+    }
+
+    /// True if the connection could not be made: refused, DNS failure, or a
+    /// connect timeout. The request never reached a server.
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport {
+                kind: TransportKind::Refused | TransportKind::Dns,
+                ..
+            } | Error::Timeout {
+                phase: Phase::Connect | Phase::Resolve | Phase::Queued,
+                ..
+            }
+        )
+    }
+
+    /// The kind of transport failure, for a transport error.
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            Error::Transport { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// True if the reply could not be decoded.
+    pub fn is_decode(&self) -> bool {
+        matches!(self, Error::Decode { .. })
+    }
+
+    /// True if the job was cancelled before it started.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// True if the job panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Error::Panicked { .. })
+    }
+
+    /// True for failures that a retry may cure: timeouts, transport failures,
+    /// and the statuses 429, 502, 503 and 504.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout { phase, .. } => *phase != Phase::Deadline && *phase != Phase::Queued,
+            Error::Transport { kind, .. } => *kind != TransportKind::Tls,
+            Error::Status { code, .. } => matches!(code, 429 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// Wraps any error of a closure job.
+    ///
+    /// ```
+    /// let pool = reqpool::Pool::new(1);
+    /// let job = pool.submit(|_agent| {
+    ///     "x1".parse::<u32>().map_err(reqpool::Error::other)
+    /// });
+    /// assert!(matches!(job.wait(), Err(reqpool::Error::Other(_))));
+    /// ```
+    pub fn other(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Error {
+        Error::Other(err.into())
+    }
+
+    pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidRequest {
+            url: redact_url(url),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
+        let json = serde_json::from_slice(body).ok();
+        Error::Status {
+            code,
+            method: method.to_string(),
+            url: redact_url(url),
+            body: String::from_utf8_lossy(body).into_owned(),
+            json,
+        }
+    }
+
+    pub(crate) fn decode(method: &str, url: &str, message: String, body: &[u8]) -> Error {
+        Error::Decode {
+            method: method.to_string(),
+            url: redact_url(url),
+            message,
+            snippet: snippet(&String::from_utf8_lossy(body)),
+        }
+    }
+
+    /// Converts an error of ureq for the request `method url`, removing the
+    /// URL's secrets from whatever ureq printed.
+    pub(crate) fn from_ureq(err: ureq::Error, method: &str, url: &str) -> Error {
+        use ureq::Error as U;
+        let method_s = method.to_string();
+        let red = redact_url(url);
+        let transport = |kind: TransportKind, message: String| Error::Transport {
+            kind,
+            method: method_s.clone(),
+            url: red.clone(),
+            message: scrub(&message, url),
+        };
+        match err {
+            U::Timeout(t) => Error::Timeout {
+                phase: phase_of(t),
+                method: method.to_string(),
+                url: red,
+            },
+            U::StatusCode(code) => Error::status_error(code, method, url, b""),
+            U::BodyExceedsLimit(limit) => Error::TooLarge {
+                method: method.to_string(),
+                url: red,
+                limit,
+            },
+            U::HostNotFound => transport(TransportKind::Dns, "host not found".into()),
+            U::ConnectionFailed => transport(TransportKind::Refused, "connection failed".into()),
+            U::Io(io) => {
+                let kind = io_kind(&io);
+                transport(kind, io.to_string())
+            }
+            U::Tls(m) => transport(TransportKind::Tls, m.to_string()),
+            U::Protocol(p) => transport(TransportKind::Protocol, p.to_string()),
+            U::BadUri(m) => Error::InvalidRequest {
+                url: red,
+                reason: scrub(&format!("bad uri: {m}"), url),
+            },
+            U::Http(e) => Error::InvalidRequest {
+                url: red,
+                reason: scrub(&e.to_string(), url),
+            },
+            U::Json(e) => Error::Decode {
+                method: method_s,
+                url: red,
+                message: e.to_string(),
+                snippet: String::new(),
+            },
+            U::TooManyRedirects | U::RedirectFailed => Error::Redirect {
+                code: 0,
+                method: method_s,
+                url: red,
+                location: String::new(),
+            },
+            other => {
+                let text = other.to_string();
+                let kind = if text.contains("tls") || text.contains("certificate") {
+                    TransportKind::Tls
+                } else {
+                    TransportKind::Other
+                };
+                transport(kind, text)
+            }
+        }
+    }
+}
+
+fn phase_of(t: ureq::Timeout) -> Phase {
+    use ureq::Timeout as T;
+    match t {
+        T::Resolve => Phase::Resolve,
+        T::Connect => Phase::Connect,
+        T::SendRequest => Phase::SendRequest,
+        T::SendBody | T::PerWrite => Phase::SendBody,
+        T::RecvResponse => Phase::Response,
+        T::RecvBody | T::PerRead => Phase::Body,
+        _ => Phase::Deadline,
+    }
+}
+
+fn io_kind(io: &std::io::Error) -> TransportKind {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => TransportKind::Refused,
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+            TransportKind::Reset
+        }
+        K::NotFound => TransportKind::Dns,
+        _ => {
+            // ureq reports a failed lookup as a bare io error.
+            let text = io.to_string();
+            if text.contains("failed to lookup address") || text.contains("Name or service") {
+                TransportKind::Dns
+            } else if text.contains("closed") || text.contains("EOF") || text.contains("reset") {
+                TransportKind::Reset
+            } else {
+                TransportKind::Other
+            }
+        }
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
+    if text.chars().nth(SNIPPET_CHARS).is_some() {
+        s.push('…');
+    }
+    s
+}
+
+/// Removes credentials, query values and the fragment from a URL.
+///
+/// `https://user:pw@host/p?token=abc&x=1#f` becomes
+/// `https://***@host/p?token=***&x=***`. Text that is not a URL is returned
+/// with the same rules applied as far as they fit.
+pub(crate) fn redact_url(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or("");
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    match base.find("://") {
+        Some(i) => {
+            let (scheme, rest) = base.split_at(i + 3);
+            out.push_str(scheme);
+            let auth_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(auth_end);
+            match authority.rfind('@') {
+                Some(at) => {
+                    out.push_str("***@");
+                    out.push_str(&authority[at + 1..]);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(path);
+        }
+        None => out.push_str(base),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                None => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
+/// Replaces every secret part of `url` that appears in `text`.
+pub(crate) fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    if let Some(i) = url.find("://") {
+        let rest = &url[i + 3..];
+        let auth_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            let userinfo = &rest[..at];
+            if !userinfo.is_empty() {
+                out = out.replace(userinfo, "***");
+            }
+            for part in userinfo.split(':').filter(|p| p.len() >= 3) {
+                out = out.replace(part, "***");
+            }
+        }
+    }
+    if let Some((_, q)) = url.split_once('?') {
+        let q = q.split('#').next().unwrap_or("");
+        for pair in q.split('&') {
+            if let Some((_, v)) = pair.split_once('=')
+                && v.len() >= 3
+            {
+                out = out.replace(v, "***");
+            }
+        }
+    }
+    out
+}
+
+fn with_url(f: &mut fmt::Formatter<'_>, method: &str, url: &str) -> fmt::Result {
+    match (method.is_empty(), url.is_empty()) {
+        (_, true) => Ok(()),
+        (true, false) => write!(f, " ({url})"),
+        (false, false) => write!(f, " ({method} {url})"),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                ..
+            } => {
+                write!(f, "http status {code}")?;
+                with_url(f, method, url)?;
+                if !body.trim().is_empty() {
+                    write!(f, ": {}", snippet(body.trim()))?;
+                }
+                Ok(())
+            }
+            Error::Timeout { phase, method, url } => {
+                write!(f, "timed out {phase}")?;
+                with_url(f, method, url)
+            }
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => {
+                write!(f, "{}", kind.as_str())?;
+                with_url(f, method, url)?;
+                write!(f, ": {message}")
+            }
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => {
+                write!(f, "could not decode the response")?;
+                with_url(f, method, url)?;
+                write!(f, ": {message}")?;
+                if !snippet.is_empty() {
+                    write!(f, "; body starts with {snippet:?}")?;
+                }
+                Ok(())
+            }
+            Error::TooLarge { method, url, limit } => {
+                write!(f, "response body larger than {limit} bytes")?;
+                with_url(f, method, url)
+            }
+            Error::Redirect {
+                code,
+                method,
+                url,
+                location,
+            } => {
+                write!(f, "redirect {code} not followed")?;
+                with_url(f, method, url)?;
+                if !location.is_empty() {
+                    write!(f, " to {location}")?;
+                }
+                Ok(())
+            }
+            Error::InvalidRequest { url, reason } => {
+                write!(f, "invalid request")?;
+                with_url(f, "", url)?;
+                write!(f, ": {reason}")
+            }
+            Error::Cancelled => f.write_str("job was cancelled before it started"),
+            Error::Panicked { message } => write!(f, "job panicked: {message}"),
+            Error::Closed => f.write_str("pool is shut down; the job did not run"),
+            Error::QueueFull => f.write_str("pool queue is full"),
+            Error::WouldDeadlock => {
+                f.write_str("waiting here would deadlock: the job waits on work queued behind it")
+            }
+            Error::Other(e) => write!(f, "job failed: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written by hand so that it shows only redacted data; the fields
+        // hold redacted URLs already, bodies are cut to a snippet.
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                json,
+            } => f
+                .debug_struct("Status")
+                .field("code", code)
+                .field("method", method)
+                .field("url", url)
+                .field("body", &snippet(body))
+                .field("json", &json.is_some())
+                .finish(),
+            Error::Timeout { phase, method, url } => f
+                .debug_struct("Timeout")
+                .field("phase", phase)
+                .field("method", method)
+                .field("url", url)
+                .finish(),
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => f
+                .debug_struct("Transport")
+                .field("kind", kind)
+                .field("method", method)
+                .field("url", url)
+                .field("message", message)
+                .finish(),
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => f
+                .debug_struct("Decode")
+                .field("method", method)
+                .field("url", url)
+                .field("message", message)
+                .field("snippet", snippet)
+                .finish(),
+            Error::TooLarge { method, url, limit } => f
+                .debug_struct("TooLarge")
+                .field("method", method)
+                .field("url", url)
+                .field("limit", limit)
+                .finish(),
+            Error::Redirect {
+                code,
+                method,
+                url,
+                location,
+            } => f
+                .debug_struct("Redirect")
+                .field("code", code)
+                .field("method", method)
+                .field("url", url)
+                .field("location", location)
+                .finish(),
+            Error::InvalidRequest { url, reason } => f
+                .debug_struct("InvalidRequest")
+                .field("url", url)
+                .field("reason", reason)
+                .finish(),
+            Error::Cancelled => f.write_str("Cancelled"),
+            Error::Panicked { message } => f
+                .debug_struct("Panicked")
+                .field("message", message)
+                .finish(),
+            Error::Closed => f.write_str("Closed"),
+            Error::QueueFull => f.write_str("QueueFull"),
+            Error::WouldDeadlock => f.write_str("WouldDeadlock"),
+            Error::Other(e) => f.debug_tuple("Other").field(e).finish(),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Extracts the message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Formats a duration for messages: `1.5s`, `250ms`.
+#[allow(dead_code)] // used by later modules' messages
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo_query_and_fragment() {
+        assert_eq!(
+            redact_url("https://user:pw@host:8/p/q?token=abc&x=1&flag#frag"),
+            "https://***@host:8/p/q?token=***&x=***&flag"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:80/a"), "http://127.0.0.1:80/a");
+        assert_eq!(redact_url("not a url?k=v"), "not a url?k=***");
+    }
+
+    #[test]
+    fn scrub_removes_secrets_from_foreign_text() {
+        let url = "http://alice:hunter2@h/p?key=s3cret";
+        let text = format!("failed {url} and hunter2 and s3cret");
+        let out = scrub(&text, url);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("s3cret"), "{out}");
+    }
+
+    #[test]
+    fn display_is_lowercase_and_short() {
+        let e = Error::status_error(422, "POST", "http://h/p?k=v", br#"{"detail":[1]}"#);
+        assert_eq!(
+            e.to_string(),
+            r#"http status 422 (POST http://h/p?k=***): {"detail":[1]}"#
+        );
+        assert!(e.body_json().is_some());
+        let e = Error::Panicked {
+            message: "boom".into(),
+        };
+        assert_eq!(e.to_string(), "job panicked: boom");
+    }
+
+    #[test]
+    fn panic_payloads() {
+        let p: Box<dyn std::any::Any + Send> = Box::new("static");
+        assert_eq!(panic_message(&*p), "static");
+        let p: Box<dyn std::any::Any + Send> = Box::new(String::from("owned"));
+        assert_eq!(panic_message(&*p), "owned");
+        let p: Box<dyn std::any::Any + Send> = Box::new(5u8);
+        assert_eq!(panic_message(&*p), "non-string panic payload");
+    }
+}

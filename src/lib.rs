@@ -1,0 +1,125 @@
+//! Dispatch slow HTTP calls to a pool of worker threads now, collect the
+//! answers later — from plain synchronous code, without an async runtime.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize)]
+//! struct Job<'a> { tag: &'a str, items: Vec<u32> }
+//! #[derive(Deserialize)]
+//! struct Reply { result: String }
+//!
+//! let pool = reqpool::Pool::new(8);
+//! let url = "http://127.0.0.1:8000/process";
+//!
+//! // Dispatch: each call returns at once; the POSTs run on the workers.
+//! let replies: Vec<_> = ["a", "b", "c"]
+//!     .iter()
+//!     .map(|tag| pool.post_json::<Reply>(url, &Job { tag, items: vec![1, 2, 3] }))
+//!     .collect();
+//!
+//! do_local_work(); // overlaps with the requests
+//!
+//! // Collect: wait() blocks until that answer (or its typed error) is there.
+//! for reply in replies {
+//!     match reply.wait() {
+//!         Ok(r) => println!("{}", r.result),
+//!         Err(reqpool::Error::Status { code: 422, body, .. }) => eprintln!("rejected: {body}"),
+//!         Err(e) => eprintln!("failed: {e}"),
+//!     }
+//! }
+//! # fn do_local_work() {}
+//! ```
+//!
+//! A [`Pool`] owns a fixed number of worker threads and one shared
+//! [`ureq::Agent`], so keep-alive connections are reused across workers.
+//! Every submit method — [`Pool::post_json`], [`Pool::get_json`],
+//! [`Pool::request`] for everything else, [`Pool::submit`] for any closure —
+//! returns a [`Pending<T>`] at once.
+//!
+//! # Blocking
+//!
+//! [`Pending::wait`] blocks the calling thread until its job has finished;
+//! [`Pending::wait_timeout`] and [`Pending::try_wait`] bound or avoid the
+//! wait. Every HTTP request has a total time limit (30 s unless set), and
+//! `wait` stops waiting shortly after it whatever the server does, so a
+//! silent server cannot hang the caller.
+//!
+//! Waiting on a job from inside another job of the same pool is the classic
+//! thread-pool deadlock (every worker waiting for a job that needs a free
+//! worker). Here, a `wait` on a job that has not started yet runs it inline
+//! on the waiting worker instead, and [`Pool::flush`] and [`Pool::shutdown`]
+//! called from a job do not wait on themselves.
+//!
+//! # Errors
+//!
+//! Everything that can go wrong is one [`Error`]: the server's error status
+//! with its body (raw, and parsed when it is JSON), a timeout with the phase
+//! that ran out, a transport failure (refused, DNS, reset), a reply that does
+//! not decode, a request that could not be built, a cancelled or panicked
+//! job, a closed pool. Its `Display` names the request, with credentials and
+//! query values redacted.
+//!
+//! | what happened | error |
+//! |---|---|
+//! | status 400 and up | [`Error::Status`] `{ code, body, json, .. }` |
+//! | invalid URL, bad header, body that does not serialize | [`Error::InvalidRequest`] (at once, no worker used) |
+//! | nothing listens / DNS fails / connection reset | [`Error::Transport`] with a [`TransportKind`] |
+//! | too slow (connect, response, body, queue, deadline) | [`Error::Timeout`] with a [`Phase`] |
+//! | reply is not the JSON asked for | [`Error::Decode`] with a snippet of the body |
+//! | reply larger than the cap | [`Error::TooLarge`] |
+//! | redirect on a request with a body | [`Error::Redirect`] |
+//! | the job panicked | [`Error::Panicked`] with the message |
+//! | [`Pending::cancel`] before it started | [`Error::Cancelled`] |
+//! | the pool was shut down | [`Error::Closed`] |
+//!
+//! # Panics in jobs
+//!
+//! A job that panics resolves its `Pending` with [`Error::Panicked`] and the
+//! panic message; the pool keeps all its workers.
+//!
+//! # Dropping
+//!
+//! Dropping a [`Pending`] does not cancel its job: it still runs, and the
+//! result is discarded. Dropping the last [`Pool`] handle waits (up to the
+//! [drain timeout](Builder::drain_timeout)) for queued and fire-and-forget
+//! jobs, so work queued at the end of `main` is not lost.
+//!
+//! # Time limits
+//!
+//! The pool bounds each request with ureq's per-phase limits (connect, send,
+//! response, body), each at most what is left of the request's total
+//! deadline, and never with ureq's `timeout_global`: in ureq 3.5 that setting
+//! resolves the host on a freshly spawned thread for every request, which
+//! cuts throughput about six times.
+//!
+//! # ureq in the API
+//!
+//! [`ureq::Agent`] appears in this API ([`Pool::submit`],
+//! [`Builder::agent`]); it is re-exported as [`reqpool::ureq`](ureq) so
+//! you can name the exact version linked. A ureq major release is a
+//! reqpool major release.
+//!
+//! # MSRV
+//!
+//! Rust 1.85. Raising it is a minor release, never a patch release.
+
+mod builder;
+mod error;
+mod pending;
+mod pool;
+mod request;
+mod stats;
+mod task;
+
+pub use crate::builder::Builder;
+pub use crate::error::{Error, Phase, TransportKind};
+pub use crate::pending::Pending;
+pub use crate::pool::{Pool, Shutdown};
+pub use crate::request::{RequestBuilder, Response};
+pub use crate::stats::Stats;
+pub use ureq;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,539 @@
+//! `RequestBuilder`, `Response`, and how one request runs on a worker.
+
+use crate::error::{ERROR_BODY_CAP, Error, redact_url};
+use crate::pending::Pending;
+use crate::pool::Pool;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Read;
+use std::time::{Duration, Instant};
+use ureq::http::{self, HeaderMap, HeaderName, HeaderValue, Method, Uri};
+
+/// How many redirects a request without a body follows.
+const MAX_REDIRECTS: u32 = 5;
+
+/// Headers that never cross to another host on a redirect.
+const CROSS_HOST_STRIPPED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// A request being put together; it runs when [`json`](RequestBuilder::json)
+/// or [`send`](RequestBuilder::send) hands it to the pool.
+///
+/// Setters never fail on the spot: a bad header or a body that does not
+/// serialize is remembered, and the final call resolves its `Pending` at
+/// once with [`Error::InvalidRequest`].
+///
+/// ```no_run
+/// # #[derive(serde::Deserialize)] struct Page { items: Vec<u32> }
+/// let pool = reqpool::Pool::new(4);
+/// let page = pool
+///     .get("http://127.0.0.1:8000/items")
+///     .query("page", "2")
+///     .header("Accept", "application/json")
+///     .json::<Page>();
+/// println!("{} items", page.wait()?.items.len());
+/// # Ok::<(), reqpool::Error>(())
+/// ```
+#[must_use = "a request does nothing until json() or send() hands it to the pool"]
+pub struct RequestBuilder {
+    pool: Pool,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    json: bool,
+    timeout: Option<Duration>,
+    follow_redirects: bool,
+    secret_headers: Vec<String>,
+    error: Option<String>,
+}
+
+impl RequestBuilder {
+    pub(crate) fn new(pool: Pool, method: &str, url: &str) -> Self {
+        RequestBuilder {
+            pool,
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            query: Vec::new(),
+            body: None,
+            json: false,
+            timeout: None,
+            follow_redirects: false,
+            secret_headers: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Adds a header. Repeating a name sends it several times.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a header whose value is a secret (an API key): it is never shown
+    /// in errors or logs, and never sent to another host on a redirect.
+    /// `Authorization`, `Cookie` and `Proxy-Authorization` are always
+    /// treated so.
+    pub fn secret_header(mut self, name: &str, value: &str) -> Self {
+        self.secret_headers.push(name.to_ascii_lowercase());
+        self.header(name, value)
+    }
+
+    /// Adds `Authorization: Bearer <token>`.
+    pub fn bearer_auth(self, token: &str) -> Self {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    /// Adds a query parameter, percent-encoded, to the URL.
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sends `body` serialized as JSON, with `Content-Type: application/json`.
+    ///
+    /// The body is serialized here, on the calling thread; if that fails, the
+    /// request resolves at once with [`Error::InvalidRequest`].
+    pub fn json_body(mut self, body: &(impl Serialize + ?Sized)) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => {
+                self.body = Some(bytes);
+                self.json = true;
+            }
+            Err(e) => self.error = Some(format!("body does not serialize as json: {e}")),
+        }
+        self
+    }
+
+    /// Sends raw bytes as the body (set `Content-Type` with
+    /// [`header`](RequestBuilder::header)).
+    pub fn body(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(bytes.into());
+        self.json = false;
+        self
+    }
+
+    /// The total time limit of this request, queue time included, instead
+    /// of the pool's [`timeout`](crate::Builder::timeout).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Follows redirects even though the request has a body.
+    ///
+    /// By default a request with a body that is answered with a redirect
+    /// fails with [`Error::Redirect`]: following a 301/302 would silently turn
+    /// a POST into a GET. When following, 307 and 308 repeat the method and
+    /// body, 303 becomes a GET, and 301/302 keep the method. Requests without
+    /// a body always follow up to 5 redirects. Secret headers never cross to
+    /// another host.
+    pub fn follow_redirects(mut self, follow: bool) -> Self {
+        self.follow_redirects = follow;
+        self
+    }
+
+    /// Runs the request and decodes the JSON reply as `T`.
+    ///
+    /// Error statuses (400 and up) resolve with [`Error::Status`]; a reply
+    /// that is not valid JSON for `T` with [`Error::Decode`], which shows the
+    /// start of the body.
+    pub fn json<T>(self) -> Pending<T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.dispatch(|resp, spec| {
+            serde_json::from_slice::<T>(&resp.body)
+                .map_err(|e| Error::decode(spec.method.as_str(), &spec.url, e.to_string(), &resp.body))
+        })
+    }
+
+    /// Runs the request and returns the whole response: status, headers and
+    /// body. Error statuses (400 and up) still resolve with
+    /// [`Error::Status`].
+    pub fn send(self) -> Pending<Response> {
+        self.dispatch(|resp, _| Ok(resp))
+    }
+
+    fn dispatch<T, D>(self, decode: D) -> Pending<T>
+    where
+        T: Send + 'static,
+        D: FnOnce(Response, &Spec) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = self.pool.inner().clone();
+        let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
+        let deadline = Instant::now().checked_add(timeout);
+        let spec = match self.into_spec() {
+            Ok(s) => s,
+            Err(e) => return Pending::ready(Err(e)),
+        };
+        let limits = Limits {
+            connect: inner.cfg.connect_timeout,
+            max_bytes: inner.cfg.max_response_bytes,
+        };
+        inner.spawn(deadline, true, move |agent| {
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
+            let resp = execute(agent, &spec, &limits, deadline)?;
+            decode(resp, &spec)
+        })
+    }
+
+    fn into_spec(self) -> Result<Spec, Error> {
+        if let Some(reason) = self.error {
+            return Err(Error::invalid(&self.url, reason));
+        }
+        let mut url = self.url;
+        if !self.query.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            for (i, (k, v)) in self.query.iter().enumerate() {
+                if i > 0 {
+                    url.push('&');
+                }
+                encode_into(&mut url, k);
+                url.push('=');
+                encode_into(&mut url, v);
+            }
+        }
+        let uri = parse_url(&url)?;
+        let method = Method::from_bytes(self.method.as_bytes())
+            .map_err(|_| Error::invalid(&url, format!("bad method {:?}", self.method)))?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &self.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| Error::invalid(&url, format!("bad header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| Error::invalid(&url, format!("bad value for header {k:?}")))?;
+            headers.append(name, value);
+        }
+        if self.json && !headers.contains_key(http::header::CONTENT_TYPE) {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        Ok(Spec {
+            method,
+            url,
+            uri,
+            headers,
+            body: self.body,
+            follow: self.follow_redirects,
+            secret: self.secret_headers,
+        })
+    }
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
+fn parse_url(url: &str) -> Result<Uri, Error> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::invalid(url, format!("not a valid url: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(s) => return Err(Error::invalid(url, format!("unsupported scheme {s:?}"))),
+        None => return Err(Error::invalid(url, "url has no scheme (http:// or https://)")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(Error::invalid(url, "url has no host"));
+    }
+    Ok(uri)
+}
+
+fn encode_into(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => {
+                out.push('%');
+                out.push_str(&format!("{b:02X}"));
+            }
+        }
+    }
+}
+
+/// A validated request, owned by the job.
+pub(crate) struct Spec {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+    follow: bool,
+    secret: Vec<String>,
+}
+
+struct Limits {
+    connect: Duration,
+    max_bytes: u64,
+}
+
+/// One hop of a request: where it goes and what it carries.
+struct Hop {
+    method: Method,
+    url: String,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+}
+
+/// Runs `spec` on `agent`, following redirects as the spec allows.
+fn execute(agent: &ureq::Agent, spec: &Spec, limits: &Limits, deadline: Instant) -> Result<Response, Error> {
+    let mut hop = Hop {
+        method: spec.method.clone(),
+        url: spec.url.clone(),
+        uri: spec.uri.clone(),
+        headers: spec.headers.clone(),
+        body: spec.body.clone(),
+    };
+    let mut redirects = 0;
+    loop {
+        let resp = exchange(agent, &hop, limits, deadline)?;
+        let code = resp.status;
+        let location = match resp.header("location") {
+            Some(l) if matches!(code, 301 | 302 | 303 | 307 | 308) => l.to_string(),
+            _ => return Ok(resp),
+        };
+        if hop.body.is_some() && !spec.follow {
+            return Err(Error::Redirect {
+                code,
+                method: hop.method.to_string(),
+                url: redact_url(&hop.url),
+                location: redact_url(&location),
+            });
+        }
+        if redirects >= MAX_REDIRECTS {
+            return Err(Error::Redirect {
+                code,
+                method: hop.method.to_string(),
+                url: redact_url(&hop.url),
+                location: format!("{} (more than {MAX_REDIRECTS} redirects)", redact_url(&location)),
+            });
+        }
+        redirects += 1;
+        let next = join_url(&hop.uri, &location);
+        let next_uri = parse_url(&next)?;
+        if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
+            for name in CROSS_HOST_STRIPPED.iter().copied().chain(spec.secret.iter().map(String::as_str)) {
+                hop.headers.remove(name);
+            }
+        }
+        if code == 303 && hop.method != Method::HEAD {
+            hop.method = Method::GET;
+            hop.body = None;
+            hop.headers.remove(http::header::CONTENT_TYPE);
+        }
+        hop.url = next;
+        hop.uri = next_uri;
+    }
+}
+
+/// Resolves a `Location` against the URL it came from.
+fn join_url(base: &Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = base.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    format!("{scheme}://{authority}{dir}{location}")
+}
+
+/// One request and its response, bounded by `deadline`.
+fn exchange(agent: &ureq::Agent, hop: &Hop, limits: &Limits, deadline: Instant) -> Result<Response, Error> {
+    let method = hop.method.as_str();
+    let url = hop.url.as_str();
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::Timeout {
+            phase: crate::Phase::Queued,
+            method: method.to_string(),
+            url: redact_url(url),
+        });
+    }
+    let mut builder = http::Request::builder().method(hop.method.clone()).uri(hop.uri.clone());
+    if let Some(h) = builder.headers_mut() {
+        *h = hop.headers.clone();
+    }
+    let req = builder
+        .body(hop.body.clone().unwrap_or_default())
+        .map_err(|e| Error::invalid(url, e.to_string()))?;
+    // Per-phase limits, each at most what is left of the deadline. Not
+    // `timeout_global`: with it, ureq resolves the host on a new thread for
+    // every request (see the crate docs, "Time limits").
+    let phase = Some(left);
+    let req = agent
+        .configure_request(req)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(left.min(limits.connect)))
+        .timeout_send_request(phase)
+        .timeout_send_body(phase)
+        .timeout_recv_response(phase)
+        .timeout_recv_body(phase)
+        .build();
+    let mut resp = agent.run(req).map_err(|e| Error::from_ureq(e, method, url))?;
+    let status = resp.status().as_u16();
+    let cap = if status >= 400 {
+        ERROR_BODY_CAP as u64
+    } else {
+        limits.max_bytes
+    };
+    let mut body = Vec::new();
+    // The cap counts decoded bytes: ureq's own limit counts them before
+    // decompression, so a small gzip body could grow without bound.
+    let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    if let Err(e) = reader.take(cap.saturating_add(1)).read_to_end(&mut body) {
+        return Err(io_error(e, method, url));
+    }
+    let (parts, _) = resp.into_parts();
+    if status >= 400 {
+        body.truncate(ERROR_BODY_CAP);
+        return Err(Error::status_error(status, method, url, &body));
+    }
+    if body.len() as u64 > cap {
+        return Err(Error::TooLarge {
+            method: method.to_string(),
+            url: redact_url(url),
+            limit: cap,
+        });
+    }
+    Ok(Response {
+        status,
+        headers: parts.headers,
+        body,
+        url: redact_url(url),
+    })
+}
+
+/// Turns an I/O error from reading a body back into our error.
+fn io_error(e: std::io::Error, method: &str, url: &str) -> Error {
+    let kind = e.kind();
+    match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
+        Some(Ok(ureq_err)) => Error::from_ureq(*ureq_err, method, url),
+        Some(Err(other)) => Error::from_ureq(
+            ureq::Error::Io(std::io::Error::new(kind, other.to_string())),
+            method,
+            url,
+        ),
+        None => Error::from_ureq(ureq::Error::Io(kind.into()), method, url),
+    }
+}
+
+/// A whole HTTP response: status, headers and body, read into memory.
+pub struct Response {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    url: String,
+}
+
+impl Response {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first value of header `name` (case-insensitive), if it is there
+    /// and is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body bytes (decoded if the server compressed them).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body bytes, owned.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// Decodes the body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::decode("", &self.url, e.to_string(), &self.body))
+    }
+
+    /// The URL that answered (after redirects), redacted.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values may carry secrets (Set-Cookie): show names only.
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("url", &self.url)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for RequestBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBuilder")
+            .field("method", &self.method)
+            .field("url", &redact_url(&self.url))
+            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_locations() {
+        let base: Uri = "http://h:1/a/b?x=1".parse().unwrap();
+        assert_eq!(join_url(&base, "http://o/z"), "http://o/z");
+        assert_eq!(join_url(&base, "/z"), "http://h:1/z");
+        assert_eq!(join_url(&base, "z"), "http://h:1/a/z");
+        assert_eq!(join_url(&base, "//o:2/z"), "http://o:2/z");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert!(parse_url("127.0.0.1:80/x").is_err());
+        assert!(parse_url("ftp://h/x").is_err());
+        assert!(parse_url("http:///x").is_err());
+        assert!(parse_url("not a url").is_err());
+        assert!(parse_url("http://127.0.0.1:1/x").is_ok());
+    }
+
+    #[test]
+    fn encodes_query() {
+        let mut s = String::new();
+        encode_into(&mut s, "a b&c=d/é");
+        assert_eq!(s, "a%20b%26c%3Dd%2F%C3%A9");
+    }
+}

@@ -1,0 +1,462 @@
+//! In-process servers on 127.0.0.1, port 0, for tests, examples and benches.
+//!
+//! `Server` is a small HTTP/1.1 server with keep-alive (one thread per
+//! connection) that routes to a handler; `default_routes` has the endpoints
+//! the tests use. `Fault` is a raw `TcpListener` that misbehaves on purpose.
+//! Every thread here stops by itself: reads time out after 10 s of silence.
+// Each test binary, example and bench uses a different part of it, and
+// `pub` here is for those users, not for a public API.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any server-side wait may last before it gives up.
+pub const SERVER_WAIT: Duration = Duration::from_secs(10);
+
+/// One parsed request.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+    pub fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str)
+    }
+}
+
+/// What to answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, v: serde_json::Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            headers: vec![],
+            body: serde_json::to_vec(&v).unwrap(),
+        }
+    }
+    pub fn text(status: u16, content_type: &'static str, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Req, &Shared) -> Reply + Send + Sync;
+
+/// State shared by the server's threads, visible to tests.
+#[derive(Default)]
+pub struct Shared {
+    pub requests: AtomicUsize,
+    pub connections: AtomicUsize,
+    pub log: Mutex<Vec<(Instant, String, String)>>,
+    barrier: Mutex<usize>,
+    barrier_cv: Condvar,
+}
+
+impl Shared {
+    /// Waits until `n` requests have arrived at the barrier (or SERVER_WAIT
+    /// passes); true if all came.
+    pub fn barrier(&self, n: usize) -> bool {
+        let mut count = self.barrier.lock().unwrap();
+        *count += 1;
+        self.barrier_cv.notify_all();
+        let deadline = Instant::now() + SERVER_WAIT;
+        while *count < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            count = self.barrier_cv.wait_timeout(count, deadline - now).unwrap().0;
+        }
+        true
+    }
+
+    /// How many requests hit `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|(_, _, p)| p == path).count()
+    }
+
+    /// Arrival times of requests to `path`.
+    pub fn arrivals(&self, path: &str) -> Vec<Instant> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, p)| p == path)
+            .map(|(t, _, _)| *t)
+            .collect()
+    }
+}
+
+/// A running HTTP server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Starts a server with the default routes.
+    pub fn start() -> Server {
+        Server::with_handler(default_routes)
+    }
+
+    /// Starts a server with a handler of your own.
+    pub fn with_handler(handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static) -> Server {
+        Server::bind("127.0.0.1:0", handler)
+    }
+
+    /// Starts a server on a given address.
+    pub fn bind(addr: &str, handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind(addr).expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let handler: Arc<Handler> = Arc::new(handler);
+        let sh = shared.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                sh.connections.fetch_add(1, Ordering::SeqCst);
+                let (sh, handler) = (sh.clone(), handler.clone());
+                thread::spawn(move || serve_connection(stream, &sh, &*handler));
+            }
+        });
+        Server { addr, shared }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared, handler: &Handler) {
+    let _ = stream.set_read_timeout(Some(SERVER_WAIT));
+    let _ = stream.set_nodelay(true);
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(req) = read_request(&mut reader) {
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        shared
+            .log
+            .lock()
+            .unwrap()
+            .push((Instant::now(), req.method.clone(), req.path.clone()));
+        let close = req.headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let reply = handler(&req, shared);
+        if write_reply(&mut writer, &reply, req.method == "HEAD").is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Reads one request; None at EOF or on garbage.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Req> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let (path, qs) = target.split_once('?').unwrap_or((&target, ""));
+    let query = qs
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    Some(Req {
+        method,
+        path: path.to_string(),
+        query,
+        headers,
+        body,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        404 => "Not Found",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn write_reply(w: &mut impl Write, r: &Reply, head: bool) -> std::io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    for (k, v) in &r.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    if !head {
+        bytes.extend_from_slice(&r.body);
+    }
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+/// The routes the tests use.
+///
+/// - `POST /echo`: 200 with the request's JSON body.
+/// - `/json`: 200 `{"status":"completed","count":1}`.
+/// - `/delay?ms=N`: that reply after N ms.
+/// - `/status?code=N`: status N with a small JSON body.
+/// - `/422`: FastAPI-style validation error.
+/// - `/html500`: 500 with an HTML page.
+/// - `/text`: 200 with a body that is not JSON.
+/// - `/barrier?n=N`: answers only when N requests have arrived (or 504
+///   after 10 s).
+/// - `/headers`: 200 with the request headers as JSON.
+/// - `/process`: the demo endpoint (see `process`).
+pub fn default_routes(req: &Req, shared: &Shared) -> Reply {
+    let ok = || Reply::json(200, serde_json::json!({"status": "completed", "count": 1}));
+    match req.path.as_str() {
+        "/echo" => Reply {
+            status: 200,
+            content_type: "application/json",
+            headers: vec![],
+            body: req.body.clone(),
+        },
+        "/json" => ok(),
+        "/delay" => {
+            let ms: u64 = req.q("ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            thread::sleep(Duration::from_millis(ms));
+            ok()
+        }
+        "/status" => {
+            let code: u16 = req.q("code").and_then(|v| v.parse().ok()).unwrap_or(500);
+            Reply::json(code, serde_json::json!({"error": format!("status {code}")}))
+        }
+        "/422" => Reply::json(
+            422,
+            serde_json::json!({"detail": [{"loc": ["body", "items"], "msg": "field required", "type": "value_error.missing"}]}),
+        ),
+        "/html500" => Reply::text(
+            500,
+            "text/html",
+            "<html><body><h1>Internal Server Error</h1></body></html>",
+        ),
+        "/text" => Reply::text(200, "text/plain", "hello, this is not json"),
+        "/barrier" => {
+            let n: usize = req.q("n").and_then(|v| v.parse().ok()).unwrap_or(2);
+            if shared.barrier(n) {
+                ok()
+            } else {
+                Reply::json(504, serde_json::json!({"error": "barrier timed out"}))
+            }
+        }
+        "/headers" => {
+            let map: serde_json::Map<String, serde_json::Value> = req
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            Reply::json(200, serde_json::Value::Object(map))
+        }
+        "/process" => process(req, Duration::from_millis(req.q("ms").and_then(|v| v.parse().ok()).unwrap_or(0))),
+        _ => Reply::json(404, serde_json::json!({"detail": "Not Found"})),
+    }
+}
+
+/// The seed scenario's endpoint: validates `{"tag": str, "items": [..]}`
+/// (422 with a FastAPI-style `detail` list otherwise), then answers after
+/// `delay`.
+pub fn process(req: &Req, delay: Duration) -> Reply {
+    let Some(v) = req.json() else {
+        return Reply::json(
+            422,
+            serde_json::json!({"detail": [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]}),
+        );
+    };
+    let mut detail = vec![];
+    if !v.get("tag").is_some_and(|t| t.is_string()) {
+        detail.push(serde_json::json!({"loc": ["body", "tag"], "msg": "field required (string)", "type": "missing"}));
+    }
+    if !v.get("items").is_some_and(|t| t.is_array()) {
+        detail.push(serde_json::json!({"loc": ["body", "items"], "msg": "field required (list)", "type": "missing"}));
+    }
+    if !detail.is_empty() {
+        return Reply::json(422, serde_json::json!({ "detail": detail }));
+    }
+    thread::sleep(delay);
+    let n = v["items"].as_array().map_or(0, Vec::len);
+    Reply::json(
+        200,
+        serde_json::json!({"tag": v["tag"], "result": format!("processed {n} items"), "count": n}),
+    )
+}
+
+/// How a fault server misbehaves on each connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Accepts, reads the request, never answers (holds the socket 10 s).
+    Silent,
+    /// Sends the status line and headers, half the body, then closes.
+    CloseMidBody,
+    /// Closes the connection without reading or answering (RST).
+    Reset,
+    /// Sends the response one byte every `ms` milliseconds.
+    Trickle(u64),
+}
+
+/// A raw TCP server that misbehaves. Counts connections.
+pub struct FaultServer {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl FaultServer {
+    pub fn start(fault: Fault) -> FaultServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let conns = connections.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                conns.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || misbehave(stream, fault));
+            }
+        });
+        FaultServer { addr, connections }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+fn misbehave(mut stream: TcpStream, fault: Fault) {
+    let _ = stream.set_read_timeout(Some(SERVER_WAIT));
+    let body = br#"{"status":"completed","count":1}"#;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    match fault {
+        Fault::Reset => {
+            // Linger 0 would need unsafe or a crate; closing at once without
+            // reading the request makes the kernel send RST.
+            drop(stream);
+        }
+        Fault::Silent => {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let _ = read_request(&mut reader);
+            let mut buf = [0u8; 1];
+            // Hold the connection until the client gives up (EOF) or 10 s.
+            let _ = stream.read(&mut buf);
+        }
+        Fault::CloseMidBody => {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let _ = read_request(&mut reader);
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body[..body.len() / 2]);
+            let _ = stream.flush();
+        }
+        Fault::Trickle(ms) => {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let _ = read_request(&mut reader);
+            let all = [head.as_bytes(), body].concat();
+            let stop = Instant::now() + SERVER_WAIT;
+            for b in all {
+                if Instant::now() > stop || stream.write_all(&[b]).is_err() {
+                    return;
+                }
+                let _ = stream.flush();
+                thread::sleep(Duration::from_millis(ms));
+            }
+        }
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+pub fn closed_port_url(path: &str) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}{path}")
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than `limit`
+/// (the thread is left behind; the test process ends anyway).
+pub fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("did not finish within {limit:?}: probably a hang")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the checked code panicked"),
+    }
+}
