@@ -1,1 +1,68 @@
-fn main(){}
+//! The same batch of POSTs to a local server that answers after a fixed
+//! delay: one after another (serial) against dispatch-all-then-collect
+//! through pools of several sizes.
+//!
+//! `cargo bench --bench serial_vs_pooled`; ids are `serial/N` and
+//! `pooled-W/N` for N requests through W workers.
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+
+const DELAY_MS: u64 = 20;
+
+fn bench(c: &mut Criterion) {
+    let server = common::Server::start();
+    let url = server.url(&format!("/delay?ms={DELAY_MS}"));
+    let body = serde_json::json!({"tag": "bench", "items": [{"id": 1}]});
+    let mut group = c.benchmark_group(format!("serial_vs_pooled_{DELAY_MS}ms"));
+    for n in [8usize, 32] {
+        let pool = reqpool::Pool::new(1);
+        group.bench_with_input(BenchmarkId::new("serial", n), &n, |b, &n| {
+            b.iter(|| {
+                for _ in 0..n {
+                    let r: serde_json::Value = pool.post_json(&url, &body).wait().unwrap();
+                    black_box(r);
+                }
+            })
+        });
+        for workers in [4usize, 16] {
+            let pool = reqpool::Pool::new(workers);
+            group.bench_with_input(
+                BenchmarkId::new(format!("pooled-{workers}"), n),
+                &n,
+                |b, &n| {
+                    b.iter(|| {
+                        let pending: Vec<_> = (0..n)
+                            .map(|_| pool.post_json::<serde_json::Value>(&url, &body))
+                            .collect();
+                        for p in pending {
+                            black_box(p.wait().unwrap());
+                        }
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench
+}
+criterion_main!(benches);

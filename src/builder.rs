@@ -163,7 +163,10 @@ impl Builder {
             return Err(Error::invalid("", "a pool needs at least one worker"));
         }
         if self.stack_size.is_some_and(|s| s < 16 * 1024) {
-            return Err(Error::invalid("", "worker stack size must be at least 16 KiB"));
+            return Err(Error::invalid(
+                "",
+                "worker stack size must be at least 16 KiB",
+            ));
         }
         if self.max_queued == Some(0) {
             return Err(Error::invalid("", "max_queued must be at least 1"));

@@ -462,7 +462,9 @@ impl Pool {
         if self.on_own_worker() {
             return self.inner().fired.get();
         }
-        self.inner().fired.wait_zero(Instant::now().checked_add(limit))
+        self.inner()
+            .fired
+            .wait_zero(Instant::now().checked_add(limit))
     }
 
     /// A snapshot of the pool's counters and latencies; cheap enough to call

@@ -146,8 +146,9 @@ impl RequestBuilder {
         T: DeserializeOwned + Send + 'static,
     {
         self.dispatch(|resp, spec| {
-            serde_json::from_slice::<T>(&resp.body)
-                .map_err(|e| Error::decode(spec.method.as_str(), &spec.url, e.to_string(), &resp.body))
+            serde_json::from_slice::<T>(&resp.body).map_err(|e| {
+                Error::decode(spec.method.as_str(), &spec.url, e.to_string(), &resp.body)
+            })
         })
     }
 
@@ -234,7 +235,12 @@ fn parse_url(url: &str) -> Result<Uri, Error> {
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         Some(s) => return Err(Error::invalid(url, format!("unsupported scheme {s:?}"))),
-        None => return Err(Error::invalid(url, "url has no scheme (http:// or https://)")),
+        None => {
+            return Err(Error::invalid(
+                url,
+                "url has no scheme (http:// or https://)",
+            ));
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(Error::invalid(url, "url has no host"));
@@ -282,7 +288,12 @@ struct Hop {
 }
 
 /// Runs `spec` on `agent`, following redirects as the spec allows.
-fn execute(agent: &ureq::Agent, spec: &Spec, limits: &Limits, deadline: Instant) -> Result<Response, Error> {
+fn execute(
+    agent: &ureq::Agent,
+    spec: &Spec,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Response, Error> {
     let mut hop = Hop {
         method: spec.method.clone(),
         url: spec.url.clone(),
@@ -311,14 +322,21 @@ fn execute(agent: &ureq::Agent, spec: &Spec, limits: &Limits, deadline: Instant)
                 code,
                 method: hop.method.to_string(),
                 url: redact_url(&hop.url),
-                location: format!("{} (more than {MAX_REDIRECTS} redirects)", redact_url(&location)),
+                location: format!(
+                    "{} (more than {MAX_REDIRECTS} redirects)",
+                    redact_url(&location)
+                ),
             });
         }
         redirects += 1;
         let next = join_url(&hop.uri, &location);
         let next_uri = parse_url(&next)?;
         if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
-            for name in CROSS_HOST_STRIPPED.iter().copied().chain(spec.secret.iter().map(String::as_str)) {
+            for name in CROSS_HOST_STRIPPED
+                .iter()
+                .copied()
+                .chain(spec.secret.iter().map(String::as_str))
+            {
                 hop.headers.remove(name);
             }
         }
@@ -352,7 +370,12 @@ fn join_url(base: &Uri, location: &str) -> String {
 }
 
 /// One request and its response, bounded by `deadline`.
-fn exchange(agent: &ureq::Agent, hop: &Hop, limits: &Limits, deadline: Instant) -> Result<Response, Error> {
+fn exchange(
+    agent: &ureq::Agent,
+    hop: &Hop,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Response, Error> {
     let method = hop.method.as_str();
     let url = hop.url.as_str();
     let left = deadline.saturating_duration_since(Instant::now());
@@ -363,7 +386,9 @@ fn exchange(agent: &ureq::Agent, hop: &Hop, limits: &Limits, deadline: Instant) 
             url: redact_url(url),
         });
     }
-    let mut builder = http::Request::builder().method(hop.method.clone()).uri(hop.uri.clone());
+    let mut builder = http::Request::builder()
+        .method(hop.method.clone())
+        .uri(hop.uri.clone());
     if let Some(h) = builder.headers_mut() {
         *h = hop.headers.clone();
     }
@@ -384,7 +409,9 @@ fn exchange(agent: &ureq::Agent, hop: &Hop, limits: &Limits, deadline: Instant) 
         .timeout_recv_response(phase)
         .timeout_recv_body(phase)
         .build();
-    let mut resp = agent.run(req).map_err(|e| Error::from_ureq(e, method, url))?;
+    let mut resp = agent
+        .run(req)
+        .map_err(|e| Error::from_ureq(e, method, url))?;
     let status = resp.status().as_u16();
     let cap = if status >= 400 {
         ERROR_BODY_CAP as u64
@@ -501,7 +528,10 @@ impl fmt::Debug for RequestBuilder {
         f.debug_struct("RequestBuilder")
             .field("method", &self.method)
             .field("url", &redact_url(&self.url))
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("body_len", &self.body.as_ref().map(Vec::len))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()

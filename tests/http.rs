@@ -57,7 +57,10 @@ fn fastapi_422_keeps_its_detail() {
     assert_eq!(detail[0]["msg"], "field required");
     assert!(matches!(&err, Error::Status { code: 422, method, .. } if method == "POST"));
     let shown = err.to_string();
-    assert!(shown.starts_with("http status 422 (POST http://127.0.0.1:"), "{shown}");
+    assert!(
+        shown.starts_with("http status 422 (POST http://127.0.0.1:"),
+        "{shown}"
+    );
     assert!(shown.contains("field required"), "{shown}");
 }
 
@@ -65,8 +68,18 @@ fn fastapi_422_keeps_its_detail() {
 fn html_500_is_a_status_error_with_text() {
     let server = Server::start();
     let pool = Pool::new(1);
-    let err = pool.get_json::<serde_json::Value>(&server.url("/html500")).wait().unwrap_err();
-    assert!(matches!(err, Error::Status { code: 500, json: None, .. }));
+    let err = pool
+        .get_json::<serde_json::Value>(&server.url("/html500"))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Status {
+            code: 500,
+            json: None,
+            ..
+        }
+    ));
     assert!(err.body_text().unwrap().contains("Internal Server Error"));
     assert!(!err.is_retryable());
 }
@@ -75,7 +88,10 @@ fn html_500_is_a_status_error_with_text() {
 fn non_json_200_is_a_decode_error_with_a_snippet() {
     let server = Server::start();
     let pool = Pool::new(1);
-    let err = pool.get_json::<Done>(&server.url("/text")).wait().unwrap_err();
+    let err = pool
+        .get_json::<Done>(&server.url("/text"))
+        .wait()
+        .unwrap_err();
     assert!(err.is_decode(), "{err:?}");
     match &err {
         Error::Decode { snippet, .. } => assert_eq!(snippet, "hello, this is not json"),
@@ -108,18 +124,27 @@ fn send_returns_status_headers_and_body() {
 fn connection_refused_is_a_connect_error() {
     let pool = Pool::new(1);
     let err = bounded(LIMIT, move || {
-        pool.get_json::<serde_json::Value>(&closed_port_url("/x")).wait()
+        pool.get_json::<serde_json::Value>(&closed_port_url("/x"))
+            .wait()
     })
     .unwrap_err();
     assert!(err.is_connect(), "{err:?}");
     assert_eq!(err.transport_kind(), Some(TransportKind::Refused));
-    assert!(err.to_string().starts_with("connection refused (GET http://127.0.0.1:"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("connection refused (GET http://127.0.0.1:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn silent_server_times_out_within_the_limit() {
     let fault = FaultServer::start(Fault::Silent);
-    let pool = Pool::builder().workers(1).timeout(Duration::from_millis(300)).build().unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let err = bounded(LIMIT, {
         let url = fault.url("/slow");
         move || pool.get_json::<serde_json::Value>(&url).wait()
@@ -127,7 +152,11 @@ fn silent_server_times_out_within_the_limit() {
     .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.timeout_phase(), Some(Phase::Response));
-    assert!(err.to_string().starts_with("timed out waiting for the response (GET"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("timed out waiting for the response (GET"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +165,12 @@ fn per_request_timeout_overrides_the_pool() {
     let pool = Pool::new(1); // 30 s by default
     let err = bounded(LIMIT, {
         let url = fault.url("/slow");
-        move || pool.get(&url).timeout(Duration::from_millis(200)).send().wait()
+        move || {
+            pool.get(&url)
+                .timeout(Duration::from_millis(200))
+                .send()
+                .wait()
+        }
     })
     .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
@@ -146,7 +180,11 @@ fn per_request_timeout_overrides_the_pool() {
 fn trickling_server_is_bounded_by_the_total_limit() {
     // One byte every 50 ms: each read succeeds, so only a total limit stops it.
     let fault = FaultServer::start(Fault::Trickle(50));
-    let pool = Pool::builder().workers(1).timeout(Duration::from_millis(500)).build().unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     let err = bounded(LIMIT, {
         let url = fault.url("/t");
         move || pool.get_json::<serde_json::Value>(&url).wait()
@@ -174,7 +212,10 @@ fn invalid_url_resolves_at_once_without_a_worker() {
         let p = pool.get_json::<serde_json::Value>(bad);
         assert!(p.is_finished(), "{bad}");
         let err = p.wait().unwrap_err();
-        assert!(matches!(err, Error::InvalidRequest { .. }), "{bad}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidRequest { .. }),
+            "{bad}: {err:?}"
+        );
     }
     assert_eq!(pool.stats().submitted, 0);
 }
@@ -186,7 +227,10 @@ fn unserializable_body_resolves_at_once() {
     // JSON object keys must be strings: a map keyed by tuples fails.
     let mut bad = HashMap::new();
     bad.insert((1, 2), "x");
-    let err = pool.post_json::<serde_json::Value>("http://127.0.0.1:9/x", &bad).wait().unwrap_err();
+    let err = pool
+        .post_json::<serde_json::Value>("http://127.0.0.1:9/x", &bad)
+        .wait()
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidRequest { .. }), "{err:?}");
     assert!(err.to_string().contains("does not serialize"), "{err}");
     assert_eq!(pool.stats().submitted, 0);
@@ -195,7 +239,12 @@ fn unserializable_body_resolves_at_once() {
 #[test]
 fn bad_header_resolves_at_once() {
     let pool = Pool::new(1);
-    let err = pool.get("http://127.0.0.1:9/").header("bad header", "x").send().wait().unwrap_err();
+    let err = pool
+        .get("http://127.0.0.1:9/")
+        .header("bad header", "x")
+        .send()
+        .wait()
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidRequest { .. }), "{err:?}");
 }
 
@@ -209,7 +258,10 @@ fn requests_really_overlap() {
     let url = server.url(&format!("/barrier?n={N}"));
     let results = bounded(LIMIT, move || {
         let pending: Vec<_> = (0..N).map(|_| pool.get_json::<Done>(&url)).collect();
-        pending.into_iter().map(|p| p.wait().map(|d| d.count)).collect::<Vec<_>>()
+        pending
+            .into_iter()
+            .map(|p| p.wait().map(|d| d.count))
+            .collect::<Vec<_>>()
     });
     for r in results {
         assert_eq!(r.unwrap(), 1);
@@ -225,8 +277,14 @@ fn connections_are_reused_across_workers() {
     for p in all {
         p.wait().unwrap();
     }
-    let conns = server.shared.connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(conns <= 4, "{conns} connections for 200 requests on 4 workers");
+    let conns = server
+        .shared
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        conns <= 4,
+        "{conns} connections for 200 requests on 4 workers"
+    );
 }
 
 #[test]
@@ -254,7 +312,10 @@ fn secrets_never_show() {
         .wait()
         .unwrap_err();
     let shown = format!("{err} {err:?}");
-    assert!(!shown.contains("pw123456") && !shown.contains("abcdef"), "{shown}");
+    assert!(
+        !shown.contains("pw123456") && !shown.contains("abcdef"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -274,4 +335,18 @@ fn post_answered_with_a_redirect_is_not_resent_as_get() {
     // A GET follows.
     let v: serde_json::Value = pool.get_json(&server.url("/old")).wait().unwrap();
     assert_eq!(v["method"], "GET");
+}
+
+#[test]
+fn default_agent_never_uses_the_timeouts_that_spawn_a_resolver_thread() {
+    // ureq 3.5 resolves the host on a new OS thread for every request when
+    // a global, per-call or resolve timeout is set (~6x less throughput).
+    // The pool bounds requests per phase instead; keep it that way.
+    let pool = Pool::new(2);
+    let t = pool.agent().config().timeouts();
+    assert!(t.global.is_none(), "{t:?}");
+    assert!(t.per_call.is_none(), "{t:?}");
+    assert!(t.resolve.is_none(), "{t:?}");
+    assert!(pool.agent().config().max_idle_connections_per_host() >= 2);
+    assert!(pool.agent().config().proxy().is_none());
 }

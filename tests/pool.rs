@@ -29,11 +29,13 @@ fn a_panicking_job_resolves_and_the_pool_keeps_its_workers() {
     let (b_tx, b_rx) = channel::<()>(1);
     let a = pool.submit(move |_| {
         a_tx.send(()).unwrap();
-        b_rx.recv_timeout(Duration::from_secs(10)).map_err(Error::other)
+        b_rx.recv_timeout(Duration::from_secs(10))
+            .map_err(Error::other)
     });
     let b = pool.submit(move |_| {
         b_tx.send(()).unwrap();
-        a_rx.recv_timeout(Duration::from_secs(10)).map_err(Error::other)
+        a_rx.recv_timeout(Duration::from_secs(10))
+            .map_err(Error::other)
     });
     a.wait().unwrap();
     b.wait().unwrap();
@@ -93,11 +95,16 @@ fn wait_timeout_then_wait() {
 #[test]
 fn map_runs_after_the_job() {
     let pool = Pool::new(2);
-    let p = pool.submit(|_| Ok(20)).map(|x| x + 1).and_then(|x| Ok(x * 2));
+    let p = pool
+        .submit(|_| Ok(20))
+        .map(|x| x + 1)
+        .and_then(|x| Ok(x * 2));
     assert_eq!(p.wait().unwrap(), 42);
     let failed: Pending<i32> = pool.submit(|_| Err(Error::other("nope")));
     assert!(matches!(failed.map(|x| x + 1).wait(), Err(Error::Other(_))));
-    let panicky = pool.submit(|_| Ok(1)).map(|_: i32| -> i32 { panic!("in map") });
+    let panicky = pool
+        .submit(|_| Ok(1))
+        .map(|_: i32| -> i32 { panic!("in map") });
     assert!(panicky.wait().unwrap_err().is_panic());
 }
 
@@ -142,14 +149,20 @@ fn dropping_the_last_handle_drains_queued_work() {
 
 #[test]
 fn every_pending_resolves_after_the_pool_is_gone() {
-    let pool = Pool::builder().workers(1).drain_timeout(Duration::ZERO).build().unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .drain_timeout(Duration::ZERO)
+        .build()
+        .unwrap();
     let (release, gate) = channel::<()>(0);
     let first = pool.submit(move |_| gate.recv().map_err(Error::other));
     let rest: Vec<Pending<u32>> = (0..10).map(|i| pool.submit(move |_| Ok(i))).collect();
     drop(pool);
     release.send(()).unwrap();
     first.wait().unwrap();
-    let got = bounded(LIMIT, move || rest.into_iter().map(|p| p.wait().unwrap()).sum::<u32>());
+    let got = bounded(LIMIT, move || {
+        rest.into_iter().map(|p| p.wait().unwrap()).sum::<u32>()
+    });
     assert_eq!(got, 45);
 }
 
@@ -182,7 +195,12 @@ fn shutdown_now_cancels_the_queue_at_once() {
     let cancelled = bounded(LIMIT, move || {
         queued
             .into_iter()
-            .filter(|p| matches!(p.wait_timeout(Duration::from_secs(10)), Some(Err(Error::Cancelled))))
+            .filter(|p| {
+                matches!(
+                    p.wait_timeout(Duration::from_secs(10)),
+                    Some(Err(Error::Cancelled))
+                )
+            })
             .count()
     });
     release.send(()).unwrap();
@@ -239,5 +257,9 @@ fn auto_traits_are_as_documented() {
     send_sync::<Error>();
     static_::<Error>();
     send_sync::<reqpool::Response>();
-    assert!(std::mem::size_of::<Error>() <= 128, "{}", std::mem::size_of::<Error>());
+    assert!(
+        std::mem::size_of::<Error>() <= 128,
+        "{}",
+        std::mem::size_of::<Error>()
+    );
 }

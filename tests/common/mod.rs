@@ -95,14 +95,23 @@ impl Shared {
             if now >= deadline {
                 return false;
             }
-            count = self.barrier_cv.wait_timeout(count, deadline - now).unwrap().0;
+            count = self
+                .barrier_cv
+                .wait_timeout(count, deadline - now)
+                .unwrap()
+                .0;
         }
         true
     }
 
     /// How many requests hit `path`.
     pub fn hits(&self, path: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|(_, _, p)| p == path).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, p)| p == path)
+            .count()
     }
 
     /// Arrival times of requests to `path`.
@@ -130,12 +139,17 @@ impl Server {
     }
 
     /// Starts a server with a handler of your own.
-    pub fn with_handler(handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static) -> Server {
+    pub fn with_handler(
+        handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         Server::bind("127.0.0.1:0", handler)
     }
 
     /// Starts a server on a given address.
-    pub fn bind(addr: &str, handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static) -> Server {
+    pub fn bind(
+        addr: &str,
+        handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind(addr).expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -173,7 +187,10 @@ fn serve_connection(stream: TcpStream, shared: &Shared, handler: &Handler) {
             .lock()
             .unwrap()
             .push((Instant::now(), req.method.clone(), req.path.clone()));
-        let close = req.headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = req
+            .headers
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let reply = handler(&req, shared);
         if write_reply(&mut writer, &reply, req.method == "HEAD").is_err() || close {
             return;
@@ -204,7 +221,10 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Req> {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
     let (path, qs) = target.split_once('?').unwrap_or((&target, ""));
@@ -321,7 +341,10 @@ pub fn default_routes(req: &Req, shared: &Shared) -> Reply {
                 .collect();
             Reply::json(200, serde_json::Value::Object(map))
         }
-        "/process" => process(req, Duration::from_millis(req.q("ms").and_then(|v| v.parse().ok()).unwrap_or(0))),
+        "/process" => process(
+            req,
+            Duration::from_millis(req.q("ms").and_then(|v| v.parse().ok()).unwrap_or(0)),
+        ),
         _ => Reply::json(404, serde_json::json!({"detail": "Not Found"})),
     }
 }
