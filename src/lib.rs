@@ -105,8 +105,11 @@
 //! Rust 1.85. Raising it is a minor release, never a patch release.
 
 mod builder;
+mod burst;
 mod error;
+mod many;
 mod pending;
+mod poll;
 mod pool;
 mod request;
 mod stats;
@@ -114,7 +117,11 @@ mod task;
 
 pub use crate::builder::Builder;
 pub use crate::error::{Error, Phase, TransportKind};
+pub use crate::many::{
+    AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
+};
 pub use crate::pending::Pending;
+pub use crate::poll::PollJob;
 pub use crate::pool::{Pool, Shutdown};
 pub use crate::request::{RequestBuilder, Response};
 pub use crate::stats::Stats;

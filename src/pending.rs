@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// How long `wait` gives a worker past a job's deadline to report the exact
 /// phase that ran out, before it gives up on the worker.
-const DEADLINE_GRACE: Duration = Duration::from_millis(250);
+pub(crate) const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 thread_local! {
     /// The id of the pool whose job this thread is running (0: none).
@@ -238,6 +238,18 @@ impl<T: Send + 'static> Pending<T> {
             let r = self.rx.try_recv().unwrap_or_else(|_| Err(Error::Closed));
             then(r);
         }
+    }
+
+    pub(crate) fn control(&self) -> Arc<dyn Control> {
+        self.ctl.clone()
+    }
+
+    pub(crate) fn receiver(&self) -> &Receiver<Result<T, Error>> {
+        &self.rx
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     fn gone(&self) -> Error {

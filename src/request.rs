@@ -167,18 +167,29 @@ impl RequestBuilder {
         let inner = self.pool.inner().clone();
         let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
         let deadline = Instant::now().checked_add(timeout);
-        let spec = match self.into_spec() {
-            Ok(s) => s,
+        let prepared = match self.prepare() {
+            Ok(p) => p,
             Err(e) => return Pending::ready(Err(e)),
-        };
-        let limits = Limits {
-            connect: inner.cfg.connect_timeout,
-            max_bytes: inner.cfg.max_response_bytes,
         };
         inner.spawn(deadline, true, move |agent| {
             let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
-            let resp = execute(agent, &spec, &limits, deadline)?;
-            decode(resp, &spec)
+            let resp = prepared.run(agent, deadline)?;
+            decode(resp, &prepared.spec)
+        })
+    }
+
+    /// Validates the request for running on a worker later.
+    pub(crate) fn prepare(self) -> Result<Prepared, Error> {
+        let cfg = &self.pool.inner().cfg;
+        let limits = Limits {
+            connect: cfg.connect_timeout,
+            max_bytes: cfg.max_response_bytes,
+        };
+        let timeout = self.timeout.unwrap_or(cfg.timeout);
+        Ok(Prepared {
+            spec: self.into_spec()?,
+            limits,
+            timeout,
         })
     }
 
@@ -273,9 +284,50 @@ pub(crate) struct Spec {
     secret: Vec<String>,
 }
 
+#[derive(Clone, Copy)]
 struct Limits {
     connect: Duration,
     max_bytes: u64,
+}
+
+/// A validated request with the pool's limits, ready to run on a worker.
+pub(crate) struct Prepared {
+    pub(crate) spec: Spec,
+    limits: Limits,
+    /// The request's own total time limit.
+    pub(crate) timeout: Duration,
+}
+
+impl Prepared {
+    /// Runs the request on `agent`, within `deadline`.
+    pub(crate) fn run(&self, agent: &ureq::Agent, deadline: Instant) -> Result<Response, Error> {
+        execute(agent, &self.spec, &self.limits, deadline)
+    }
+
+    /// A GET of `url` (relative to this request's URL) with the same limits.
+    pub(crate) fn get(&self, url: &str) -> Result<Prepared, Error> {
+        let url = join_url(&self.spec.uri, url);
+        let uri = parse_url(&url)?;
+        // The same credentials go along, but only to the same host.
+        let mut headers = HeaderMap::new();
+        if uri.authority() == self.spec.uri.authority() && uri.scheme() == self.spec.uri.scheme() {
+            headers = self.spec.headers.clone();
+            headers.remove(http::header::CONTENT_TYPE);
+        }
+        Ok(Prepared {
+            spec: Spec {
+                method: Method::GET,
+                url,
+                uri,
+                headers,
+                body: None,
+                follow: false,
+                secret: Vec::new(),
+            },
+            limits: self.limits,
+            timeout: self.timeout,
+        })
+    }
 }
 
 /// One hop of a request: where it goes and what it carries.

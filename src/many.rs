@@ -1,0 +1,444 @@
+//! Waiting on many handles at once: all, any, first success, completion
+//! order, and an ordered map with a bounded window.
+
+use crate::error::Error;
+use crate::pending::Pending;
+use crate::pool::Pool;
+use crate::task::Control;
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, unbounded};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Blocks the current thread until every handle has finished; returns the
+/// results in the order the handles were given, every error kept.
+///
+/// ```
+/// let pool = reqpool::Pool::new(4);
+/// let jobs = (1..=3).map(|i| pool.submit(move |_| if i == 2 { Err(reqpool::Error::other("two")) } else { Ok(i) }));
+/// let results = reqpool::wait_all(jobs);
+/// assert_eq!(results[0].as_ref().unwrap(), &1);
+/// assert!(results[1].is_err());
+/// assert_eq!(results[2].as_ref().unwrap(), &3);
+/// ```
+pub fn wait_all<T: Send + 'static>(
+    pending: impl IntoIterator<Item = Pending<T>>,
+) -> Vec<Result<T, Error>> {
+    pending.into_iter().map(Pending::wait).collect()
+}
+
+/// The first handle to finish, from [`wait_any`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Any<T> {
+    /// Its position in the list given to `wait_any`.
+    pub index: usize,
+    /// Its result.
+    pub result: Result<T, Error>,
+    /// The other handles, in their order, without the finished one.
+    pub rest: Vec<Pending<T>>,
+}
+
+/// Blocks the current thread until one of the handles has finished; returns
+/// its position, its result, and the other handles.
+///
+/// Each result is delivered once: the finished handle is not in `rest`.
+/// An empty list is an error ([`Error::InvalidRequest`]), not a panic.
+/// Built on [`crossbeam_channel::Select`]: no polling.
+///
+/// ```
+/// let pool = reqpool::Pool::new(2);
+/// let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+/// let slow = pool.submit(move |_| { rx.recv().ok(); Ok("slow") });
+/// let fast = pool.submit(|_| Ok("fast"));
+/// let first = reqpool::wait_any(vec![slow, fast])?;
+/// assert_eq!((first.index, first.result?), (1, "fast"));
+/// tx.send(()).unwrap();
+/// assert_eq!(reqpool::wait_all(first.rest)[0].as_ref().unwrap(), &"slow");
+/// # Ok::<(), reqpool::Error>(())
+/// ```
+pub fn wait_any<T: Send + 'static>(mut pending: Vec<Pending<T>>) -> Result<Any<T>, Error> {
+    if pending.is_empty() {
+        return Err(Error::invalid("", "wait_any needs at least one handle"));
+    }
+    loop {
+        // Finished ones first, without building a Select.
+        if let Some(i) = pending.iter().position(|p| !p.receiver().is_empty()) {
+            if let Some(result) = pending[i].try_wait() {
+                let _ = pending.remove(i);
+                return Ok(Any {
+                    index: i,
+                    result,
+                    rest: pending,
+                });
+            }
+        }
+        let earliest = pending.iter().filter_map(Pending::deadline).min();
+        let mut sel = Select::new();
+        for p in &pending {
+            sel.recv(p.receiver());
+        }
+        let ready = match earliest {
+            Some(d) => sel.ready_deadline(d + crate::pending::DEADLINE_GRACE).ok(),
+            None => Some(sel.ready()),
+        };
+        match ready {
+            Some(i) => match pending[i].receiver().try_recv() {
+                Ok(result) => {
+                    let _ = pending.remove(i);
+                    return Ok(Any {
+                        index: i,
+                        result,
+                        rest: pending,
+                    });
+                }
+                Err(TryRecvError::Empty) => continue, // spurious: look again
+                Err(TryRecvError::Disconnected) => {
+                    let p = pending.remove(i);
+                    return Ok(Any {
+                        index: i,
+                        result: p.wait(),
+                        rest: pending,
+                    });
+                }
+            },
+            None => {
+                // A worker is stuck past a deadline: that handle gives up.
+                let now = Instant::now();
+                if let Some(i) = pending.iter().position(|p| {
+                    p.deadline()
+                        .is_some_and(|d| d + crate::pending::DEADLINE_GRACE <= now)
+                }) {
+                    let p = pending.remove(i);
+                    return Ok(Any {
+                        index: i,
+                        result: p.wait(),
+                        rest: pending,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Every error of a [`first_success`] or [`fallback`] where nothing succeeded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AllFailed {
+    /// Each failure with the position of the handle (or tier) it came from,
+    /// in the order they failed.
+    pub errors: Vec<(usize, Error)>,
+}
+
+impl fmt::Display for AllFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.errors.is_empty() {
+            return f.write_str("nothing to try: no handles were given");
+        }
+        write!(f, "all {} attempts failed", self.errors.len())?;
+        for (i, e) in &self.errors {
+            write!(f, "; #{i}: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AllFailed {}
+
+/// Blocks the current thread until the first handle succeeds; returns its
+/// position and value, and cancels the handles that have not started yet
+/// (the ones already running finish and their results are dropped).
+///
+/// When none succeeds, returns every error with the position of the handle
+/// it came from. Unlike Java's `anyOf`, a failure does not end the wait.
+///
+/// ```
+/// use reqpool::Error;
+/// let pool = reqpool::Pool::new(3);
+/// let tiers = vec![
+///     pool.submit(|_| Err::<&str, _>(Error::other("exact: no match"))),
+///     pool.submit(|_| Err(Error::other("province: no match"))),
+///     pool.submit(|_| Ok("nationwide: 1 match")),
+/// ];
+/// let (index, value) = reqpool::first_success(tiers).unwrap();
+/// assert_eq!((index, value), (2, "nationwide: 1 match"));
+/// ```
+pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usize, T), AllFailed> {
+    let controls: Vec<Arc<dyn Control>> = pending.iter().map(Pending::control).collect();
+    let mut set = Completions::new();
+    for (i, p) in pending.into_iter().enumerate() {
+        set.push(i, p);
+    }
+    let mut errors = Vec::new();
+    while let Some((i, result)) = set.next() {
+        match result {
+            Ok(v) => {
+                for c in &controls {
+                    c.cancel();
+                }
+                return Ok((i, v));
+            }
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    Err(AllFailed { errors })
+}
+
+/// Tries `tiers` one after another and returns the first success: a
+/// fallback chain such as "exact match, then same province, then
+/// nationwide". A tier starts only after the one before it failed, so no
+/// request is wasted; when all fail, every error comes back with the
+/// position of its tier. Blocks the current thread.
+///
+/// ```
+/// use reqpool::Error;
+/// let pool = reqpool::Pool::new(2);
+/// let tiers: Vec<Box<dyn FnOnce() -> reqpool::Pending<u32>>> = vec![
+///     Box::new(|| pool.submit(|_| Err(Error::other("exact: none")))),
+///     Box::new(|| pool.submit(|_| Ok(7))),
+/// ];
+/// assert_eq!(reqpool::fallback(tiers).unwrap(), (1, 7));
+/// ```
+pub fn fallback<T, F>(tiers: impl IntoIterator<Item = F>) -> Result<(usize, T), AllFailed>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Pending<T>,
+{
+    let mut errors = Vec::new();
+    for (i, tier) in tiers.into_iter().enumerate() {
+        match tier().wait() {
+            Ok(v) => return Ok((i, v)),
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    Err(AllFailed { errors })
+}
+
+/// Progress of a set of jobs: how many there are and how they stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Jobs added so far.
+    pub total: usize,
+    /// Jobs whose result has been handed out (succeeded or failed).
+    pub done: usize,
+    /// Of `done`, how many failed.
+    pub failed: usize,
+    /// Jobs not handed out yet (queued, running, or finished and waiting to
+    /// be taken).
+    pub in_flight: usize,
+}
+
+/// Results in the order the jobs finish, each with the tag it was added
+/// with: Python's `as_completed`, for a set that can grow while you iterate.
+///
+/// Every job's result goes into one shared channel as it finishes, so
+/// [`next`](Completions::next) blocks on one receive, never polls. With a
+/// [deadline](Completions::deadline), iteration ends when it passes; the
+/// jobs left stay counted in [`progress`](Completions::progress) and can be
+/// cancelled with [`cancel_rest`](Completions::cancel_rest).
+///
+/// ```
+/// let pool = reqpool::Pool::new(4);
+/// let mut set = reqpool::Completions::new();
+/// for n in [3u64, 1, 2] {
+///     set.push(n, pool.submit(move |_| Ok(n * 10)));
+/// }
+/// let mut sum = 0;
+/// while let Some((tag, result)) = set.next() {
+///     sum += result?;
+///     if tag == 1 {
+///         set.push(100, pool.submit(|_| Ok(1000))); // grow while iterating
+///     }
+/// }
+/// assert_eq!(sum, 1060);
+/// assert_eq!(set.progress().done, 4);
+/// # Ok::<(), reqpool::Error>(())
+/// ```
+pub struct Completions<K, T> {
+    tx: Sender<(K, Result<T, Error>)>,
+    rx: Receiver<(K, Result<T, Error>)>,
+    controls: Vec<Arc<dyn Control>>,
+    deadline: Option<Instant>,
+    progress: Progress,
+}
+
+impl<K: Send + 'static, T: Send + 'static> Default for Completions<K, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
+    /// An empty set.
+    pub fn new() -> Self {
+        let (tx, rx) = unbounded();
+        Completions {
+            tx,
+            rx,
+            controls: Vec::new(),
+            deadline: None,
+            progress: Progress::default(),
+        }
+    }
+
+    /// Ends iteration `limit` from now (a total deadline for the whole set).
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.deadline = Instant::now().checked_add(limit);
+        self
+    }
+
+    /// Adds a job with its tag; its result comes out of `next` when it
+    /// finishes.
+    pub fn push(&mut self, tag: K, pending: Pending<T>) {
+        self.controls.push(pending.control());
+        self.progress.total += 1;
+        self.progress.in_flight += 1;
+        let tx = self.tx.clone();
+        pending.on_complete(Box::new(move |r| {
+            let _ = tx.send((tag, r));
+        }));
+    }
+
+    /// Blocks the current thread until the next job finishes; `None` when
+    /// every job added so far has been handed out, or the deadline passed.
+    #[allow(clippy::should_implement_trait)] // it is also the Iterator impl; named here for docs
+    pub fn next(&mut self) -> Option<(K, Result<T, Error>)> {
+        if self.progress.in_flight == 0 {
+            return None;
+        }
+        let got = match self.deadline {
+            Some(d) => self.rx.recv_deadline(d).ok(),
+            None => self.rx.recv().ok(),
+        };
+        let (tag, result) = got?;
+        self.progress.in_flight -= 1;
+        self.progress.done += 1;
+        if result.is_err() {
+            self.progress.failed += 1;
+        }
+        Some((tag, result))
+    }
+
+    /// Like `next`, but waits at most `limit`; `None` if nothing finished in
+    /// time (check [`progress`](Completions::progress) to tell the cases
+    /// apart).
+    pub fn next_timeout(&mut self, limit: Duration) -> Option<(K, Result<T, Error>)> {
+        let until = Instant::now().checked_add(limit);
+        let saved = self.deadline;
+        self.deadline = match (saved, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let got = self.next();
+        self.deadline = saved;
+        got
+    }
+
+    /// How the set stands; never blocks.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// Cancels every job of the set that has not started yet; returns how
+    /// many were cancelled. Their results (`Cancelled`) still come out of
+    /// `next`.
+    pub fn cancel_rest(&self) -> usize {
+        self.controls.iter().filter(|c| c.cancel()).count()
+    }
+}
+
+impl<K: Send + 'static, T: Send + 'static> Iterator for Completions<K, T> {
+    type Item = (K, Result<T, Error>);
+    fn next(&mut self) -> Option<Self::Item> {
+        Completions::next(self)
+    }
+}
+
+impl<K, T> fmt::Debug for Completions<K, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completions")
+            .field("progress", &self.progress)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Results of [`Pool::map_ordered`], in input order.
+pub struct MapOrdered<'p, I, F, T> {
+    pool: &'p Pool,
+    items: I,
+    f: F,
+    window: usize,
+    in_flight: VecDeque<Pending<T>>,
+}
+
+impl<I, F, T> Iterator for MapOrdered<'_, I, F, T>
+where
+    I: Iterator,
+    F: FnMut(&Pool, I::Item) -> Pending<T>,
+    T: Send + 'static,
+{
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.in_flight.len() < self.window {
+            match self.items.next() {
+                Some(item) => {
+                    let p = (self.f)(self.pool, item);
+                    self.in_flight.push_back(p);
+                }
+                None => break,
+            }
+        }
+        self.in_flight.pop_front().map(Pending::wait)
+    }
+}
+
+impl<I, F, T> fmt::Debug for MapOrdered<'_, I, F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapOrdered")
+            .field("window", &self.window)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Runs `f` for every item through the pool and yields the results in
+    /// input order, with at most `window` jobs in flight or queued.
+    ///
+    /// The input is pulled lazily: an iterator of a million items is never
+    /// read into memory at once. `f` gets the pool and an item and returns
+    /// the job's handle (a request or a closure). Each `next` blocks the
+    /// current thread until the next result in order is there.
+    ///
+    /// ```
+    /// let pool = reqpool::Pool::new(4);
+    /// let squares: Vec<u64> = pool
+    ///     .map_ordered(1..=5u64, 8, |pool, n| pool.submit(move |_| Ok(n * n)))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [1, 4, 9, 16, 25]);
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn map_ordered<I, F, T>(
+        &self,
+        items: I,
+        window: usize,
+        f: F,
+    ) -> MapOrdered<'_, I::IntoIter, F, T>
+    where
+        I: IntoIterator,
+        F: FnMut(&Pool, I::Item) -> Pending<T>,
+        T: Send + 'static,
+    {
+        MapOrdered {
+            pool: self,
+            items: items.into_iter(),
+            f,
+            window: window.max(1),
+            in_flight: VecDeque::new(),
+        }
+    }
+}
