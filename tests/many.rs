@@ -298,7 +298,7 @@ fn a_burst_that_cannot_gather_gives_up_in_time() {
     let (release, gate) = channel::<()>(0);
     let busy = pool.submit(move |_| gate.recv().map_err(Error::other));
     let fired = pool
-        .burst(4, Duration::from_millis(200), |p| Ok(p), |_, p| Ok(p))
+        .burst(4, Duration::from_millis(200), Ok, |_, p| Ok(p))
         .unwrap();
     let results = bounded(LIMIT, move || {
         let mut set = Completions::new();
