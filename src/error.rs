@@ -161,7 +161,7 @@ impl Phase {
             Phase::SendBody => "sending the body",
             Phase::Response => "waiting for the response",
             Phase::Body => "reading the body",
-            Phase::Deadline => "before the deadline",
+            Phase::Deadline => "at the total deadline",
         }
     }
 }
