@@ -124,7 +124,7 @@ pub use crate::pending::Pending;
 pub use crate::poll::PollJob;
 pub use crate::pool::{Pool, Shutdown};
 pub use crate::request::{RequestBuilder, Response};
-pub use crate::stats::Stats;
+pub use crate::stats::{Latency, Stats};
 pub use ureq;
 
 #[cfg(doctest)]

@@ -167,11 +167,12 @@ impl TaskHooks for Inner {
         self.outstanding.done();
     }
 
-    fn started(&self) -> Instant {
-        self.counters.left_queue();
-        self.counters.running.fetch_add(1, Ordering::Relaxed);
+    fn started(&self, queued_at: Instant) -> Instant {
+        // Count the job out of the queue before making room in it, so the
+        // queue never looks longer than its bound.
+        let now = self.counters.started(queued_at);
         self.free_slot();
-        Instant::now()
+        now
     }
 
     fn finished(&self, started: Instant, ok: bool, panicked: bool) {
@@ -249,7 +250,12 @@ impl Inner {
     }
 
     /// Queues a job whose result nobody waits for, with accounting.
-    pub(crate) fn fire<F>(self: &Arc<Self>, label: String, block: bool, job: F) -> Result<(), Error>
+    pub(crate) fn fire<F>(
+        self: &Arc<Self>,
+        label: String,
+        deadline: Option<Instant>,
+        job: F,
+    ) -> Result<(), Error>
     where
         F: FnOnce(&ureq::Agent) -> Result<(), Error> + Send + 'static,
     {
@@ -258,7 +264,7 @@ impl Inner {
         }
         self.counters.fired.fetch_add(1, Ordering::Relaxed);
         self.fired.add();
-        let pending = self.spawn(None, block, job);
+        let pending = self.spawn(deadline, true, job);
         let inner = Arc::clone(self);
         pending.on_complete(Box::new(move |r| {
             if let Err(e) = r {
@@ -440,7 +446,7 @@ impl Pool {
     where
         F: FnOnce(&ureq::Agent) -> Result<(), Error> + Send + 'static,
     {
-        self.inner().fire("(closure)".to_string(), true, job)
+        self.inner().fire("(closure)".to_string(), None, job)
     }
 
     /// Blocks the current thread until every fire-and-forget job has finished.
@@ -499,8 +505,11 @@ impl Pool {
     }
 
     /// Like [`shutdown`](Pool::shutdown), but waits at most `limit` for
-    /// the jobs; what is unfinished then is counted as abandoned and keeps
-    /// running in the background.
+    /// the jobs. When it runs out, the shared agent is shut down, which
+    /// interrupts requests blocked on the network (they fail with a
+    /// transport error; this also affects clones of an agent you passed to
+    /// [`Builder::agent`]); what is still unfinished a second later is
+    /// counted as abandoned.
     pub fn shutdown_timeout(&self, limit: Duration) -> Shutdown {
         self.shutdown_within(Instant::now().checked_add(limit), false)
     }
@@ -526,11 +535,19 @@ impl Pool {
                 tp.set_num_threads(inner.cfg.workers + queued.min(4));
             }
         }
-        let left = if self.on_own_worker() {
+        let mut left = if self.on_own_worker() {
             inner.outstanding.get()
         } else {
             inner.outstanding.wait_zero(deadline)
         };
+        if left > 0 && deadline.is_some() && !self.on_own_worker() {
+            // Interrupt requests blocked on I/O, then give them a moment to
+            // report it.
+            inner.agent.clone().shutdown();
+            left = inner
+                .outstanding
+                .wait_zero(Instant::now().checked_add(Duration::from_secs(1)));
+        }
         let after = inner.counters.snapshot();
         Shutdown {
             finished: (after.succeeded + after.failed) - (before.succeeded + before.failed),

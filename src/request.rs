@@ -159,6 +159,34 @@ impl RequestBuilder {
         self.dispatch(|resp, _| Ok(resp))
     }
 
+    /// Runs the request with nothing to wait on: fire-and-forget with
+    /// accounting (see [`Pool::fire`]). The reply's body is read and
+    /// dropped; an error status counts as a failure and goes to the
+    /// [`on_error`](crate::Builder::on_error) hook and the log.
+    ///
+    /// Returns an error at once if the request is invalid or the pool is
+    /// shut down. Blocks only if a bounded queue is full.
+    ///
+    /// ```no_run
+    /// let pool = reqpool::Pool::new(4);
+    /// pool.post("http://127.0.0.1:8000/webhook")
+    ///     .json_body(&serde_json::json!({"event": "done"}))
+    ///     .fire()?;
+    /// // ... the end of main: dropping the pool waits for it.
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn fire(self) -> Result<(), Error> {
+        let label = format!("{} {}", self.method, redact_url(&self.url));
+        let inner = self.pool.inner().clone();
+        let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
+        let deadline = Instant::now().checked_add(timeout);
+        let prepared = self.prepare()?;
+        inner.fire(label, deadline, move |agent| {
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
+            prepared.run(agent, deadline).map(drop)
+        })
+    }
+
     fn dispatch<T, D>(self, decode: D) -> Pending<T>
     where
         T: Send + 'static,

@@ -1,14 +1,19 @@
-//! Counters of a pool and their snapshot, `Stats`.
+//! Counters and latency histograms of a pool, and their snapshot, `Stats`.
 
+use crate::task::lock;
+use hdrhistogram::Histogram;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// The live counters, updated by the workers with relaxed atomics.
+/// The live counters, updated by the workers with relaxed atomics, and the
+/// two latency histograms (microseconds, 2 significant digits) behind one
+/// short lock.
 pub(crate) struct Counters {
     workers: usize,
     submitted: AtomicU64,
     queued: AtomicU64,
-    pub(crate) running: AtomicU64,
+    running: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
@@ -16,6 +21,21 @@ pub(crate) struct Counters {
     pub(crate) closed: AtomicU64,
     pub(crate) fired: AtomicU64,
     pub(crate) fired_failed: AtomicU64,
+    times: Mutex<Times>,
+}
+
+struct Times {
+    queue: Histogram<u64>,
+    run: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour; values above are clamped by `saturating_record`.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 impl Counters {
@@ -32,6 +52,10 @@ impl Counters {
             closed: AtomicU64::new(0),
             fired: AtomicU64::new(0),
             fired_failed: AtomicU64::new(0),
+            times: Mutex::new(Times {
+                queue: histogram(),
+                run: histogram(),
+            }),
         }
     }
 
@@ -44,8 +68,20 @@ impl Counters {
         self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn finished(&self, _started: Instant, ok: bool, panicked: bool) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
+    pub(crate) fn started(&self, queued_at: Instant) -> Instant {
+        self.left_queue();
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        lock(&self.times)
+            .queue
+            .saturating_record(micros(now - queued_at));
+        now
+    }
+
+    pub(crate) fn finished(&self, started: Instant, ok: bool, panicked: bool) {
+        lock(&self.times)
+            .run
+            .saturating_record(micros(started.elapsed()));
         if ok {
             self.succeeded.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -54,10 +90,15 @@ impl Counters {
         if panicked {
             self.panicked.fetch_add(1, Ordering::Relaxed);
         }
+        self.running.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (queue_time, run_time) = {
+            let t = lock(&self.times);
+            (Latency::of(&t.queue), Latency::of(&t.run))
+        };
         Stats {
             workers: self.workers,
             submitted: g(&self.submitted),
@@ -70,14 +111,29 @@ impl Counters {
             closed: g(&self.closed),
             fired: g(&self.fired),
             fired_failed: g(&self.fired_failed),
+            queue_time,
+            run_time,
         }
     }
 }
 
-/// A snapshot of a pool's counters, from [`Pool::stats`](crate::Pool::stats).
+/// A snapshot of a pool's counters and latencies, from
+/// [`Pool::stats`](crate::Pool::stats).
 ///
 /// The counters are read one by one without a lock, so a snapshot taken
-/// while jobs run may be off by the jobs that moved during the read.
+/// while jobs run may be off by the jobs that moved during the read. Jobs
+/// that ran add up: `succeeded + failed` of them finished, and every job
+/// submitted is in exactly one of `queued`, `running`, `succeeded`,
+/// `failed`, `cancelled` or `closed` once the pool is idle.
+///
+/// ```
+/// let pool = reqpool::Pool::new(2);
+/// let jobs: Vec<_> = (0..10).map(|i| pool.submit(move |_| Ok(i))).collect();
+/// reqpool::wait_all(jobs);
+/// let s = pool.stats();
+/// assert_eq!((s.submitted, s.succeeded), (10, 10));
+/// println!("queued p99 {:?}, running p99 {:?}", s.queue_time.p99, s.run_time.p99);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
@@ -99,8 +155,44 @@ pub struct Stats {
     pub cancelled: u64,
     /// Jobs dropped unrun because the pool was closed.
     pub closed: u64,
-    /// Fire-and-forget jobs ever fired.
+    /// Fire-and-forget jobs ever fired (also counted above).
     pub fired: u64,
     /// Fire-and-forget jobs that failed.
     pub fired_failed: u64,
+    /// How long jobs waited in the queue for a worker.
+    pub queue_time: Latency,
+    /// How long jobs ran on a worker: for requests, the time on the network.
+    pub run_time: Latency,
+}
+
+/// Latency percentiles over every job the pool has run, at 1% precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Latency {
+    /// How many jobs were measured.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// The slowest.
+    pub max: Duration,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let at = |q: f64| Duration::from_micros(h.value_at_quantile(q));
+        Latency {
+            count: h.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: Duration::from_micros(h.max()),
+        }
+    }
 }

@@ -109,6 +109,7 @@ impl Control for Finished {
 /// A job of type `F` producing `T`, with its delivery.
 pub(crate) struct Task<T, F> {
     state: AtomicU8,
+    queued_at: std::time::Instant,
     job: Mutex<Option<F>>,
     slot: Slot<T>,
     hooks: Hooks,
@@ -121,8 +122,9 @@ pub(crate) type Hooks = Option<std::sync::Arc<dyn TaskHooks>>;
 pub(crate) trait TaskHooks: Send + Sync {
     /// The task left the queue without running (cancelled or closed).
     fn skipped(&self, cancelled: bool);
-    /// The task is about to run; returns a token passed to `finished`.
-    fn started(&self) -> std::time::Instant;
+    /// The task is about to run after waiting since `queued_at`; returns
+    /// the start time, passed to `finished`.
+    fn started(&self, queued_at: std::time::Instant) -> std::time::Instant;
     /// The task ran.
     fn finished(&self, started: std::time::Instant, ok: bool, panicked: bool);
 }
@@ -135,6 +137,7 @@ where
     pub(crate) fn new(job: F, deliver: Deliver<T>, hooks: Hooks) -> Self {
         Task {
             state: AtomicU8::new(QUEUED),
+            queued_at: std::time::Instant::now(),
             job: Mutex::new(Some(job)),
             slot: Slot::new(deliver),
             hooks,
@@ -174,7 +177,7 @@ where
     fn execute(&self) {
         let job = lock(&self.job).take();
         let Some(job) = job else { return };
-        let started = self.hooks.as_ref().map(|h| h.started());
+        let started = self.hooks.as_ref().map(|h| h.started(self.queued_at));
         let (result, panicked) = match catch_unwind(AssertUnwindSafe(job)) {
             Ok(r) => (r, false),
             Err(payload) => (
