@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::pool::{Config, Pool};
+use crate::retry::Retry;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Builder {
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) retry: Retry,
+    pub(crate) retry_budget: Option<(f64, u32)>,
 }
 
 impl Default for Builder {
@@ -49,6 +52,8 @@ impl Default for Builder {
             max_queued: None,
             drain_timeout: Duration::from_secs(30),
             on_error: None,
+            retry: Retry::none(),
+            retry_budget: None,
         }
     }
 }
@@ -154,6 +159,25 @@ impl Builder {
         self
     }
 
+    /// The retry policy of every request (a request can set its own with
+    /// [`RequestBuilder::retry`](crate::RequestBuilder::retry)). Defaults
+    /// to [`Retry::none`]: retries are off.
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Limits retries across the whole pool, so a failing server is not
+    /// hammered: a token bucket that starts with `burst` tokens, gains
+    /// `ratio` tokens for every first attempt (up to `burst`), and pays one
+    /// token per retry; with no token left, a request fails instead of
+    /// retrying. `ratio = 0.1` allows retries for about 10% of the traffic.
+    /// Defaults to no budget.
+    pub fn retry_budget(mut self, ratio: f64, burst: u32) -> Self {
+        self.retry_budget = Some((ratio, burst));
+        self
+    }
+
     /// Starts the workers and returns the pool.
     ///
     /// Fails with [`Error::InvalidRequest`] if `workers` is zero or the
@@ -210,6 +234,8 @@ impl fmt::Debug for Builder {
             .field("max_queued", &self.max_queued)
             .field("drain_timeout", &self.drain_timeout)
             .field("on_error", &self.on_error.is_some())
+            .field("retry", &self.retry)
+            .field("retry_budget", &self.retry_budget)
             .finish()
     }
 }

@@ -49,6 +49,18 @@ pub enum Error {
         body: String,
         /// The response body parsed as JSON, when it parses.
         json: Option<serde_json::Value>,
+        /// How long the server asked to wait before trying again
+        /// (`Retry-After`, in seconds or as a date), if it did.
+        retry_after: Option<Duration>,
+    },
+    /// A request was tried more than once (see [`Retry`](crate::Retry)) and
+    /// failed every time, or a retry was refused. The helpers (`status()`,
+    /// `is_timeout()`, …) answer for the last attempt.
+    GaveUp {
+        /// Every attempt's error, in order; the last one is the final failure.
+        attempts: Vec<Error>,
+        /// Why there was no further attempt.
+        reason: String,
     },
     /// A time limit ran out.
     Timeout {
@@ -205,9 +217,47 @@ impl TransportKind {
 }
 
 impl Error {
+    /// The error of the last attempt, for a request that was retried.
+    pub fn last_attempt(&self) -> &Error {
+        match self {
+            Error::GaveUp { attempts, .. } => attempts.last().map_or(self, Error::last_attempt),
+            _ => self,
+        }
+    }
+
+    /// How many attempts were made (1 unless the request was retried).
+    pub fn attempts(&self) -> usize {
+        match self {
+            Error::GaveUp { attempts, .. } => attempts.len(),
+            _ => 1,
+        }
+    }
+
+    /// False only when the failure proves the request never reached a
+    /// server (refused, DNS failure, connect timeout, never started); true
+    /// when it may have been sent and processed.
+    pub fn maybe_sent(&self) -> bool {
+        match self.last_attempt() {
+            Error::Transport {
+                kind: TransportKind::Refused | TransportKind::Dns,
+                ..
+            } => false,
+            Error::Timeout {
+                phase: Phase::Queued | Phase::Resolve | Phase::Connect,
+                ..
+            } => false,
+            Error::InvalidRequest { .. }
+            | Error::Cancelled
+            | Error::Closed
+            | Error::QueueFull
+            | Error::WouldDeadlock => false,
+            _ => true,
+        }
+    }
+
     /// The HTTP status code, if the server answered with an error status.
     pub fn status(&self) -> Option<u16> {
-        match self {
+        match self.last_attempt() {
             Error::Status { code, .. } => Some(*code),
             Error::Redirect { code, .. } => Some(*code),
             _ => None,
@@ -216,7 +266,7 @@ impl Error {
 
     /// The error body parsed as JSON, if there was one and it parsed.
     pub fn body_json(&self) -> Option<&serde_json::Value> {
-        match self {
+        match self.last_attempt() {
             Error::Status { json, .. } => json.as_ref(),
             _ => None,
         }
@@ -224,7 +274,7 @@ impl Error {
 
     /// The error body as text, if the server answered with an error status.
     pub fn body_text(&self) -> Option<&str> {
-        match self {
+        match self.last_attempt() {
             Error::Status { body, .. } => Some(body),
             _ => None,
         }
@@ -232,7 +282,7 @@ impl Error {
 
     /// The redacted URL of the request this error belongs to, if any.
     pub fn url(&self) -> Option<&str> {
-        match self {
+        match self.last_attempt() {
             Error::Status { url, .. }
             | Error::Timeout { url, .. }
             | Error::Transport { url, .. }
@@ -250,12 +300,12 @@ impl Error {
 
     /// True if a time limit ran out (any [`Phase`]).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self.last_attempt(), Error::Timeout { .. })
     }
 
     /// The phase that ran out of time, for a timeout.
     pub fn timeout_phase(&self) -> Option<Phase> {
-        match self {
+        match self.last_attempt() {
             Error::Timeout { phase, .. } => Some(*phase),
             _ => None,
         }
@@ -265,12 +315,12 @@ impl Error {
     /// connect timeout. The request never reached a server.
     pub fn is_connect(&self) -> bool {
         matches!(
-            self,
+            self.last_attempt(),
             Error::Transport {
                 kind: TransportKind::Refused | TransportKind::Dns,
                 ..
             } | Error::Timeout {
-                phase: Phase::Connect | Phase::Resolve | Phase::Queued,
+                phase: Phase::Connect | Phase::Resolve,
                 ..
             }
         )
@@ -278,7 +328,7 @@ impl Error {
 
     /// The kind of transport failure, for a transport error.
     pub fn transport_kind(&self) -> Option<TransportKind> {
-        match self {
+        match self.last_attempt() {
             Error::Transport { kind, .. } => Some(*kind),
             _ => None,
         }
@@ -286,7 +336,7 @@ impl Error {
 
     /// True if the reply could not be decoded.
     pub fn is_decode(&self) -> bool {
-        matches!(self, Error::Decode { .. })
+        matches!(self.last_attempt(), Error::Decode { .. })
     }
 
     /// True if the job was cancelled before it started.
@@ -302,7 +352,7 @@ impl Error {
     /// True for failures that a retry may cure: timeouts, transport failures,
     /// and the statuses 429, 502, 503 and 504.
     pub fn is_retryable(&self) -> bool {
-        match self {
+        match self.last_attempt() {
             Error::Timeout { phase, .. } => *phase != Phase::Deadline && *phase != Phase::Queued,
             Error::Transport { kind, .. } => *kind != TransportKind::Tls,
             Error::Status { code, .. } => matches!(code, 429 | 502 | 503 | 504),
@@ -338,6 +388,15 @@ impl Error {
             url: redact_url(url),
             body: String::from_utf8_lossy(body).into_owned(),
             json,
+            retry_after: None,
+        }
+    }
+
+    /// The server's `Retry-After`, for a status error that carried one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.last_attempt() {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -381,6 +440,7 @@ impl Error {
                 transport(kind, io.to_string())
             }
             U::Tls(m) => transport(TransportKind::Tls, m.to_string()),
+            U::Rustls(e) => transport(TransportKind::Tls, e.to_string()),
             U::Protocol(p) => transport(TransportKind::Protocol, p.to_string()),
             U::BadUri(m) => Error::InvalidRequest {
                 url: red,
@@ -545,6 +605,17 @@ fn with_url(f: &mut fmt::Formatter<'_>, method: &str, url: &str) -> fmt::Result 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::GaveUp { attempts, reason } => {
+                write!(f, "gave up after {} attempt", attempts.len())?;
+                if attempts.len() != 1 {
+                    f.write_str("s")?;
+                }
+                write!(f, " ({reason})")?;
+                for (i, e) in attempts.iter().enumerate() {
+                    write!(f, "; attempt {}: {e}", i + 1)?;
+                }
+                Ok(())
+            }
             Error::Status {
                 code,
                 method,
@@ -632,6 +703,7 @@ impl fmt::Debug for Error {
                 url,
                 body,
                 json,
+                retry_after,
             } => f
                 .debug_struct("Status")
                 .field("code", code)
@@ -639,6 +711,12 @@ impl fmt::Debug for Error {
                 .field("url", url)
                 .field("body", &snippet(body))
                 .field("json", &json.is_some())
+                .field("retry_after", retry_after)
+                .finish(),
+            Error::GaveUp { attempts, reason } => f
+                .debug_struct("GaveUp")
+                .field("attempts", attempts)
+                .field("reason", reason)
                 .finish(),
             Error::Timeout { phase, method, url } => f
                 .debug_struct("Timeout")
@@ -720,7 +798,6 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Formats a duration for messages: `1.5s`, `250ms`.
-#[allow(dead_code)] // used by later modules' messages
 pub(crate) fn fmt_duration(d: Duration) -> String {
     if d >= Duration::from_secs(1) {
         format!("{:.1}s", d.as_secs_f64())
@@ -764,6 +841,57 @@ mod tests {
             message: "boom".into(),
         };
         assert_eq!(e.to_string(), "job panicked: boom");
+    }
+
+    #[test]
+    fn classifies_ureq_errors() {
+        let url = "http://u:pw12345@h.invalid/p?k=secretv";
+        let dns = Error::from_ureq(
+            ureq::Error::Io(std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            )),
+            "GET",
+            url,
+        );
+        assert_eq!(dns.transport_kind(), Some(TransportKind::Dns));
+        assert!(dns.is_connect() && !dns.maybe_sent());
+        assert_eq!(
+            Error::from_ureq(ureq::Error::HostNotFound, "GET", url).transport_kind(),
+            Some(TransportKind::Dns)
+        );
+        let reset = Error::from_ureq(
+            ureq::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+            "POST",
+            url,
+        );
+        assert_eq!(reset.transport_kind(), Some(TransportKind::Reset));
+        assert!(reset.maybe_sent());
+        let bad = Error::from_ureq(ureq::Error::BadUri(url.to_string()), "GET", url);
+        let shown = format!("{bad} {bad:?}");
+        assert!(
+            !shown.contains("pw12345") && !shown.contains("secretv"),
+            "{shown}"
+        );
+        let t = Error::from_ureq(ureq::Error::Timeout(ureq::Timeout::Connect), "POST", url);
+        assert!(t.is_connect() && !t.maybe_sent());
+    }
+
+    #[test]
+    fn gave_up_answers_for_the_last_attempt() {
+        let e = Error::GaveUp {
+            attempts: vec![
+                Error::status_error(503, "GET", "http://h/", b"busy"),
+                Error::status_error(502, "GET", "http://h/", b"bad gateway"),
+            ],
+            reason: "3 attempts made".into(),
+        };
+        assert_eq!(e.status(), Some(502));
+        assert_eq!(e.attempts(), 2);
+        assert!(
+            e.to_string().starts_with(
+                "gave up after 2 attempts (3 attempts made); attempt 1: http status 503"
+            )
+        );
     }
 
     #[test]

@@ -112,6 +112,7 @@ mod pending;
 mod poll;
 mod pool;
 mod request;
+mod retry;
 mod stats;
 mod task;
 
@@ -124,6 +125,7 @@ pub use crate::pending::Pending;
 pub use crate::poll::PollJob;
 pub use crate::pool::{Pool, Shutdown};
 pub use crate::request::{RequestBuilder, Response};
+pub use crate::retry::Retry;
 pub use crate::stats::{Latency, Stats};
 pub use ureq;
 

@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) retry: crate::retry::Retry,
+    pub(crate) budget: Option<Arc<crate::retry::Budget>>,
 }
 
 impl Config {
@@ -73,6 +75,10 @@ impl Config {
             max_queued: b.max_queued,
             drain_timeout: b.drain_timeout,
             on_error: b.on_error,
+            retry: b.retry,
+            budget: b
+                .retry_budget
+                .map(|(ratio, burst)| Arc::new(crate::retry::Budget::new(ratio, burst))),
         }
     }
 }

@@ -1,13 +1,15 @@
 //! `RequestBuilder`, `Response`, and how one request runs on a worker.
 
-use crate::error::{ERROR_BODY_CAP, Error, redact_url};
+use crate::error::{ERROR_BODY_CAP, Error, TransportKind, fmt_duration, redact_url};
 use crate::pending::Pending;
 use crate::pool::Pool;
+use crate::retry::{Budget, Retry, parse_retry_after};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ureq::http::{self, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
@@ -47,6 +49,7 @@ pub struct RequestBuilder {
     timeout: Option<Duration>,
     follow_redirects: bool,
     secret_headers: Vec<String>,
+    retry: Option<Retry>,
     error: Option<String>,
 }
 
@@ -63,6 +66,7 @@ impl RequestBuilder {
             timeout: None,
             follow_redirects: false,
             secret_headers: Vec::new(),
+            retry: None,
             error: None,
         }
     }
@@ -121,6 +125,20 @@ impl RequestBuilder {
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
+    }
+
+    /// The retry policy of this request instead of the pool's; see
+    /// [`Retry`].
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Adds an `Idempotency-Key` header: the server can recognise a repeat,
+    /// so a POST or PATCH with it may be retried like a GET (with the same
+    /// key on every attempt).
+    pub fn idempotency_key(self, key: &str) -> Self {
+        self.header("Idempotency-Key", key)
     }
 
     /// Follows redirects even though the request has a body.
@@ -214,10 +232,14 @@ impl RequestBuilder {
             max_bytes: cfg.max_response_bytes,
         };
         let timeout = self.timeout.unwrap_or(cfg.timeout);
+        let retry = self.retry.clone().unwrap_or_else(|| cfg.retry.clone());
+        let budget = cfg.budget.clone();
         Ok(Prepared {
             spec: self.into_spec()?,
             limits,
             timeout,
+            retry,
+            budget,
         })
     }
 
@@ -324,12 +346,120 @@ pub(crate) struct Prepared {
     limits: Limits,
     /// The request's own total time limit.
     pub(crate) timeout: Duration,
+    retry: Retry,
+    budget: Option<Arc<Budget>>,
 }
 
 impl Prepared {
-    /// Runs the request on `agent`, within `deadline`.
+    /// Runs the request on `agent` within `deadline`, retrying as its
+    /// policy allows.
     pub(crate) fn run(&self, agent: &ureq::Agent, deadline: Instant) -> Result<Response, Error> {
-        execute(agent, &self.spec, &self.limits, deadline)
+        let spec = &self.spec;
+        let idempotent = self.retry.non_idempotent
+            || spec.headers.contains_key("idempotency-key")
+            || matches!(
+                spec.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::OPTIONS
+                    | Method::TRACE
+            );
+        if let Some(b) = &self.budget {
+            b.deposit();
+        }
+        let mut failed: Vec<Error> = Vec::new();
+        let mut fresh_connection_tried = false;
+        loop {
+            let mut in_body = false;
+            let err = match execute(agent, spec, &self.limits, deadline, &mut in_body) {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            // A keep-alive connection the server closed just as we reused
+            // it: an idempotent request goes once more on a fresh one,
+            // whatever the policy says.
+            if idempotent
+                && !fresh_connection_tried
+                && !in_body
+                && err.transport_kind() == Some(TransportKind::Reset)
+            {
+                fresh_connection_tried = true;
+                failed.push(err);
+                continue;
+            }
+            let attempt = failed.len() as u32 + 1;
+            // One attempt and nothing to explain: the plain error. Else the
+            // whole story: every attempt and why there was no other.
+            let retries_on = self.retry.max_attempts > 1;
+            let give_up = |failed: Vec<Error>, err: Error, reason: String| {
+                if failed.is_empty() && (reason.is_empty() || !retries_on) {
+                    return Err(err);
+                }
+                let reason = if reason.is_empty() {
+                    "the first attempt was closed before any response; the one more attempt on a fresh connection failed too".to_string()
+                } else {
+                    reason
+                };
+                let mut attempts = failed;
+                attempts.push(err);
+                Err(Error::GaveUp { attempts, reason })
+            };
+            if !self.retry.covers(&err) {
+                let reason = if failed.is_empty() {
+                    ""
+                } else {
+                    "not retryable"
+                };
+                return give_up(failed, err, reason.to_string());
+            }
+            if !idempotent && err.maybe_sent() {
+                return give_up(
+                    failed,
+                    err,
+                    format!(
+                        "{} may have reached the server and is not idempotent",
+                        spec.method
+                    ),
+                );
+            }
+            if attempt >= self.retry.max_attempts {
+                let reason = if self.retry.max_attempts > 1 {
+                    format!("{attempt} attempts made")
+                } else {
+                    String::new()
+                };
+                return give_up(failed, err, reason);
+            }
+            let wait = err
+                .retry_after()
+                .unwrap_or_else(|| self.retry.backoff_after(attempt));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if wait >= left && (retries_on || err.retry_after().is_some()) {
+                let what = if err.retry_after().is_some() {
+                    "retry-after"
+                } else {
+                    "backoff"
+                };
+                return give_up(
+                    failed,
+                    err,
+                    format!(
+                        "{what} of {} is beyond the deadline ({} left)",
+                        fmt_duration(wait),
+                        fmt_duration(left)
+                    ),
+                );
+            }
+            if let Some(b) = &self.budget
+                && !b.try_spend()
+            {
+                return give_up(failed, err, "retry budget exhausted".to_string());
+            }
+            failed.push(err);
+            std::thread::sleep(wait);
+        }
     }
 
     /// A GET of `url` (relative to this request's URL) with the same limits.
@@ -354,6 +484,8 @@ impl Prepared {
             },
             limits: self.limits,
             timeout: self.timeout,
+            retry: self.retry.clone(),
+            budget: self.budget.clone(),
         })
     }
 }
@@ -368,11 +500,15 @@ struct Hop {
 }
 
 /// Runs `spec` on `agent`, following redirects as the spec allows.
+///
+/// `in_body` is set when a failure came while reading a response body,
+/// after the server had answered.
 fn execute(
     agent: &ureq::Agent,
     spec: &Spec,
     limits: &Limits,
     deadline: Instant,
+    in_body: &mut bool,
 ) -> Result<Response, Error> {
     let mut hop = Hop {
         method: spec.method.clone(),
@@ -383,7 +519,7 @@ fn execute(
     };
     let mut redirects = 0;
     loop {
-        let resp = exchange(agent, &hop, limits, deadline)?;
+        let resp = exchange(agent, &hop, limits, deadline, in_body)?;
         let code = resp.status;
         let location = match resp.header("location") {
             Some(l) if matches!(code, 301 | 302 | 303 | 307 | 308) => l.to_string(),
@@ -455,6 +591,7 @@ fn exchange(
     hop: &Hop,
     limits: &Limits,
     deadline: Instant,
+    in_body: &mut bool,
 ) -> Result<Response, Error> {
     let method = hop.method.as_str();
     let url = hop.url.as_str();
@@ -503,12 +640,21 @@ fn exchange(
     // decompression, so a small gzip body could grow without bound.
     let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
     if let Err(e) = reader.take(cap.saturating_add(1)).read_to_end(&mut body) {
+        *in_body = true;
         return Err(io_error(e, method, url));
     }
     let (parts, _) = resp.into_parts();
     if status >= 400 {
         body.truncate(ERROR_BODY_CAP);
-        return Err(Error::status_error(status, method, url, &body));
+        let mut err = Error::status_error(status, method, url, &body);
+        if let Error::Status { retry_after, .. } = &mut err {
+            *retry_after = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        }
+        return Err(err);
     }
     if body.len() as u64 > cap {
         return Err(Error::TooLarge {

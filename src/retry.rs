@@ -1,0 +1,306 @@
+//! Retry policy: attempts, backoff with full jitter, `Retry-After`, which
+//! failures may be retried, and a budget shared by the pool.
+
+use crate::error::{Error, Phase, TransportKind};
+use crate::task::lock;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// When and how often a failed request is tried again.
+///
+/// Retries are **off** by default ([`Retry::none`]): a retry changes the
+/// load on a server, so it is the caller's decision. [`Retry::default`] is a
+/// conservative policy to turn on with [`Builder::retry`](crate::Builder::retry)
+/// or per request with [`RequestBuilder::retry`](crate::RequestBuilder::retry):
+///
+/// - at most 3 attempts;
+/// - exponential backoff from 100 ms, capped at 5 s, with full jitter (each
+///   wait is random between zero and the exponential value);
+/// - retried: timeouts, transport failures, and the statuses 429, 502, 503
+///   and 504; a `Retry-After` header (seconds or HTTP date) replaces the
+///   backoff;
+/// - every wait counts against the request's total deadline: a
+///   `Retry-After` longer than what is left ends the call at once;
+/// - POST and PATCH are retried only when the failure proves the request
+///   never reached the server (refused, DNS, connect timeout), when they
+///   carry an `Idempotency-Key` header, or with
+///   [`non_idempotent(true)`](Retry::non_idempotent).
+///
+/// Independently of the policy, an idempotent request whose reused
+/// keep-alive connection turns out to be closed by the server is sent once
+/// more on a fresh connection.
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = reqpool::Pool::builder()
+///     .retry(reqpool::Retry::default().max_attempts(4).backoff(Duration::from_millis(50), Duration::from_secs(2)))
+///     .build()?;
+/// # Ok::<(), reqpool::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub(crate) max_attempts: u32,
+    base: Duration,
+    cap: Duration,
+    statuses: Vec<u16>,
+    pub(crate) non_idempotent: bool,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 3,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+            statuses: vec![429, 502, 503, 504],
+            non_idempotent: false,
+        }
+    }
+}
+
+impl Retry {
+    /// No retries: one attempt (the pool's default).
+    pub fn none() -> Retry {
+        Retry {
+            max_attempts: 1,
+            ..Retry::default()
+        }
+    }
+
+    /// The most attempts in all, the first included. Defaults to 3.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The first backoff and the largest one. Defaults to 100 ms and 5 s.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.base = base;
+        self.cap = cap.max(base);
+        self
+    }
+
+    /// The statuses that are retried. Defaults to 429, 502, 503, 504.
+    pub fn statuses(mut self, codes: &[u16]) -> Self {
+        self.statuses = codes.to_vec();
+        self
+    }
+
+    /// Retries POST and PATCH like idempotent methods, even when the
+    /// request may have reached the server. Only for endpoints where a
+    /// duplicate does no harm. Defaults to false.
+    pub fn non_idempotent(mut self, yes: bool) -> Self {
+        self.non_idempotent = yes;
+        self
+    }
+
+    /// Whether this policy retries `err` at all (before idempotency).
+    pub(crate) fn covers(&self, err: &Error) -> bool {
+        match err {
+            Error::Status { code, .. } => self.statuses.contains(code),
+            Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
+            Error::Transport { kind, .. } => {
+                !matches!(kind, TransportKind::Tls | TransportKind::Protocol)
+            }
+            _ => false,
+        }
+    }
+
+    /// The full-jitter backoff before attempt `attempt + 1`.
+    pub(crate) fn backoff_after(&self, attempt: u32) -> Duration {
+        let exp = self.base.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        let ceiling = exp.min(self.cap);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(random() % (nanos + 1))
+    }
+}
+
+/// A random number for jitter: std's per-process random hasher keys, mixed
+/// with the time, are plenty for spreading retries.
+fn random() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// A token bucket shared by a pool, so a failing server is not hammered:
+/// each first attempt adds `ratio` tokens (up to `burst`), each retry takes
+/// one, and there is no retry without a token.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    ratio: f64,
+    burst: f64,
+    tokens: Mutex<f64>,
+}
+
+impl Budget {
+    pub(crate) fn new(ratio: f64, burst: u32) -> Budget {
+        Budget {
+            ratio: ratio.max(0.0),
+            burst: f64::from(burst),
+            tokens: Mutex::new(f64::from(burst)),
+        }
+    }
+
+    pub(crate) fn deposit(&self) {
+        let mut t = lock(&self.tokens);
+        *t = (*t + self.ratio).min(self.burst);
+    }
+
+    pub(crate) fn try_spend(&self) -> bool {
+        let mut t = lock(&self.tokens);
+        if *t >= 1.0 {
+            *t -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`). A date in the past means now.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(v)?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// IMF-fixdate to seconds since the Unix epoch.
+fn parse_http_date(v: &str) -> Option<u64> {
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let rest = v.split_once(", ")?.1;
+    let mut it = rest.split_whitespace();
+    let day: u64 = it.next()?.parse().ok()?;
+    let month = match it.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = it.next()?.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(|x| x.parse::<u64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if it.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day as i64);
+    u64::try_from(days * 86_400 + (h * 3600 + m * 60 + s) as i64).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Formats seconds since the epoch as an HTTP date (for tests and servers).
+#[cfg(test)]
+fn http_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // civil_from_days
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 32 Nov 1994 08:00:00 GMT", now),
+            None
+        );
+        let y2k = parse_http_date("Sat, 01 Jan 2000 00:00:00 GMT").unwrap();
+        assert_eq!(y2k, 946_684_800);
+        assert_eq!(http_date(y2k), "Sat, 01 Jan 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let r = Retry::default().backoff(Duration::from_millis(100), Duration::from_millis(400));
+        for attempt in 1..10 {
+            let ceiling =
+                Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(400));
+            assert!(r.backoff_after(attempt) <= ceiling);
+        }
+        let distinct: std::collections::HashSet<_> = (0..20).map(|_| r.backoff_after(3)).collect();
+        assert!(distinct.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn budget_runs_out_and_refills() {
+        let b = Budget::new(0.5, 2);
+        assert!(b.try_spend() && b.try_spend());
+        assert!(!b.try_spend());
+        b.deposit();
+        b.deposit();
+        assert!(b.try_spend());
+        assert!(!b.try_spend());
+    }
+}
