@@ -36,6 +36,8 @@ pub struct Builder {
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) retry: Retry,
     pub(crate) retry_budget: Option<(f64, u32)>,
+    pub(crate) max_per_host: Option<usize>,
+    pub(crate) hedge: Option<crate::hedge::Hedge>,
 }
 
 impl Default for Builder {
@@ -54,6 +56,8 @@ impl Default for Builder {
             on_error: None,
             retry: Retry::none(),
             retry_budget: None,
+            max_per_host: None,
+            hedge: None,
         }
     }
 }
@@ -178,6 +182,22 @@ impl Builder {
         self
     }
 
+    /// At most `n` requests in flight to one host (`host:port`), so a slow
+    /// host cannot take every worker. A request whose host is at the cap
+    /// waits off the workers (it does not hold one), and requests to other
+    /// hosts keep flowing. Closure jobs are not counted. Defaults to no cap.
+    pub fn max_per_host(mut self, n: usize) -> Self {
+        self.max_per_host = Some(n.max(1));
+        self
+    }
+
+    /// Hedges every idempotent request: see [`Hedge`](crate::Hedge).
+    /// Defaults to no hedging.
+    pub fn hedge(mut self, hedge: crate::hedge::Hedge) -> Self {
+        self.hedge = Some(hedge);
+        self
+    }
+
     /// Starts the workers and returns the pool.
     ///
     /// Fails with [`Error::InvalidRequest`] if `workers` is zero or the
@@ -236,6 +256,8 @@ impl fmt::Debug for Builder {
             .field("on_error", &self.on_error.is_some())
             .field("retry", &self.retry)
             .field("retry_budget", &self.retry_budget)
+            .field("max_per_host", &self.max_per_host)
+            .field("hedge", &self.hedge)
             .finish()
     }
 }

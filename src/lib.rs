@@ -107,6 +107,8 @@
 mod builder;
 mod burst;
 mod error;
+mod hedge;
+mod hosts;
 mod many;
 mod pending;
 mod poll;
@@ -118,6 +120,7 @@ mod task;
 
 pub use crate::builder::Builder;
 pub use crate::error::{Error, Phase, TransportKind};
+pub use crate::hedge::Hedge;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
 };

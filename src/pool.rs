@@ -2,6 +2,7 @@
 
 use crate::builder::{Builder, ErrorHook};
 use crate::error::Error;
+use crate::hosts::{Dispatch, HostCaps};
 use crate::pending::{Pending, WORKER_OF};
 use crate::request::RequestBuilder;
 use crate::stats::{Counters, Stats};
@@ -61,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) on_error: Option<ErrorHook>,
     pub(crate) retry: crate::retry::Retry,
     pub(crate) budget: Option<Arc<crate::retry::Budget>>,
+    pub(crate) max_per_host: Option<usize>,
+    pub(crate) hedge: Option<crate::hedge::Hedge>,
 }
 
 impl Config {
@@ -76,6 +79,8 @@ impl Config {
             drain_timeout: b.drain_timeout,
             on_error: b.on_error,
             retry: b.retry,
+            max_per_host: b.max_per_host,
+            hedge: b.hedge,
             budget: b
                 .retry_budget
                 .map(|(ratio, burst)| Arc::new(crate::retry::Budget::new(ratio, burst))),
@@ -97,7 +102,12 @@ pub(crate) struct Inner {
     /// Set by shutdown: new jobs resolve as closed.
     closed: AtomicBool,
     /// Set by `shutdown_now`: queued jobs resolve as cancelled.
-    cancel_queued: AtomicBool,
+    pub(crate) cancel_queued: AtomicBool,
+    /// The per-host cap, if set.
+    pub(crate) hosts: Option<HostCaps>,
+    /// Latencies per host, for percentile hedging.
+    pub(crate) latencies: crate::hedge::Latencies,
+    timer: std::sync::OnceLock<crate::hedge::Timer>,
     /// Room in the bounded queue: one token per queued job.
     slots: Option<(Sender<()>, Receiver<()>)>,
 }
@@ -210,6 +220,22 @@ impl Inner {
         T: Send + 'static,
         F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
     {
+        self.spawn_for(None, deadline, block, job)
+    }
+
+    /// Like `spawn`, for a request to `host` (counted against the per-host
+    /// cap, if the pool has one).
+    pub(crate) fn spawn_for<T, F>(
+        self: &Arc<Self>,
+        host: Option<Arc<str>>,
+        deadline: Option<Instant>,
+        block: bool,
+        job: F,
+    ) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
+    {
         if self.is_closed() {
             return Pending::ready(Err(Error::Closed));
         }
@@ -242,17 +268,19 @@ impl Inner {
         let task = Arc::new(Task::new(run, Deliver::Channel(tx), Some(hooks)));
         self.counters.queued();
         self.outstanding.add();
-        let worker_task = Arc::clone(&task);
-        let inner = Arc::clone(self);
-        self.tp.execute(move || {
-            WORKER_OF.with(|w| w.set(inner.id));
-            if inner.cancel_queued.load(Ordering::Acquire) {
-                worker_task.abort(Error::Cancelled);
-            } else {
-                worker_task.run();
-            }
-        });
+        let host = if self.hosts.is_some() { host } else { None };
+        self.execute(Dispatch::new(Arc::clone(self), task.clone(), host));
         Pending::new(rx, task.clone(), task, self.id, deadline)
+    }
+
+    /// The pool's timer thread, started on first use.
+    pub(crate) fn timer(&self) -> &crate::hedge::Timer {
+        self.timer.get_or_init(crate::hedge::Timer::start)
+    }
+
+    /// Hands a job to the workers.
+    pub(crate) fn execute(&self, job: Dispatch) {
+        self.tp.execute(move || job.go());
     }
 
     /// Queues a job whose result nobody waits for, with accounting.
@@ -314,6 +342,7 @@ impl Pool {
             tb = tb.thread_stack_size(s);
         }
         let slots = cfg.max_queued.map(bounded);
+        let hosts = cfg.max_per_host.map(HostCaps::new);
         let inner = Arc::new(Inner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             tp: tb.build(),
@@ -324,6 +353,9 @@ impl Pool {
             fired: Gate::new(),
             closed: AtomicBool::new(false),
             cancel_queued: AtomicBool::new(false),
+            hosts,
+            latencies: Default::default(),
+            timer: std::sync::OnceLock::new(),
             slots,
         });
         Pool {

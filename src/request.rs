@@ -1,9 +1,11 @@
 //! `RequestBuilder`, `Response`, and how one request runs on a worker.
 
 use crate::error::{ERROR_BODY_CAP, Error, TransportKind, fmt_duration, redact_url};
+use crate::hedge::{Hedge, Race};
 use crate::pending::Pending;
 use crate::pool::Pool;
 use crate::retry::{Budget, Retry, parse_retry_after};
+use crate::task::{Deliver, Slot};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
@@ -50,6 +52,7 @@ pub struct RequestBuilder {
     follow_redirects: bool,
     secret_headers: Vec<String>,
     retry: Option<Retry>,
+    hedge: Option<Hedge>,
     error: Option<String>,
 }
 
@@ -67,6 +70,7 @@ impl RequestBuilder {
             follow_redirects: false,
             secret_headers: Vec::new(),
             retry: None,
+            hedge: None,
             error: None,
         }
     }
@@ -131,6 +135,13 @@ impl RequestBuilder {
     /// [`Retry`].
     pub fn retry(mut self, policy: Retry) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Hedges this request (if it is idempotent) instead of following the
+    /// pool's setting; see [`Hedge`].
+    pub fn hedge(mut self, hedge: Hedge) -> Self {
+        self.hedge = Some(hedge);
         self
     }
 
@@ -208,20 +219,68 @@ impl RequestBuilder {
     fn dispatch<T, D>(self, decode: D) -> Pending<T>
     where
         T: Send + 'static,
-        D: FnOnce(Response, &Spec) -> Result<T, Error> + Send + 'static,
+        D: Fn(Response, &Spec) -> Result<T, Error> + Send + Sync + 'static,
     {
         let inner = self.pool.inner().clone();
         let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
         let deadline = Instant::now().checked_add(timeout);
+        let hedge = self.hedge.or(inner.cfg.hedge);
         let prepared = match self.prepare() {
-            Ok(p) => p,
+            Ok(p) => Arc::new(p),
             Err(e) => return Pending::ready(Err(e)),
         };
-        inner.spawn(deadline, true, move |agent| {
-            let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
-            let resp = prepared.run(agent, deadline)?;
-            decode(resp, &prepared.spec)
-        })
+        let host = prepared.host();
+        let idempotent = idempotent_request(&prepared.spec, &prepared.retry);
+        let measure = hedge.is_some_and(|h| h.measures());
+        let decode = Arc::new(decode);
+        // The job, as often as it is needed (twice when hedged).
+        let make_job = {
+            let (inner, host) = (Arc::clone(&inner), host.clone());
+            move || {
+                let (inner, host) = (Arc::clone(&inner), host.clone());
+                let (prepared, decode) = (Arc::clone(&prepared), Arc::clone(&decode));
+                move |agent: &ureq::Agent| {
+                    let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
+                    let started = Instant::now();
+                    let resp = prepared.run(agent, deadline);
+                    if measure
+                        && resp.is_ok()
+                        && let Some(h) = &host
+                    {
+                        inner.latencies.record(h, started.elapsed());
+                    }
+                    decode(resp?, &prepared.spec)
+                }
+            }
+        };
+        let hedge = match hedge {
+            Some(h) if idempotent => h,
+            _ => return inner.spawn_for(host, deadline, true, make_job()),
+        };
+        // Hedged: both copies race into one slot; the first success wins.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
+        let race = Race::new(Arc::clone(&slot));
+        let first = inner.spawn_for(host.clone(), deadline, true, make_job());
+        let ctl = first.control();
+        let r = Arc::clone(&race);
+        first.on_complete(Box::new(move |res| r.offer(res)));
+        let second_inner = Arc::clone(&inner);
+        let first_ctl = Arc::clone(&ctl);
+        let second_host = host.clone();
+        crate::hedge::schedule(
+            &inner,
+            hedge,
+            host.as_deref().unwrap_or(""),
+            Box::new(move || {
+                if first_ctl.state() != crate::task::RUNNING || !race.second() {
+                    return;
+                }
+                let second = second_inner.spawn_for(second_host, deadline, false, make_job());
+                second.on_complete(Box::new(move |res| race.offer(res)));
+            }),
+        );
+        Pending::new(rx, slot, ctl, inner.id, deadline)
     }
 
     /// Validates the request for running on a worker later.
@@ -288,6 +347,22 @@ impl RequestBuilder {
     }
 }
 
+/// True if sending `spec` twice does no harm: an idempotent method, an
+/// `Idempotency-Key`, or the caller said so.
+fn idempotent_request(spec: &Spec, retry: &Retry) -> bool {
+    retry.non_idempotent
+        || spec.headers.contains_key("idempotency-key")
+        || matches!(
+            spec.method,
+            Method::GET
+                | Method::HEAD
+                | Method::PUT
+                | Method::DELETE
+                | Method::OPTIONS
+                | Method::TRACE
+        )
+}
+
 /// Checks that `url` is an absolute http(s) URL with a host.
 fn parse_url(url: &str) -> Result<Uri, Error> {
     let uri: Uri = url
@@ -346,7 +421,7 @@ pub(crate) struct Prepared {
     limits: Limits,
     /// The request's own total time limit.
     pub(crate) timeout: Duration,
-    retry: Retry,
+    pub(crate) retry: Retry,
     budget: Option<Arc<Budget>>,
 }
 
@@ -460,6 +535,11 @@ impl Prepared {
             failed.push(err);
             std::thread::sleep(wait);
         }
+    }
+
+    /// The host the request goes to, as `host:port`.
+    pub(crate) fn host(&self) -> Option<Arc<str>> {
+        self.spec.uri.authority().map(|a| Arc::from(a.as_str()))
     }
 
     /// A GET of `url` (relative to this request's URL) with the same limits.

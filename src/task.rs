@@ -205,6 +205,22 @@ where
     }
 }
 
+impl<T, F> crate::hosts::Runnable for Task<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    fn run(&self) {
+        Task::run(self);
+    }
+    fn abort(&self, err: Error) -> bool {
+        Task::abort(self, err)
+    }
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+}
+
 impl<T, F> Control for Task<T, F>
 where
     T: Send + 'static,
