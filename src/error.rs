@@ -237,22 +237,20 @@ impl Error {
     /// server (refused, DNS failure, connect timeout, never started); true
     /// when it may have been sent and processed.
     pub fn maybe_sent(&self) -> bool {
-        match self.last_attempt() {
+        !matches!(
+            self.last_attempt(),
             Error::Transport {
                 kind: TransportKind::Refused | TransportKind::Dns,
                 ..
-            } => false,
-            Error::Timeout {
+            } | Error::Timeout {
                 phase: Phase::Queued | Phase::Resolve | Phase::Connect,
                 ..
-            } => false,
-            Error::InvalidRequest { .. }
-            | Error::Cancelled
-            | Error::Closed
-            | Error::QueueFull
-            | Error::WouldDeadlock => false,
-            _ => true,
-        }
+            } | Error::InvalidRequest { .. }
+                | Error::Cancelled
+                | Error::Closed
+                | Error::QueueFull
+                | Error::WouldDeadlock
+        )
     }
 
     /// The HTTP status code, if the server answered with an error status.
