@@ -47,8 +47,9 @@ pub enum Error {
         url: String,
         /// The response body as text (lossy UTF-8, capped at 64 KiB).
         body: String,
-        /// The response body parsed as JSON, when it parses.
-        json: Option<serde_json::Value>,
+        /// The response body parsed as JSON, when it parses (boxed, to keep
+        /// `Error` small).
+        json: Option<Box<serde_json::Value>>,
         /// How long the server asked to wait before trying again
         /// (`Retry-After`, in seconds or as a date), if it did.
         retry_after: Option<Duration>,
@@ -265,7 +266,7 @@ impl Error {
     /// The error body parsed as JSON, if there was one and it parsed.
     pub fn body_json(&self) -> Option<&serde_json::Value> {
         match self.last_attempt() {
-            Error::Status { json, .. } => json.as_ref(),
+            Error::Status { json, .. } => json.as_deref(),
             _ => None,
         }
     }
@@ -379,7 +380,7 @@ impl Error {
     }
 
     pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
-        let json = serde_json::from_slice(body).ok();
+        let json = serde_json::from_slice(body).ok().map(Box::new);
         Error::Status {
             code,
             method: method.to_string(),
