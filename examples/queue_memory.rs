@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release --example queue_memory`
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -28,7 +31,7 @@ fn child(mode: &str) {
         b = b.max_queued(64);
     }
     let pool = b.build().expect("pool");
-    let base = peak_rss_kib();
+    let base = common::peak_rss_kib();
     let start = Instant::now();
     for i in 0..JOBS {
         let payload = vec![i as u8; 256];
@@ -45,19 +48,8 @@ fn child(mode: &str) {
     pool.flush();
     println!(
         "{mode:>9}: peak RSS {:.1} MiB (+{:.1} MiB over the idle pool), queued when the producer finished: {queued_at_end}, total {:.2} s",
-        peak_rss_kib() as f64 / 1024.0,
-        (peak_rss_kib() - base) as f64 / 1024.0,
+        common::peak_rss_kib() as f64 / 1024.0,
+        (common::peak_rss_kib() - base) as f64 / 1024.0,
         start.elapsed().as_secs_f64()
     );
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

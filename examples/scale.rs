@@ -23,7 +23,7 @@ fn main() {
         .stack_size(64 * 1024)
         .build()
         .expect("pool");
-    let rss_idle = peak_rss_kib();
+    let rss_idle = common::peak_rss_kib();
     let body = serde_json::json!({"tag": "scale", "items": [1]});
 
     for round in ["warm-up (opens the 1,000 connections)", "measured"] {
@@ -49,22 +49,11 @@ fn main() {
     );
     println!(
         "peak RSS {:.1} MiB (pool built: {:.1} MiB); server connections {}",
-        peak_rss_kib() as f64 / 1024.0,
+        common::peak_rss_kib() as f64 / 1024.0,
         rss_idle as f64 / 1024.0,
         server
             .shared
             .connections
             .load(std::sync::atomic::Ordering::SeqCst)
     );
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -430,17 +430,7 @@ impl Prepared {
     /// policy allows.
     pub(crate) fn run(&self, agent: &ureq::Agent, deadline: Instant) -> Result<Response, Error> {
         let spec = &self.spec;
-        let idempotent = self.retry.non_idempotent
-            || spec.headers.contains_key("idempotency-key")
-            || matches!(
-                spec.method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::PUT
-                    | Method::DELETE
-                    | Method::OPTIONS
-                    | Method::TRACE
-            );
+        let idempotent = idempotent_request(spec, &self.retry);
         if let Some(b) = &self.budget {
             b.deposit();
         }
