@@ -561,12 +561,15 @@ impl Prepared {
 }
 
 /// One hop of a request: where it goes and what it carries.
-struct Hop {
+///
+/// It borrows from the spec until a redirect changes something, so the
+/// common single hop copies neither the URL nor the body.
+struct Hop<'a> {
     method: Method,
-    url: String,
+    url: Cow<'a, str>,
     uri: Uri,
-    headers: HeaderMap,
-    body: Option<Vec<u8>>,
+    headers: Cow<'a, HeaderMap>,
+    body: Option<&'a [u8]>,
 }
 
 /// Runs `spec` on `agent`, following redirects as the spec allows.
@@ -582,10 +585,10 @@ fn execute(
 ) -> Result<Response, Error> {
     let mut hop = Hop {
         method: spec.method.clone(),
-        url: spec.url.clone(),
+        url: Cow::Borrowed(&spec.url),
         uri: spec.uri.clone(),
-        headers: spec.headers.clone(),
-        body: spec.body.clone(),
+        headers: Cow::Borrowed(&spec.headers),
+        body: spec.body.as_deref(),
     };
     let mut redirects = 0;
     loop {
@@ -623,15 +626,15 @@ fn execute(
                 .copied()
                 .chain(spec.secret.iter().map(String::as_str))
             {
-                hop.headers.remove(name);
+                hop.headers.to_mut().remove(name);
             }
         }
         if code == 303 && hop.method != Method::HEAD {
             hop.method = Method::GET;
             hop.body = None;
-            hop.headers.remove(http::header::CONTENT_TYPE);
+            hop.headers.to_mut().remove(http::header::CONTENT_TYPE);
         }
-        hop.url = next;
+        hop.url = Cow::Owned(next);
         hop.uri = next_uri;
     }
 }
@@ -658,13 +661,13 @@ fn join_url(base: &Uri, location: &str) -> String {
 /// One request and its response, bounded by `deadline`.
 fn exchange(
     agent: &ureq::Agent,
-    hop: &Hop,
+    hop: &Hop<'_>,
     limits: &Limits,
     deadline: Instant,
     in_body: &mut bool,
 ) -> Result<Response, Error> {
     let method = hop.method.as_str();
-    let url = hop.url.as_str();
+    let url: &str = &hop.url;
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(Error::Timeout {
@@ -677,10 +680,10 @@ fn exchange(
         .method(hop.method.clone())
         .uri(hop.uri.clone());
     if let Some(h) = builder.headers_mut() {
-        *h = hop.headers.clone();
+        *h = hop.headers.as_ref().clone();
     }
     let req = builder
-        .body(hop.body.clone().unwrap_or_default())
+        .body(hop.body.unwrap_or_default())
         .map_err(|e| Error::invalid(url, e.to_string()))?;
     // Per-phase limits, each at most what is left of the deadline. Not
     // `timeout_global`: with it, ureq resolves the host on a new thread for
