@@ -37,6 +37,34 @@
 //! [`Pool::request`] for everything else, [`Pool::submit`] for any closure —
 //! returns a [`Pending<T>`] at once.
 //!
+//! # Many at once
+//!
+//! [`wait_all`] (submission order, every error kept), [`wait_any`] (the
+//! first to finish and the rest), [`first_success`] (cancels what has not
+//! started; every error if nothing succeeds), [`fallback`] (tiers one after
+//! another), [`Completions`] (completion order, tags, deadline, progress,
+//! a set that grows while you iterate), [`Pool::map_ordered`] (a lazy
+//! input, results in order, bounded in flight), [`Pool::burst`] (parallel
+//! preparation, then a simultaneous release that cannot deadlock) and
+//! [`Pool::poll_job`] (start a server-side task and poll it to the end).
+//!
+//! # Fire-and-forget, shutdown, backpressure
+//!
+//! [`Pool::fire`] and [`RequestBuilder::fire`] run a job nobody waits for,
+//! with accounting in [`Pool::stats`], failures to an
+//! [`on_error`](Builder::on_error) hook and the `log` facade, and
+//! [`Pool::flush`] to wait for them. [`Pool::shutdown`],
+//! [`Pool::shutdown_now`] and [`Pool::shutdown_timeout`] close the pool;
+//! [`Builder::max_queued`] bounds the queue so a fast producer blocks
+//! instead of filling memory.
+//!
+//! # Retries, hedging, per-host caps
+//!
+//! Off by default; see [`Retry`] (attempts, full-jitter backoff,
+//! `Retry-After`, POST only when provably unsent or with an
+//! `Idempotency-Key`, a pool-wide retry budget), [`Hedge`] (a second copy
+//! of a slow idempotent request) and [`Builder::max_per_host`].
+//!
 //! # Blocking
 //!
 //! [`Pending::wait`] blocks the calling thread until its job has finished;

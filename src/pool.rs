@@ -60,7 +60,7 @@ pub(crate) struct Config {
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
-    pub(crate) retry: crate::retry::Retry,
+    pub(crate) retry: Arc<crate::retry::Retry>,
     pub(crate) budget: Option<Arc<crate::retry::Budget>>,
     pub(crate) max_per_host: Option<usize>,
     pub(crate) hedge: Option<crate::hedge::Hedge>,
@@ -78,7 +78,7 @@ impl Config {
             max_queued: b.max_queued,
             drain_timeout: b.drain_timeout,
             on_error: b.on_error,
-            retry: b.retry,
+            retry: Arc::new(b.retry),
             max_per_host: b.max_per_host,
             hedge: b.hedge,
             budget: b
@@ -183,16 +183,16 @@ impl TaskHooks for Inner {
         self.outstanding.done();
     }
 
-    fn started(&self, queued_at: Instant) -> Instant {
+    fn started(&self) -> Instant {
         // Count the job out of the queue before making room in it, so the
         // queue never looks longer than its bound.
-        let now = self.counters.started(queued_at);
+        let now = self.counters.started();
         self.free_slot();
         now
     }
 
-    fn finished(&self, started: Instant, ok: bool, panicked: bool) {
-        self.counters.finished(started, ok, panicked);
+    fn finished(&self, queued_at: Instant, started: Instant, ok: bool, panicked: bool) {
+        self.counters.finished(queued_at, started, ok, panicked);
         self.outstanding.done();
     }
 }

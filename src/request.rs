@@ -284,14 +284,17 @@ impl RequestBuilder {
     }
 
     /// Validates the request for running on a worker later.
-    pub(crate) fn prepare(self) -> Result<Prepared, Error> {
+    pub(crate) fn prepare(mut self) -> Result<Prepared, Error> {
         let cfg = &self.pool.inner().cfg;
         let limits = Limits {
             connect: cfg.connect_timeout,
             max_bytes: cfg.max_response_bytes,
         };
         let timeout = self.timeout.unwrap_or(cfg.timeout);
-        let retry = self.retry.clone().unwrap_or_else(|| cfg.retry.clone());
+        let retry = match self.retry.take() {
+            Some(r) => Arc::new(r),
+            None => Arc::clone(&cfg.retry),
+        };
         let budget = cfg.budget.clone();
         Ok(Prepared {
             spec: self.into_spec()?,
@@ -321,19 +324,19 @@ impl RequestBuilder {
         let uri = parse_url(&url)?;
         let method = Method::from_bytes(self.method.as_bytes())
             .map_err(|_| Error::invalid(&url, format!("bad method {:?}", self.method)))?;
-        let mut headers = HeaderMap::new();
+        let mut headers = Headers::default();
         for (k, v) in &self.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| Error::invalid(&url, format!("bad header name {k:?}")))?;
             let value = HeaderValue::from_str(v)
                 .map_err(|_| Error::invalid(&url, format!("bad value for header {k:?}")))?;
-            headers.append(name, value);
+            headers.0.push((name, value));
         }
-        if self.json && !headers.contains_key(http::header::CONTENT_TYPE) {
-            headers.insert(
+        if self.json && !headers.contains_key(http::header::CONTENT_TYPE.as_str()) {
+            headers.0.push((
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
-            );
+            ));
         }
         Ok(Spec {
             method,
@@ -398,12 +401,30 @@ fn encode_into(out: &mut String, s: &str) {
     }
 }
 
+/// Request headers, in order, as a plain list: small while a request waits
+/// in the queue (a `HeaderMap` is built only when it is sent).
+#[derive(Clone, Default)]
+pub(crate) struct Headers(Vec<(HeaderName, HeaderValue)>);
+
+impl Headers {
+    fn contains_key(&self, name: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0
+            .retain(|(k, _)| !k.as_str().eq_ignore_ascii_case(name));
+    }
+}
+
 /// A validated request, owned by the job.
 pub(crate) struct Spec {
     pub(crate) method: Method,
     pub(crate) url: String,
     uri: Uri,
-    headers: HeaderMap,
+    headers: Headers,
     body: Option<Vec<u8>>,
     follow: bool,
     secret: Vec<String>,
@@ -421,7 +442,7 @@ pub(crate) struct Prepared {
     limits: Limits,
     /// The request's own total time limit.
     pub(crate) timeout: Duration,
-    pub(crate) retry: Retry,
+    pub(crate) retry: Arc<Retry>,
     budget: Option<Arc<Budget>>,
 }
 
@@ -537,10 +558,10 @@ impl Prepared {
         let url = join_url(&self.spec.uri, url);
         let uri = parse_url(&url)?;
         // The same credentials go along, but only to the same host.
-        let mut headers = HeaderMap::new();
+        let mut headers = Headers::default();
         if uri.authority() == self.spec.uri.authority() && uri.scheme() == self.spec.uri.scheme() {
             headers = self.spec.headers.clone();
-            headers.remove(http::header::CONTENT_TYPE);
+            headers.remove(http::header::CONTENT_TYPE.as_str());
         }
         Ok(Prepared {
             spec: Spec {
@@ -568,7 +589,7 @@ struct Hop<'a> {
     method: Method,
     url: Cow<'a, str>,
     uri: Uri,
-    headers: Cow<'a, HeaderMap>,
+    headers: Cow<'a, Headers>,
     body: Option<&'a [u8]>,
 }
 
@@ -632,7 +653,9 @@ fn execute(
         if code == 303 && hop.method != Method::HEAD {
             hop.method = Method::GET;
             hop.body = None;
-            hop.headers.to_mut().remove(http::header::CONTENT_TYPE);
+            hop.headers
+                .to_mut()
+                .remove(http::header::CONTENT_TYPE.as_str());
         }
         hop.url = Cow::Owned(next);
         hop.uri = next_uri;
@@ -680,7 +703,10 @@ fn exchange(
         .method(hop.method.clone())
         .uri(hop.uri.clone());
     if let Some(h) = builder.headers_mut() {
-        *h = hop.headers.as_ref().clone();
+        h.reserve(hop.headers.0.len());
+        for (k, v) in &hop.headers.0 {
+            h.append(k.clone(), v.clone());
+        }
     }
     let req = builder
         .body(hop.body.unwrap_or_default())
@@ -708,7 +734,13 @@ fn exchange(
     } else {
         limits.max_bytes
     };
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(
+        resp.body()
+            .content_length()
+            .unwrap_or(0)
+            .min(cap.saturating_add(1))
+            .min(64 * 1024) as usize,
+    );
     // The cap counts decoded bytes: ureq's own limit counts them before
     // decompression, so a small gzip body could grow without bound.
     let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
@@ -740,7 +772,7 @@ fn exchange(
         status,
         headers: parts.headers,
         body,
-        url: redact_url(url),
+        url: url.to_string(),
     })
 }
 
@@ -763,6 +795,7 @@ pub struct Response {
     status: u16,
     headers: HeaderMap,
     body: Vec<u8>,
+    /// Not redacted: only ever shown through `redact_url`.
     url: String,
 }
 
@@ -805,8 +838,8 @@ impl Response {
     }
 
     /// The URL that answered (after redirects), redacted.
-    pub fn url(&self) -> &str {
-        &self.url
+    pub fn url(&self) -> String {
+        redact_url(&self.url)
     }
 }
 
@@ -815,7 +848,7 @@ impl fmt::Debug for Response {
         // Header values may carry secrets (Set-Cookie): show names only.
         f.debug_struct("Response")
             .field("status", &self.status)
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("body_len", &self.body.len())
             .finish()

@@ -68,20 +68,19 @@ impl Counters {
         self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn started(&self, queued_at: Instant) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.left_queue();
         self.running.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        lock(&self.times)
-            .queue
-            .saturating_record(micros(now - queued_at));
-        now
+        Instant::now()
     }
 
-    pub(crate) fn finished(&self, started: Instant, ok: bool, panicked: bool) {
-        lock(&self.times)
-            .run
-            .saturating_record(micros(started.elapsed()));
+    pub(crate) fn finished(&self, queued_at: Instant, started: Instant, ok: bool, panicked: bool) {
+        {
+            // One short lock per job for both histograms.
+            let mut t = lock(&self.times);
+            t.queue.saturating_record(micros(started - queued_at));
+            t.run.saturating_record(micros(started.elapsed()));
+        }
         if ok {
             self.succeeded.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -122,11 +122,17 @@ pub(crate) type Hooks = Option<std::sync::Arc<dyn TaskHooks>>;
 pub(crate) trait TaskHooks: Send + Sync {
     /// The task left the queue without running (cancelled or closed).
     fn skipped(&self, cancelled: bool);
-    /// The task is about to run after waiting since `queued_at`; returns
-    /// the start time, passed to `finished`.
-    fn started(&self, queued_at: std::time::Instant) -> std::time::Instant;
-    /// The task ran.
-    fn finished(&self, started: std::time::Instant, ok: bool, panicked: bool);
+    /// The task is about to run; returns the start time, passed to
+    /// `finished`.
+    fn started(&self) -> std::time::Instant;
+    /// The task ran: it was queued at `queued_at` and started at `started`.
+    fn finished(
+        &self,
+        queued_at: std::time::Instant,
+        started: std::time::Instant,
+        ok: bool,
+        panicked: bool,
+    );
 }
 
 impl<T, F> Task<T, F>
@@ -177,7 +183,7 @@ where
     fn execute(&self) {
         let job = lock(&self.job).take();
         let Some(job) = job else { return };
-        let started = self.hooks.as_ref().map(|h| h.started(self.queued_at));
+        let started = self.hooks.as_ref().map(|h| h.started());
         let (result, panicked) = match catch_unwind(AssertUnwindSafe(job)) {
             Ok(r) => (r, false),
             Err(payload) => (
@@ -188,7 +194,7 @@ where
             ),
         };
         if let (Some(h), Some(t)) = (&self.hooks, started) {
-            h.finished(t, result.is_ok(), panicked);
+            h.finished(self.queued_at, t, result.is_ok(), panicked);
         }
         self.state.store(DONE, Ordering::Release);
         self.slot.deliver(result);
