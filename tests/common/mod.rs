@@ -460,8 +460,14 @@ fn misbehave(mut stream: TcpStream, fault: Fault) {
     }
 }
 
-/// A port on 127.0.0.1 where nothing listens.
+/// A port on 127.0.0.1 where nothing listens: port 1 (tcpmux, never in
+/// use here), checked; a freed ephemeral port could be taken again by
+/// another test's server in the meantime.
 pub fn closed_port_url(path: &str) -> String {
+    let port1 = "127.0.0.1:1".parse().unwrap();
+    if TcpStream::connect_timeout(&port1, Duration::from_secs(1)).is_err() {
+        return format!("http://127.0.0.1:1{path}");
+    }
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
