@@ -40,17 +40,23 @@ impl Dispatch {
         }
     }
 
+    /// Resolves the job as cancelled without running it (and passes on a
+    /// host slot it holds).
+    pub(crate) fn cancel(self) {
+        self.task.abort(Error::Cancelled);
+        if self.holds_slot
+            && let (Some(h), Some(caps)) = (&self.host, &self.inner.hosts)
+        {
+            caps.release(h);
+        }
+    }
+
     /// Runs on a worker: cancel, park, or run the job.
     pub(crate) fn go(self) {
         let inner = Arc::clone(&self.inner);
         WORKER_OF.with(|w| w.set(inner.id));
         if inner.cancel_queued.load(Ordering::Acquire) {
-            self.task.abort(Error::Cancelled);
-            if self.holds_slot
-                && let (Some(h), Some(caps)) = (&self.host, &inner.hosts)
-            {
-                caps.release(h);
-            }
+            self.cancel();
             return;
         }
         let (Some(host), Some(caps)) = (self.host.clone(), inner.hosts.as_ref()) else {

@@ -91,7 +91,14 @@ impl Config {
 /// Shared by the handles and by every queued job.
 pub(crate) struct Inner {
     pub(crate) id: usize,
-    tp: threadpool::ThreadPool,
+    /// Hosts the worker threads; each runs `worker_loop` for the pool's
+    /// life. Kept only to own them.
+    _threads: threadpool::ThreadPool,
+    /// The job queue the workers take from: lock-free, unlike threadpool's
+    /// own queue (one mutex all workers contend for on every job).
+    queue: Sender<Dispatch>,
+    /// The receiving end, for `shutdown_now` to drain the queue at once.
+    queue_rx: Receiver<Dispatch>,
     pub(crate) agent: ureq::Agent,
     pub(crate) cfg: Config,
     pub(crate) counters: Counters,
@@ -280,7 +287,8 @@ impl Inner {
 
     /// Hands a job to the workers.
     pub(crate) fn execute(&self, job: Dispatch) {
-        self.tp.execute(move || job.go());
+        // The workers' receiver lives as long as `self`: this cannot fail.
+        let _ = self.queue.send(job);
     }
 
     /// Queues a job whose result nobody waits for, with accounting.
@@ -342,10 +350,18 @@ impl Pool {
             tb = tb.thread_stack_size(s);
         }
         let slots = cfg.max_queued.map(bounded);
+        let tp = tb.build();
+        let (queue, queue_rx) = crossbeam_channel::unbounded::<Dispatch>();
+        for _ in 0..cfg.workers {
+            let rx = queue_rx.clone();
+            tp.execute(move || worker_loop(rx));
+        }
         let hosts = cfg.max_per_host.map(HostCaps::new);
         let inner = Arc::new(Inner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            tp: tb.build(),
+            _threads: tp,
+            queue,
+            queue_rx: queue_rx.clone(),
             agent,
             counters: Counters::new(cfg.workers),
             cfg,
@@ -567,10 +583,10 @@ impl Pool {
             inner.cancel_queued.store(true, Ordering::Release);
             // Extra threads take the queued jobs off the queue and cancel
             // them at once, even while every worker is busy.
-            let mut tp = inner.tp.clone();
-            let queued = tp.queued_count();
-            if queued > 0 {
-                tp.set_num_threads(inner.cfg.workers + queued.min(4));
+            // Take the queued jobs off the queue here and cancel them at
+            // once, even while every worker is busy.
+            while let Ok(job) = inner.queue_rx.try_recv() {
+                job.cancel();
             }
         }
         let mut left = if self.on_own_worker() {
@@ -605,6 +621,15 @@ pub struct Shutdown {
     pub cancelled: u64,
     /// Jobs still unfinished when the shutdown stopped waiting.
     pub abandoned: u64,
+}
+
+/// What each worker thread runs: jobs from the queue until the pool is
+/// gone. Nothing escapes it by unwinding (a job's panic is caught in the
+/// task), so the pool never loses a worker.
+fn worker_loop(rx: Receiver<Dispatch>) {
+    while let Ok(job) = rx.recv() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job.go()));
+    }
 }
 
 impl Drop for Handle {
