@@ -31,10 +31,11 @@ fn main() {
         let all: Vec<_> = (0..REQUESTS)
             .map(|_| pool.post_json::<serde_json::Value>(&url, &body))
             .collect();
-        let failed = reqpool::wait_all(all)
-            .into_iter()
-            .filter(Result::is_err)
-            .count();
+        let results = reqpool::wait_all(all);
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            println!("  first failure: {e}");
+        }
         let wall = start.elapsed().as_secs_f64();
         let ideal = (REQUESTS.div_ceil(WORKERS) as f64) * DELAY_MS as f64 / 1000.0;
         println!(

@@ -236,6 +236,10 @@ fn default_agent(workers: usize, user_agent: &str) -> ureq::Agent {
         .user_agent(user_agent)
         .max_idle_connections(workers.max(10))
         .max_idle_connections_per_host(workers.max(3))
+        // ureq's 128 KiB send buffer per connection is far more than a
+        // request line, headers and a JSON body need before they are
+        // flushed; 16 KiB keeps a pool of many workers small.
+        .output_buffer_size(16 * 1024)
         .build();
     ureq::Agent::new_with_config(cfg)
 }
