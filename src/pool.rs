@@ -187,6 +187,12 @@ impl TaskHooks for Inner {
             self.counters.closed.fetch_add(1, Ordering::Relaxed);
         }
         self.free_slot();
+    }
+
+    fn delivered(&self) {
+        // Counted out only now, after continuations such as the error hook
+        // of a fired job have run, so a drain that sees zero has nothing
+        // left to do.
         self.outstanding.done();
     }
 
@@ -200,7 +206,6 @@ impl TaskHooks for Inner {
 
     fn finished(&self, queued_at: Instant, started: Instant, ok: bool, panicked: bool) {
         self.counters.finished(queued_at, started, ok, panicked);
-        self.outstanding.done();
     }
 }
 

@@ -125,6 +125,8 @@ pub(crate) trait TaskHooks: Send + Sync {
     /// The task is about to run; returns the start time, passed to
     /// `finished`.
     fn started(&self) -> std::time::Instant;
+    /// The task's result has been delivered (continuations included).
+    fn delivered(&self);
     /// The task ran: it was queued at `queued_at` and started at `started`.
     fn finished(
         &self,
@@ -174,6 +176,9 @@ where
                 h.skipped(cancelled);
             }
             self.slot.deliver(Err(err));
+            if let Some(h) = &self.hooks {
+                h.delivered();
+            }
             true
         } else {
             false
@@ -198,6 +203,9 @@ where
         }
         self.state.store(DONE, Ordering::Release);
         self.slot.deliver(result);
+        if let Some(h) = &self.hooks {
+            h.delivered();
+        }
     }
 }
 
