@@ -2,8 +2,9 @@
 //! delay: one after another (serial) against dispatch-all-then-collect
 //! through pools of several sizes.
 //!
-//! `cargo bench --bench serial_vs_pooled`; ids are `serial/N` and
-//! `pooled-W/N` for N requests through W workers.
+//! `cargo bench --bench serial_vs_pooled`; groups are per server delay
+//! (`serial_vs_pooled_5ms`, `_20ms`), ids are `serial/N` and `pooled-W/N`
+//! for N requests through W workers.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
@@ -14,13 +15,17 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 
-const DELAY_MS: u64 = 20;
-
 fn bench(c: &mut Criterion) {
     let server = common::Server::start();
-    let url = server.url(&format!("/delay?ms={DELAY_MS}"));
+    for delay_ms in [5u64, 20] {
+        grid(c, &server, delay_ms);
+    }
+}
+
+fn grid(c: &mut Criterion, server: &common::Server, delay_ms: u64) {
+    let url = server.url(&format!("/delay?ms={delay_ms}"));
     let body = serde_json::json!({"tag": "bench", "items": [{"id": 1}]});
-    let mut group = c.benchmark_group(format!("serial_vs_pooled_{DELAY_MS}ms"));
+    let mut group = c.benchmark_group(format!("serial_vs_pooled_{delay_ms}ms"));
     for n in [8usize, 32] {
         let pool = reqpool::Pool::new(1);
         group.bench_with_input(BenchmarkId::new("serial", n), &n, |b, &n| {
