@@ -20,9 +20,11 @@ static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
 /// A fixed set of worker threads sharing one [`ureq::Agent`].
 ///
 /// Every submit method returns a [`Pending`] at once; the job runs on the
-/// next free worker. `Pool` is a cheap handle: clones share the same workers,
-/// agent and keep-alive connections, and it is `Send + Sync`, so it can be
-/// passed to other threads.
+/// next free worker. The workers are `threadpool` threads that take jobs
+/// from one lock-free crossbeam queue, in submission order. `Pool` is a
+/// cheap handle: clones share the same workers, agent and keep-alive
+/// connections, and it is `Send + Sync`, so it can be passed to other
+/// threads.
 ///
 /// # Dropping
 ///
