@@ -28,6 +28,7 @@ pub struct Builder {
     pub(crate) stack_size: Option<usize>,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Option<Duration>,
     pub(crate) max_response_bytes: u64,
     pub(crate) user_agent: String,
     pub(crate) agent: Option<ureq::Agent>,
@@ -48,6 +49,7 @@ impl Default for Builder {
             stack_size: None,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            response_timeout: None,
             max_response_bytes: 10 * 1024 * 1024,
             user_agent: concat!("reqpool/", env!("CARGO_PKG_VERSION")).to_string(),
             agent: None,
@@ -109,6 +111,16 @@ impl Builder {
         self
     }
 
+    /// The time limit for the server to start answering (status and
+    /// headers) once the request is sent, within the total
+    /// [`timeout`](Builder::timeout); it fails with
+    /// [`Phase::Response`](crate::Phase::Response). Defaults to the total
+    /// timeout.
+    pub fn response_timeout(mut self, limit: Duration) -> Self {
+        self.response_timeout = Some(limit);
+        self
+    }
+
     /// The largest response body accepted, in decoded bytes; a larger one
     /// fails with [`Error::TooLarge`]. Defaults to 10 MiB.
     pub fn max_response_bytes(mut self, bytes: u64) -> Self {
@@ -164,8 +176,8 @@ impl Builder {
     }
 
     /// The retry policy of every request (a request can set its own with
-    /// [`RequestBuilder::retry`](crate::RequestBuilder::retry)). Defaults
-    /// to [`Retry::none`]: retries are off.
+    /// [`RequestBuilder::retry`](crate::RequestBuilder::retry)). Retries
+    /// are off unless set. Defaults to [`Retry::none`].
     pub fn retry(mut self, policy: Retry) -> Self {
         self.retry = policy;
         self
@@ -252,6 +264,7 @@ impl fmt::Debug for Builder {
             .field("stack_size", &self.stack_size)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("user_agent", &self.user_agent)
             .field("own_agent", &self.agent.is_some())

@@ -463,7 +463,7 @@ impl Error {
             },
             other => {
                 let text = other.to_string();
-                let kind = if text.contains("tls") || text.contains("certificate") {
+                let kind = if looks_like_tls(&text) {
                     TransportKind::Tls
                 } else {
                     TransportKind::Other
@@ -500,6 +500,8 @@ fn io_kind(io: &std::io::Error) -> TransportKind {
             let text = io.to_string();
             if text.contains("failed to lookup address") || text.contains("Name or service") {
                 TransportKind::Dns
+            } else if looks_like_tls(&text) {
+                TransportKind::Tls
             } else if text.contains("closed") || text.contains("EOF") || text.contains("reset") {
                 TransportKind::Reset
             } else {
@@ -507,6 +509,22 @@ fn io_kind(io: &std::io::Error) -> TransportKind {
             }
         }
     }
+}
+
+/// rustls errors reach us inside I/O errors; their messages tell them apart.
+fn looks_like_tls(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "tls",
+        "certificate",
+        "handshake",
+        "corrupt message",
+        "fatal alert",
+        "peer is incompatible",
+        "peer misbehaved",
+    ]
+    .iter()
+    .any(|m| t.contains(m))
 }
 
 fn snippet(text: &str) -> String {

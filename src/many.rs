@@ -185,11 +185,11 @@ pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usi
     Err(AllFailed { errors })
 }
 
-/// Tries `tiers` one after another and returns the first success: a
-/// fallback chain such as "exact match, then same province, then
-/// nationwide". A tier starts only after the one before it failed, so no
-/// request is wasted; when all fail, every error comes back with the
-/// position of its tier. Blocks the current thread.
+/// Blocks the current thread while it tries `tiers` one after another, and
+/// returns the first success: a fallback chain such as "exact match, then
+/// same province, then nationwide". A tier starts only after the one before
+/// it failed, so no request is wasted; when all fail, every error comes
+/// back with the position of its tier.
 ///
 /// ```
 /// use reqpool::Error;

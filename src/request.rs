@@ -53,6 +53,7 @@ pub struct RequestBuilder {
     secret_headers: Vec<String>,
     retry: Option<Retry>,
     hedge: Option<Hedge>,
+    no_block: bool,
     error: Option<String>,
 }
 
@@ -71,6 +72,7 @@ impl RequestBuilder {
             secret_headers: Vec::new(),
             retry: None,
             hedge: None,
+            no_block: false,
             error: None,
         }
     }
@@ -216,6 +218,25 @@ impl RequestBuilder {
         })
     }
 
+    /// Like [`json`](RequestBuilder::json), but never blocks: with a full
+    /// bounded queue ([`Builder::max_queued`](crate::Builder::max_queued))
+    /// the `Pending` resolves at once with [`Error::QueueFull`].
+    pub fn try_json<T>(mut self) -> Pending<T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.no_block = true;
+        self.json()
+    }
+
+    /// Like [`send`](RequestBuilder::send), but never blocks on a full
+    /// bounded queue: the `Pending` resolves at once with
+    /// [`Error::QueueFull`].
+    pub fn try_send(mut self) -> Pending<Response> {
+        self.no_block = true;
+        self.send()
+    }
+
     fn dispatch<T, D>(self, decode: D) -> Pending<T>
     where
         T: Send + 'static,
@@ -225,6 +246,7 @@ impl RequestBuilder {
         let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
         let deadline = Instant::now().checked_add(timeout);
         let hedge = self.hedge.or(inner.cfg.hedge);
+        let block = !self.no_block;
         let prepared = match self.prepare() {
             Ok(p) => Arc::new(p),
             Err(e) => return Pending::ready(Err(e)),
@@ -255,13 +277,13 @@ impl RequestBuilder {
         };
         let hedge = match hedge {
             Some(h) if idempotent => h,
-            _ => return inner.spawn_for(host, deadline, true, make_job()),
+            _ => return inner.spawn_for(host, deadline, block, make_job()),
         };
         // Hedged: both copies race into one slot; the first success wins.
         let (tx, rx) = crossbeam_channel::bounded(1);
         let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
         let race = Race::new(Arc::clone(&slot));
-        let first = inner.spawn_for(host.clone(), deadline, true, make_job());
+        let first = inner.spawn_for(host.clone(), deadline, block, make_job());
         let ctl = first.control();
         let r = Arc::clone(&race);
         first.on_complete(Box::new(move |res| r.offer(res)));
@@ -288,6 +310,7 @@ impl RequestBuilder {
         let cfg = &self.pool.inner().cfg;
         let limits = Limits {
             connect: cfg.connect_timeout,
+            response: cfg.response_timeout,
             max_bytes: cfg.max_response_bytes,
         };
         let timeout = self.timeout.unwrap_or(cfg.timeout);
@@ -433,6 +456,7 @@ pub(crate) struct Spec {
 #[derive(Clone, Copy)]
 struct Limits {
     connect: Duration,
+    response: Option<Duration>,
     max_bytes: u64,
 }
 
@@ -722,7 +746,7 @@ fn exchange(
         .timeout_connect(Some(left.min(limits.connect)))
         .timeout_send_request(phase)
         .timeout_send_body(phase)
-        .timeout_recv_response(phase)
+        .timeout_recv_response(Some(limits.response.map_or(left, |r| r.min(left))))
         .timeout_recv_body(phase)
         .build();
     let mut resp = agent

@@ -656,3 +656,66 @@ fn secrets_are_absent_from_every_error_form() {
         check(&err);
     }
 }
+
+#[test]
+fn response_timeout_is_its_own_limit() {
+    let silent = FaultServer::start(Fault::Silent);
+    let pool = Pool::builder()
+        .timeout(Duration::from_secs(15))
+        .response_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let url = silent.url("/x");
+    let err = bounded(LIMIT, move || {
+        pool.get_json::<serde_json::Value>(&url).wait()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.timeout_phase(),
+        Some(reqpool::Phase::Response),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn tls_to_a_plain_http_server_is_a_tls_error() {
+    // A plain-HTTP server that answers the TLS hello with an HTTP error.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 512];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let pool = Pool::new(1);
+    let url = format!("https://{addr}/json");
+    let err = bounded(LIMIT, move || {
+        pool.get_json::<serde_json::Value>(&url).wait()
+    })
+    .unwrap_err();
+    assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err:?}");
+}
+
+#[test]
+fn try_send_reports_a_full_queue_at_once() {
+    let server = Server::start();
+    let pool = Pool::builder().workers(1).max_queued(1).build().unwrap();
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    let busy = pool.submit(move |_| {
+        started_tx.send(()).unwrap();
+        gate.recv().map_err(Error::other)
+    });
+    started_rx.recv_timeout(LIMIT).unwrap();
+    let queued = pool.get(&server.url("/json")).try_send();
+    let refused = pool
+        .get(&server.url("/json"))
+        .try_json::<serde_json::Value>();
+    assert!(matches!(refused.wait(), Err(Error::QueueFull)));
+    release.send(()).unwrap();
+    busy.wait().unwrap();
+    assert_eq!(bounded(LIMIT, move || queued.wait()).unwrap().status(), 200);
+}
