@@ -112,6 +112,15 @@ impl HostCaps {
         }
     }
 
+    /// Removes every parked job (for `shutdown_now`).
+    pub(crate) fn take_parked(&self) -> Vec<Dispatch> {
+        let mut hosts = lock(&self.hosts);
+        hosts
+            .values_mut()
+            .flat_map(|h| h.parked.drain(..))
+            .collect()
+    }
+
     /// Gives a finished job's slot to the next parked one, or frees it.
     fn release(&self, host: &Arc<str>) {
         let next = {

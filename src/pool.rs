@@ -590,12 +590,16 @@ impl Pool {
         let before = inner.counters.snapshot();
         if cancel {
             inner.cancel_queued.store(true, Ordering::Release);
-            // Extra threads take the queued jobs off the queue and cancel
-            // them at once, even while every worker is busy.
             // Take the queued jobs off the queue here and cancel them at
-            // once, even while every worker is busy.
+            // once, even while every worker is busy; the same for jobs
+            // parked behind a per-host cap.
             while let Ok(job) = inner.queue_rx.try_recv() {
                 job.cancel();
+            }
+            if let Some(hosts) = &inner.hosts {
+                for job in hosts.take_parked() {
+                    job.cancel();
+                }
             }
         }
         let mut left = if self.on_own_worker() {

@@ -719,3 +719,35 @@ fn try_send_reports_a_full_queue_at_once() {
     busy.wait().unwrap();
     assert_eq!(bounded(LIMIT, move || queued.wait()).unwrap().status(), 200);
 }
+
+#[test]
+fn shutdown_now_cancels_jobs_parked_behind_a_host_cap() {
+    let slow = holding();
+    let pool = Pool::builder().workers(2).max_per_host(1).build().unwrap();
+    let mut all: Vec<_> = (0..3)
+        .map(|_| pool.get_json::<serde_json::Value>(&slow.server.url("/hold")))
+        .collect();
+    // One request holds the host's only slot; wait until it is inside.
+    let t0 = std::time::Instant::now();
+    while slow.server.shared.requests.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < LIMIT, "the first request never arrived");
+        std::thread::yield_now();
+    }
+    let p2 = pool.clone();
+    let shut = std::thread::spawn(move || p2.shutdown_now());
+    let parked: Vec<_> = all.drain(1..).collect();
+    for p in parked {
+        assert!(matches!(p.wait_timeout(LIMIT), Some(Err(Error::Cancelled))));
+    }
+    {
+        let (lock, cv) = &*slow.gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    assert!(bounded(LIMIT, move || all.pop().unwrap().wait()).is_ok());
+    let report = bounded(LIMIT, move || shut.join().unwrap());
+    assert_eq!(
+        (report.cancelled, report.finished, report.abandoned),
+        (2, 1, 0)
+    );
+}
