@@ -391,6 +391,25 @@ fn idempotent_request(spec: &Spec, retry: &Retry) -> bool {
 
 /// Checks that `url` is an absolute http(s) URL with a host.
 fn parse_url(url: &str) -> Result<Uri, Error> {
+    thread_local! {
+        /// The last URL this thread checked: a batch sends many requests to
+        /// one URL, and a `Uri` clone is a reference count.
+        static LAST: std::cell::RefCell<Option<(String, Uri)>> = const { std::cell::RefCell::new(None) };
+    }
+    if let Some(uri) = LAST.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|(u, _)| u == url)
+            .map(|(_, uri)| uri.clone())
+    }) {
+        return Ok(uri);
+    }
+    let uri = check_url(url)?;
+    LAST.with(|l| *l.borrow_mut() = Some((url.to_string(), uri.clone())));
+    Ok(uri)
+}
+
+fn check_url(url: &str) -> Result<Uri, Error> {
     let uri: Uri = url
         .parse()
         .map_err(|e| Error::invalid(url, format!("not a valid url: {e}")))?;
