@@ -228,7 +228,18 @@ impl Builder {
             return Err(Error::invalid("", "max_queued must be at least 1"));
         }
         let agent = match self.agent.clone() {
-            Some(a) => a,
+            Some(a) => {
+                let t = a.config().timeouts();
+                if t.global.is_some() || t.per_call.is_some() {
+                    log::warn!(
+                        "reqpool: the agent given to Builder::agent sets timeout_global or \
+                         timeout_per_call; ureq 3.5 then resolves the host on a new thread for \
+                         every request (about 6x less throughput). The pool's own per-phase \
+                         limits and total timeout already bound every request."
+                    );
+                }
+                a
+            }
             None => default_agent(self.workers, &self.user_agent),
         };
         Ok(Pool::start(Config::from_builder(self), agent))
