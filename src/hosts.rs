@@ -5,25 +5,17 @@
 //! the slot of the next request to that host that finishes; jobs for other
 //! hosts keep flowing meanwhile.
 
-use crate::error::Error;
 use crate::pending::WORKER_OF;
 use crate::pool::Inner;
-use crate::task::{QUEUED, lock};
+use crate::task::{Control, QUEUED, lock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-/// What the workers need of a task, whatever its types.
-pub(crate) trait Runnable: Send + Sync {
-    fn run(&self);
-    fn abort(&self, err: Error) -> bool;
-    fn state(&self) -> u8;
-}
-
 /// One queued job on its way to a worker.
 pub(crate) struct Dispatch {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) task: Arc<dyn Runnable>,
+    pub(crate) task: Arc<dyn Control>,
     /// The host this job counts against, if the pool caps hosts.
     pub(crate) host: Option<Arc<str>>,
     /// The job was handed a host slot while parked.
@@ -31,7 +23,7 @@ pub(crate) struct Dispatch {
 }
 
 impl Dispatch {
-    pub(crate) fn new(inner: Arc<Inner>, task: Arc<dyn Runnable>, host: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, task: Arc<dyn Control>, host: Option<Arc<str>>) -> Self {
         Dispatch {
             inner,
             task,
@@ -43,7 +35,7 @@ impl Dispatch {
     /// Resolves the job as cancelled without running it (and passes on a
     /// host slot it holds).
     pub(crate) fn cancel(self) {
-        self.task.abort(Error::Cancelled);
+        self.task.cancel();
         if self.holds_slot
             && let (Some(h), Some(caps)) = (&self.host, &self.inner.hosts)
         {

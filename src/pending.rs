@@ -97,7 +97,7 @@ impl<T: Send + 'static> Pending<T> {
             && WORKER_OF.with(|w| w.get()) == self.pool_id
             && self.ctl.state() == QUEUED
         {
-            self.ctl.run_inline();
+            self.ctl.run();
         }
         if let Some(r) = self.spin() {
             return r;

@@ -183,13 +183,9 @@ impl Gate {
 }
 
 impl TaskHooks for Inner {
-    fn skipped(&self, cancelled: bool) {
+    fn skipped(&self) {
         self.counters.left_queue();
-        if cancelled {
-            self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.counters.closed.fetch_add(1, Ordering::Relaxed);
-        }
+        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
         self.free_slot();
     }
 
@@ -618,7 +614,7 @@ impl Pool {
         let after = inner.counters.snapshot();
         Shutdown {
             finished: (after.succeeded + after.failed) - (before.succeeded + before.failed),
-            cancelled: (after.cancelled + after.closed) - (before.cancelled + before.closed),
+            cancelled: after.cancelled - before.cancelled,
             abandoned: left as u64,
         }
     }

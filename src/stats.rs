@@ -18,7 +18,6 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     panicked: AtomicU64,
     pub(crate) cancelled: AtomicU64,
-    pub(crate) closed: AtomicU64,
     pub(crate) fired: AtomicU64,
     pub(crate) fired_failed: AtomicU64,
     times: Mutex<Times>,
@@ -49,7 +48,6 @@ impl Counters {
             failed: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
-            closed: AtomicU64::new(0),
             fired: AtomicU64::new(0),
             fired_failed: AtomicU64::new(0),
             times: Mutex::new(Times {
@@ -107,7 +105,6 @@ impl Counters {
             failed: g(&self.failed),
             panicked: g(&self.panicked),
             cancelled: g(&self.cancelled),
-            closed: g(&self.closed),
             fired: g(&self.fired),
             fired_failed: g(&self.fired_failed),
             queue_time,
@@ -123,7 +120,8 @@ impl Counters {
 /// while jobs run may be off by the jobs that moved during the read. Jobs
 /// that ran add up: `succeeded + failed` of them finished, and every job
 /// submitted is in exactly one of `queued`, `running`, `succeeded`,
-/// `failed`, `cancelled` or `closed` once the pool is idle.
+/// `failed` or `cancelled` once the pool is idle (a submit to a closed pool
+/// is refused at once and never counted).
 ///
 /// ```
 /// let pool = reqpool::Pool::new(2);
@@ -152,8 +150,6 @@ pub struct Stats {
     pub panicked: u64,
     /// Jobs cancelled before they started.
     pub cancelled: u64,
-    /// Jobs dropped unrun because the pool was closed.
-    pub closed: u64,
     /// Fire-and-forget jobs ever fired (also counted above).
     pub fired: u64,
     /// Fire-and-forget jobs that failed.

@@ -34,9 +34,10 @@ pub(crate) trait Control: Send + Sync {
     /// Moves a queued task to cancelled and resolves it. False if it had
     /// already started or finished.
     fn cancel(&self) -> bool;
-    /// Runs a queued task on the calling thread. False if it had already
-    /// started, finished or been cancelled.
-    fn run_inline(&self) -> bool;
+    /// Runs a queued task on the calling thread (a worker, or a waiter that
+    /// runs it inline). False if it had already started, finished or been
+    /// cancelled.
+    fn run(&self) -> bool;
 }
 
 /// The typed face: where a result of type `T` goes.
@@ -101,7 +102,7 @@ impl Control for Finished {
     fn cancel(&self) -> bool {
         false
     }
-    fn run_inline(&self) -> bool {
+    fn run(&self) -> bool {
         false
     }
 }
@@ -120,8 +121,8 @@ pub(crate) type Hooks = Option<std::sync::Arc<dyn TaskHooks>>;
 
 /// Accounting callbacks from the pool.
 pub(crate) trait TaskHooks: Send + Sync {
-    /// The task left the queue without running (cancelled or closed).
-    fn skipped(&self, cancelled: bool);
+    /// The task left the queue without running: it was cancelled.
+    fn skipped(&self);
     /// The task is about to run; returns the start time, passed to
     /// `finished`.
     fn started(&self) -> std::time::Instant;
@@ -149,39 +150,6 @@ where
             job: Mutex::new(Some(job)),
             slot: Slot::new(deliver),
             hooks,
-        }
-    }
-
-    /// Runs the job if nobody else took it. Called by the worker.
-    pub(crate) fn run(&self) {
-        if self
-            .state
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.execute();
-        }
-    }
-
-    /// Resolves a queued task with `err` without running it.
-    pub(crate) fn abort(&self, err: Error) -> bool {
-        if self
-            .state
-            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let cancelled = err.is_cancelled();
-            drop(lock(&self.job).take());
-            if let Some(h) = &self.hooks {
-                h.skipped(cancelled);
-            }
-            self.slot.deliver(Err(err));
-            if let Some(h) = &self.hooks {
-                h.delivered();
-            }
-            true
-        } else {
-            false
         }
     }
 
@@ -219,22 +187,6 @@ where
     }
 }
 
-impl<T, F> crate::hosts::Runnable for Task<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
-{
-    fn run(&self) {
-        Task::run(self);
-    }
-    fn abort(&self, err: Error) -> bool {
-        Task::abort(self, err)
-    }
-    fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
-    }
-}
-
 impl<T, F> Control for Task<T, F>
 where
     T: Send + 'static,
@@ -245,10 +197,26 @@ where
     }
 
     fn cancel(&self) -> bool {
-        self.abort(Error::Cancelled)
+        if self
+            .state
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            drop(lock(&self.job).take());
+            if let Some(h) = &self.hooks {
+                h.skipped();
+            }
+            self.slot.deliver(Err(Error::Cancelled));
+            if let Some(h) = &self.hooks {
+                h.delivered();
+            }
+            true
+        } else {
+            false
+        }
     }
 
-    fn run_inline(&self) -> bool {
+    fn run(&self) -> bool {
         if self
             .state
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
