@@ -209,9 +209,9 @@ impl RequestBuilder {
     pub fn fire(self) -> Result<(), Error> {
         let label = format!("{} {}", self.method, redact_url(&self.url));
         let inner = self.pool.inner().clone();
-        let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
-        let deadline = Instant::now().checked_add(timeout);
         let prepared = self.prepare()?;
+        let timeout = prepared.timeout;
+        let deadline = Instant::now().checked_add(timeout);
         inner.fire(label, deadline, move |agent| {
             let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
             prepared.run(agent, deadline).map(drop)
@@ -243,15 +243,21 @@ impl RequestBuilder {
         D: Fn(Response, &Spec) -> Result<T, Error> + Send + Sync + 'static,
     {
         let inner = self.pool.inner().clone();
-        let timeout = self.timeout.unwrap_or(inner.cfg.timeout);
-        let deadline = Instant::now().checked_add(timeout);
         let hedge = self.hedge.or(inner.cfg.hedge);
         let block = !self.no_block;
         let prepared = match self.prepare() {
             Ok(p) => Arc::new(p),
             Err(e) => return Pending::ready(Err(e)),
         };
-        let host = prepared.host();
+        let timeout = prepared.timeout;
+        let deadline = Instant::now().checked_add(timeout);
+        // The host matters only to a per-host cap and to hedging: don't
+        // allocate it for every request otherwise.
+        let host = if inner.hosts.is_some() || hedge.is_some() {
+            prepared.host()
+        } else {
+            None
+        };
         let idempotent = idempotent_request(&prepared.spec, &prepared.retry);
         let measure = hedge.is_some_and(|h| h.measures());
         let decode = Arc::new(decode);
@@ -554,19 +560,19 @@ impl Prepared {
                 );
             }
             if attempt >= self.retry.max_attempts {
-                let reason = if self.retry.max_attempts > 1 {
+                let reason = if retries_on {
                     format!("{attempt} attempts made")
                 } else {
                     String::new()
                 };
                 return give_up(failed, err, reason);
             }
-            let wait = err
-                .retry_after()
-                .unwrap_or_else(|| self.retry.backoff_after(attempt));
+            // Only a policy with attempts left gets here.
+            let retry_after = err.retry_after();
+            let wait = retry_after.unwrap_or_else(|| self.retry.backoff_after(attempt));
             let left = deadline.saturating_duration_since(Instant::now());
-            if wait >= left && (retries_on || err.retry_after().is_some()) {
-                let what = if err.retry_after().is_some() {
+            if wait >= left {
+                let what = if retry_after.is_some() {
                     "retry-after"
                 } else {
                     "backoff"
