@@ -103,10 +103,14 @@ fn first_success_cancels_the_queued_rest() {
     let one = Pool::new(1);
     let two = Pool::new(1);
     let (release, gate) = channel::<()>(0);
+    let (started_tx, started_rx) = channel::<()>(1);
     let mut handles = vec![one.submit(move |_| {
+        started_tx.send(()).unwrap();
         gate.recv().map_err(Error::other)?;
         Err::<serde_json::Value, _>(Error::other("blocker"))
     })];
+    // The blocker holds the worker before the rest is queued.
+    started_rx.recv_timeout(LIMIT).unwrap();
     for _ in 0..5 {
         handles.push(one.get_json(&server.url("/never")));
     }
@@ -164,8 +168,14 @@ fn completions_yield_in_finish_order_and_can_grow() {
 fn completions_stop_at_their_deadline() {
     let pool = Pool::new(1);
     let (release, gate) = channel::<()>(0);
+    let (started_tx, started_rx) = channel::<()>(1);
+    let blocker = pool.submit(move |_| {
+        started_tx.send(()).unwrap();
+        gate.recv().map_err(Error::other)
+    });
+    started_rx.recv_timeout(LIMIT).unwrap();
     let mut set = Completions::new().deadline(Duration::from_millis(100));
-    set.push(0, pool.submit(move |_| gate.recv().map_err(Error::other)));
+    set.push(0, blocker);
     set.push(1, pool.submit(|_| Ok(())));
     assert!(bounded(LIMIT, move || {
         let r = set.next().is_none();

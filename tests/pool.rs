@@ -182,12 +182,20 @@ fn shutdown_closes_the_pool() {
 fn shutdown_now_cancels_the_queue_at_once() {
     let pool = Pool::new(2);
     let (release, gate) = channel::<()>(0);
+    let (started_tx, started_rx) = channel::<()>(2);
     let busy: Vec<Pending<()>> = (0..2)
         .map(|_| {
-            let gate = gate.clone();
-            pool.submit(move |_| gate.recv().map_err(Error::other))
+            let (gate, started) = (gate.clone(), started_tx.clone());
+            pool.submit(move |_| {
+                started.send(()).unwrap();
+                gate.recv().map_err(Error::other)
+            })
         })
         .collect();
+    // Both workers hold a busy job before anything else is queued, so the
+    // shutdown cannot cancel the busy jobs themselves.
+    started_rx.recv_timeout(LIMIT).unwrap();
+    started_rx.recv_timeout(LIMIT).unwrap();
     let queued: Vec<Pending<u32>> = (0..1000).map(|i| pool.submit(move |_| Ok(i))).collect();
     let p2 = pool.clone();
     let shut = std::thread::spawn(move || p2.shutdown_now());
