@@ -58,21 +58,17 @@ pub struct Any<T> {
 /// assert_eq!(reqpool::wait_all(first.rest)[0].as_ref().unwrap(), &"slow");
 /// # Ok::<(), reqpool::Error>(())
 /// ```
-pub fn wait_any<T: Send + 'static>(mut pending: Vec<Pending<T>>) -> Result<Any<T>, Error> {
+pub fn wait_any<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<Any<T>, Error> {
     if pending.is_empty() {
         return Err(Error::invalid("", "wait_any needs at least one handle"));
     }
+    let grace = crate::pending::DEADLINE_GRACE;
     loop {
         // Finished ones first, without building a Select.
-        if let Some(i) = pending.iter().position(|p| !p.receiver().is_empty()) {
-            if let Some(result) = pending[i].try_wait() {
-                let _ = pending.remove(i);
-                return Ok(Any {
-                    index: i,
-                    result,
-                    rest: pending,
-                });
-            }
+        if let Some(i) = pending.iter().position(|p| !p.receiver().is_empty())
+            && let Some(result) = pending[i].try_wait()
+        {
+            return Ok(pick(pending, i, Some(result)));
         }
         let earliest = pending.iter().filter_map(Pending::deadline).min();
         let mut sel = Select::new();
@@ -80,45 +76,43 @@ pub fn wait_any<T: Send + 'static>(mut pending: Vec<Pending<T>>) -> Result<Any<T
             sel.recv(p.receiver());
         }
         let ready = match earliest {
-            Some(d) => sel.ready_deadline(d + crate::pending::DEADLINE_GRACE).ok(),
+            Some(d) => sel.ready_deadline(d + grace).ok(),
             None => Some(sel.ready()),
         };
         match ready {
             Some(i) => match pending[i].receiver().try_recv() {
-                Ok(result) => {
-                    let _ = pending.remove(i);
-                    return Ok(Any {
-                        index: i,
-                        result,
-                        rest: pending,
-                    });
-                }
+                Ok(result) => return Ok(pick(pending, i, Some(result))),
                 Err(TryRecvError::Empty) => continue, // spurious: look again
-                Err(TryRecvError::Disconnected) => {
-                    let p = pending.remove(i);
-                    return Ok(Any {
-                        index: i,
-                        result: p.wait(),
-                        rest: pending,
-                    });
-                }
+                Err(TryRecvError::Disconnected) => return Ok(pick(pending, i, None)),
             },
             None => {
                 // A worker is stuck past a deadline: that handle gives up.
                 let now = Instant::now();
-                if let Some(i) = pending.iter().position(|p| {
-                    p.deadline()
-                        .is_some_and(|d| d + crate::pending::DEADLINE_GRACE <= now)
-                }) {
-                    let p = pending.remove(i);
-                    return Ok(Any {
-                        index: i,
-                        result: p.wait(),
-                        rest: pending,
-                    });
+                if let Some(i) = pending
+                    .iter()
+                    .position(|p| p.deadline().is_some_and(|d| d + grace <= now))
+                {
+                    return Ok(pick(pending, i, None));
                 }
             }
         }
+    }
+}
+
+/// Takes handle `index` out of `pending` with its result; without one in
+/// hand, its `wait` gives it at once (the job was dropped, or its deadline
+/// has passed).
+fn pick<T: Send + 'static>(
+    mut pending: Vec<Pending<T>>,
+    index: usize,
+    result: Option<Result<T, Error>>,
+) -> Any<T> {
+    let p = pending.remove(index);
+    let result = result.unwrap_or_else(|| p.wait());
+    Any {
+        index,
+        result,
+        rest: pending,
     }
 }
 
