@@ -47,7 +47,7 @@ fn main() {
                 .json_body(&json!({"report": "monthly"})),
         )
         .every(Duration::from_millis(250))
-        .within(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10))
         .until(|status| status["state"] == "done");
     println!("task submitted; the main thread is free while it runs");
     match done.wait() {
@@ -74,7 +74,7 @@ fn main() {
                 .json_body(&json!({"report": "yearly"})),
         )
         .every(Duration::from_millis(100))
-        .within(Duration::from_millis(500))
+        .timeout(Duration::from_millis(500))
         .until(|status| status["state"] == "done");
     match too_short.wait() {
         Ok(_) => println!("unexpected: finished within 500 ms"),

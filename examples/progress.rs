@@ -14,7 +14,7 @@ const REQUESTS: usize = 300;
 fn main() {
     let server = common::Server::start();
     let pool = reqpool::Pool::new(16);
-    let mut set = reqpool::Completions::new().deadline(Duration::from_secs(60));
+    let mut set = reqpool::Completions::new().timeout(Duration::from_secs(60));
     for i in 0..REQUESTS {
         // Every 25th request hits a failing endpoint; delays vary 5–50 ms.
         let url = if i % 25 == 0 {

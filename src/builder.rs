@@ -1,8 +1,10 @@
 //! `Builder`: every knob of a `Pool`, with safe defaults.
 
 use crate::error::Error;
-use crate::pool::{Config, Pool};
-use crate::retry::Retry;
+use crate::pool::{Pool, Settings};
+use crate::prepare::{PhaseLimits, RequestDefaults};
+use crate::retry::{Budget, Retry};
+use crate::wire::{AgentSettings, guarded, pool_agent};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,22 +25,23 @@ pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 /// ```
 #[must_use = "a builder does nothing until build() is called"]
 pub struct Builder {
-    pub(crate) workers: usize,
-    pub(crate) thread_name: String,
-    pub(crate) stack_size: Option<usize>,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Option<Duration>,
-    pub(crate) max_response_bytes: u64,
-    pub(crate) user_agent: String,
-    pub(crate) agent: Option<ureq::Agent>,
-    pub(crate) max_queued: Option<usize>,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) on_error: Option<ErrorHook>,
-    pub(crate) retry: Retry,
-    pub(crate) retry_budget: Option<(f64, u32)>,
-    pub(crate) max_per_host: Option<usize>,
-    pub(crate) hedge: Option<crate::hedge::Hedge>,
+    workers: usize,
+    thread_name: String,
+    stack_size: Option<usize>,
+    timeout: Duration,
+    deadline: Option<Duration>,
+    connect_timeout: Duration,
+    response_timeout: Option<Duration>,
+    max_response_bytes: u64,
+    user_agent: String,
+    agent: Option<ureq::Agent>,
+    max_queued: Option<usize>,
+    drain_timeout: Duration,
+    on_error: Option<ErrorHook>,
+    retry: Retry,
+    retry_budget: Option<(f64, u32)>,
+    max_per_host: Option<usize>,
+    hedge: Option<crate::hedge::Hedge>,
 }
 
 impl Default for Builder {
@@ -48,6 +51,7 @@ impl Default for Builder {
             thread_name: "reqpool-worker".to_string(),
             stack_size: None,
             timeout: Duration::from_secs(30),
+            deadline: None,
             connect_timeout: Duration::from_secs(10),
             response_timeout: None,
             max_response_bytes: 10 * 1024 * 1024,
@@ -90,32 +94,47 @@ impl Builder {
         self
     }
 
-    /// The total time limit of each request, from submission to the last byte
-    /// of the response: time in the queue counts.
+    /// The time limit of each job, from the moment a worker starts it to
+    /// its end: every attempt, redirect and wait between attempts of a
+    /// request, a whole poll job, a closure job. Time in the queue does
+    /// not count, so a batch far larger than the workers still succeeds.
     ///
-    /// Each phase (connect, send, wait for the response, read the body) gets
-    /// what is left of it, and [`Pending::wait`](crate::Pending::wait) stops
-    /// waiting shortly after it even if a worker is still stuck, so no call
-    /// can hang. A request can set its own with
-    /// [`RequestBuilder::timeout`](crate::RequestBuilder::timeout).
-    /// Defaults to 30 seconds.
+    /// It is a true total: the socket of a request is cut off when it runs
+    /// out, whatever the server does (a trickled body included), and
+    /// [`Pending::wait`](crate::Pending::wait) stops waiting shortly after
+    /// it even for a closure stuck elsewhere. A request can set its own
+    /// with [`RequestBuilder::timeout`](crate::RequestBuilder::timeout).
+    /// `Duration::MAX` means none. Defaults to 30 seconds.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = limit;
         self
     }
 
+    /// A limit for every job from the moment it is submitted, time in the
+    /// queue included, on top of the [`timeout`](Builder::timeout): a job
+    /// still queued when it passes never starts and resolves at once with
+    /// a [`Phase::Queued`](crate::Phase::Queued) timeout that names the
+    /// request. For latency-critical callers whose answer is worthless
+    /// after a point. A request can set its own with
+    /// [`RequestBuilder::deadline`](crate::RequestBuilder::deadline).
+    /// Defaults to none.
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.deadline = Some(limit);
+        self
+    }
+
     /// The time limit for opening a connection (TCP and TLS), within the
-    /// total [`timeout`](Builder::timeout). Defaults to 10 seconds.
+    /// job's [`timeout`](Builder::timeout). Defaults to 10 seconds.
     pub fn connect_timeout(mut self, limit: Duration) -> Self {
         self.connect_timeout = limit;
         self
     }
 
     /// The time limit for the server to start answering (status and
-    /// headers) once the request is sent, within the total
+    /// headers) once the request is sent, within the job's
     /// [`timeout`](Builder::timeout); it fails with
-    /// [`Phase::Response`](crate::Phase::Response). Defaults to the total
-    /// timeout.
+    /// [`Phase::Response`](crate::Phase::Response). Defaults to no limit of
+    /// its own (the job's timeout).
     pub fn response_timeout(mut self, limit: Duration) -> Self {
         self.response_timeout = Some(limit);
         self
@@ -135,14 +154,19 @@ impl Builder {
         self
     }
 
-    /// Uses your own [`ureq::Agent`] (proxy, TLS, cookies, …) for every
-    /// request; it is cloned into the workers and shares one connection pool.
+    /// Takes the configuration of your own [`ureq::Agent`] (proxy, TLS,
+    /// user agent, idle pool size, …) for every request.
     ///
-    /// The pool's time limits and body cap still apply to each request. Make
-    /// sure its idle pool keeps at least as many connections per host as
-    /// there are workers, or connections will be reopened. Defaults to an
-    /// agent built by the pool: no proxy from the environment, per-phase
-    /// time limits, an idle pool of `workers` connections per host, and
+    /// The pool builds its own agent from that configuration, with its own
+    /// connection pool and a guard on every connection that enforces each
+    /// job's time limit; the agent's connector and resolver are not used.
+    /// The pool's time limits, body cap, redirect and error-status rules
+    /// still apply to each request (they are set per request, which costs a
+    /// little). [`user_agent`](Builder::user_agent) is ignored: the agent's
+    /// own setting is used. Make sure its idle pool keeps at least as many
+    /// connections per host as there are workers, or connections will be
+    /// reopened. Defaults to an agent built by the pool: no proxy from the
+    /// environment, an idle pool of `workers` connections per host, and
     /// redirects handled by reqpool rather than by ureq.
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
         self.agent = Some(agent);
@@ -197,7 +221,9 @@ impl Builder {
     /// At most `n` requests in flight to one host (`host:port`), so a slow
     /// host cannot take every worker. A request whose host is at the cap
     /// waits off the workers (it does not hold one), and requests to other
-    /// hosts keep flowing. Closure jobs are not counted. Defaults to no cap.
+    /// hosts keep flowing. Every request counts, however it was sent
+    /// (`json`, `send`, `fire`, a poll job); closure jobs are not counted
+    /// (the pool cannot know where they go). Defaults to no cap.
     pub fn max_per_host(mut self, n: usize) -> Self {
         self.max_per_host = Some(n.max(1));
         self
@@ -212,59 +238,70 @@ impl Builder {
 
     /// Starts the workers and returns the pool.
     ///
-    /// Fails with [`Error::InvalidRequest`] if `workers` is zero or the
-    /// stack size is below 16 KiB.
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if `workers` or `max_queued` is zero, or the stack
+    /// size is below 16 KiB.
     pub fn build(self) -> Result<Pool, Error> {
         if self.workers == 0 {
-            return Err(Error::invalid("", "a pool needs at least one worker"));
+            return Err(Error::usage("a pool needs at least one worker"));
         }
         if self.stack_size.is_some_and(|s| s < 16 * 1024) {
-            return Err(Error::invalid(
-                "",
-                "worker stack size must be at least 16 KiB",
-            ));
+            return Err(Error::usage("worker stack size must be at least 16 KiB"));
         }
         if self.max_queued == Some(0) {
-            return Err(Error::invalid("", "max_queued must be at least 1"));
+            return Err(Error::usage("max_queued must be at least 1"));
         }
-        let agent = match self.agent.clone() {
+        let (agent, per_request) = match &self.agent {
             Some(a) => {
-                let t = a.config().timeouts();
+                let cfg = a.config();
+                let t = cfg.timeouts();
                 if t.global.is_some() || t.per_call.is_some() {
                     log::warn!(
                         "reqpool: the agent given to Builder::agent sets timeout_global or \
                          timeout_per_call; ureq 3.5 then resolves the host on a new thread for \
-                         every request (about 6x less throughput). The pool's own per-phase \
-                         limits and total timeout already bound every request."
+                         every request (about 6x less throughput). The pool's own limits \
+                         already bound every request."
                     );
                 }
-                a
+                let phases = PhaseLimits {
+                    connect: self.connect_timeout,
+                    response: self.response_timeout,
+                };
+                (guarded(cfg.clone()), Some(phases))
             }
-            None => default_agent(self.workers, &self.user_agent),
+            None => (
+                pool_agent(&AgentSettings {
+                    workers: self.workers,
+                    user_agent: &self.user_agent,
+                    connect_timeout: self.connect_timeout,
+                    response_timeout: self.response_timeout,
+                }),
+                None,
+            ),
         };
-        Ok(Pool::start(Config::from_builder(self), agent))
+        let defaults = RequestDefaults {
+            timeout: self.timeout,
+            deadline: self.deadline,
+            max_response_bytes: self.max_response_bytes,
+            retry: Arc::new(self.retry),
+            budget: self
+                .retry_budget
+                .map(|(ratio, burst)| Arc::new(Budget::new(ratio, burst))),
+            hedge: self.hedge,
+            per_request,
+        };
+        let settings = Settings {
+            workers: self.workers,
+            thread_name: self.thread_name,
+            stack_size: self.stack_size,
+            max_queued: self.max_queued,
+            drain_timeout: self.drain_timeout,
+            on_error: self.on_error,
+            max_per_host: self.max_per_host,
+        };
+        Ok(Pool::start(settings, agent, defaults))
     }
-}
-
-/// The agent a pool builds for itself.
-///
-/// No `timeout_global`/`timeout_per_call`: with either set, ureq 3.5
-/// resolves the host on a new OS thread for every request, which costs
-/// about 6x in throughput. Time limits are set per phase, per request.
-fn default_agent(workers: usize, user_agent: &str) -> ureq::Agent {
-    let cfg = ureq::Agent::config_builder()
-        .proxy(None)
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .user_agent(user_agent)
-        .max_idle_connections(workers.max(10))
-        .max_idle_connections_per_host(workers.max(3))
-        // ureq's 128 KiB send buffer per connection is far more than a
-        // request line, headers and a JSON body need before they are
-        // flushed; 16 KiB keeps a pool of many workers small.
-        .output_buffer_size(16 * 1024)
-        .build();
-    ureq::Agent::new_with_config(cfg)
 }
 
 impl fmt::Debug for Builder {
@@ -274,6 +311,7 @@ impl fmt::Debug for Builder {
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
             .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("max_response_bytes", &self.max_response_bytes)

@@ -1,13 +1,14 @@
 //! Synchronized bursts: prepare N jobs in parallel, release all N requests
 //! at the same instant.
 
-use crate::error::{Error, Phase, panic_message};
+use crate::deadline::Deadline;
+use crate::error::{Error, panic_message};
 use crate::pending::Pending;
 use crate::pool::Pool;
-use crate::task::lock;
+use crate::sync::{lock, wait_while};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A barrier that can be broken: by a party that failed, or by time.
 struct Release {
@@ -24,38 +25,30 @@ struct State {
 
 impl Release {
     /// Waits until every party is ready, or the burst is broken.
-    fn ready(&self, deadline: Instant) -> Result<(), Error> {
+    fn ready(&self, deadline: Deadline) -> Result<(), Error> {
         let mut s = lock(&self.state);
         s.arrived += 1;
         if s.arrived == self.parties {
             self.all_in.notify_all();
         }
-        loop {
-            if let Some(why) = &s.broken {
-                return Err(Error::other(format!("burst aborted: {why}")));
-            }
-            if s.arrived == self.parties {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                s.broken = Some(format!(
-                    "only {} of {} parties were ready before the release timeout",
-                    s.arrived, self.parties
-                ));
-                self.all_in.notify_all();
-                return Err(Error::Timeout {
-                    phase: Phase::Queued,
-                    method: String::new(),
-                    url: String::new(),
-                });
-            }
-            s = self
-                .all_in
-                .wait_timeout(s, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let (mut s, _) = wait_while(&self.all_in, s, deadline, |s| {
+            s.broken.is_none() && s.arrived < self.parties
+        });
+        if let Some(why) = &s.broken {
+            return Err(Error::Aborted {
+                reason: why.clone(),
+            });
         }
+        if s.arrived == self.parties {
+            return Ok(());
+        }
+        let why = format!(
+            "only {} of {} parties were ready within the burst's timeout",
+            s.arrived, self.parties
+        );
+        s.broken = Some(why.clone());
+        self.all_in.notify_all();
+        Err(Error::Aborted { reason: why })
     }
 
     fn break_with(&self, why: String) {
@@ -69,64 +62,68 @@ impl Release {
 
 impl Pool {
     /// Runs `prepare` for parties `0..n` in parallel on the workers, waits
-    /// until every party is prepared, then runs `fire` in all of them at the
-    /// same instant: a synchronized burst.
+    /// until every party is prepared, then runs `send` in all of them at
+    /// the same instant: a synchronized burst.
     ///
-    /// - If `n` is larger than the number of workers, returns
-    ///   [`Error::InvalidRequest`] at once: the parties could never all be
-    ///   running together, so the burst would deadlock.
+    /// Each party is a job with the pool's limits, like a
+    /// [`submit`](Pool::submit) closure: requests `send` makes through the
+    /// agent are cut off when the job's time runs out.
+    ///
     /// - If a preparation fails or panics, every other party is released
-    ///   with an error ("burst aborted: …") instead of being left waiting.
-    /// - If not every party is ready within `release_within` (for example
-    ///   because other jobs hold workers), the burst is broken the same way.
+    ///   with [`Error::Aborted`] instead of being left waiting.
+    /// - If not every party is ready within `timeout` (for example because
+    ///   other jobs hold workers), the burst is aborted the same way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] at once if `n` is larger than the number of workers
+    /// that can run together: the parties could never all be running, so
+    /// the burst would deadlock.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
     /// let pool = reqpool::Pool::new(4);
-    /// let fired = pool.burst(
+    /// let sent = pool.burst(
     ///     4,
     ///     Duration::from_secs(5),
     ///     |party| Ok(party * 10),           // blocking preparation
     ///     |_agent, prepared| Ok((prepared, Instant::now())),
     /// )?;
-    /// let times: Vec<Instant> = fired.into_iter().map(|p| p.wait().unwrap().1).collect();
+    /// let times: Vec<Instant> = sent.into_iter().map(|p| p.wait().unwrap().1).collect();
     /// let spread = *times.iter().max().unwrap() - *times.iter().min().unwrap();
     /// assert!(spread < Duration::from_secs(1));
     /// # Ok::<(), reqpool::Error>(())
     /// ```
-    pub fn burst<P, T, Prep, Fire>(
+    pub fn burst<P, T, Prep, Send>(
         &self,
         n: usize,
-        release_within: Duration,
+        timeout: Duration,
         prepare: Prep,
-        fire: Fire,
+        send: Send,
     ) -> Result<Vec<Pending<T>>, Error>
     where
-        T: Send + 'static,
-        Prep: Fn(usize) -> Result<P, Error> + Send + Sync + 'static,
-        Fire: Fn(&ureq::Agent, P) -> Result<T, Error> + Send + Sync + 'static,
+        T: std::marker::Send + 'static,
+        Prep: Fn(usize) -> Result<P, Error> + std::marker::Send + Sync + 'static,
+        Send: Fn(&ureq::Agent, P) -> Result<T, Error> + std::marker::Send + Sync + 'static,
     {
         let workers = self.workers() - usize::from(self.on_own_worker());
         if n > workers {
-            return Err(Error::invalid(
-                "",
-                format!(
-                    "a burst of {n} needs {n} workers running at once, but only {workers} can; \
-                     use a pool with more workers or a smaller burst"
-                ),
-            ));
+            return Err(Error::usage(format!(
+                "a burst of {n} needs {n} workers running at once, but only {workers} can; \
+                 use a pool with more workers or a smaller burst"
+            )));
         }
         let release = Arc::new(Release {
             parties: n,
             state: Mutex::new(State::default()),
             all_in: Condvar::new(),
         });
-        let deadline = Instant::now() + release_within;
+        let deadline = Deadline::after(timeout);
         let prepare = Arc::new(prepare);
-        let fire = Arc::new(fire);
+        let send = Arc::new(send);
         Ok((0..n)
             .map(|party| {
-                let (release, prepare, fire) = (release.clone(), prepare.clone(), fire.clone());
+                let (release, prepare, send) = (release.clone(), prepare.clone(), send.clone());
                 self.submit(move |agent| {
                     let prepared = match catch_unwind(AssertUnwindSafe(|| prepare(party))) {
                         Ok(Ok(p)) => p,
@@ -143,7 +140,7 @@ impl Pool {
                         }
                     };
                     release.ready(deadline)?;
-                    fire(agent, prepared)
+                    send(agent, prepared)
                 })
             })
             .collect())

@@ -1,5 +1,6 @@
 //! The one error type of the crate, and the redaction that keeps secrets out of it.
 
+use crate::redact::{one_line, redact_url, scrub, scrub_with};
 use std::fmt;
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ pub enum Error {
         /// Every attempt's error, in order; the last one is the final failure.
         attempts: Vec<Error>,
         /// Why there was no further attempt.
-        reason: String,
+        reason: crate::retry::GaveUpReason,
     },
     /// A time limit ran out.
     Timeout {
@@ -134,9 +135,18 @@ pub enum Error {
     Closed,
     /// The pool's bounded queue was full (only from the `try_` submit methods).
     QueueFull,
-    /// Running the job would wait on itself (a job waiting for work queued
-    /// behind it on the same pool); returned instead of deadlocking.
-    WouldDeadlock,
+    /// A synchronized burst was called off: a party failed or panicked
+    /// while preparing, or not every party was ready in time.
+    Aborted {
+        /// Why.
+        reason: String,
+    },
+    /// A configuration or usage mistake: a setting `build()` refuses, an
+    /// empty `wait_any`, a burst larger than the pool, a result taken twice.
+    Usage {
+        /// What is wrong.
+        reason: String,
+    },
     /// An error returned by a closure job, for anything the other variants do
     /// not describe.
     Other(Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -160,7 +170,8 @@ pub enum Phase {
     Response,
     /// Receiving the response body.
     Body,
-    /// The job's total deadline (the caller stopped waiting for the worker).
+    /// The job's time limit ran out (its `timeout` from the start, or its
+    /// `deadline`) while it ran, or a waiter stopped waiting for it.
     Deadline,
 }
 
@@ -174,7 +185,7 @@ impl Phase {
             Phase::SendBody => "sending the body",
             Phase::Response => "waiting for the response",
             Phase::Body => "reading the body",
-            Phase::Deadline => "at the total deadline",
+            Phase::Deadline => "at the time limit",
         }
     }
 }
@@ -250,7 +261,8 @@ impl Error {
                 | Error::Cancelled
                 | Error::Closed
                 | Error::QueueFull
-                | Error::WouldDeadlock
+                | Error::Usage { .. }
+                | Error::Aborted { .. }
         )
     }
 
@@ -348,15 +360,12 @@ impl Error {
         matches!(self, Error::Panicked { .. })
     }
 
-    /// True for failures that a retry may cure: timeouts, transport failures,
-    /// and the statuses 429, 502, 503 and 504.
+    /// True for failures that a retry may cure: timeouts of a phase,
+    /// transport failures other than TLS and protocol errors, and the
+    /// statuses 429, 502, 503 and 504. The same rule [`Retry`](crate::Retry)
+    /// follows.
     pub fn is_retryable(&self) -> bool {
-        match self.last_attempt() {
-            Error::Timeout { phase, .. } => *phase != Phase::Deadline && *phase != Phase::Queued,
-            Error::Transport { kind, .. } => *kind != TransportKind::Tls,
-            Error::Status { code, .. } => matches!(code, 429 | 502 | 503 | 504),
-            _ => false,
-        }
+        crate::retry::retryable(self, &crate::retry::RETRY_STATUSES)
     }
 
     /// Wraps any error of a closure job.
@@ -370,6 +379,86 @@ impl Error {
     /// ```
     pub fn other(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Error {
         Error::Other(err.into())
+    }
+
+    pub(crate) fn usage(reason: impl Into<String>) -> Error {
+        Error::Usage {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn timeout(phase: Phase, method: &str, url: &str) -> Error {
+        Error::Timeout {
+            phase,
+            method: method.to_string(),
+            url: redact_url(url),
+        }
+    }
+
+    /// Replaces every secret of the request (URL credentials, query
+    /// values, secret header values) in the text this error carries from
+    /// elsewhere: a server's body that echoes the request, ureq's messages.
+    pub(crate) fn scrubbed(self, secrets: &[String]) -> Error {
+        if secrets.is_empty() {
+            return self;
+        }
+        let s = |t: String| scrub_with(&t, secrets);
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                json,
+                retry_after,
+            } => {
+                let body = s(body);
+                let json = json.map(|j| {
+                    Box::new(
+                        serde_json::from_str(&s(j.to_string())).unwrap_or(serde_json::Value::Null),
+                    )
+                });
+                Error::Status {
+                    code,
+                    method,
+                    url,
+                    body,
+                    json,
+                    retry_after,
+                }
+            }
+            Error::GaveUp { attempts, reason } => Error::GaveUp {
+                attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
+                reason,
+            },
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => Error::Transport {
+                kind,
+                method,
+                url,
+                message: s(message),
+            },
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => Error::Decode {
+                method,
+                url,
+                message: s(message),
+                snippet: s(snippet),
+            },
+            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
+                url,
+                reason: s(reason),
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
@@ -389,6 +478,7 @@ impl Error {
             json,
             retry_after: None,
         }
+        .scrubbed(&crate::redact::url_secrets(url))
     }
 
     /// The server's `Retry-After`, for a status error that carried one.
@@ -406,6 +496,7 @@ impl Error {
             message,
             snippet: snippet(&String::from_utf8_lossy(body)),
         }
+        .scrubbed(&crate::redact::url_secrets(url))
     }
 
     /// Converts an error of ureq for the request `method url`, removing the
@@ -528,87 +619,7 @@ fn looks_like_tls(text: &str) -> bool {
 }
 
 fn snippet(text: &str) -> String {
-    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
-    if text.chars().nth(SNIPPET_CHARS).is_some() {
-        s.push('…');
-    }
-    s
-}
-
-/// Removes credentials, query values and the fragment from a URL.
-///
-/// `https://user:pw@host/p?token=abc&x=1#f` becomes
-/// `https://***@host/p?token=***&x=***`. Text that is not a URL is returned
-/// with the same rules applied as far as they fit.
-pub(crate) fn redact_url(url: &str) -> String {
-    let url = url.split('#').next().unwrap_or("");
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = String::with_capacity(url.len());
-    match base.find("://") {
-        Some(i) => {
-            let (scheme, rest) = base.split_at(i + 3);
-            out.push_str(scheme);
-            let auth_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(auth_end);
-            match authority.rfind('@') {
-                Some(at) => {
-                    out.push_str("***@");
-                    out.push_str(&authority[at + 1..]);
-                }
-                None => out.push_str(authority),
-            }
-            out.push_str(path);
-        }
-        None => out.push_str(base),
-    }
-    if let Some(q) = query {
-        out.push('?');
-        for (i, pair) in q.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((k, _)) => {
-                    out.push_str(k);
-                    out.push_str("=***");
-                }
-                None => out.push_str(pair),
-            }
-        }
-    }
-    out
-}
-
-/// Replaces every secret part of `url` that appears in `text`.
-pub(crate) fn scrub(text: &str, url: &str) -> String {
-    let mut out = text.replace(url, &redact_url(url));
-    if let Some(i) = url.find("://") {
-        let rest = &url[i + 3..];
-        let auth_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if !userinfo.is_empty() {
-                out = out.replace(userinfo, "***");
-            }
-            for part in userinfo.split(':').filter(|p| p.len() >= 3) {
-                out = out.replace(part, "***");
-            }
-        }
-    }
-    if let Some((_, q)) = url.split_once('?') {
-        let q = q.split('#').next().unwrap_or("");
-        for pair in q.split('&') {
-            if let Some((_, v)) = pair.split_once('=')
-                && v.len() >= 3
-            {
-                out = out.replace(v, "***");
-            }
-        }
-    }
-    out
+    one_line(text, SNIPPET_CHARS)
 }
 
 fn with_url(f: &mut fmt::Formatter<'_>, method: &str, url: &str) -> fmt::Result {
@@ -659,7 +670,7 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "{}", kind.as_str())?;
                 with_url(f, method, url)?;
-                write!(f, ": {message}")
+                write!(f, ": {}", one_line(message, 300))
             }
             Error::Decode {
                 method,
@@ -695,16 +706,15 @@ impl fmt::Display for Error {
             Error::InvalidRequest { url, reason } => {
                 write!(f, "invalid request")?;
                 with_url(f, "", url)?;
-                write!(f, ": {reason}")
+                write!(f, ": {}", one_line(reason, 300))
             }
             Error::Cancelled => f.write_str("job was cancelled before it started"),
             Error::Panicked { message } => write!(f, "job panicked: {message}"),
             Error::Closed => f.write_str("pool is shut down; the job did not run"),
             Error::QueueFull => f.write_str("pool queue is full"),
-            Error::WouldDeadlock => {
-                f.write_str("waiting here would deadlock: the job waits on work queued behind it")
-            }
-            Error::Other(e) => write!(f, "job failed: {e}"),
+            Error::Usage { reason } => write!(f, "usage error: {reason}"),
+            Error::Aborted { reason } => write!(f, "burst aborted: {reason}"),
+            Error::Other(e) => write!(f, "{e}"),
         }
     }
 }
@@ -795,7 +805,8 @@ impl fmt::Debug for Error {
                 .finish(),
             Error::Closed => f.write_str("Closed"),
             Error::QueueFull => f.write_str("QueueFull"),
-            Error::WouldDeadlock => f.write_str("WouldDeadlock"),
+            Error::Usage { reason } => f.debug_struct("Usage").field("reason", reason).finish(),
+            Error::Aborted { reason } => f.debug_struct("Aborted").field("reason", reason).finish(),
             Error::Other(e) => f.debug_tuple("Other").field(e).finish(),
         }
     }
@@ -826,25 +837,6 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_userinfo_query_and_fragment() {
-        assert_eq!(
-            redact_url("https://user:pw@host:8/p/q?token=abc&x=1&flag#frag"),
-            "https://***@host:8/p/q?token=***&x=***&flag"
-        );
-        assert_eq!(redact_url("http://127.0.0.1:80/a"), "http://127.0.0.1:80/a");
-        assert_eq!(redact_url("not a url?k=v"), "not a url?k=***");
-    }
-
-    #[test]
-    fn scrub_removes_secrets_from_foreign_text() {
-        let url = "http://alice:hunter2@h/p?key=s3cret";
-        let text = format!("failed {url} and hunter2 and s3cret");
-        let out = scrub(&text, url);
-        assert!(!out.contains("hunter2"), "{out}");
-        assert!(!out.contains("s3cret"), "{out}");
-    }
 
     #[test]
     fn display_is_lowercase_and_short() {
@@ -900,15 +892,13 @@ mod tests {
                 Error::status_error(503, "GET", "http://h/", b"busy"),
                 Error::status_error(502, "GET", "http://h/", b"bad gateway"),
             ],
-            reason: "3 attempts made".into(),
+            reason: crate::retry::GaveUpReason::AttemptsExhausted,
         };
         assert_eq!(e.status(), Some(502));
         assert_eq!(e.attempts(), 2);
-        assert!(
-            e.to_string().starts_with(
-                "gave up after 2 attempts (3 attempts made); attempt 1: http status 503"
-            )
-        );
+        assert!(e.to_string().starts_with(
+            "gave up after 2 attempts (no attempts left); attempt 1: http status 503"
+        ));
     }
 
     #[test]

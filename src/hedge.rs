@@ -2,12 +2,13 @@
 //! delay, send a second copy on another worker and take the first answer.
 
 use crate::error::Error;
-use crate::pool::Inner;
-use crate::task::{Slot, lock};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crate::pending::Pending;
+use crate::sync::lock;
+use crate::task::{Deliver, RUNNING, Slot};
+use crate::timer::Due;
+use crossbeam_channel::bounded;
 use hdrhistogram::Histogram;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 ///
 /// Hedging is off by default, and only ever used for idempotent requests
 /// (GET, HEAD, PUT, DELETE, OPTIONS, or any request with an
-/// `Idempotency-Key`): a POST is never sent twice by it. The second copy is
+/// `Idempotency-Key`): a POST is never sent twice by it, whatever the retry
+/// policy says. It applies to requests ended by `json`, `send` and `fire`;
+/// the steps of a poll job and closure jobs are not hedged. The second copy is
 /// sent only if the first is running (not queued) when the delay is up; the
 /// first answer that succeeds wins and the other is discarded. Both count
 /// against the request's deadline.
@@ -63,7 +66,7 @@ impl Hedge {
         matches!(self.kind, Kind::Percentile(_))
     }
 
-    fn delay(&self, latencies: &Latencies, host: &str) -> Option<Duration> {
+    pub(crate) fn delay(&self, latencies: &Latencies, host: &str) -> Option<Duration> {
         match self.kind {
             Kind::After(d) => Some(d),
             Kind::Percentile(q) => latencies.quantile(host, q),
@@ -91,70 +94,15 @@ impl Latencies {
     }
 }
 
-type Timed = (Instant, Box<dyn FnOnce() + Send>);
-
-/// One thread per pool (started on first use) that runs closures at a given
-/// instant; it ends when the pool is gone.
-pub(crate) struct Timer(Sender<Timed>);
-
-impl Timer {
-    pub(crate) fn start() -> Timer {
-        let (tx, rx) = unbounded();
-        let spawned = std::thread::Builder::new()
-            .name("reqpool-timer".into())
-            .spawn(move || timer_loop(rx));
-        if let Err(e) = spawned {
-            log::warn!("reqpool: no timer thread, hedging disabled: {e}");
-        }
-        Timer(tx)
-    }
-
-    pub(crate) fn at(&self, when: Instant, f: Box<dyn FnOnce() + Send>) {
-        let _ = self.0.send((when, f));
-    }
-}
-
-fn timer_loop(rx: Receiver<Timed>) {
-    let mut seq = 0u64;
-    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut jobs: HashMap<u64, Box<dyn FnOnce() + Send>> = HashMap::new();
-    loop {
-        let next = heap.peek().map(|Reverse((t, _))| *t);
-        let got = match next {
-            Some(t) => rx.recv_deadline(t),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match got {
-            Ok((when, f)) => {
-                seq += 1;
-                heap.push(Reverse((when, seq)));
-                jobs.insert(seq, f);
-            }
-            Err(RecvTimeoutError::Disconnected) if heap.is_empty() => return,
-            Err(_) => {}
-        }
-        let now = Instant::now();
-        while let Some(Reverse((t, id))) = heap.peek().copied() {
-            if t > now {
-                break;
-            }
-            heap.pop();
-            if let Some(f) = jobs.remove(&id) {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            }
-        }
-    }
-}
-
 /// The two copies of a hedged request racing to one result.
-pub(crate) struct Race<T> {
+struct Race<T> {
     slot: Arc<Slot<T>>,
     done: AtomicBool,
     running: AtomicUsize,
 }
 
 impl<T: Send + 'static> Race<T> {
-    pub(crate) fn new(slot: Arc<Slot<T>>) -> Arc<Race<T>> {
+    fn new(slot: Arc<Slot<T>>) -> Arc<Race<T>> {
         Arc::new(Race {
             slot,
             done: AtomicBool::new(false),
@@ -164,7 +112,7 @@ impl<T: Send + 'static> Race<T> {
 
     /// A copy finished: the first success wins; an error only counts when
     /// no other copy is still running.
-    pub(crate) fn offer(&self, result: Result<T, Error>) {
+    fn offer(&self, result: Result<T, Error>) {
         let last = self.running.fetch_sub(1, Ordering::AcqRel) == 1;
         if (result.is_ok() || last) && !self.done.swap(true, Ordering::AcqRel) {
             self.slot.deliver(result);
@@ -172,7 +120,7 @@ impl<T: Send + 'static> Race<T> {
     }
 
     /// Registers the second copy; false if the race is already decided.
-    pub(crate) fn second(&self) -> bool {
+    fn second(&self) -> bool {
         if self.done.load(Ordering::Acquire) {
             return false;
         }
@@ -181,15 +129,34 @@ impl<T: Send + 'static> Race<T> {
     }
 }
 
-/// Schedules the second copy of a request `delay` after now, if `hedge`
-/// gives a delay for `host`.
-pub(crate) fn schedule(
-    inner: &Arc<Inner>,
-    hedge: Hedge,
-    host: &str,
-    start_second: Box<dyn FnOnce() + Send>,
-) {
-    if let Some(delay) = hedge.delay(&inner.latencies, host) {
-        inner.timer().at(Instant::now() + delay, start_second);
-    }
+/// Races `first` against a second copy started by `second` once `delay`
+/// has passed with `first` still running (not queued, not between two
+/// attempts); the first success wins, an error only when both failed.
+/// `schedule` is the pool's timer.
+pub(crate) fn race<T: Send + 'static>(
+    first: Pending<T>,
+    delay: Duration,
+    schedule: impl FnOnce(Instant, Due),
+    second: impl FnOnce() -> Pending<T> + Send + 'static,
+) -> Pending<T> {
+    let Some(at) = Instant::now().checked_add(delay) else {
+        return first; // never: no second copy
+    };
+    let (tx, rx) = bounded(1);
+    let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
+    let race = Race::new(Arc::clone(&slot));
+    let ctl = first.control();
+    let r = Arc::clone(&race);
+    first.on_complete(Box::new(move |res| r.offer(res)));
+    let first_ctl = Arc::clone(&ctl);
+    schedule(
+        at,
+        Box::new(move || {
+            if first_ctl.state() != RUNNING || !race.second() {
+                return;
+            }
+            second().on_complete(Box::new(move |res| race.offer(res)));
+        }),
+    );
+    Pending::new(rx, slot, ctl)
 }

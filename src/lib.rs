@@ -134,6 +134,7 @@
 
 mod builder;
 mod burst;
+mod deadline;
 mod error;
 mod hedge;
 mod hosts;
@@ -141,10 +142,18 @@ mod many;
 mod pending;
 mod poll;
 mod pool;
+mod prepare;
+mod redact;
 mod request;
+mod response;
 mod retry;
+mod send;
 mod stats;
+mod sync;
 mod task;
+mod timer;
+mod wire;
+mod worker;
 
 pub use crate::builder::Builder;
 pub use crate::error::{Error, Phase, TransportKind};
@@ -155,8 +164,9 @@ pub use crate::many::{
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;
 pub use crate::pool::{Pool, Shutdown};
-pub use crate::request::{RequestBuilder, Response};
-pub use crate::retry::Retry;
+pub use crate::request::RequestBuilder;
+pub use crate::response::Response;
+pub use crate::retry::{GaveUpReason, Retry};
 pub use crate::stats::{Latency, Stats};
 pub use ureq;
 

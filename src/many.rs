@@ -1,18 +1,24 @@
 //! Waiting on many handles at once: all, any, first success, completion
 //! order, and an ordered map with a bounded window.
 
+use crate::deadline::Deadline;
 use crate::error::Error;
-use crate::pending::Pending;
+use crate::pending::{Pending, help, next_look, overdue};
 use crate::pool::Pool;
-use crate::task::Control;
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, unbounded};
+use crate::sync::lock;
+use crate::task::{Control, QUEUED, SLEEPING};
+use crate::worker::on_worker_of;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError, unbounded};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Blocks the current thread until every handle has finished; returns the
 /// results in the order the handles were given, every error kept.
+///
+/// The handles are all taken from `pending` before the first wait, so a
+/// lazy iterator that submits as it goes submits everything at once.
 ///
 /// ```
 /// let pool = reqpool::Pool::new(4);
@@ -25,7 +31,8 @@ use std::time::{Duration, Instant};
 pub fn wait_all<T: Send + 'static>(
     pending: impl IntoIterator<Item = Pending<T>>,
 ) -> Vec<Result<T, Error>> {
-    pending.into_iter().map(Pending::wait).collect()
+    let all: Vec<Pending<T>> = pending.into_iter().collect();
+    all.into_iter().map(Pending::wait).collect()
 }
 
 /// The first handle to finish, from [`wait_any`].
@@ -60,43 +67,51 @@ pub struct Any<T> {
 /// ```
 pub fn wait_any<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<Any<T>, Error> {
     if pending.is_empty() {
-        return Err(Error::invalid("", "wait_any needs at least one handle"));
+        return Err(Error::usage("wait_any needs at least one handle"));
     }
-    let grace = crate::pending::DEADLINE_GRACE;
     loop {
         // Finished ones first, without building a Select.
-        if let Some(i) = pending.iter().position(|p| !p.receiver().is_empty())
+        if let Some(i) = pending.iter().position(Pending::is_finished)
             && let Some(result) = pending[i].try_wait()
         {
             return Ok(pick(pending, i, Some(result)));
         }
-        let earliest = pending.iter().filter_map(Pending::deadline).min();
+        // On a worker of their pool, run one that waits for a worker.
+        if let Some(p) = pending.iter().find(|p| runnable_here(&*p.control())) {
+            help(&*p.control(), Deadline::NEVER);
+            continue;
+        }
+        for (i, p) in pending.iter().enumerate() {
+            if let Some(e) = overdue(&*p.control()) {
+                return Ok(pick(pending, i, Some(Err(e))));
+            }
+        }
+        let look = pending
+            .iter()
+            .map(|p| next_look(&*p.control()))
+            .fold(Deadline::NEVER, Deadline::min);
         let mut sel = Select::new();
         for p in &pending {
             sel.recv(p.receiver());
         }
-        let ready = match earliest {
-            Some(d) => sel.ready_deadline(d + grace).ok(),
+        let ready = match look.instant() {
+            Some(d) => sel.ready_deadline(d).ok(),
             None => Some(sel.ready()),
         };
-        match ready {
-            Some(i) => match pending[i].receiver().try_recv() {
+        if let Some(i) = ready {
+            match pending[i].receiver().try_recv() {
                 Ok(result) => return Ok(pick(pending, i, Some(result))),
-                Err(TryRecvError::Empty) => continue, // spurious: look again
+                Err(TryRecvError::Empty) => {} // spurious: look again
                 Err(TryRecvError::Disconnected) => return Ok(pick(pending, i, None)),
-            },
-            None => {
-                // A worker is stuck past a deadline: that handle gives up.
-                let now = Instant::now();
-                if let Some(i) = pending
-                    .iter()
-                    .position(|p| p.deadline().is_some_and(|d| d + grace <= now))
-                {
-                    return Ok(pick(pending, i, None));
-                }
             }
         }
     }
+}
+
+/// True if the calling thread should run `ctl` itself: it is a worker of
+/// the job's pool and the job waits for a worker (or for its next step).
+fn runnable_here(ctl: &dyn Control) -> bool {
+    matches!(ctl.state(), QUEUED | SLEEPING) && on_worker_of(ctl.pool())
 }
 
 /// Takes handle `index` out of `pending` with its result; without one in
@@ -108,7 +123,7 @@ fn pick<T: Send + 'static>(
     result: Option<Result<T, Error>>,
 ) -> Any<T> {
     let p = pending.remove(index);
-    let result = result.unwrap_or_else(|| p.wait());
+    let result = result.unwrap_or_else(|| Err(p.gone()));
     Any {
         index,
         result,
@@ -123,6 +138,8 @@ pub struct AllFailed {
     /// Each failure with the position of the handle (or tier) it came from,
     /// in the order they failed.
     pub errors: Vec<(usize, Error)>,
+    /// "handles" or "tiers".
+    what: &'static str,
 }
 
 impl fmt::Display for AllFailed {
@@ -130,7 +147,7 @@ impl fmt::Display for AllFailed {
         if self.errors.is_empty() {
             return f.write_str("nothing to try: no handles were given");
         }
-        write!(f, "all {} attempts failed", self.errors.len())?;
+        write!(f, "all {} {} failed", self.errors.len(), self.what)?;
         for (i, e) in &self.errors {
             write!(f, "; #{i}: {e}")?;
         }
@@ -165,7 +182,7 @@ pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usi
         set.push(i, p);
     }
     let mut errors = Vec::new();
-    while let Some((i, result)) = set.next() {
+    for (i, result) in set {
         match result {
             Ok(v) => {
                 for c in &controls {
@@ -176,7 +193,10 @@ pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usi
             Err(e) => errors.push((i, e)),
         }
     }
-    Err(AllFailed { errors })
+    Err(AllFailed {
+        errors,
+        what: "handles",
+    })
 }
 
 /// Blocks the current thread while it tries `tiers` one after another, and
@@ -206,7 +226,10 @@ where
             Err(e) => errors.push((i, e)),
         }
     }
-    Err(AllFailed { errors })
+    Err(AllFailed {
+        errors,
+        what: "tiers",
+    })
 }
 
 /// Progress of a set of jobs: how many there are and how they stand.
@@ -228,8 +251,8 @@ pub struct Progress {
 /// with: Python's `as_completed`, for a set that can grow while you iterate.
 ///
 /// Every job's result goes into one shared channel as it finishes, so
-/// [`next`](Completions::next) blocks on one receive, never polls. With a
-/// [deadline](Completions::deadline), iteration ends when it passes; the
+/// [`next`](Iterator::next) blocks on one receive, never polls. With a
+/// [timeout](Completions::timeout), iteration ends when it passes; the
 /// jobs left stay counted in [`progress`](Completions::progress) and can be
 /// cancelled with [`cancel_rest`](Completions::cancel_rest).
 ///
@@ -253,9 +276,17 @@ pub struct Progress {
 pub struct Completions<K, T> {
     tx: Sender<(K, Result<T, Error>)>,
     rx: Receiver<(K, Result<T, Error>)>,
-    controls: Vec<Arc<dyn Control>>,
-    deadline: Option<Instant>,
+    /// The jobs not handed out yet, with their tags until then.
+    waiting: Vec<Entry<K>>,
+    deadline: Deadline,
     progress: Progress,
+}
+
+/// A job of a set: its control, and its tag until its result (or the
+/// give-up at its limit) takes it — whichever comes first, once.
+struct Entry<K> {
+    ctl: Arc<dyn Control>,
+    tag: Arc<Mutex<Option<K>>>,
 }
 
 impl<K: Send + 'static, T: Send + 'static> Default for Completions<K, T> {
@@ -271,63 +302,93 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
         Completions {
             tx,
             rx,
-            controls: Vec::new(),
-            deadline: None,
+            waiting: Vec::new(),
+            deadline: Deadline::NEVER,
             progress: Progress::default(),
         }
     }
 
-    /// Ends iteration `limit` from now (a total deadline for the whole set).
-    pub fn deadline(mut self, limit: Duration) -> Self {
-        self.deadline = Instant::now().checked_add(limit);
+    /// Ends iteration `limit` from now (a time limit for the whole set).
+    /// `Duration::MAX` means no limit.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.deadline = Deadline::after(limit);
         self
     }
 
     /// Adds a job with its tag; its result comes out of `next` when it
     /// finishes.
     pub fn push(&mut self, tag: K, pending: Pending<T>) {
-        self.controls.push(pending.control());
         self.progress.total += 1;
         self.progress.in_flight += 1;
+        let tag = Arc::new(Mutex::new(Some(tag)));
+        self.waiting.push(Entry {
+            ctl: pending.control(),
+            tag: Arc::clone(&tag),
+        });
         let tx = self.tx.clone();
         pending.on_complete(Box::new(move |r| {
-            let _ = tx.send((tag, r));
+            if let Some(tag) = lock(&tag).take() {
+                let _ = tx.send((tag, r));
+            }
         }));
     }
 
-    /// Blocks the current thread until the next job finishes; `None` when
-    /// every job added so far has been handed out, or the deadline passed.
-    #[allow(clippy::should_implement_trait)] // it is also the Iterator impl; named here for docs
-    pub fn next(&mut self) -> Option<(K, Result<T, Error>)> {
-        if self.progress.in_flight == 0 {
-            return None;
+    /// Blocks the current thread until the next job finishes, or `until`.
+    fn next_until(&mut self, until: Deadline) -> Option<(K, Result<T, Error>)> {
+        loop {
+            if self.progress.in_flight == 0 {
+                return None;
+            }
+            if let Ok(got) = self.rx.try_recv() {
+                return Some(self.count(got));
+            }
+            self.waiting.retain(|e| lock(&e.tag).is_some());
+            // On a worker of their pool, run one that waits for a worker.
+            if let Some(e) = self.waiting.iter().find(|e| runnable_here(&*e.ctl)) {
+                help(&*e.ctl, until);
+                continue;
+            }
+            let mut look = until;
+            let mut gave_up = None;
+            for e in &self.waiting {
+                if let Some(err) = overdue(&*e.ctl)
+                    && let Some(tag) = lock(&e.tag).take()
+                {
+                    gave_up = Some((tag, Err(err)));
+                    break;
+                }
+                look = look.min(next_look(&*e.ctl));
+            }
+            if let Some(got) = gave_up {
+                return Some(self.count(got));
+            }
+            let got = match look.instant() {
+                Some(t) => self.rx.recv_deadline(t),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(got) => return Some(self.count(got)),
+                Err(_) if until.passed() => return None,
+                Err(_) => {}
+            }
         }
-        let got = match self.deadline {
-            Some(d) => self.rx.recv_deadline(d).ok(),
-            None => self.rx.recv().ok(),
-        };
-        let (tag, result) = got?;
+    }
+
+    fn count(&mut self, (tag, result): (K, Result<T, Error>)) -> (K, Result<T, Error>) {
         self.progress.in_flight -= 1;
         self.progress.done += 1;
         if result.is_err() {
             self.progress.failed += 1;
         }
-        Some((tag, result))
+        (tag, result)
     }
 
-    /// Like `next`, but waits at most `limit`; `None` if nothing finished in
-    /// time (check [`progress`](Completions::progress) to tell the cases
-    /// apart).
+    /// Like [`next`](Iterator::next), but blocks at most `limit`; `None`
+    /// if nothing finished in time (check
+    /// [`progress`](Completions::progress) to tell the cases apart).
     pub fn next_timeout(&mut self, limit: Duration) -> Option<(K, Result<T, Error>)> {
-        let until = Instant::now().checked_add(limit);
-        let saved = self.deadline;
-        self.deadline = match (saved, until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let got = self.next();
-        self.deadline = saved;
-        got
+        let until = self.deadline.min(Deadline::after(limit));
+        self.next_until(until)
     }
 
     /// How the set stands; never blocks.
@@ -335,18 +396,23 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
         self.progress
     }
 
-    /// Cancels every job of the set that has not started yet; returns how
-    /// many were cancelled. Their results (`Cancelled`) still come out of
-    /// `next`.
+    /// Cancels every job of the set that has not started yet (or waits
+    /// between two steps); returns how many were cancelled. Their results
+    /// (`Cancelled`) still come out of `next`.
     pub fn cancel_rest(&self) -> usize {
-        self.controls.iter().filter(|c| c.cancel()).count()
+        self.waiting.iter().filter(|e| e.ctl.cancel()).count()
     }
 }
 
 impl<K: Send + 'static, T: Send + 'static> Iterator for Completions<K, T> {
     type Item = (K, Result<T, Error>);
+
+    /// Blocks the current thread until the next job finishes; `None` when
+    /// every job added so far has been handed out, or the set's time limit
+    /// passed. A job that outlives its own limit comes out as a timeout.
     fn next(&mut self) -> Option<Self::Item> {
-        Completions::next(self)
+        let until = self.deadline;
+        self.next_until(until)
     }
 }
 
@@ -354,7 +420,7 @@ impl<K, T> fmt::Debug for Completions<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Completions")
             .field("progress", &self.progress)
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.deadline.instant())
             .finish_non_exhaustive()
     }
 }

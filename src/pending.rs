@@ -1,24 +1,85 @@
-//! `Pending<T>`: the handle of a job that runs on the pool.
+//! `Pending<T>`: the handle of a job that runs on the pool, and the one
+//! way every helper waits on a job.
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
-use crate::task::{CANCELLED, Control, DONE, Deliver, Finished, QUEUED, RUNNING, Sink, Slot, Then};
+use crate::task::{
+    Bound, CANCELLED, Control, DONE, Deliver, Finished, QUEUED, RUNNING, Ran, SLEEPING, Sink, Slot,
+    Then,
+};
+use crate::worker::on_worker_of;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError, bounded};
-use std::cell::Cell;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long `wait` gives a worker past a job's deadline to report the exact
-/// phase that ran out, before it gives up on the worker.
+/// How long a waiter gives a running job past its limit before it stops
+/// waiting for it. Requests cannot overrun their limit (the socket is cut
+/// off at it); this is for closure jobs blocked on something else.
+pub(crate) const GRACE: Duration = Duration::from_millis(250);
+
+/// How often a waiter looks at a job that has not started, to learn its
+/// limit once a worker takes it.
+const RECHECK: Duration = Duration::from_millis(50);
+
 /// How long `wait` looks for a result before it blocks.
 const SPIN: Duration = Duration::from_micros(20);
 
-pub(crate) const DEADLINE_GRACE: Duration = Duration::from_millis(250);
+/// When a waiter on `ctl` must look at it again.
+pub(crate) fn next_look(ctl: &dyn Control) -> Deadline {
+    match ctl.bound() {
+        Bound::Started(limit) => limit.plus(GRACE),
+        Bound::Queued(deadline) => deadline.min(Deadline::after(RECHECK)),
+    }
+}
 
-thread_local! {
-    /// The id of the pool whose job this thread is running (0: none).
-    pub(crate) static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+/// Deals with a job whose time has come, seen by a waiter: a queued job
+/// past its deadline resolves with a queue timeout (the result is then in
+/// its channel); a job past its limit and the grace is given up on, with
+/// the error returned here.
+pub(crate) fn overdue(ctl: &dyn Control) -> Option<Error> {
+    match ctl.bound() {
+        Bound::Queued(deadline) if deadline.passed() => {
+            ctl.expire();
+            None
+        }
+        Bound::Started(limit) if limit.plus(GRACE).passed() => {
+            ctl.cancel();
+            Some(ctl.timeout_error(Phase::Deadline))
+        }
+        _ => None,
+    }
+}
+
+/// Runs `ctl`'s queued or sleeping steps on the calling thread if it is a
+/// worker of the job's pool: a worker waiting for a job that needs a
+/// worker would otherwise wait for ever. Stops at `until`.
+pub(crate) fn help(ctl: &dyn Control, until: Deadline) {
+    if !on_worker_of(ctl.pool()) {
+        return;
+    }
+    loop {
+        match ctl.state() {
+            QUEUED => {
+                if ctl.run() == Ran::No {
+                    return;
+                }
+            }
+            SLEEPING => {
+                let Some((when, ticket)) = ctl.sleep() else {
+                    return;
+                };
+                let stop = until.min(Deadline::at(when));
+                std::thread::sleep(stop.left().min(Duration::from_secs(3600)));
+                if until.passed() || !ctl.resume(ticket) {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 /// The result of a job that runs on the pool, to collect later.
@@ -45,8 +106,8 @@ pub struct Pending<T> {
     rx: Receiver<Result<T, Error>>,
     sink: Arc<dyn Sink<T>>,
     ctl: Arc<dyn Control>,
-    pool_id: usize,
-    deadline: Option<Instant>,
+    /// The result was handed out already (by `wait_timeout` or `try_wait`).
+    taken: AtomicBool,
 }
 
 impl<T: Send + 'static> Pending<T> {
@@ -54,15 +115,12 @@ impl<T: Send + 'static> Pending<T> {
         rx: Receiver<Result<T, Error>>,
         sink: Arc<dyn Sink<T>>,
         ctl: Arc<dyn Control>,
-        pool_id: usize,
-        deadline: Option<Instant>,
     ) -> Self {
         Pending {
             rx,
             sink,
             ctl,
-            pool_id,
-            deadline,
+            taken: AtomicBool::new(false),
         }
     }
 
@@ -71,7 +129,7 @@ impl<T: Send + 'static> Pending<T> {
         let (tx, rx) = bounded(1);
         let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
         slot.deliver(result);
-        Pending::new(rx, slot, Arc::new(Finished), 0, None)
+        Pending::new(rx, slot, Arc::new(Finished))
     }
 
     /// Blocks the current thread until the job has finished, and returns its result.
@@ -80,10 +138,13 @@ impl<T: Send + 'static> Pending<T> {
     /// - `Err(e)` with the job's error, [`Error::Panicked`] if it panicked,
     ///   [`Error::Cancelled`] if it was cancelled, [`Error::Closed`] if the
     ///   pool dropped it;
-    /// - `Err(Error::Timeout { phase: Phase::Deadline, .. })` if the job has a
-    ///   deadline (every HTTP request does) and the worker has not answered
-    ///   shortly after it: `wait` never blocks past a request's time limit,
-    ///   whatever the server does.
+    /// - `Err(Error::Timeout { phase: Phase::Queued, .. })` if the job has a
+    ///   [`deadline`](crate::RequestBuilder::deadline) and it passed while
+    ///   the job waited in the queue: it never starts;
+    /// - `Err(Error::Timeout { phase: Phase::Deadline, .. })` if the job
+    ///   has not answered within its time limit and a short grace (250 ms):
+    ///   `wait` never blocks past a job's limit, whatever the server or the
+    ///   closure does.
     ///
     /// # Deadlocks
     ///
@@ -93,39 +154,21 @@ impl<T: Send + 'static> Pending<T> {
     /// waiting, would never come). Waiting on a job of *another* pool whose
     /// workers all wait on this one can still deadlock; don't build cycles.
     pub fn wait(self) -> Result<T, Error> {
-        if self.pool_id != 0
-            && WORKER_OF.with(|w| w.get()) == self.pool_id
-            && self.ctl.state() == QUEUED
-        {
-            self.ctl.run();
-        }
         if let Some(r) = self.spin() {
             return r;
         }
-        match self.deadline {
-            Some(deadline) => match self.rx.recv_deadline(deadline + DEADLINE_GRACE) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Disconnected) => Err(self.gone()),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.ctl.cancel();
-                    Err(Error::Timeout {
-                        phase: Phase::Deadline,
-                        method: String::new(),
-                        url: String::new(),
-                    })
-                }
-            },
-            None => self.rx.recv().unwrap_or_else(|_| Err(self.gone())),
-        }
+        self.wait_until(Deadline::NEVER)
+            .unwrap_or_else(|| Err(self.ctl.timeout_error(Phase::Deadline)))
     }
 
     /// Blocks the current thread for at most `timeout`, waiting for the job.
     ///
-    /// - `Some(result)` if the job finished in time (the handle is then spent:
-    ///   a later wait returns `Err(Error::Closed)`);
+    /// - `Some(result)` if the job finished in time, or gave up as
+    ///   [`wait`](Pending::wait) describes (the handle is then spent: a
+    ///   later wait returns [`Error::Usage`]);
     /// - `None` if it did not: the handle is untouched, wait again later.
     ///
-    /// If `Instant::now() + timeout` overflows, this waits without a limit.
+    /// `Duration::MAX` waits as long as [`wait`](Pending::wait) would.
     ///
     /// ```
     /// use std::time::Duration;
@@ -138,20 +181,44 @@ impl<T: Send + 'static> Pending<T> {
     /// # Ok::<(), reqpool::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<T, Error>> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.wait_deadline(deadline),
-            None => Some(self.rx.recv().unwrap_or_else(|_| Err(self.gone()))),
-        }
+        self.wait_until(Deadline::after(timeout))
     }
 
     /// Blocks the current thread until the job finishes or `deadline` passes;
     /// like [`wait_timeout`](Pending::wait_timeout) with an instant.
     pub fn wait_deadline(&self, deadline: Instant) -> Option<Result<T, Error>> {
-        match self.rx.recv_deadline(deadline) {
-            Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Err(self.gone())),
+        self.wait_until(Deadline::at(deadline))
+    }
+
+    /// The one wait loop of a handle: for the result, the job's own limit,
+    /// or the caller's `until`, whichever comes first.
+    fn wait_until(&self, until: Deadline) -> Option<Result<T, Error>> {
+        loop {
+            help(&*self.ctl, until);
+            if let Some(r) = self.try_wait() {
+                return Some(r);
+            }
+            if let Some(e) = overdue(&*self.ctl) {
+                self.taken.store(true, Ordering::Release);
+                return Some(Err(e));
+            }
+            let look = next_look(&*self.ctl).min(until);
+            let got = match look.instant() {
+                Some(t) => self.rx.recv_deadline(t),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(r) => return Some(self.took(r)),
+                Err(RecvTimeoutError::Disconnected) => return Some(self.took(Err(self.gone()))),
+                Err(RecvTimeoutError::Timeout) if until.passed() => return None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
+    }
+
+    fn took(&self, r: Result<T, Error>) -> Result<T, Error> {
+        self.taken.store(true, Ordering::Release);
+        r
     }
 
     /// Returns the result if the job has finished; never blocks.
@@ -159,9 +226,9 @@ impl<T: Send + 'static> Pending<T> {
     /// `None` means not yet; the handle stays usable.
     pub fn try_wait(&self) -> Option<Result<T, Error>> {
         match self.rx.try_recv() {
-            Ok(r) => Some(r),
+            Ok(r) => Some(self.took(r)),
             Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Err(self.gone())),
+            Err(TryRecvError::Disconnected) => Some(self.took(Err(self.gone()))),
         }
     }
 
@@ -170,11 +237,13 @@ impl<T: Send + 'static> Pending<T> {
         !self.rx.is_empty()
     }
 
-    /// Cancels the job if it has not started yet.
+    /// Cancels the job if it has not started yet, or is waiting between
+    /// two steps (a retry's backoff, a poll interval).
     ///
-    /// Returns true if it was cancelled: it will never run, and the handle
-    /// resolves with [`Error::Cancelled`]. Returns false if it already runs or
-    /// has finished; then it goes on and the handle gets its result.
+    /// Returns true if it was cancelled: it will never run (again), and the
+    /// handle resolves with [`Error::Cancelled`]. Returns false if it runs
+    /// right now or has finished; then it goes on and the handle gets its
+    /// result.
     ///
     /// ```
     /// let pool = reqpool::Pool::new(1);
@@ -213,6 +282,10 @@ impl<T: Send + 'static> Pending<T> {
     }
 
     /// Like [`map`](Pending::map), for a step that can fail.
+    ///
+    /// The step gets a time budget of its own (the job's `timeout`, from
+    /// the moment it starts), so a step that makes a request of its own and
+    /// waits for it is not cut short by the first job's limit.
     pub fn and_then<U, F>(self, f: F) -> Pending<U>
     where
         U: Send + 'static,
@@ -221,27 +294,33 @@ impl<T: Send + 'static> Pending<T> {
         let (tx, rx) = bounded(1);
         let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
         let relay = slot.clone();
-        let ctl = self.ctl.clone();
-        let (pool_id, deadline) = (self.pool_id, self.deadline);
+        let ctl = Arc::new(Relay {
+            first: self.ctl.clone(),
+            own: OnceLock::new(),
+        });
+        let step = ctl.clone();
         self.on_complete(Box::new(move |r| {
             let out = match r {
-                Ok(v) => catch_unwind(AssertUnwindSafe(move || f(v))).unwrap_or_else(|p| {
-                    Err(Error::Panicked {
-                        message: panic_message(&*p),
+                Ok(v) => {
+                    let _ = step.own.set(Deadline::after(step.first.timeout()));
+                    catch_unwind(AssertUnwindSafe(move || f(v))).unwrap_or_else(|p| {
+                        Err(Error::Panicked {
+                            message: panic_message(&*p),
+                        })
                     })
-                }),
+                }
                 Err(e) => Err(e),
             };
             relay.deliver(out);
         }));
-        Pending::new(rx, slot, ctl, pool_id, deadline)
+        Pending::new(rx, slot, ctl)
     }
 
     /// Sends the result to `then` instead of this handle's channel, on the
     /// thread that finishes the job (or here, if it has finished already).
     pub(crate) fn on_complete(self, then: Then<T>) {
         if let Err(then) = self.sink.set_then(then) {
-            let r = self.rx.try_recv().unwrap_or_else(|_| Err(Error::Closed));
+            let r = self.rx.try_recv().unwrap_or_else(|_| Err(self.gone()));
             then(r);
         }
     }
@@ -253,13 +332,14 @@ impl<T: Send + 'static> Pending<T> {
     /// and then the caller and the worker both stay awake. The spin yields
     /// the CPU between looks, so workers are not starved.
     fn spin(&self) -> Option<Result<T, Error>> {
+        if on_worker_of(self.ctl.pool()) {
+            return None; // help instead
+        }
         let start = Instant::now();
         let mut looks = 0u32;
         loop {
-            match self.rx.try_recv() {
-                Ok(r) => return Some(r),
-                Err(TryRecvError::Disconnected) => return Some(Err(self.gone())),
-                Err(TryRecvError::Empty) => {}
+            if let Some(r) = self.try_wait() {
+                return Some(r);
             }
             looks += 1;
             if looks < 64 {
@@ -280,16 +360,70 @@ impl<T: Send + 'static> Pending<T> {
         &self.rx
     }
 
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    fn gone(&self) -> Error {
-        if self.ctl.state() == CANCELLED {
+    /// The error for a channel that has nothing more to give.
+    pub(crate) fn gone(&self) -> Error {
+        if self.taken.load(Ordering::Acquire) {
+            Error::usage("the result of this handle was already taken")
+        } else if self.ctl.state() == CANCELLED {
             Error::Cancelled
         } else {
             Error::Closed
         }
+    }
+}
+
+/// The control of a continuation: the first job's until it finishes, then
+/// a budget of its own.
+struct Relay {
+    first: Arc<dyn Control>,
+    own: OnceLock<Deadline>,
+}
+
+impl Control for Relay {
+    fn state(&self) -> u8 {
+        match self.first.state() {
+            DONE if self.own.get().is_some() => RUNNING,
+            s => s,
+        }
+    }
+    fn pool(&self) -> usize {
+        self.first.pool()
+    }
+    fn bound(&self) -> Bound {
+        match self.own.get() {
+            Some(own) => Bound::Started(*own),
+            None => match self.first.bound() {
+                // Between the first job's end and the step's start.
+                Bound::Started(_) if self.first.state() == DONE => {
+                    Bound::Started(Deadline::after(self.first.timeout()))
+                }
+                b => b,
+            },
+        }
+    }
+    fn cancel(&self) -> bool {
+        self.first.cancel()
+    }
+    fn expire(&self) -> bool {
+        self.first.expire()
+    }
+    fn run(&self) -> Ran {
+        self.first.run()
+    }
+    fn resume(&self, ticket: u32) -> bool {
+        self.first.resume(ticket)
+    }
+    fn sleep(&self) -> Option<(Instant, u32)> {
+        self.first.sleep()
+    }
+    fn timeout(&self) -> Duration {
+        self.first.timeout()
+    }
+    fn timeout_error(&self, phase: Phase) -> Error {
+        self.first.timeout_error(phase)
+    }
+    fn host(&self) -> Option<&Arc<str>> {
+        self.first.host()
     }
 }
 
@@ -298,6 +432,7 @@ impl<T> fmt::Debug for Pending<T> {
         let state = match self.ctl.state() {
             QUEUED => "queued",
             RUNNING => "running",
+            SLEEPING => "waiting between steps",
             DONE => "done",
             _ => "cancelled",
         };

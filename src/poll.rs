@@ -1,12 +1,16 @@
 //! Polling jobs: start a task on the server, then poll its status until it
 //! is done — one `Pending` for the whole thing.
 
-use crate::error::{Error, Phase, redact_url};
+use crate::error::{Error, Phase};
 use crate::pending::Pending;
-use crate::pool::Pool;
+use crate::pool::{JobSpec, Pool};
+use crate::prepare::Prepared;
 use crate::request::RequestBuilder;
+use crate::send::Attempts;
+use crate::task::{Ctx, Label, Limits, Step};
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type StatusUrl = Box<dyn Fn(&Value) -> Option<String> + Send>;
@@ -14,10 +18,12 @@ type StatusUrl = Box<dyn Fn(&Value) -> Option<String> + Send>;
 /// A request that starts a background task on the server, and how to poll
 /// for its end; made by [`Pool::poll_job`], run by [`PollJob::until`].
 ///
-/// The whole sequence runs on one worker: the start request, then a GET of
-/// the status URL every [`every`](PollJob::every) until the predicate says
-/// done or [`within`](PollJob::within) runs out. The worker is busy for
-/// that long, sleeping between polls.
+/// The start request runs on a worker, then a GET of the status URL every
+/// [`every`](PollJob::every) until the predicate says done or the
+/// [`timeout`](PollJob::timeout) runs out. Between two polls the job waits
+/// in the pool's timer, not on a worker, so a few workers can follow many
+/// poll jobs. Each request of it follows the pool's host caps, retry
+/// policy (or the start request's own) and limits.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -26,7 +32,7 @@ type StatusUrl = Box<dyn Fn(&Value) -> Option<String> + Send>;
 ///     .poll_job(pool.post("http://127.0.0.1:8000/tasks").json_body(&serde_json::json!({"n": 5})))
 ///     .status_url(|reply| Some(format!("/tasks/{}", reply["id"].as_str()?)))
 ///     .every(Duration::from_millis(200))
-///     .within(Duration::from_secs(30))
+///     .timeout(Duration::from_secs(30))
 ///     .until(|status| status["state"] == "done");
 /// println!("{}", done.wait()?["result"]);
 /// # Ok::<(), reqpool::Error>(())
@@ -36,7 +42,7 @@ pub struct PollJob {
     pool: Pool,
     start: RequestBuilder,
     every: Duration,
-    within: Duration,
+    timeout: Duration,
     status_url: StatusUrl,
 }
 
@@ -48,7 +54,7 @@ impl Pool {
             pool: self.clone(),
             start,
             every: Duration::from_millis(500),
-            within: Duration::from_secs(60),
+            timeout: Duration::from_secs(60),
             status_url: Box::new(|reply| reply.get("status_url")?.as_str().map(str::to_string)),
         }
     }
@@ -61,10 +67,12 @@ impl PollJob {
         self
     }
 
-    /// The total time limit, from now to the end of the last poll; when it
-    /// runs out the job fails with a timeout. Defaults to 60 seconds.
-    pub fn within(mut self, limit: Duration) -> Self {
-        self.within = limit;
+    /// The time limit of the whole job, from the moment a worker starts it
+    /// to the end of the last poll; when it runs out the job fails with a
+    /// timeout. The start request's own deadline, if it has one, still
+    /// applies. Defaults to 60 seconds.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
         self
     }
 
@@ -79,53 +87,93 @@ impl PollJob {
     /// Hands the job to the pool: the `Pending` resolves with the status
     /// JSON for which `done` returned true, or with the first error (an
     /// error status of the start or of a poll, a reply without a status URL,
-    /// or a timeout when `within` runs out).
+    /// or a timeout when the job's time runs out). Blocks only if a bounded
+    /// queue is full.
     pub fn until(self, done: impl Fn(&Value) -> bool + Send + 'static) -> Pending<Value> {
         let PollJob {
             pool,
             start,
             every,
-            within,
+            timeout,
             status_url,
         } = self;
-        let deadline = Instant::now().checked_add(within);
         let start = match start.prepare() {
-            Ok(p) => p,
+            Ok((_, _, p)) => p,
             Err(e) => return Pending::ready(Err(e)),
         };
-        pool.inner().spawn(deadline, true, move |agent| {
-            let deadline = deadline.unwrap_or_else(|| Instant::now() + within);
-            let step = |p: &crate::request::Prepared| {
-                let own = Instant::now().checked_add(p.timeout).unwrap_or(deadline);
-                p.run(agent, own.min(deadline))?.json::<Value>()
-            };
-            let reply = step(&start)?;
-            let spec = &start.spec;
-            let Some(url) = status_url(&reply) else {
-                return Err(Error::decode(
-                    spec.method.as_str(),
-                    &spec.url,
-                    "the reply names no status url".to_string(),
-                    reply.to_string().as_bytes(),
-                ));
-            };
-            let poll = start.get(&url)?;
+        let inner = pool.inner();
+        let spec = JobSpec {
+            limits: Limits {
+                timeout,
+                deadline: start.limits().deadline,
+            },
+            host: inner.caps_hosts().then(|| start.spec.host()).flatten(),
+            block: true,
+            label: Some(start.clone() as Arc<dyn Label>),
+        };
+        let mut stage = Stage::Start(Attempts::default());
+        inner.submit(spec, move |ctx: &Ctx<'_>| {
             loop {
-                let status = step(&poll)?;
-                if done(&status) {
-                    return Ok(status);
+                match &mut stage {
+                    Stage::Start(st) => {
+                        let reply = match start.step(st, ctx) {
+                            Step::Sleep(t) => return Step::Sleep(t),
+                            Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
+                        };
+                        let reply = match reply {
+                            Ok(v) => v,
+                            Err(e) => return Step::Done(Err(e)),
+                        };
+                        let Some(url) = status_url(&reply) else {
+                            return Step::Done(Err(Error::decode(
+                                start.spec.method.as_str(),
+                                &start.spec.url,
+                                "the reply names no status url".to_string(),
+                                reply.to_string().as_bytes(),
+                            )));
+                        };
+                        match start.get(&url) {
+                            Ok(poll) => stage = Stage::Poll(Arc::new(poll), Attempts::default()),
+                            Err(e) => return Step::Done(Err(e)),
+                        }
+                    }
+                    Stage::Poll(poll, st) => {
+                        let status = match poll.step(st, ctx) {
+                            Step::Sleep(t) => return Step::Sleep(t),
+                            Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
+                        };
+                        let status = match status {
+                            Ok(v) => v,
+                            Err(e) => return Step::Done(Err(e)),
+                        };
+                        if done(&status) {
+                            return Step::Done(Ok(status));
+                        }
+                        let next = Instant::now().checked_add(every);
+                        match next {
+                            Some(t) if ctx.limit.instant().is_none_or(|l| t < l) => {
+                                *st = Attempts::default();
+                                return Step::Sleep(t);
+                            }
+                            _ => {
+                                return Step::Done(Err(Error::timeout(
+                                    Phase::Deadline,
+                                    "GET",
+                                    &poll.spec.url,
+                                )));
+                            }
+                        }
+                    }
                 }
-                if Instant::now() + every >= deadline {
-                    return Err(Error::Timeout {
-                        phase: Phase::Deadline,
-                        method: "GET".to_string(),
-                        url: redact_url(&poll.spec.url),
-                    });
-                }
-                std::thread::sleep(every);
             }
         })
     }
+}
+
+/// Where a poll job stands.
+enum Stage {
+    Start(Attempts),
+    Poll(Arc<Prepared>, Attempts),
 }
 
 impl fmt::Debug for PollJob {
@@ -133,7 +181,7 @@ impl fmt::Debug for PollJob {
         f.debug_struct("PollJob")
             .field("start", &self.start)
             .field("every", &self.every)
-            .field("within", &self.within)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }

@@ -1,38 +1,43 @@
-//! `Pool`: the workers, the shared agent, and the way jobs reach them.
+//! `Pool`: the workers, the shared agent, and the one way jobs reach them.
 
-use crate::builder::{Builder, ErrorHook};
+use crate::builder::ErrorHook;
+use crate::deadline::Deadline;
 use crate::error::Error;
-use crate::hosts::{Dispatch, HostCaps};
-use crate::pending::{Pending, WORKER_OF};
+use crate::hedge::Latencies;
+use crate::hosts::HostCaps;
+use crate::pending::Pending;
+use crate::prepare::RequestDefaults;
 use crate::request::RequestBuilder;
 use crate::stats::{Counters, Stats};
-use crate::task::{Deliver, Task, TaskHooks};
+use crate::sync::{Gate, lock};
+use crate::task::{Control, Ctx, Deliver, Label, Limits, Step, Task, TaskHooks};
+use crate::timer::{Due, Timer};
+use crate::worker::{Dispatch, on_worker_of, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
 
 /// A fixed set of worker threads sharing one [`ureq::Agent`].
 ///
+/// **Dropping the last handle blocks** until every queued and
+/// fire-and-forget job has finished (at most the
+/// [drain timeout](crate::Builder::drain_timeout), 30 s by default), so work
+/// queued at the end of `main` is not lost; pools still alive when the
+/// process exits (held in a `static`, or by their own jobs) are drained the
+/// same way at exit. Make one pool per program and pass clones around,
+/// rather than a pool per call.
+///
 /// Every submit method returns a [`Pending`] at once; the job runs on the
 /// next free worker. The workers are `threadpool` threads that take jobs
 /// from one lock-free crossbeam queue, in submission order. `Pool` is a
 /// cheap handle: clones share the same workers, agent and keep-alive
-/// connections, and it is `Send + Sync`, so it can be passed to other
-/// threads.
-///
-/// # Dropping
-///
-/// When the last handle is dropped, the pool waits for every queued and
-/// fire-and-forget job to finish, for at most the
-/// [drain timeout](Builder::drain_timeout), so work queued at the end of
-/// `main` is not lost. What is still unfinished then is logged and keeps
-/// running in the background; every `Pending` still resolves.
+/// connections, and it is `Send + Sync`.
 ///
 /// ```
 /// let pool = reqpool::Pool::new(4);
@@ -50,143 +55,105 @@ struct Handle {
     inner: Arc<Inner>,
 }
 
-/// The settings that requests read on the worker.
-#[derive(Clone)]
-pub(crate) struct Config {
+/// The start-up settings `build()` hands to the pool.
+pub(crate) struct Settings {
     pub(crate) workers: usize,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Option<Duration>,
-    pub(crate) max_response_bytes: u64,
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
-    pub(crate) retry: Arc<crate::retry::Retry>,
-    pub(crate) budget: Option<Arc<crate::retry::Budget>>,
     pub(crate) max_per_host: Option<usize>,
-    pub(crate) hedge: Option<crate::hedge::Hedge>,
 }
 
-impl Config {
-    pub(crate) fn from_builder(b: Builder) -> Config {
-        Config {
-            workers: b.workers,
-            thread_name: b.thread_name,
-            stack_size: b.stack_size,
-            timeout: b.timeout,
-            connect_timeout: b.connect_timeout,
-            response_timeout: b.response_timeout,
-            max_response_bytes: b.max_response_bytes,
-            max_queued: b.max_queued,
-            drain_timeout: b.drain_timeout,
-            on_error: b.on_error,
-            retry: Arc::new(b.retry),
-            max_per_host: b.max_per_host,
-            hedge: b.hedge,
-            budget: b
-                .retry_budget
-                .map(|(ratio, burst)| Arc::new(crate::retry::Budget::new(ratio, burst))),
-        }
-    }
+/// What one submission asks of the pipeline.
+pub(crate) struct JobSpec {
+    pub(crate) limits: Limits,
+    /// The host the job counts against (for a per-host cap).
+    pub(crate) host: Option<Arc<str>>,
+    /// Block for room in a bounded queue (false: fail with `QueueFull`).
+    pub(crate) block: bool,
+    /// The request the job runs, for errors raised outside of it.
+    pub(crate) label: Option<Arc<dyn Label>>,
 }
 
 /// Shared by the handles and by every queued job.
 pub(crate) struct Inner {
-    pub(crate) id: usize,
-    /// Hosts the worker threads; each runs `worker_loop` for the pool's
-    /// life. Kept only to own them.
+    me: Weak<Inner>,
+    id: usize,
+    /// Hosts the worker threads; kept only to own them.
     _threads: threadpool::ThreadPool,
-    /// The job queue the workers take from: lock-free, unlike threadpool's
-    /// own queue (one mutex all workers contend for on every job).
+    thread_name: String,
+    workers: usize,
+    /// The job queue the workers take from.
     queue: Sender<Dispatch>,
     /// The receiving end, for `shutdown_now` to drain the queue at once.
     queue_rx: Receiver<Dispatch>,
-    pub(crate) agent: ureq::Agent,
-    pub(crate) cfg: Config,
-    pub(crate) counters: Counters,
-    /// Jobs queued or running; the drain waits for it to reach zero.
-    pub(crate) outstanding: Gate,
+    agent: ureq::Agent,
+    defaults: RequestDefaults,
+    drain_timeout: Duration,
+    on_error: Option<ErrorHook>,
+    counters: Counters,
+    /// Jobs queued, running or sleeping; the drain waits for zero.
+    outstanding: Gate,
     /// Fire-and-forget jobs not finished; `flush` waits for zero.
-    pub(crate) fired: Gate,
+    fired: Gate,
     /// Set by shutdown: new jobs resolve as closed.
     closed: AtomicBool,
     /// Set by `shutdown_now`: queued jobs resolve as cancelled.
-    pub(crate) cancel_queued: AtomicBool,
-    /// The per-host cap, if set.
-    pub(crate) hosts: Option<HostCaps>,
-    /// Latencies per host, for percentile hedging.
-    pub(crate) latencies: crate::hedge::Latencies,
-    timer: std::sync::OnceLock<crate::hedge::Timer>,
+    cancel_queued: AtomicBool,
+    hosts: Option<HostCaps>,
+    latencies: Latencies,
+    timer: OnceLock<Timer>,
     /// Room in the bounded queue: one token per queued job.
     slots: Option<(Sender<()>, Receiver<()>)>,
 }
 
-/// A counter that can be waited on until it reaches zero.
-pub(crate) struct Gate {
-    count: AtomicUsize,
-    lock: Mutex<()>,
-    zero: Condvar,
-}
-
-impl Gate {
-    fn new() -> Gate {
-        Gate {
-            count: AtomicUsize::new(0),
-            lock: Mutex::new(()),
-            zero: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn add(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(crate) fn done(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Take the lock so a waiter between its check and its wait
-            // cannot miss the wake-up.
-            let _g = crate::task::lock(&self.lock);
-            self.zero.notify_all();
-        }
-    }
-
-    pub(crate) fn get(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    /// Blocks until the count is zero or `deadline` passes; returns the count.
-    pub(crate) fn wait_zero(&self, deadline: Option<Instant>) -> usize {
-        let mut g = crate::task::lock(&self.lock);
-        loop {
-            let n = self.get();
-            if n == 0 {
-                return 0;
-            }
-            match deadline {
-                None => g = self.zero.wait(g).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return n;
-                    }
-                    g = self
-                        .zero
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
-    }
-}
-
 impl TaskHooks for Inner {
-    fn skipped(&self) {
-        self.counters.left_queue();
-        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    fn started(&self, queued_at: Instant) {
+        // Count the job out of the queue before making room in it, so the
+        // queue never looks longer than its bound.
+        self.counters.started(queued_at);
         self.free_slot();
+    }
+
+    fn resumed(&self) {
+        self.counters.resumed();
+    }
+
+    fn slept(&self, task: Arc<dyn Control>, until: Instant, ticket: u32) {
+        self.counters.slept();
+        let Some(inner) = self.me.upgrade() else {
+            return;
+        };
+        let again = Arc::clone(&inner);
+        inner.schedule(
+            until,
+            Box::new(move || {
+                if task.resume(ticket) {
+                    again.execute(Dispatch::new(Arc::clone(&again), task));
+                }
+            }),
+        );
+    }
+
+    fn skipped(&self, sleeping: bool, cancelled: bool) {
+        self.counters.skipped(sleeping, cancelled);
+        if !sleeping {
+            self.free_slot();
+        }
+    }
+
+    fn finished(&self, started: Instant, ok: bool, panicked: bool) {
+        self.counters.finished(started, ok, panicked);
     }
 
     fn delivered(&self) {
@@ -194,18 +161,6 @@ impl TaskHooks for Inner {
         // of a fired job have run, so a drain that sees zero has nothing
         // left to do.
         self.outstanding.done();
-    }
-
-    fn started(&self) -> Instant {
-        // Count the job out of the queue before making room in it, so the
-        // queue never looks longer than its bound.
-        let now = self.counters.started();
-        self.free_slot();
-        now
-    }
-
-    fn finished(&self, queued_at: Instant, started: Instant, ok: bool, panicked: bool) {
-        self.counters.finished(queued_at, started, ok, panicked);
     }
 }
 
@@ -220,33 +175,30 @@ impl Inner {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Queues `job` on the workers. `block` says what to do when the bounded
-    /// queue is full: wait for room, or resolve with `QueueFull`.
-    pub(crate) fn spawn<T, F>(
-        self: &Arc<Self>,
-        deadline: Option<Instant>,
-        block: bool,
-        job: F,
-    ) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
-    {
-        self.spawn_for(None, deadline, block, job)
+    pub(crate) fn cancelling(&self) -> bool {
+        self.cancel_queued.load(Ordering::Acquire)
     }
 
-    /// Like `spawn`, for a request to `host` (counted against the per-host
-    /// cap, if the pool has one).
-    pub(crate) fn spawn_for<T, F>(
-        self: &Arc<Self>,
-        host: Option<Arc<str>>,
-        deadline: Option<Instant>,
-        block: bool,
-        job: F,
-    ) -> Pending<T>
+    pub(crate) fn defaults(&self) -> &RequestDefaults {
+        &self.defaults
+    }
+
+    pub(crate) fn latencies(&self) -> &Latencies {
+        &self.latencies
+    }
+
+    /// True if the pool caps requests per host (so a job needs its host).
+    pub(crate) fn caps_hosts(&self) -> bool {
+        self.hosts.is_some()
+    }
+
+    /// The one way in: queues `job` on the workers. Every request path,
+    /// closure, poll job, burst party and fired job comes through here, so
+    /// the queue bound, host caps, limits and stats apply to all of them.
+    pub(crate) fn submit<T, F>(self: &Arc<Self>, spec: JobSpec, job: F) -> Pending<T>
     where
         T: Send + 'static,
-        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
+        F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
     {
         if self.is_closed() {
             return Pending::ready(Err(Error::Closed));
@@ -254,8 +206,8 @@ impl Inner {
         if let Some((tx, _)) = &self.slots {
             // A worker never blocks on its own pool's queue: that could
             // leave every worker waiting for room only workers can make.
-            let on_worker = WORKER_OF.with(|w| w.get()) == self.id;
-            if block && !on_worker {
+            let on_worker = on_worker_of(self.id);
+            if spec.block && !on_worker {
                 // The receiver lives in `self`, so this cannot disconnect.
                 let _ = tx.send(());
             } else if tx.try_send(()).is_err() && !on_worker {
@@ -263,31 +215,49 @@ impl Inner {
             }
         }
         let (tx, rx) = bounded(1);
-        let inner = Arc::clone(self);
-        let run = move || {
-            if let Some(d) = deadline
-                && Instant::now() >= d
-            {
-                return Err(Error::Timeout {
-                    phase: crate::Phase::Queued,
-                    method: String::new(),
-                    url: String::new(),
-                });
-            }
-            job(&inner.agent)
-        };
         let hooks: Arc<dyn TaskHooks> = self.clone();
-        let task = Arc::new(Task::new(run, Deliver::Channel(tx), Some(hooks)));
+        let host = if self.hosts.is_some() {
+            spec.host
+        } else {
+            None
+        };
+        let task = Task::new(
+            job,
+            Deliver::Channel(tx),
+            spec.limits,
+            hooks,
+            spec.label,
+            host,
+        );
         self.counters.queued();
         self.outstanding.add();
-        let host = if self.hosts.is_some() { host } else { None };
-        self.execute(Dispatch::new(Arc::clone(self), task.clone(), host));
-        Pending::new(rx, task.clone(), task, self.id, deadline)
+        self.execute(Dispatch::new(Arc::clone(self), task.clone()));
+        Pending::new(rx, task.clone(), task)
     }
 
-    /// The pool's timer thread, started on first use.
-    pub(crate) fn timer(&self) -> &crate::hedge::Timer {
-        self.timer.get_or_init(crate::hedge::Timer::start)
+    /// Counts `pending` as a fire-and-forget job: its failure goes to the
+    /// error hook and the log, and `flush` waits for it.
+    pub(crate) fn track_fired(self: &Arc<Self>, label: String, pending: Pending<()>) {
+        self.counters.fired();
+        self.fired.add();
+        let inner = Arc::clone(self);
+        pending.on_complete(Box::new(move |r| {
+            if let Err(e) = r {
+                inner.counters.fired_failed();
+                log::warn!("reqpool: fire-and-forget job {label} failed: {e}");
+                if let Some(hook) = &inner.on_error {
+                    hook(&e);
+                }
+            }
+            inner.fired.done();
+        }));
+    }
+
+    /// Runs `f` at `when` on the pool's timer thread.
+    pub(crate) fn schedule(&self, when: Instant, f: Due) {
+        self.timer
+            .get_or_init(|| Timer::start(&self.thread_name))
+            .at(when, f);
     }
 
     /// Hands a job to the workers.
@@ -296,40 +266,69 @@ impl Inner {
         let _ = self.queue.send(job);
     }
 
-    /// Queues a job whose result nobody waits for, with accounting.
-    pub(crate) fn fire<F>(
-        self: &Arc<Self>,
-        label: String,
-        deadline: Option<Instant>,
-        job: F,
-    ) -> Result<(), Error>
-    where
-        F: FnOnce(&ureq::Agent) -> Result<(), Error> + Send + 'static,
-    {
-        if self.is_closed() {
-            return Err(Error::Closed);
+    /// Takes a slot for `host` and gives the job back, or parks it.
+    pub(crate) fn acquire_host(&self, host: &Arc<str>, job: Dispatch) -> Option<Dispatch> {
+        match &self.hosts {
+            Some(caps) => caps.acquire_or_park(host, job),
+            None => Some(job),
         }
-        self.counters.fired.fetch_add(1, Ordering::Relaxed);
-        self.fired.add();
-        let pending = self.spawn(deadline, true, job);
-        let inner = Arc::clone(self);
-        pending.on_complete(Box::new(move |r| {
-            if let Err(e) = r {
-                inner.counters.fired_failed.fetch_add(1, Ordering::Relaxed);
-                log::warn!("reqpool: fire-and-forget job {label} failed: {e}");
-                if let Some(hook) = &inner.cfg.on_error {
-                    hook(&e);
-                }
-            }
-            inner.fired.done();
-        }));
-        Ok(())
+    }
+
+    /// Passes a finished job's host slot on to a parked job, or frees it.
+    pub(crate) fn release_host(&self, host: &Arc<str>) {
+        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
+            self.execute(next);
+        }
+    }
+
+    /// Blocks until nothing is outstanding or the drain timeout passes.
+    fn drain(&self) -> usize {
+        self.outstanding
+            .wait_zero(Deadline::after(self.drain_timeout))
+    }
+}
+
+/// Pools alive now, drained when the process exits.
+static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+/// Registers `inner` to be drained at process exit (the hook is installed
+/// once, with the first pool).
+fn drain_at_exit(inner: &Arc<Inner>) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        if !shutdown_hooks::add_shutdown_hook(exit_hook) {
+            log::warn!("reqpool: could not install the exit hook; call flush() before exit");
+        }
+    });
+    let mut live = lock(&LIVE);
+    live.retain(|w| w.strong_count() > 0);
+    live.push(Arc::downgrade(inner));
+}
+
+/// Runs at process exit (after `main` returns, or `std::process::exit`):
+/// waits for the work of every pool still alive, as Python's executor
+/// joins its workers at interpreter exit.
+extern "C" fn exit_hook() {
+    let live: Vec<Arc<Inner>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for inner in live {
+        if on_worker_of(inner.id) {
+            continue;
+        }
+        let left = inner.drain();
+        if left > 0 {
+            log::warn!(
+                "reqpool: process exits with {left} job(s) unfinished after the drain timeout"
+            );
+        }
     }
 }
 
 impl Pool {
     /// A pool of `workers` threads with the default settings (see
-    /// [`Builder`]).
+    /// [`Builder`](crate::Builder)).
+    ///
+    /// Dropping its last handle blocks until queued work is done (see
+    /// [`Pool`]); make one pool per program.
     ///
     /// # Panics
     ///
@@ -343,42 +342,47 @@ impl Pool {
     }
 
     /// A builder for every setting of a pool.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> crate::Builder {
+        crate::Builder::default()
     }
 
-    pub(crate) fn start(cfg: Config, agent: ureq::Agent) -> Pool {
+    pub(crate) fn start(s: Settings, agent: ureq::Agent, defaults: RequestDefaults) -> Pool {
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let mut tb = threadpool::Builder::new()
-            .num_threads(cfg.workers)
-            .thread_name(cfg.thread_name.clone());
-        if let Some(s) = cfg.stack_size {
-            tb = tb.thread_stack_size(s);
+            .num_threads(s.workers)
+            .thread_name(s.thread_name.clone());
+        if let Some(size) = s.stack_size {
+            tb = tb.thread_stack_size(size);
         }
-        let slots = cfg.max_queued.map(bounded);
         let tp = tb.build();
         let (queue, queue_rx) = crossbeam_channel::unbounded::<Dispatch>();
-        for _ in 0..cfg.workers {
+        for _ in 0..s.workers {
             let rx = queue_rx.clone();
-            tp.execute(move || worker_loop(rx));
+            tp.execute(move || worker_loop(id, rx));
         }
-        let hosts = cfg.max_per_host.map(HostCaps::new);
-        let inner = Arc::new(Inner {
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            id,
             _threads: tp,
+            thread_name: s.thread_name,
+            workers: s.workers,
             queue,
-            queue_rx: queue_rx.clone(),
+            queue_rx,
             agent,
-            counters: Counters::new(cfg.workers),
-            cfg,
+            defaults,
+            drain_timeout: s.drain_timeout,
+            on_error: s.on_error,
+            counters: Counters::new(s.workers),
             outstanding: Gate::new(),
             fired: Gate::new(),
             closed: AtomicBool::new(false),
             cancel_queued: AtomicBool::new(false),
-            hosts,
-            latencies: Default::default(),
-            timer: std::sync::OnceLock::new(),
-            slots,
+            hosts: s.max_per_host.map(HostCaps::new),
+            latencies: Latencies::default(),
+            timer: OnceLock::new(),
+            slots: s.max_queued.map(bounded),
         });
+        drain_at_exit(&inner);
         Pool {
             handle: Arc::new(Handle { inner }),
         }
@@ -390,9 +394,19 @@ impl Pool {
 
     /// Runs `job` on a worker with the pool's shared agent.
     ///
-    /// Use it for anything the request builder does not cover. A panic in
-    /// the job resolves the `Pending` with [`Error::Panicked`]; the worker
-    /// lives on. Blocks only if the pool has a bounded queue and it is full.
+    /// Use it for anything the request builder does not cover. The job
+    /// gets the pool's limits: it has the pool's
+    /// [`timeout`](crate::Builder::timeout) from its start (and its
+    /// [`deadline`](crate::Builder::deadline) from now, if set), every
+    /// request it makes through `agent` is cut off when that runs out, and
+    /// [`Pending::wait`] gives up on it shortly after. Requests through the
+    /// agent follow the pool's connect and response limits, and — unlike
+    /// the request builder — return a status of 400 and up as a response,
+    /// not an error, and do not follow redirects.
+    ///
+    /// A panic in the job resolves the `Pending` with
+    /// [`Error::Panicked`]; the worker lives on. Blocks only if the pool
+    /// has a bounded queue and it is full.
     ///
     /// ```
     /// let pool = reqpool::Pool::new(2);
@@ -413,7 +427,7 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
     {
-        self.inner().spawn(None, true, job)
+        self.submit_closure(true, job)
     }
 
     /// Like [`submit`](Pool::submit), but never blocks: with a full bounded
@@ -423,7 +437,22 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
     {
-        self.inner().spawn(None, false, job)
+        self.submit_closure(false, job)
+    }
+
+    pub(crate) fn submit_closure<T, F>(&self, block: bool, job: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = self.inner();
+        let spec = JobSpec {
+            limits: inner.defaults.limits(),
+            host: None,
+            block,
+            label: None,
+        };
+        inner.submit(spec, one_step(job))
     }
 
     /// POSTs `body` as JSON to `url` and decodes the JSON reply as `T`.
@@ -463,7 +492,7 @@ impl Pool {
     /// let resp = pool
     ///     .request("PUT", "http://127.0.0.1:8000/items/7")
     ///     .header("X-Trace", "abc")
-    ///     .query("dry_run", "1")
+    ///     .query("dry_run", 1)
     ///     .json_body(&serde_json::json!({"name": "seven"}))
     ///     .timeout(Duration::from_secs(5))
     ///     .send()
@@ -488,11 +517,16 @@ impl Pool {
     /// Runs `job` on a worker with nothing to wait on: fire-and-forget.
     ///
     /// The pool counts fired and failed jobs ([`Pool::stats`]); a failure
-    /// goes to the [`on_error`](Builder::on_error) hook and is logged at
-    /// `warn`. [`flush`](Pool::flush) waits for every fired job, and dropping
-    /// the last `Pool` handle does too (bounded by the drain timeout), so a
-    /// fired job is never silently lost. Fails with [`Error::Closed`] after
-    /// a shutdown. Blocks only if a bounded queue is full.
+    /// goes to the [`on_error`](crate::Builder::on_error) hook and is logged
+    /// at `warn`. [`flush`](Pool::flush) waits for every fired job, and
+    /// dropping the last `Pool` handle does too (bounded by the drain
+    /// timeout), so a fired job is never silently lost. The job has the
+    /// same limits as a [`submit`](Pool::submit) closure. Blocks only if a
+    /// bounded queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after a shutdown.
     ///
     /// ```
     /// let pool = reqpool::Pool::new(2);
@@ -505,7 +539,13 @@ impl Pool {
     where
         F: FnOnce(&ureq::Agent) -> Result<(), Error> + Send + 'static,
     {
-        self.inner().fire("(closure)".to_string(), None, job)
+        let inner = self.inner();
+        if inner.is_closed() {
+            return Err(Error::Closed);
+        }
+        let pending = self.submit_closure(true, job);
+        inner.track_fired("(closure)".to_string(), pending);
+        Ok(())
     }
 
     /// Blocks the current thread until every fire-and-forget job has finished.
@@ -515,21 +555,21 @@ impl Pool {
     /// this pool it does not wait (that would wait on itself) and returns the
     /// count at once.
     pub fn flush(&self) -> usize {
-        if self.on_own_worker() {
-            return self.inner().fired.get();
-        }
-        self.inner().fired.wait_zero(None)
+        self.flush_until(Deadline::NEVER)
     }
 
     /// Blocks the current thread until every fire-and-forget job has
     /// finished or `limit` has passed; returns how many are still unfinished.
     pub fn flush_timeout(&self, limit: Duration) -> usize {
+        self.flush_until(Deadline::after(limit))
+    }
+
+    fn flush_until(&self, deadline: Deadline) -> usize {
+        let fired = &self.inner().fired;
         if self.on_own_worker() {
-            return self.inner().fired.get();
+            return fired.get();
         }
-        self.inner()
-            .fired
-            .wait_zero(Instant::now().checked_add(limit))
+        fired.wait_zero(deadline)
     }
 
     /// A snapshot of the pool's counters and latencies; cheap enough to call
@@ -538,18 +578,20 @@ impl Pool {
         self.inner().counters.snapshot()
     }
 
-    /// The shared agent, for requests made outside the pool.
+    /// The shared agent, for requests made outside the pool. Requests made
+    /// through it on a thread that is not running a job of the pool have no
+    /// total limit (only the pool's connect and response limits).
     pub fn agent(&self) -> &ureq::Agent {
         &self.inner().agent
     }
 
     /// The number of worker threads.
     pub fn workers(&self) -> usize {
-        self.inner().cfg.workers
+        self.inner().workers
     }
 
     pub(crate) fn on_own_worker(&self) -> bool {
-        WORKER_OF.with(|w| w.get()) == self.inner().id
+        on_worker_of(self.inner().id)
     }
 
     /// Stops taking new jobs, then blocks the current thread until the
@@ -560,27 +602,27 @@ impl Pool {
     /// Called from inside a job of this pool it does not wait for the queue
     /// (that would wait on itself); it only closes the pool.
     pub fn shutdown(&self) -> Shutdown {
-        self.shutdown_within(None, false)
+        self.shutdown_until(Deadline::NEVER, false)
     }
 
-    /// Like [`shutdown`](Pool::shutdown), but waits at most `limit` for
+    /// Like [`shutdown`](Pool::shutdown), but blocks at most `limit` for
     /// the jobs. When it runs out, the shared agent is shut down, which
     /// interrupts requests blocked on the network (they fail with a
-    /// transport error; this also affects clones of an agent you passed to
-    /// [`Builder::agent`]); what is still unfinished a second later is
+    /// transport error); what is still unfinished a second later is
     /// counted as abandoned.
     pub fn shutdown_timeout(&self, limit: Duration) -> Shutdown {
-        self.shutdown_within(Instant::now().checked_add(limit), false)
+        self.shutdown_until(Deadline::after(limit), false)
     }
 
-    /// Stops taking new jobs, resolves every queued job as cancelled at
-    /// once, and blocks until the running ones finish (they keep their time
-    /// limits).
+    /// Stops taking new jobs, resolves every queued job (and every job
+    /// waiting between two steps, such as a retry's backoff) as cancelled
+    /// at once, and blocks until the running ones finish (they keep their
+    /// time limits).
     pub fn shutdown_now(&self) -> Shutdown {
-        self.shutdown_within(None, true)
+        self.shutdown_until(Deadline::NEVER, true)
     }
 
-    fn shutdown_within(&self, deadline: Option<Instant>, cancel: bool) -> Shutdown {
+    fn shutdown_until(&self, deadline: Deadline, cancel: bool) -> Shutdown {
         let inner = self.inner();
         inner.closed.store(true, Ordering::Release);
         let before = inner.counters.snapshot();
@@ -588,7 +630,7 @@ impl Pool {
             inner.cancel_queued.store(true, Ordering::Release);
             // Take the queued jobs off the queue here and cancel them at
             // once, even while every worker is busy; the same for jobs
-            // parked behind a per-host cap.
+            // parked behind a per-host cap and jobs waiting in the timer.
             while let Ok(job) = inner.queue_rx.try_recv() {
                 job.cancel();
             }
@@ -597,19 +639,23 @@ impl Pool {
                     job.cancel();
                 }
             }
+            if let Some(timer) = inner.timer.get() {
+                timer.run_all();
+            }
         }
-        let mut left = if self.on_own_worker() {
+        let own = self.on_own_worker();
+        let mut left = if own {
             inner.outstanding.get()
         } else {
             inner.outstanding.wait_zero(deadline)
         };
-        if left > 0 && deadline.is_some() && !self.on_own_worker() {
+        if left > 0 && !deadline.is_never() && !own {
             // Interrupt requests blocked on I/O, then give them a moment to
             // report it.
             inner.agent.clone().shutdown();
             left = inner
                 .outstanding
-                .wait_zero(Instant::now().checked_add(Duration::from_secs(1)));
+                .wait_zero(Deadline::after(Duration::from_secs(1)));
         }
         let after = inner.counters.snapshot();
         Shutdown {
@@ -617,6 +663,19 @@ impl Pool {
             cancelled: after.cancelled - before.cancelled,
             abandoned: left as u64,
         }
+    }
+}
+
+/// A closure job as a job of one step.
+pub(crate) fn one_step<T, F>(job: F) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
+{
+    let mut job = Some(job);
+    move |ctx: &Ctx<'_>| match job.take() {
+        Some(f) => Step::Done(f(ctx.agent)),
+        None => Step::Done(Err(Error::Closed)),
     }
 }
 
@@ -632,30 +691,19 @@ pub struct Shutdown {
     pub abandoned: u64,
 }
 
-/// What each worker thread runs: jobs from the queue until the pool is
-/// gone. Nothing escapes it by unwinding (a job's panic is caught in the
-/// task), so the pool never loses a worker.
-fn worker_loop(rx: Receiver<Dispatch>) {
-    while let Ok(job) = rx.recv() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job.go()));
-    }
-}
-
 impl Drop for Handle {
     fn drop(&mut self) {
         let inner = &self.inner;
-        if WORKER_OF.with(|w| w.get()) == inner.id {
+        if on_worker_of(inner.id) {
             // The last handle dropped inside one of our own jobs: waiting here
             // would wait on ourselves. The queued jobs still run.
             return;
         }
-        let left = inner
-            .outstanding
-            .wait_zero(Instant::now().checked_add(inner.cfg.drain_timeout));
+        let left = inner.drain();
         if left > 0 {
             log::warn!(
                 "reqpool: pool dropped with {left} job(s) unfinished after the drain timeout of {:?}; they keep running in the background",
-                inner.cfg.drain_timeout
+                inner.drain_timeout
             );
         }
     }
@@ -668,6 +716,7 @@ impl fmt::Debug for Pool {
             .field("workers", &s.workers)
             .field("queued", &s.queued)
             .field("running", &s.running)
+            .field("scheduled", &s.scheduled)
             .field("succeeded", &s.succeeded)
             .field("failed", &s.failed)
             .finish_non_exhaustive()

@@ -1,27 +1,35 @@
 //! Retry policy: attempts, backoff with full jitter, `Retry-After`, which
-//! failures may be retried, and a budget shared by the pool.
+//! failures may be retried, a budget shared by the pool, and the give-up
+//! decision as one pure function.
 
 use crate::error::{Error, Phase, TransportKind};
-use crate::task::lock;
+use crate::sync::lock;
+use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The statuses retried unless a policy says otherwise.
+pub(crate) const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
+
 /// When and how often a failed request is tried again.
 ///
-/// Retries are **off** by default ([`Retry::none`]): a retry changes the
-/// load on a server, so it is the caller's decision. [`Retry::default`] is a
-/// conservative policy to turn on with [`Builder::retry`](crate::Builder::retry)
-/// or per request with [`RequestBuilder::retry`](crate::RequestBuilder::retry):
+/// Retries are **off** by default ([`Retry::none`], what a pool does unless
+/// told otherwise): a retry changes the load on a server, so it is the
+/// caller's decision. [`Retry::standard`] is a conservative policy to turn
+/// on with [`Builder::retry`](crate::Builder::retry) or per request with
+/// [`RequestBuilder::retry`](crate::RequestBuilder::retry):
 ///
 /// - at most 3 attempts;
 /// - exponential backoff from 100 ms, capped at 5 s, with full jitter (each
 ///   wait is random between zero and the exponential value);
-/// - retried: timeouts, transport failures, and the statuses 429, 502, 503
-///   and 504; a `Retry-After` header (seconds or HTTP date) replaces the
-///   backoff;
-/// - every wait counts against the request's total deadline: a
-///   `Retry-After` longer than what is left ends the call at once;
+/// - retried: timeouts of a phase, transport failures (but TLS and protocol
+///   errors), and the statuses 429, 502, 503 and 504; a `Retry-After`
+///   header (seconds or HTTP date) replaces the backoff;
+/// - every wait counts against the request's time limit: a `Retry-After`
+///   longer than what is left ends the call at once;
+/// - between attempts the request waits in the pool's timer, not on a
+///   worker;
 /// - POST and PATCH are retried only when the failure proves the request
 ///   never reached the server (refused, DNS, connect timeout), when they
 ///   carry an `Idempotency-Key` header, or with
@@ -34,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ```
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::builder()
-///     .retry(reqpool::Retry::default().max_attempts(4).backoff(Duration::from_millis(50), Duration::from_secs(2)))
+///     .retry(reqpool::Retry::standard().max_attempts(4).backoff(Duration::from_millis(50), Duration::from_secs(2)))
 ///     .build()?;
 /// # Ok::<(), reqpool::Error>(())
 /// ```
@@ -48,14 +56,9 @@ pub struct Retry {
 }
 
 impl Default for Retry {
+    /// [`Retry::none`]: what a pool does unless told otherwise.
     fn default() -> Self {
-        Retry {
-            max_attempts: 3,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(5),
-            statuses: vec![429, 502, 503, 504],
-            non_idempotent: false,
-        }
+        Retry::none()
     }
 }
 
@@ -64,11 +67,25 @@ impl Retry {
     pub fn none() -> Retry {
         Retry {
             max_attempts: 1,
-            ..Retry::default()
+            ..Retry::standard()
         }
     }
 
-    /// The most attempts in all, the first included. Defaults to 3.
+    /// The conservative policy described above: 3 attempts, backoff from
+    /// 100 ms to 5 s with full jitter, on timeouts, transport failures and
+    /// 429/502/503/504.
+    pub fn standard() -> Retry {
+        Retry {
+            max_attempts: 3,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+            statuses: RETRY_STATUSES.to_vec(),
+            non_idempotent: false,
+        }
+    }
+
+    /// The most attempts in all, the first included (at least 1).
+    /// Defaults to 3 in [`Retry::standard`].
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
         self
@@ -89,22 +106,11 @@ impl Retry {
 
     /// Retries POST and PATCH like idempotent methods, even when the
     /// request may have reached the server. Only for endpoints where a
-    /// duplicate does no harm. Defaults to false.
+    /// duplicate does no harm; it never makes hedging send a POST twice.
+    /// Defaults to false.
     pub fn non_idempotent(mut self, yes: bool) -> Self {
         self.non_idempotent = yes;
         self
-    }
-
-    /// Whether this policy retries `err` at all (before idempotency).
-    pub(crate) fn covers(&self, err: &Error) -> bool {
-        match err {
-            Error::Status { code, .. } => self.statuses.contains(code),
-            Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
-            Error::Transport { kind, .. } => {
-                !matches!(kind, TransportKind::Tls | TransportKind::Protocol)
-            }
-            _ => false,
-        }
     }
 
     /// The full-jitter backoff before attempt `attempt + 1`.
@@ -119,6 +125,143 @@ impl Retry {
             return Duration::ZERO;
         }
         Duration::from_nanos(random() % (nanos + 1))
+    }
+}
+
+/// The one answer to "may another attempt cure this?", given the statuses
+/// that count as passing trouble.
+pub(crate) fn retryable(err: &Error, statuses: &[u16]) -> bool {
+    match err.last_attempt() {
+        Error::Status { code, .. } => statuses.contains(code),
+        Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
+        Error::Transport { kind, .. } => {
+            !matches!(kind, TransportKind::Tls | TransportKind::Protocol)
+        }
+        _ => false,
+    }
+}
+
+/// Why a request that failed was not tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GaveUpReason {
+    /// The last failure is not one a retry can cure (an error status not
+    /// in the policy, a decode error, a TLS failure, …).
+    NotRetryable,
+    /// The request is not idempotent and may have reached the server.
+    MaybeSent,
+    /// The policy's attempts are used up.
+    AttemptsExhausted,
+    /// The wait before the next attempt (backoff or `Retry-After`) would
+    /// end after the request's time limit.
+    BeyondDeadline {
+        /// The wait asked for.
+        wait: Duration,
+        /// What was left of the limit.
+        left: Duration,
+        /// The server asked for it with `Retry-After`.
+        retry_after: bool,
+    },
+    /// The pool's retry budget has no token left.
+    BudgetExhausted,
+    /// A reused keep-alive connection was closed before any response, and
+    /// the one more attempt on a fresh connection failed too.
+    FreshConnectionFailed,
+}
+
+impl fmt::Display for GaveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GaveUpReason::NotRetryable => f.write_str("not retryable"),
+            GaveUpReason::MaybeSent => {
+                f.write_str("may have reached the server and is not idempotent")
+            }
+            GaveUpReason::AttemptsExhausted => f.write_str("no attempts left"),
+            GaveUpReason::BeyondDeadline {
+                wait,
+                left,
+                retry_after,
+            } => write!(
+                f,
+                "{} of {} is beyond the time limit ({} left)",
+                if *retry_after { "retry-after" } else { "backoff" },
+                crate::error::fmt_duration(*wait),
+                crate::error::fmt_duration(*left)
+            ),
+            GaveUpReason::BudgetExhausted => f.write_str("retry budget exhausted"),
+            GaveUpReason::FreshConnectionFailed => f.write_str(
+                "the reused connection was closed before any response, and the attempt on a fresh one failed too",
+            ),
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Once more, at once, on a fresh connection.
+    Fresh,
+    /// Again after this wait (if the budget allows).
+    After(Duration),
+    /// Stop here.
+    GiveUp(GaveUpReason),
+}
+
+/// The facts about one failed attempt that the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts<'a> {
+    pub(crate) err: &'a Error,
+    /// Attempts made so far, this one included (the one on a fresh
+    /// connection counts).
+    pub(crate) attempt: u32,
+    pub(crate) idempotent: bool,
+    /// The failure came while reading a response body.
+    pub(crate) in_body: bool,
+    /// The one attempt on a fresh connection was made already.
+    pub(crate) fresh_tried: bool,
+    /// What is left of the request's limit now.
+    pub(crate) left: Duration,
+}
+
+impl Retry {
+    /// Decides what follows a failed attempt: a pure function of the
+    /// policy and the facts (the backoff is random within its ceiling).
+    pub(crate) fn decide(&self, f: &Facts<'_>) -> Decision {
+        if f.idempotent
+            && !f.fresh_tried
+            && !f.in_body
+            && f.err.transport_kind() == Some(TransportKind::Reset)
+        {
+            return Decision::Fresh;
+        }
+        let fresh_only = f.fresh_tried && self.max_attempts == 1;
+        if !retryable(f.err, &self.statuses) {
+            return Decision::GiveUp(if fresh_only {
+                GaveUpReason::FreshConnectionFailed
+            } else {
+                GaveUpReason::NotRetryable
+            });
+        }
+        if !f.idempotent && f.err.maybe_sent() {
+            return Decision::GiveUp(GaveUpReason::MaybeSent);
+        }
+        if f.attempt >= self.max_attempts {
+            return Decision::GiveUp(if fresh_only {
+                GaveUpReason::FreshConnectionFailed
+            } else {
+                GaveUpReason::AttemptsExhausted
+            });
+        }
+        let retry_after = f.err.retry_after();
+        let wait = retry_after.unwrap_or_else(|| self.backoff_after(f.attempt));
+        if wait >= f.left {
+            return Decision::GiveUp(GaveUpReason::BeyondDeadline {
+                wait,
+                left: f.left,
+                retry_after: retry_after.is_some(),
+            });
+        }
+        Decision::After(wait)
     }
 }
 
@@ -262,7 +405,7 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_and_capped() {
-        let r = Retry::default().backoff(Duration::from_millis(100), Duration::from_millis(400));
+        let r = Retry::standard().backoff(Duration::from_millis(100), Duration::from_millis(400));
         for attempt in 1..10 {
             let ceiling =
                 Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(400));

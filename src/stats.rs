@@ -1,6 +1,6 @@
 //! Counters and latency histograms of a pool, and their snapshot, `Stats`.
 
-use crate::task::lock;
+use crate::sync::lock;
 use hdrhistogram::Histogram;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +14,13 @@ pub(crate) struct Counters {
     submitted: AtomicU64,
     queued: AtomicU64,
     running: AtomicU64,
+    scheduled: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
-    pub(crate) cancelled: AtomicU64,
-    pub(crate) fired: AtomicU64,
-    pub(crate) fired_failed: AtomicU64,
+    cancelled: AtomicU64,
+    fired: AtomicU64,
+    fired_failed: AtomicU64,
     times: Mutex<Times>,
 }
 
@@ -44,6 +45,7 @@ impl Counters {
             submitted: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             running: AtomicU64::new(0),
+            scheduled: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
@@ -62,23 +64,47 @@ impl Counters {
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn left_queue(&self) {
+    /// A job left the queue for its first step, queued at `queued_at`.
+    pub(crate) fn started(&self, queued_at: Instant) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn started(&self) -> Instant {
-        self.left_queue();
         self.running.fetch_add(1, Ordering::Relaxed);
-        Instant::now()
+        lock(&self.times)
+            .queue
+            .saturating_record(micros(queued_at.elapsed()));
     }
 
-    pub(crate) fn finished(&self, queued_at: Instant, started: Instant, ok: bool, panicked: bool) {
-        {
-            // One short lock per job for both histograms.
-            let mut t = lock(&self.times);
-            t.queue.saturating_record(micros(started - queued_at));
-            t.run.saturating_record(micros(started.elapsed()));
+    /// A job went to wait between two steps.
+    pub(crate) fn slept(&self) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        self.scheduled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job came back from waiting between two steps.
+    pub(crate) fn resumed(&self) {
+        self.scheduled.fetch_sub(1, Ordering::Relaxed);
+        self.running.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job ended without running (again): cancelled, or expired in the
+    /// queue (a failure).
+    pub(crate) fn skipped(&self, scheduled: bool, cancelled: bool) {
+        if scheduled {
+            self.scheduled.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
         }
+        if cancelled {
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A job ran to its end; its first step started at `started`.
+    pub(crate) fn finished(&self, started: Instant, ok: bool, panicked: bool) {
+        lock(&self.times)
+            .run
+            .saturating_record(micros(started.elapsed()));
         if ok {
             self.succeeded.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -88,6 +114,14 @@ impl Counters {
             self.panicked.fetch_add(1, Ordering::Relaxed);
         }
         self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fired(&self) {
+        self.fired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fired_failed(&self) {
+        self.fired_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -101,6 +135,7 @@ impl Counters {
             submitted: g(&self.submitted),
             queued: g(&self.queued),
             running: g(&self.running),
+            scheduled: g(&self.scheduled),
             succeeded: g(&self.succeeded),
             failed: g(&self.failed),
             panicked: g(&self.panicked),
@@ -119,8 +154,8 @@ impl Counters {
 /// The counters are read one by one without a lock, so a snapshot taken
 /// while jobs run may be off by the jobs that moved during the read. Jobs
 /// that ran add up: `succeeded + failed` of them finished, and every job
-/// submitted is in exactly one of `queued`, `running`, `succeeded`,
-/// `failed` or `cancelled` once the pool is idle (a submit to a closed pool
+/// submitted is in exactly one of `queued`, `running`, `scheduled`,
+/// `succeeded`, `failed` or `cancelled` (a submit to a closed pool
 /// is refused at once and never counted).
 ///
 /// ```
@@ -142,13 +177,16 @@ pub struct Stats {
     pub queued: u64,
     /// Jobs running now.
     pub running: u64,
+    /// Jobs waiting between two steps now, off the workers: a retry's
+    /// backoff or `Retry-After`, a poll interval.
+    pub scheduled: u64,
     /// Jobs that finished with `Ok`.
     pub succeeded: u64,
     /// Jobs that finished with an error (panics included).
     pub failed: u64,
     /// Jobs that panicked (also counted in `failed`).
     pub panicked: u64,
-    /// Jobs cancelled before they started.
+    /// Jobs cancelled before they started (or between two steps).
     pub cancelled: u64,
     /// Fire-and-forget jobs ever fired (also counted above).
     pub fired: u64,
@@ -156,7 +194,8 @@ pub struct Stats {
     pub fired_failed: u64,
     /// How long jobs waited in the queue for a worker.
     pub queue_time: Latency,
-    /// How long jobs ran on a worker: for requests, the time on the network.
+    /// How long jobs took from their first start to their end: for
+    /// requests, every attempt and the waits between them.
     pub run_time: Latency,
 }
 

@@ -1,43 +1,122 @@
 //! One job's shared state: who runs it, who cancels it, where its result goes.
 //!
-//! A task is in one of four states. Exactly one party wins the move out of
-//! `QUEUED`: the worker that picks it up, a waiter on a worker thread that runs
-//! it inline (so a job waiting on a queued job cannot deadlock the pool), or a
-//! cancel. The winner is the only one who ever delivers a result, so every
-//! result is delivered exactly once.
+//! A job is a series of steps: each run on a worker either finishes it or
+//! says when it wants to run again (a retry's backoff, a poll interval).
+//! Between steps it waits off the workers, in the pool's timer.
+//!
+//! A task is queued, running, sleeping (between steps), done or cancelled.
+//! Exactly one party wins each move out of queued or sleeping: the worker
+//! that picks it up, a waiter on a worker thread that runs it inline (so a
+//! job waiting on a queued job cannot deadlock the pool), the timer that
+//! wakes it, a cancel, or a waiter that expires it at its deadline. Only the
+//! party that finishes it delivers a result, so every result is delivered
+//! exactly once.
 
-use crate::error::{Error, panic_message};
+use crate::deadline::Deadline;
+use crate::error::{Error, Phase, panic_message};
+use crate::sync::lock;
+use crate::wire::with_limit;
 use crossbeam_channel::Sender;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 pub(crate) const QUEUED: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
 pub(crate) const DONE: u8 = 2;
 pub(crate) const CANCELLED: u8 = 3;
+pub(crate) const SLEEPING: u8 = 4;
+
+/// What one step of a job comes to.
+pub(crate) enum Step<T> {
+    /// The job is over.
+    Done(Result<T, Error>),
+    /// Run the next step at this instant, off the workers until then.
+    Sleep(Instant),
+}
+
+/// What a job's step gets: the agent and the job's limit.
+pub(crate) struct Ctx<'a> {
+    pub(crate) agent: &'a ureq::Agent,
+    pub(crate) limit: Deadline,
+}
+
+/// What running a task asks of the one who ran it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// It was not queued: someone else has it, or it is over.
+    No,
+    /// It ran one step; the result is delivered, or it runs again later.
+    Step,
+    /// It wants to run again at `until`: hand it back with `resume(ticket)`.
+    Sleep { until: Instant, ticket: u32 },
+}
+
+/// A job's time limits, as given at submission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// From the first start on a worker, covering every step.
+    pub(crate) timeout: Duration,
+    /// From submission, queue included.
+    pub(crate) deadline: Deadline,
+}
+
+/// How far a waiter may wait for a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// The job has started: this is its limit.
+    Started(Deadline),
+    /// Not started yet: only its submission deadline bounds it (its
+    /// `timeout` starts when a worker takes it).
+    Queued(Deadline),
+}
+
+/// Names the request a task runs, for errors raised outside of it.
+pub(crate) trait Label: Send + Sync {
+    fn method(&self) -> &str;
+    /// The raw URL; redacted by the error constructors.
+    fn url(&self) -> &str;
+}
+
+/// The type-erased face of a task, held by its `Pending` and the pool.
+pub(crate) trait Control: Send + Sync {
+    fn state(&self) -> u8;
+    /// The pool the task belongs to (0: none).
+    fn pool(&self) -> usize;
+    /// How far a waiter may wait.
+    fn bound(&self) -> Bound;
+    /// Moves a queued or sleeping task to cancelled and resolves it.
+    fn cancel(&self) -> bool;
+    /// Resolves a task that has not started by its submission deadline
+    /// with a queue timeout. False if it has started or is over.
+    fn expire(&self) -> bool;
+    /// Runs one step of a queued task on the calling thread.
+    fn run(&self) -> Ran;
+    /// Hands a sleeping task back to the queue state, if `ticket` is still
+    /// its current sleep. The caller then queues it (or runs it).
+    fn resume(&self, ticket: u32) -> bool;
+    /// The current sleep of a sleeping task: when, and its ticket.
+    fn sleep(&self) -> Option<(Instant, u32)>;
+    /// The job's own `timeout` (a continuation gets as much).
+    fn timeout(&self) -> Duration;
+    /// A timeout error naming the task's request.
+    fn timeout_error(&self, phase: Phase) -> Error;
+    /// The host the task counts against, for a per-host cap.
+    fn host(&self) -> Option<&Arc<str>>;
+}
+
+/// A continuation that receives a result.
+pub(crate) type Then<T> = Box<dyn FnOnce(Result<T, Error>) + Send>;
 
 /// Where a finished job's result goes.
 pub(crate) enum Deliver<T> {
     /// Into the `Pending`'s own channel (the common case).
     Channel(Sender<Result<T, Error>>),
-    /// Into a continuation (`Pending::map`, completion sets), run on the
-    /// thread that finishes the job.
-    Then(Box<dyn FnOnce(Result<T, Error>) + Send>),
+    /// Into a continuation, run on the thread that finishes the job.
+    Then(Then<T>),
     /// Already delivered.
     Spent,
-}
-
-/// The type-erased face of a task, held by its `Pending`.
-pub(crate) trait Control: Send + Sync {
-    fn state(&self) -> u8;
-    /// Moves a queued task to cancelled and resolves it. False if it had
-    /// already started or finished.
-    fn cancel(&self) -> bool;
-    /// Runs a queued task on the calling thread (a worker, or a waiter that
-    /// runs it inline). False if it had already started, finished or been
-    /// cancelled.
-    fn run(&self) -> bool;
 }
 
 /// The typed face: where a result of type `T` goes.
@@ -46,9 +125,6 @@ pub(crate) trait Sink<T>: Send + Sync {
     /// Gives the continuation back if it is too late.
     fn set_then(&self, f: Then<T>) -> Result<(), Then<T>>;
 }
-
-/// A continuation that receives a result.
-pub(crate) type Then<T> = Box<dyn FnOnce(Result<T, Error>) + Send>;
 
 /// The delivery end of one result.
 pub(crate) struct Slot<T>(Mutex<Deliver<T>>);
@@ -99,80 +175,136 @@ impl Control for Finished {
     fn state(&self) -> u8 {
         DONE
     }
+    fn pool(&self) -> usize {
+        0
+    }
+    fn bound(&self) -> Bound {
+        Bound::Started(Deadline::NEVER)
+    }
     fn cancel(&self) -> bool {
         false
     }
-    fn run(&self) -> bool {
+    fn expire(&self) -> bool {
         false
     }
+    fn run(&self) -> Ran {
+        Ran::No
+    }
+    fn resume(&self, _: u32) -> bool {
+        false
+    }
+    fn sleep(&self) -> Option<(Instant, u32)> {
+        None
+    }
+    fn timeout(&self) -> Duration {
+        Duration::MAX
+    }
+    fn timeout_error(&self, phase: Phase) -> Error {
+        Error::timeout(phase, "", "")
+    }
+    fn host(&self) -> Option<&Arc<str>> {
+        None
+    }
+}
+
+/// Accounting callbacks from the pool, and what a task needs of it.
+pub(crate) trait TaskHooks: Send + Sync {
+    fn id(&self) -> usize;
+    fn agent(&self) -> &ureq::Agent;
+    /// The task left the queue for its first step.
+    fn started(&self, queued_at: Instant);
+    /// A sleeping task ran its next step.
+    fn resumed(&self);
+    /// A task went to sleep between steps: run it again at `until` (if
+    /// `ticket` is still its sleep then).
+    fn slept(&self, task: Arc<dyn Control>, until: Instant, ticket: u32);
+    /// The task was cancelled (`sleeping`: between steps) or expired in
+    /// the queue, without running (again).
+    fn skipped(&self, sleeping: bool, cancelled: bool);
+    /// The task ran to its end, its first step having started at `started`.
+    fn finished(&self, started: Instant, ok: bool, panicked: bool);
+    /// The task's result has been delivered (continuations included).
+    fn delivered(&self);
 }
 
 /// A job of type `F` producing `T`, with its delivery.
 pub(crate) struct Task<T, F> {
-    state: AtomicU8,
-    queued_at: std::time::Instant,
+    me: Weak<Task<T, F>>,
+    host: Option<Arc<str>>,
+    /// The state in the low byte, the number of sleeps above it.
+    state: AtomicU32,
+    queued_at: Instant,
+    limits: Limits,
+    /// Fixed at the first start: the deadline and the timeout combined.
+    limit: OnceLock<(Instant, Deadline)>,
+    wake: Mutex<Option<Instant>>,
     job: Mutex<Option<F>>,
     slot: Slot<T>,
-    hooks: Hooks,
+    hooks: Arc<dyn TaskHooks>,
+    label: Option<Arc<dyn Label>>,
 }
 
-/// What the pool wants to know when a task starts and ends.
-pub(crate) type Hooks = Option<std::sync::Arc<dyn TaskHooks>>;
+fn pack(ticket: u32, state: u8) -> u32 {
+    (ticket << 8) | u32::from(state)
+}
 
-/// Accounting callbacks from the pool.
-pub(crate) trait TaskHooks: Send + Sync {
-    /// The task left the queue without running: it was cancelled.
-    fn skipped(&self);
-    /// The task is about to run; returns the start time, passed to
-    /// `finished`.
-    fn started(&self) -> std::time::Instant;
-    /// The task's result has been delivered (continuations included).
-    fn delivered(&self);
-    /// The task ran: it was queued at `queued_at` and started at `started`.
-    fn finished(
-        &self,
-        queued_at: std::time::Instant,
-        started: std::time::Instant,
-        ok: bool,
-        panicked: bool,
-    );
+fn state_of(word: u32) -> u8 {
+    (word & 0xff) as u8
 }
 
 impl<T, F> Task<T, F>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
 {
-    pub(crate) fn new(job: F, deliver: Deliver<T>, hooks: Hooks) -> Self {
-        Task {
-            state: AtomicU8::new(QUEUED),
-            queued_at: std::time::Instant::now(),
+    pub(crate) fn new(
+        job: F,
+        deliver: Deliver<T>,
+        limits: Limits,
+        hooks: Arc<dyn TaskHooks>,
+        label: Option<Arc<dyn Label>>,
+        host: Option<Arc<str>>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Task {
+            me: me.clone(),
+            host,
+            state: AtomicU32::new(pack(0, QUEUED)),
+            queued_at: Instant::now(),
+            limits,
+            limit: OnceLock::new(),
+            wake: Mutex::new(None),
             job: Mutex::new(Some(job)),
             slot: Slot::new(deliver),
             hooks,
-        }
+            label,
+        })
     }
 
-    fn execute(&self) {
-        let job = lock(&self.job).take();
-        let Some(job) = job else { return };
-        let started = self.hooks.as_ref().map(|h| h.started());
-        let (result, panicked) = match catch_unwind(AssertUnwindSafe(job)) {
-            Ok(r) => (r, false),
-            Err(payload) => (
-                Err(Error::Panicked {
-                    message: panic_message(&*payload),
-                }),
-                true,
-            ),
-        };
-        if let (Some(h), Some(t)) = (&self.hooks, started) {
-            h.finished(self.queued_at, t, result.is_ok(), panicked);
-        }
-        self.state.store(DONE, Ordering::Release);
+    fn finish(&self, result: Result<T, Error>, started: Instant, panicked: bool) {
+        self.hooks.finished(started, result.is_ok(), panicked);
+        let word = self.state.load(Ordering::Acquire);
+        self.state.store(pack(word >> 8, DONE), Ordering::Release);
         self.slot.deliver(result);
-        if let Some(h) = &self.hooks {
-            h.delivered();
+        self.hooks.delivered();
+    }
+
+    /// Moves the task from queued or sleeping (any ticket) to `to`.
+    fn leave(&self, to: u8) -> Option<u8> {
+        let mut word = self.state.load(Ordering::Acquire);
+        loop {
+            let s = state_of(word);
+            if s != QUEUED && s != SLEEPING {
+                return None;
+            }
+            match self.state.compare_exchange(
+                word,
+                pack(word >> 8, to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(s),
+                Err(w) => word = w,
+            }
         }
     }
 }
@@ -180,7 +312,7 @@ where
 impl<T, F> Sink<T> for Task<T, F>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
 {
     fn set_then(&self, f: Then<T>) -> Result<(), Then<T>> {
         self.slot.set_then(f)
@@ -190,48 +322,161 @@ where
 impl<T, F> Control for Task<T, F>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
 {
     fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+        state_of(self.state.load(Ordering::Acquire))
+    }
+
+    fn pool(&self) -> usize {
+        self.hooks.id()
+    }
+
+    fn bound(&self) -> Bound {
+        match self.limit.get() {
+            Some((_, limit)) => Bound::Started(*limit),
+            None => Bound::Queued(self.limits.deadline),
+        }
     }
 
     fn cancel(&self) -> bool {
-        if self
-            .state
-            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        if self.leave(CANCELLED).is_none() {
+            return false;
+        }
+        drop(lock(&self.job).take());
+        // Started before: it is counted among the scheduled, not the queued.
+        self.hooks.skipped(self.limit.get().is_some(), true);
+        self.slot.deliver(Err(Error::Cancelled));
+        self.hooks.delivered();
+        true
+    }
+
+    fn expire(&self) -> bool {
+        if self.limit.get().is_some() || !self.limits.deadline.passed() {
+            return false;
+        }
+        let word = self.state.load(Ordering::Acquire);
+        if state_of(word) != QUEUED
+            || self
+                .state
+                .compare_exchange(
+                    word,
+                    pack(word >> 8, DONE),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
         {
-            drop(lock(&self.job).take());
-            if let Some(h) = &self.hooks {
-                h.skipped();
-            }
-            self.slot.deliver(Err(Error::Cancelled));
-            if let Some(h) = &self.hooks {
-                h.delivered();
-            }
-            true
+            return false;
+        }
+        drop(lock(&self.job).take());
+        self.hooks.skipped(false, false);
+        self.slot.deliver(Err(self.timeout_error(Phase::Queued)));
+        self.hooks.delivered();
+        true
+    }
+
+    fn run(&self) -> Ran {
+        let word = self.state.load(Ordering::Acquire);
+        if state_of(word) != QUEUED
+            || self
+                .state
+                .compare_exchange(
+                    word,
+                    pack(word >> 8, RUNNING),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return Ran::No;
+        }
+        let mut first = false;
+        let &(started, limit) = self.limit.get_or_init(|| {
+            first = true;
+            let now = Instant::now();
+            (
+                now,
+                self.limits
+                    .deadline
+                    .min(Deadline::from(now, self.limits.timeout)),
+            )
+        });
+        if first {
+            self.hooks.started(self.queued_at);
         } else {
-            false
+            self.hooks.resumed();
+        }
+        let Some(mut job) = lock(&self.job).take() else {
+            return Ran::No;
+        };
+        if first && self.limits.deadline.passed() {
+            // It waited in the queue past its deadline: it never starts.
+            self.finish(Err(self.timeout_error(Phase::Queued)), started, false);
+            return Ran::Step;
+        }
+        let ctx = Ctx {
+            agent: self.hooks.agent(),
+            limit,
+        };
+        let step = catch_unwind(AssertUnwindSafe(|| with_limit(limit, || job(&ctx))));
+        match step {
+            Ok(Step::Sleep(until)) => {
+                *lock(&self.job) = Some(job);
+                *lock(&self.wake) = Some(until);
+                let ticket = (word >> 8).wrapping_add(1) & 0x00ff_ffff;
+                self.state.store(pack(ticket, SLEEPING), Ordering::Release);
+                if let Some(me) = self.me.upgrade() {
+                    self.hooks.slept(me, until, ticket);
+                }
+                Ran::Sleep { until, ticket }
+            }
+            Ok(Step::Done(result)) => {
+                drop(job);
+                self.finish(result, started, false);
+                Ran::Step
+            }
+            Err(payload) => {
+                drop(job);
+                let message = panic_message(&*payload);
+                self.finish(Err(Error::Panicked { message }), started, true);
+                Ran::Step
+            }
         }
     }
 
-    fn run(&self) -> bool {
-        if self
-            .state
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+    fn resume(&self, ticket: u32) -> bool {
+        self.state
+            .compare_exchange(
+                pack(ticket, SLEEPING),
+                pack(ticket, QUEUED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
-        {
-            self.execute();
-            true
-        } else {
-            false
+    }
+
+    fn timeout(&self) -> Duration {
+        self.limits.timeout
+    }
+
+    fn host(&self) -> Option<&Arc<str>> {
+        self.host.as_ref()
+    }
+
+    fn timeout_error(&self, phase: Phase) -> Error {
+        match &self.label {
+            Some(l) => Error::timeout(phase, l.method(), l.url()),
+            None => Error::timeout(phase, "", ""),
         }
     }
-}
 
-/// A mutex lock that ignores poisoning: every critical section here is a
-/// plain move of a value, which cannot leave the data half-changed.
-pub(crate) fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    fn sleep(&self) -> Option<(Instant, u32)> {
+        let word = self.state.load(Ordering::Acquire);
+        if state_of(word) != SLEEPING {
+            return None;
+        }
+        let until = (*lock(&self.wake))?;
+        Some((until, word >> 8))
+    }
 }

@@ -151,10 +151,10 @@ fn silent_server_times_out_within_the_limit() {
     })
     .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert_eq!(err.timeout_phase(), Some(Phase::Response));
+    assert_eq!(err.timeout_phase(), Some(Phase::Deadline));
     assert!(
         err.to_string()
-            .starts_with("timed out waiting for the response (GET"),
+            .starts_with("timed out at the time limit (GET"),
         "{err}"
     );
 }

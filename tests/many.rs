@@ -30,7 +30,7 @@ fn wait_all_keeps_order_and_every_error() {
     for (i, r) in results.iter().enumerate() {
         match r {
             Ok(v) => assert_eq!(*v as usize, i),
-            Err(e) => assert_eq!(e.to_string(), format!("job failed: bad {i}")),
+            Err(e) => assert_eq!(e.to_string(), format!("bad {i}")),
         }
     }
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 4);
@@ -75,7 +75,7 @@ fn wait_any_delivers_each_of_50_exactly_once() {
 #[test]
 fn wait_any_of_nothing_is_an_error() {
     let err = reqpool::wait_any(Vec::<Pending<u8>>::new()).unwrap_err();
-    assert!(matches!(err, Error::InvalidRequest { .. }));
+    assert!(matches!(err, Error::Usage { .. }));
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn first_success_returns_every_error_when_all_fail() {
     by_index.sort();
     assert_eq!(by_index, [(0, Some(404)), (1, Some(503)), (2, None)]);
     assert!(all.errors.iter().any(|(i, e)| *i == 2 && e.is_decode()));
-    assert!(all.to_string().starts_with("all 3 attempts failed"));
+    assert!(all.to_string().starts_with("all 3 handles failed"), "{all}");
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn completions_stop_at_their_deadline() {
         gate.recv().map_err(Error::other)
     });
     started_rx.recv_timeout(LIMIT).unwrap();
-    let mut set = Completions::new().deadline(Duration::from_millis(100));
+    let mut set = Completions::new().timeout(Duration::from_millis(100));
     set.push(0, blocker);
     set.push(1, pool.submit(|_| Ok(())));
     assert!(bounded(LIMIT, move || {
@@ -227,7 +227,7 @@ fn burst_larger_than_the_pool_fails_at_once() {
         .burst(5, LIMIT, |_| Ok(()), |_, ()| Ok(()))
         .map(|_: Vec<Pending<()>>| ())
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidRequest { .. }));
+    assert!(matches!(err, Error::Usage { .. }));
     assert!(
         err.to_string().contains("a burst of 5 needs 5 workers"),
         "{err}"
@@ -360,7 +360,7 @@ fn polling_job_ends_when_the_task_is_done() {
                 .json_body(&serde_json::json!({"n": 1})),
         )
         .every(Duration::from_millis(10))
-        .within(LIMIT)
+        .timeout(LIMIT)
         .until(|s| s["state"] == "done");
     let status = bounded(LIMIT, move || done.wait()).unwrap();
     assert_eq!(status["result"], 42);
@@ -378,7 +378,7 @@ fn polling_job_times_out() {
                 .json_body(&serde_json::json!({})),
         )
         .every(Duration::from_millis(20))
-        .within(Duration::from_millis(200))
+        .timeout(Duration::from_millis(200))
         .until(|s| s["state"] == "done");
     let err = bounded(LIMIT, move || done.wait()).unwrap_err();
     assert!(err.is_timeout(), "{err:?}");

@@ -13,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 #[test]
 fn zero_workers_is_an_error_not_a_panic() {
     let err = Pool::builder().workers(0).build().unwrap_err();
-    assert!(matches!(err, Error::InvalidRequest { .. }));
+    assert!(matches!(err, Error::Usage { .. }));
     assert!(err.to_string().contains("at least one worker"));
 }
 

@@ -1,0 +1,376 @@
+//! A request checked and ready for a worker: the URL, method and headers
+//! validated once on the caller's thread, the pool's defaults applied, the
+//! secrets to keep out of messages collected.
+
+use crate::deadline::Deadline;
+use crate::error::Error;
+use crate::hedge::Hedge;
+use crate::redact::{header_secrets, url_secrets};
+use crate::retry::{Budget, Retry};
+use crate::task::{Label, Limits};
+use std::sync::Arc;
+use std::time::Duration;
+use ureq::http::{self, HeaderName, HeaderValue, Method, Uri};
+
+/// Headers that are secrets whatever the caller says.
+pub(crate) const ALWAYS_SECRET: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// What every request of a pool starts from; kept by the pool, set by
+/// `build()`.
+#[derive(Clone)]
+pub(crate) struct RequestDefaults {
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) max_response_bytes: u64,
+    pub(crate) retry: Arc<Retry>,
+    pub(crate) budget: Option<Arc<Budget>>,
+    pub(crate) hedge: Option<Hedge>,
+    /// Set when the agent is the caller's own: the limits each request
+    /// must set on it (the pool's own agent has them built in).
+    pub(crate) per_request: Option<PhaseLimits>,
+}
+
+/// Limits of single phases, for a caller's own agent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PhaseLimits {
+    pub(crate) connect: Duration,
+    pub(crate) response: Option<Duration>,
+}
+
+impl RequestDefaults {
+    /// The limits of a job submitted now with the pool's defaults.
+    pub(crate) fn limits(&self) -> Limits {
+        limits(self.timeout, self.deadline)
+    }
+}
+
+/// The limits of a job submitted now.
+pub(crate) fn limits(timeout: Duration, deadline: Option<Duration>) -> Limits {
+    Limits {
+        timeout,
+        deadline: deadline.map_or(Deadline::NEVER, Deadline::after),
+    }
+}
+
+/// Request headers, in order, as a plain list: small while a request waits
+/// in the queue (a `HeaderMap` is built only when it is sent).
+#[derive(Clone, Default)]
+pub(crate) struct Headers(pub(crate) Vec<(HeaderName, HeaderValue)>);
+
+impl Headers {
+    pub(crate) fn contains_key(&self, name: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.0
+            .retain(|(k, _)| !k.as_str().eq_ignore_ascii_case(name));
+    }
+}
+
+/// A validated request: where it goes and what it carries.
+pub(crate) struct Spec {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) uri: Uri,
+    pub(crate) headers: Headers,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) follow: bool,
+    /// Names of headers never sent to another host (lowercase).
+    pub(crate) secret: Vec<String>,
+}
+
+/// A validated request with its limits and policies, ready for a worker.
+pub(crate) struct Prepared {
+    pub(crate) spec: Spec,
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) retry: Arc<Retry>,
+    pub(crate) budget: Option<Arc<Budget>>,
+    pub(crate) max_bytes: u64,
+    pub(crate) per_request: Option<PhaseLimits>,
+    /// Values never shown in a message: URL credentials, query values,
+    /// secret header values.
+    pub(crate) secrets: Vec<String>,
+}
+
+impl Label for Prepared {
+    fn method(&self) -> &str {
+        self.spec.method.as_str()
+    }
+    fn url(&self) -> &str {
+        &self.spec.url
+    }
+}
+
+/// What a caller asked for, as given to the builder.
+pub(crate) struct Raw<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) url: String,
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) query: &'a [(String, String)],
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) content_type: Option<&'static str>,
+    pub(crate) follow: bool,
+    pub(crate) secret: Vec<String>,
+}
+
+impl Spec {
+    /// Checks what the caller gave and builds the spec.
+    pub(crate) fn new(raw: Raw<'_>) -> Result<Spec, Error> {
+        let mut url = raw.url;
+        if !raw.query.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            for (i, (k, v)) in raw.query.iter().enumerate() {
+                if i > 0 {
+                    url.push('&');
+                }
+                encode_into(&mut url, k);
+                url.push('=');
+                encode_into(&mut url, v);
+            }
+        }
+        let uri = parse_url(&url)?;
+        let method = parse_method(raw.method, &url)?;
+        let mut headers = Headers::default();
+        for (k, v) in raw.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| Error::invalid(&url, format!("bad header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| Error::invalid(&url, format!("bad value for header {k:?}")))?;
+            headers.0.push((name, value));
+        }
+        if let Some(ct) = raw.content_type
+            && !headers.contains_key(http::header::CONTENT_TYPE.as_str())
+        {
+            headers
+                .0
+                .push((http::header::CONTENT_TYPE, HeaderValue::from_static(ct)));
+        }
+        Ok(Spec {
+            method,
+            url,
+            uri,
+            headers,
+            body: raw.body,
+            follow: raw.follow,
+            secret: raw.secret,
+        })
+    }
+
+    /// The secret values of this request: URL credentials and query
+    /// values, and the values of secret headers.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        let mut out = url_secrets(&self.url);
+        for (k, v) in &self.headers.0 {
+            let name = k.as_str();
+            if ALWAYS_SECRET.contains(&name) || self.secret.iter().any(|s| s == name) {
+                out.extend(v.to_str().map(header_secrets).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// The host the request goes to, as `host:port`.
+    pub(crate) fn host(&self) -> Option<Arc<str>> {
+        self.uri.authority().map(|a| Arc::from(a.as_str()))
+    }
+
+    /// True if sending it twice does no harm: an idempotent method or an
+    /// `Idempotency-Key`. (A retry policy can widen this for retries; never
+    /// for hedging.)
+    pub(crate) fn idempotent(&self) -> bool {
+        self.headers.contains_key("idempotency-key")
+            || matches!(
+                self.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::OPTIONS
+                    | Method::TRACE
+            )
+    }
+}
+
+impl Prepared {
+    /// The limits of this request submitted now.
+    pub(crate) fn limits(&self) -> Limits {
+        limits(self.timeout, self.deadline)
+    }
+
+    /// True if a retry may send it again although it may have been sent.
+    pub(crate) fn retry_idempotent(&self) -> bool {
+        self.retry.non_idempotent || self.spec.idempotent()
+    }
+
+    /// A GET of `url` (relative to this request's URL) with the same limits.
+    pub(crate) fn get(&self, url: &str) -> Result<Prepared, Error> {
+        let url = join_url(&self.spec.uri, url);
+        let uri = parse_url(&url)?;
+        // The same credentials go along, but only to the same host.
+        let mut headers = Headers::default();
+        if uri.authority() == self.spec.uri.authority() && uri.scheme() == self.spec.uri.scheme() {
+            headers = self.spec.headers.clone();
+            headers.remove(http::header::CONTENT_TYPE.as_str());
+        }
+        let spec = Spec {
+            method: Method::GET,
+            url,
+            uri,
+            headers,
+            body: None,
+            follow: false,
+            secret: self.spec.secret.clone(),
+        };
+        let mut secrets = self.secrets.clone();
+        secrets.extend(spec.secrets());
+        Ok(Prepared {
+            spec,
+            timeout: self.timeout,
+            deadline: self.deadline,
+            retry: self.retry.clone(),
+            budget: self.budget.clone(),
+            max_bytes: self.max_bytes,
+            per_request: self.per_request,
+            secrets,
+        })
+    }
+}
+
+/// A method as given, in any case: `post` is `POST`.
+fn parse_method(method: &str, url: &str) -> Result<Method, Error> {
+    let upper = method.to_ascii_uppercase();
+    let known = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    let m = if known.contains(&upper.as_str()) {
+        upper.as_str()
+    } else {
+        method
+    };
+    if m.is_empty() {
+        return Err(Error::invalid(url, "empty method"));
+    }
+    Method::from_bytes(m.as_bytes())
+        .map_err(|_| Error::invalid(url, format!("bad method {method:?}")))
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
+pub(crate) fn parse_url(url: &str) -> Result<Uri, Error> {
+    thread_local! {
+        /// The last URL this thread checked: a batch sends many requests to
+        /// one URL, and a `Uri` clone is a reference count.
+        static LAST: std::cell::RefCell<Option<(String, Uri)>> = const { std::cell::RefCell::new(None) };
+    }
+    if let Some(uri) = LAST.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|(u, _)| u == url)
+            .map(|(_, uri)| uri.clone())
+    }) {
+        return Ok(uri);
+    }
+    let uri = check_url(url)?;
+    LAST.with(|l| *l.borrow_mut() = Some((url.to_string(), uri.clone())));
+    Ok(uri)
+}
+
+fn check_url(url: &str) -> Result<Uri, Error> {
+    // The parser's own message can quote the URL: it is not shown.
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| Error::invalid(url, "not a valid url"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(s) => return Err(Error::invalid(url, format!("unsupported scheme {s:?}"))),
+        None => {
+            return Err(Error::invalid(
+                url,
+                "url has no scheme (http:// or https://)",
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(Error::invalid(url, "url has no host"));
+    }
+    Ok(uri)
+}
+
+/// Resolves a `Location` against the URL it came from.
+pub(crate) fn join_url(base: &Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = base.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    format!("{scheme}://{authority}{dir}{location}")
+}
+
+/// Percent-encodes `s` for a query or form (RFC 3986 unreserved kept).
+pub(crate) fn encode_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => {
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_locations() {
+        let base: Uri = "http://h:1/a/b?x=1".parse().unwrap();
+        assert_eq!(join_url(&base, "http://o/z"), "http://o/z");
+        assert_eq!(join_url(&base, "/z"), "http://h:1/z");
+        assert_eq!(join_url(&base, "z"), "http://h:1/a/z");
+        assert_eq!(join_url(&base, "//o:2/z"), "http://o:2/z");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert!(parse_url("127.0.0.1:80/x").is_err());
+        assert!(parse_url("ftp://h/x").is_err());
+        assert!(parse_url("http:///x").is_err());
+        assert!(parse_url("not a url").is_err());
+        assert!(parse_url("http://127.0.0.1:1/x").is_ok());
+        let e = parse_url("user:hunter2@host/x").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn methods_in_any_case() {
+        assert_eq!(parse_method("post", "http://h/").unwrap(), Method::POST);
+        assert_eq!(parse_method("Get", "http://h/").unwrap(), Method::GET);
+        assert!(parse_method("", "http://h/").is_err());
+        assert!(parse_method("BAD METHOD", "http://h/").is_err());
+    }
+
+    #[test]
+    fn encodes_query() {
+        let mut s = String::new();
+        encode_into(&mut s, "a b&c=d/é");
+        assert_eq!(s, "a%20b%26c%3Dd%2F%C3%A9");
+    }
+}

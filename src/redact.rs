@@ -1,0 +1,199 @@
+//! Keeping secrets out of every message: URLs without credentials or query
+//! values, and foreign text (ureq's messages, a server's body that echoes
+//! the request) with the request's secrets replaced.
+
+/// Removes credentials, query values and the fragment from a URL.
+///
+/// `https://user:pw@host/p?token=abc&x=1#f` becomes
+/// `https://***@host/p?token=***&x=***`. Text that is not a URL (no
+/// scheme) gets the same rules as far as they fit: `user:pw@host/x`
+/// becomes `***@host/x`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or("");
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    let (scheme, rest) = match base.find("://") {
+        Some(i) => base.split_at(i + 3),
+        None => ("", base),
+    };
+    out.push_str(scheme);
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(auth_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            out.push_str("***@");
+            out.push_str(&authority[at + 1..]);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                None => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
+/// The secret parts of a URL: its userinfo (and each part of it) and its
+/// query values, as they appear in the URL and percent-decoded.
+pub(crate) fn url_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let base = url.split(['?', '#']).next().unwrap_or("");
+    let rest = base.find("://").map_or(base, |i| &base[i + 3..]);
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    if let Some(at) = rest[..auth_end].rfind('@') {
+        let userinfo = &rest[..at];
+        out.push(userinfo.to_string());
+        out.extend(userinfo.split(':').map(str::to_string));
+    }
+    if let Some((_, q)) = url.split_once('?') {
+        let q = q.split('#').next().unwrap_or("");
+        for pair in q.split('&') {
+            if let Some((_, v)) = pair.split_once('=') {
+                out.push(v.to_string());
+                out.push(percent_decode(v));
+            }
+        }
+    }
+    out
+}
+
+/// The secret parts of a header value: the whole value and, for a scheme
+/// such as `Bearer <token>`, the token.
+pub(crate) fn header_secrets(value: &str) -> Vec<String> {
+    let mut out = vec![value.to_string()];
+    if let Some((_, token)) = value.split_once(' ') {
+        out.push(token.trim().to_string());
+    }
+    out
+}
+
+/// Replaces every secret of `secrets` that appears in `text` with `***`.
+/// Secrets shorter than 3 characters are left alone: replacing a `1`
+/// everywhere would garble the text without protecting anything.
+pub(crate) fn scrub_with(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| s.len() >= 3).collect();
+    // Longest first, so a secret that contains another is replaced whole.
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in sorted {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// Replaces every secret part of `url` that appears in `text`.
+pub(crate) fn scrub(text: &str, url: &str) -> String {
+    let out = text.replace(url, &redact_url(url));
+    scrub_with(&out, &url_secrets(url))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The start of a text, on one line, for a message: at most `max`
+/// characters, line breaks and runs of white space folded to one space.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let mut s = String::new();
+    let mut n = 0;
+    let mut cut = false;
+    for word in text.split_whitespace() {
+        if n > 0 {
+            if n >= max {
+                cut = true;
+                break;
+            }
+            s.push(' ');
+            n += 1;
+        }
+        for c in word.chars() {
+            if n >= max {
+                cut = true;
+                break;
+            }
+            s.push(c);
+            n += 1;
+        }
+        if cut {
+            break;
+        }
+    }
+    if cut {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo_query_and_fragment() {
+        assert_eq!(
+            redact_url("https://user:pw@host:8/p/q?token=abc&x=1&flag#frag"),
+            "https://***@host:8/p/q?token=***&x=***&flag"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:80/a"), "http://127.0.0.1:80/a");
+        assert_eq!(redact_url("not a url?k=v"), "not a url?k=***");
+        assert_eq!(redact_url("user:hunter2@host/x"), "***@host/x");
+    }
+
+    #[test]
+    fn scrub_removes_secrets_from_foreign_text() {
+        let url = "http://alice:hunter2@h/p?key=s3cret&k2=a%20b%2Fc";
+        let text = format!("failed {url} and hunter2 and s3cret and a b/c");
+        let out = scrub(&text, url);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(!out.contains("a b/c"), "{out}");
+        let out = scrub_with("auth was Bearer tok-123", &header_secrets("Bearer tok-123"));
+        assert_eq!(out, "auth was ***");
+    }
+
+    #[test]
+    fn one_line_folds_and_cuts() {
+        assert_eq!(
+            one_line("<html>\n  <h1>x</h1>\r\n</html>", 100),
+            "<html> <h1>x</h1> </html>"
+        );
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

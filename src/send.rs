@@ -1,0 +1,285 @@
+//! How a prepared request runs on a worker: attempts (each a step of its
+//! job, with the wait before the next one spent in the pool's timer),
+//! redirects, and one exchange on the wire.
+
+use crate::deadline::Deadline;
+use crate::error::{ERROR_BODY_CAP, Error, Phase};
+use crate::prepare::{ALWAYS_SECRET, Headers, Prepared, join_url, parse_url};
+use crate::redact::redact_url;
+use crate::response::Response;
+use crate::retry::{Decision, Facts, parse_retry_after};
+use crate::task::{Ctx, Step};
+use crate::wire::with_limit;
+use std::borrow::Cow;
+use std::io::Read;
+use std::time::Instant;
+use ureq::http::{self, Method, Uri};
+
+/// How many redirects a request without a body follows.
+const MAX_REDIRECTS: u32 = 5;
+
+/// What a request's attempts have come to so far; kept between steps.
+#[derive(Default)]
+pub(crate) struct Attempts {
+    failed: Vec<Error>,
+    fresh_tried: bool,
+    /// The request's own limit, fixed when its first attempt starts.
+    limit: Option<Deadline>,
+}
+
+impl Prepared {
+    /// Runs attempts of this request until one succeeds, the policy gives
+    /// up, or it must wait before the next one (then it returns when).
+    pub(crate) fn step(&self, st: &mut Attempts, ctx: &Ctx<'_>) -> Step<Response> {
+        let limit = *st.limit.get_or_insert_with(|| {
+            if let Some(b) = &self.budget {
+                b.deposit();
+            }
+            ctx.limit.min(Deadline::after(self.timeout))
+        });
+        loop {
+            if limit.passed() {
+                let err =
+                    Error::timeout(Phase::Deadline, self.spec.method.as_str(), &self.spec.url);
+                return Step::Done(Err(self.give_up(st, err, None)));
+            }
+            let mut in_body = false;
+            let err = match with_limit(limit, || execute(ctx.agent, self, &mut in_body)) {
+                Ok(resp) => return Step::Done(Ok(resp)),
+                Err(e) => e.scrubbed(&self.secrets),
+            };
+            let facts = Facts {
+                err: &err,
+                attempt: st.failed.len() as u32 + 1,
+                idempotent: self.retry_idempotent(),
+                in_body,
+                fresh_tried: st.fresh_tried,
+                left: limit.left(),
+            };
+            match self.retry.decide(&facts) {
+                Decision::Fresh => {
+                    st.fresh_tried = true;
+                    st.failed.push(err);
+                }
+                Decision::After(wait) => {
+                    if let Some(b) = &self.budget
+                        && !b.try_spend()
+                    {
+                        let reason = crate::retry::GaveUpReason::BudgetExhausted;
+                        return Step::Done(Err(self.give_up(st, err, Some(reason))));
+                    }
+                    st.failed.push(err);
+                    return Step::Sleep(Instant::now() + wait);
+                }
+                Decision::GiveUp(reason) => {
+                    return Step::Done(Err(self.give_up(st, err, Some(reason))));
+                }
+            }
+        }
+    }
+
+    /// The error a request ends with: the plain error after one attempt
+    /// with nothing to explain, else every attempt and why there was no
+    /// other.
+    fn give_up(
+        &self,
+        st: &mut Attempts,
+        err: Error,
+        reason: Option<crate::retry::GaveUpReason>,
+    ) -> Error {
+        use crate::retry::GaveUpReason as R;
+        let retries_on = self.retry.max_attempts > 1;
+        let plain = match reason {
+            None => st.failed.is_empty(),
+            Some(R::NotRetryable) => st.failed.is_empty(),
+            Some(R::AttemptsExhausted | R::MaybeSent | R::BeyondDeadline { .. }) => {
+                st.failed.is_empty() && !retries_on
+            }
+            Some(_) => false,
+        };
+        if plain {
+            return err;
+        }
+        let mut attempts = std::mem::take(&mut st.failed);
+        attempts.push(err);
+        Error::GaveUp {
+            attempts,
+            reason: reason.unwrap_or(R::AttemptsExhausted),
+        }
+    }
+}
+
+/// One hop of a request: where it goes and what it carries.
+///
+/// It borrows from the spec until a redirect changes something, so the
+/// common single hop copies neither the URL nor the body.
+struct Hop<'a> {
+    method: Method,
+    url: Cow<'a, str>,
+    uri: Uri,
+    headers: Cow<'a, Headers>,
+    body: Option<&'a [u8]>,
+}
+
+/// Runs the request once on `agent`, following redirects as it allows.
+///
+/// `in_body` is set when a failure came while reading a response body,
+/// after the server had answered.
+fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Response, Error> {
+    let spec = &req.spec;
+    let mut hop = Hop {
+        method: spec.method.clone(),
+        url: Cow::Borrowed(&spec.url),
+        uri: spec.uri.clone(),
+        headers: Cow::Borrowed(&spec.headers),
+        body: spec.body.as_deref(),
+    };
+    let mut redirects = 0;
+    loop {
+        let resp = exchange(agent, &hop, req, in_body)?;
+        let code = resp.status;
+        let location = match resp.header("location") {
+            Some(l) if matches!(code, 301 | 302 | 303 | 307 | 308) => l.to_string(),
+            _ => return Ok(resp),
+        };
+        if hop.body.is_some() && !spec.follow {
+            return Err(Error::Redirect {
+                code,
+                method: hop.method.to_string(),
+                url: redact_url(&hop.url),
+                location: redact_url(&location),
+            });
+        }
+        if redirects >= MAX_REDIRECTS {
+            return Err(Error::Redirect {
+                code,
+                method: hop.method.to_string(),
+                url: redact_url(&hop.url),
+                location: format!(
+                    "{} (more than {MAX_REDIRECTS} redirects)",
+                    redact_url(&location)
+                ),
+            });
+        }
+        redirects += 1;
+        let next = join_url(&hop.uri, &location);
+        let next_uri = parse_url(&next)?;
+        if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
+            for name in ALWAYS_SECRET
+                .iter()
+                .copied()
+                .chain(spec.secret.iter().map(String::as_str))
+            {
+                hop.headers.to_mut().remove(name);
+            }
+        }
+        if code == 303 && hop.method != Method::HEAD {
+            hop.method = Method::GET;
+            hop.body = None;
+            hop.headers
+                .to_mut()
+                .remove(http::header::CONTENT_TYPE.as_str());
+        }
+        hop.url = Cow::Owned(next);
+        hop.uri = next_uri;
+    }
+}
+
+/// One request and its response on the wire. The total limit is this
+/// thread's (see `wire`), so no phase budget is set here.
+fn exchange(
+    agent: &ureq::Agent,
+    hop: &Hop<'_>,
+    req: &Prepared,
+    in_body: &mut bool,
+) -> Result<Response, Error> {
+    let method = hop.method.as_str();
+    let url: &str = &hop.url;
+    let mut builder = http::Request::builder()
+        .method(hop.method.clone())
+        .uri(hop.uri.clone());
+    if let Some(h) = builder.headers_mut() {
+        h.reserve(hop.headers.0.len());
+        for (k, v) in &hop.headers.0 {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    let request = builder
+        .body(hop.body.unwrap_or_default())
+        .map_err(|e| Error::invalid(url, e.to_string()))?;
+    let run = match req.per_request {
+        // The caller's own agent: say what the pool's agent has built in.
+        Some(p) => agent.run(
+            agent
+                .configure_request(request)
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_connect(Some(p.connect))
+                .timeout_recv_response(p.response)
+                .build(),
+        ),
+        None => agent.run(request),
+    };
+    let mut resp = run.map_err(|e| Error::from_ureq(e, method, url))?;
+    let status = resp.status().as_u16();
+    let cap = if status >= 400 {
+        ERROR_BODY_CAP as u64
+    } else {
+        req.max_bytes
+    };
+    let mut body = Vec::with_capacity(
+        resp.body()
+            .content_length()
+            .unwrap_or(0)
+            .min(cap.saturating_add(1))
+            .min(64 * 1024) as usize,
+    );
+    // The cap counts decoded bytes: ureq's own limit counts them before
+    // decompression, so a small gzip body could grow without bound.
+    let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    if let Err(e) = reader.take(cap.saturating_add(1)).read_to_end(&mut body) {
+        *in_body = true;
+        return Err(io_error(e, method, url));
+    }
+    let (parts, _) = resp.into_parts();
+    if status >= 400 {
+        body.truncate(ERROR_BODY_CAP);
+        let mut err = Error::status_error(status, method, url, &body);
+        if let Error::Status { retry_after, .. } = &mut err {
+            *retry_after = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        }
+        return Err(err);
+    }
+    if body.len() as u64 > cap {
+        return Err(Error::TooLarge {
+            method: method.to_string(),
+            url: redact_url(url),
+            limit: cap,
+        });
+    }
+    Ok(Response {
+        status,
+        headers: parts.headers,
+        body,
+        url: url.to_string(),
+        method: method.to_string(),
+    })
+}
+
+/// Turns an I/O error from reading a body back into our error.
+fn io_error(e: std::io::Error, method: &str, url: &str) -> Error {
+    let kind = e.kind();
+    match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
+        Some(Ok(ureq_err)) => Error::from_ureq(*ureq_err, method, url),
+        Some(Err(other)) => Error::from_ureq(
+            ureq::Error::Io(std::io::Error::new(kind, other.to_string())),
+            method,
+            url,
+        ),
+        None => Error::from_ureq(ureq::Error::Io(kind.into()), method, url),
+    }
+}

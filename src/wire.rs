@@ -1,0 +1,157 @@
+//! The wire: the agent a pool builds, and the guard on every connection
+//! that makes a request's time limit a true total.
+//!
+//! ureq bounds each phase of a request (connect, send, wait for the head,
+//! read the body) with its own budget that starts when the phase starts, so
+//! a server that answers the head just in time and then trickles the body
+//! could hold a worker for twice the limit. Instead, every connection of
+//! the pool's agent is wrapped in [`Guarded`], which caps each socket wait
+//! at what is left of the limit of the job running on this thread (set by
+//! the worker with [`with_limit`]). When it runs out, the read or write in
+//! progress fails with a timeout within milliseconds, whatever the server
+//! does. Requests a closure job makes through the pool's agent get the same
+//! bound, because they run on the same thread.
+
+use crate::deadline::Deadline;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
+
+thread_local! {
+    /// The limit of the job running on this thread (None: no limit).
+    static LIMIT: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `limit` as this thread's limit for network waits, and
+/// puts the previous one back after (a job run inline inside another).
+pub(crate) fn with_limit<R>(limit: Deadline, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LIMIT.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(LIMIT.with(|l| l.replace(limit.instant())));
+    f()
+}
+
+/// Caps `t` at what is left of this thread's limit. Running out is
+/// reported as the phase it happened in, as ureq's own budgets are.
+fn capped(t: NextTimeout) -> NextTimeout {
+    let Some(limit) = LIMIT.with(Cell::get) else {
+        return t;
+    };
+    let left = limit.saturating_duration_since(Instant::now());
+    if left < *t.after {
+        NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::Exact(left),
+            ..t
+        }
+    } else {
+        t
+    }
+}
+
+/// The pool's connector: ureq's default chain (proxy, TCP, TLS), with every
+/// connection it opens wrapped in [`Guarded`] and the connect itself capped.
+#[derive(Debug, Default)]
+pub(crate) struct Guard {
+    inner: DefaultConnector,
+}
+
+impl Connector<()> for Guard {
+    type Out = Guarded;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails<'_>,
+        chained: Option<()>,
+    ) -> Result<Option<Guarded>, ureq::Error> {
+        let capped = ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: capped(details.timeout),
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: details.register_shutdown.clone(),
+        };
+        let conn = self.inner.connect(&capped, chained)?;
+        Ok(conn.map(|inner| Guarded { inner }))
+    }
+}
+
+/// A connection whose every wait is capped by the limit of the job using it.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    inner: Box<dyn Transport>,
+}
+
+impl Transport for Guarded {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.inner.transmit_output(amount, capped(timeout))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.inner.await_input(capped(timeout))
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
+}
+
+/// The settings of the agent a pool builds.
+pub(crate) struct AgentSettings<'a> {
+    pub(crate) workers: usize,
+    pub(crate) user_agent: &'a str,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Option<Duration>,
+}
+
+/// The agent a pool builds for itself: no proxy from the environment, an
+/// idle pool as large as the workers, redirects and error statuses left to
+/// reqpool, the pool's connect and response limits, and [`Guard`].
+///
+/// No `timeout_global`/`timeout_per_call`: with either set, ureq 3.5
+/// resolves the host on a new OS thread for every request, which costs
+/// about 6x in throughput. The total is enforced by the guard instead.
+pub(crate) fn pool_agent(s: &AgentSettings<'_>) -> ureq::Agent {
+    let cfg = ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(s.user_agent)
+        .timeout_connect(Some(s.connect_timeout))
+        .timeout_recv_response(s.response_timeout)
+        .max_idle_connections(s.workers.max(10))
+        .max_idle_connections_per_host(s.workers.max(3))
+        // ureq's 128 KiB send buffer per connection is far more than a
+        // request line, headers and a JSON body need before they are
+        // flushed; 16 KiB keeps a pool of many workers small.
+        .output_buffer_size(16 * 1024)
+        .build();
+    guarded(cfg)
+}
+
+/// An agent with `cfg` and the guard on its connections.
+pub(crate) fn guarded(cfg: ureq::config::Config) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        cfg,
+        Guard::default(),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    )
+}
