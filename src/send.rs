@@ -9,7 +9,7 @@ use crate::redact::redact_url;
 use crate::response::Response;
 use crate::retry::{Decision, Facts, parse_retry_after};
 use crate::task::{Ctx, Step};
-use crate::wire::with_limit;
+use crate::wire::{phase_limit, with_limit};
 use std::borrow::Cow;
 use std::io::Read;
 use std::time::Instant;
@@ -214,8 +214,8 @@ fn exchange(
                 .configure_request(request)
                 .http_status_as_error(false)
                 .max_redirects(0)
-                .timeout_connect(Some(p.connect))
-                .timeout_recv_response(p.response)
+                .timeout_connect(phase_limit(p.connect))
+                .timeout_recv_response(p.response.and_then(phase_limit))
                 .build(),
         ),
         None => agent.run(request),

@@ -114,6 +114,12 @@ impl Transport for Guarded {
     }
 }
 
+/// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
+/// the end of time, so a limit of more than about a century is no limit.
+pub(crate) fn phase_limit(d: Duration) -> Option<Duration> {
+    (d < Duration::from_secs(100 * 365 * 86_400)).then_some(d)
+}
+
 /// The settings of the agent a pool builds.
 pub(crate) struct AgentSettings<'a> {
     pub(crate) workers: usize,
@@ -135,8 +141,8 @@ pub(crate) fn pool_agent(s: &AgentSettings<'_>) -> ureq::Agent {
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(s.user_agent)
-        .timeout_connect(Some(s.connect_timeout))
-        .timeout_recv_response(s.response_timeout)
+        .timeout_connect(phase_limit(s.connect_timeout))
+        .timeout_recv_response(s.response_timeout.and_then(phase_limit))
         .max_idle_connections(s.workers.max(10))
         .max_idle_connections_per_host(s.workers.max(3))
         // ureq's 128 KiB send buffer per connection is far more than a
