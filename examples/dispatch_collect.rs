@@ -6,8 +6,11 @@
 //! cargo run --example dispatch_collect -- --url URL    # a real /process endpoint
 //! ```
 //!
-//! The local server's `POST /process` validates `{"tag": str, "items": [..]}`
-//! (422 with a FastAPI-style `detail` list otherwise) and answers after 3 s.
+//! The local server's `POST /process` validates the payload as the seed's
+//! pydantic model does (`tag: str`, `items: List[Dict[str, Any]]`; 422 with
+//! a FastAPI-style `detail` list otherwise) and answers after 3 s. A server
+//! that rejects the payload ends the program with its `detail` and a
+//! non-zero exit.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -22,7 +25,13 @@ const LOCAL_WORK: Duration = Duration::from_secs(2);
 #[derive(Serialize)]
 struct Payload {
     tag: String,
-    items: Vec<u32>,
+    items: Vec<Item>,
+}
+
+#[derive(Serialize)]
+struct Item {
+    id: u32,
+    name: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -56,7 +65,12 @@ fn main() {
     let pool = reqpool::Pool::new(4);
     let payload = Payload {
         tag: "seed-000".into(),
-        items: vec![1, 2, 3],
+        items: (1..=3)
+            .map(|id| Item {
+                id,
+                name: format!("item-{id}"),
+            })
+            .collect(),
     };
 
     // Serial: call, wait for the answer, then do the local work.
@@ -66,6 +80,7 @@ fn main() {
     t("POST sent, waiting");
     let reply = pool.post_json::<Reply>(&url, &payload).wait();
     t(&format!("answer: {}", show(&reply)));
+    exit_if_failed(&reply);
     t("local work starts");
     thread::sleep(LOCAL_WORK);
     t("local work done");
@@ -81,6 +96,7 @@ fn main() {
     t("local work done; collecting");
     let reply = pending.wait();
     t(&format!("answer: {}", show(&reply)));
+    exit_if_failed(&reply);
     let pooled = start.elapsed();
 
     println!(
@@ -97,14 +113,25 @@ fn main() {
         .wait()
     {
         Ok(r) => println!("  unexpectedly accepted: {r:?}"),
-        Err(e) => {
-            println!("  error: {e}");
-            if let Some(detail) = e.body_json().and_then(|b| b.get("detail")) {
-                for d in detail.as_array().into_iter().flatten() {
-                    println!("  detail: {} at {}", d["msg"], d["loc"]);
-                }
-            }
+        Err(e) => print_error(&e),
+    }
+}
+
+fn print_error(e: &reqpool::Error) {
+    println!("  error: {e}");
+    if let Some(detail) = e.body_json().and_then(|b| b.get("detail")) {
+        for d in detail.as_array().into_iter().flatten() {
+            println!("  detail: {} at {}", d["msg"], d["loc"]);
         }
+    }
+}
+
+/// A failed call is not a result to time: say why and stop.
+fn exit_if_failed(r: &Result<Reply, reqpool::Error>) {
+    if let Err(e) = r {
+        eprintln!("\nthe endpoint did not accept the seed payload:");
+        print_error(e);
+        std::process::exit(1);
     }
 }
 

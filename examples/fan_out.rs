@@ -15,7 +15,7 @@ fn main() {
     let server = common::Server::start();
     let url = server.url("/delay?ms=100");
     let pool = reqpool::Pool::new(WORKERS);
-    let body = |i: usize| serde_json::json!({"tag": "fan-out", "items": [i]});
+    let body = |i: usize| serde_json::json!({"tag": "fan-out", "items": [{"id": i}]});
 
     let start = Instant::now();
     for i in 0..REQUESTS {

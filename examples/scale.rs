@@ -24,7 +24,7 @@ fn main() {
         .build()
         .expect("pool");
     let rss_idle = common::peak_rss_kib();
-    let body = serde_json::json!({"tag": "scale", "items": [1]});
+    let body = serde_json::json!({"tag": "scale", "items": [{"id": 1}]});
 
     for round in ["warm-up (opens the 1,000 connections)", "measured"] {
         let start = Instant::now();

@@ -5,7 +5,9 @@
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize)]
-//! struct Job<'a> { tag: &'a str, items: Vec<u32> }
+//! struct Job<'a> { tag: &'a str, items: Vec<Item> }
+//! #[derive(Serialize)]
+//! struct Item { id: u32 }
 //! #[derive(Deserialize)]
 //! struct Reply { result: String }
 //!
@@ -15,7 +17,7 @@
 //! // Dispatch: each call returns at once; the POSTs run on the workers.
 //! let replies: Vec<_> = ["a", "b", "c"]
 //!     .iter()
-//!     .map(|tag| pool.post_json::<Reply>(url, &Job { tag, items: vec![1, 2, 3] }))
+//!     .map(|tag| pool.post_json::<Reply>(url, &Job { tag, items: vec![Item { id: 1 }, Item { id: 2 }] }))
 //!     .collect();
 //!
 //! do_local_work(); // overlaps with the requests
@@ -69,14 +71,15 @@
 //!
 //! [`Pending::wait`] blocks the calling thread until its job has finished;
 //! [`Pending::wait_timeout`] and [`Pending::try_wait`] bound or avoid the
-//! wait. Every HTTP request has a total time limit (30 s unless set), and
-//! `wait` stops waiting shortly after it whatever the server does, so a
-//! silent server cannot hang the caller.
+//! wait. Every job has a time limit (30 s from its start unless set),
+//! enforced on the socket of every request it makes, and every wait form
+//! gives up shortly after it, so no server can hang the caller.
 //!
 //! Waiting on a job from inside another job of the same pool is the classic
 //! thread-pool deadlock (every worker waiting for a job that needs a free
-//! worker). Here, a `wait` on a job that has not started yet runs it inline
-//! on the waiting worker instead, and [`Pool::flush`] and [`Pool::shutdown`]
+//! worker). Here, any wait (a `Pending`'s, [`wait_any`], [`first_success`],
+//! [`Completions`], …) on a job that has not started yet runs it inline on
+//! the waiting worker instead, and [`Pool::flush`] and [`Pool::shutdown`]
 //! called from a job do not wait on themselves.
 //!
 //! # Errors
@@ -100,6 +103,9 @@
 //! | the job panicked | [`Error::Panicked`] with the message |
 //! | [`Pending::cancel`] before it started | [`Error::Cancelled`] |
 //! | the pool was shut down | [`Error::Closed`] |
+//! | a configuration or usage mistake | [`Error::Usage`] |
+//! | a burst called off | [`Error::Aborted`] |
+//! | retried and failed | [`Error::GaveUp`] with a [`GaveUpReason`] |
 //!
 //! # Panics in jobs
 //!
@@ -109,17 +115,24 @@
 //! # Dropping
 //!
 //! Dropping a [`Pending`] does not cancel its job: it still runs, and the
-//! result is discarded. Dropping the last [`Pool`] handle waits (up to the
-//! [drain timeout](Builder::drain_timeout)) for queued and fire-and-forget
-//! jobs, so work queued at the end of `main` is not lost.
+//! result is discarded. Dropping the last [`Pool`] handle blocks (up to the
+//! [drain timeout](Builder::drain_timeout)) until queued and fire-and-forget
+//! jobs are done, so work queued at the end of `main` is not lost; a pool
+//! still alive at process exit (in a `static`, or held by its own jobs) is
+//! drained at exit the same way.
 //!
 //! # Time limits
 //!
-//! The pool bounds each request with ureq's per-phase limits (connect, send,
-//! response, body), each at most what is left of the request's total
-//! deadline, and never with ureq's `timeout_global`: in ureq 3.5 that setting
-//! resolves the host on a freshly spawned thread for every request, which
-//! cuts throughput about six times.
+//! A job's [`timeout`](Builder::timeout) runs from the moment a worker
+//! starts it and covers all of it: every attempt, redirect and wait between
+//! attempts of a request, a whole poll job, a closure. An opt-in
+//! [`deadline`](Builder::deadline) runs from submission and includes the
+//! queue. The limit is enforced on the socket: every connection of the
+//! pool's agent caps each read and write at what is left of the limit of
+//! the job running on that thread, so no server can hold a worker past it.
+//! `Duration::MAX` is legal anywhere. ureq's `timeout_global` is never
+//! used: in ureq 3.5 it resolves the host on a freshly spawned thread for
+//! every request, which cuts throughput about six times.
 //!
 //! # ureq in the API
 //!

@@ -363,8 +363,16 @@ pub fn process(req: &Req, delay: Duration) -> Reply {
     if !v.get("tag").is_some_and(|t| t.is_string()) {
         detail.push(serde_json::json!({"loc": ["body", "tag"], "msg": "field required (string)", "type": "missing"}));
     }
-    if !v.get("items").is_some_and(|t| t.is_array()) {
-        detail.push(serde_json::json!({"loc": ["body", "items"], "msg": "field required (list)", "type": "missing"}));
+    match v.get("items").and_then(|t| t.as_array()) {
+        None => detail.push(serde_json::json!({"loc": ["body", "items"], "msg": "Field required (a list of objects)", "type": "missing"})),
+        Some(items) => {
+            // As pydantic checks `List[Dict[str, Any]]`: every item an object.
+            for (i, item) in items.iter().enumerate() {
+                if !item.is_object() {
+                    detail.push(serde_json::json!({"loc": ["body", "items", i], "msg": "Input should be a valid dictionary", "type": "dict_type"}));
+                }
+            }
+        }
     }
     if !detail.is_empty() {
         return Reply::json(422, serde_json::json!({ "detail": detail }));
