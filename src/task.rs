@@ -288,6 +288,23 @@ where
         self.hooks.delivered();
     }
 
+    /// Moves a queued task to `to`; returns the word it had, or None if it
+    /// was not queued (someone else won).
+    fn take_queued(&self, to: u8) -> Option<u32> {
+        let word = self.state.load(Ordering::Acquire);
+        if state_of(word) != QUEUED {
+            return None;
+        }
+        self.state
+            .compare_exchange(
+                word,
+                pack(word >> 8, to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .ok()
+    }
+
     /// Moves the task from queued or sleeping (any ticket) to `to`.
     fn leave(&self, to: u8) -> Option<u8> {
         let mut word = self.state.load(Ordering::Acquire);
@@ -355,18 +372,7 @@ where
         if self.limit.get().is_some() || !self.limits.deadline.passed() {
             return false;
         }
-        let word = self.state.load(Ordering::Acquire);
-        if state_of(word) != QUEUED
-            || self
-                .state
-                .compare_exchange(
-                    word,
-                    pack(word >> 8, DONE),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_err()
-        {
+        if self.take_queued(DONE).is_none() {
             return false;
         }
         drop(lock(&self.job).take());
@@ -377,20 +383,9 @@ where
     }
 
     fn run(&self) -> Ran {
-        let word = self.state.load(Ordering::Acquire);
-        if state_of(word) != QUEUED
-            || self
-                .state
-                .compare_exchange(
-                    word,
-                    pack(word >> 8, RUNNING),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_err()
-        {
+        let Some(word) = self.take_queued(RUNNING) else {
             return Ran::No;
-        }
+        };
         let mut first = false;
         let &(started, limit) = self.limit.get_or_init(|| {
             first = true;
