@@ -1,7 +1,7 @@
 //! How long a trickling server holds a worker past a 1 s time limit.
 //!
-//! The server sends the head and then the body one byte every 50 ms (about
-//! 4 s in all). A pool of one worker runs the request with `timeout(1 s)`;
+//! The server sends the head after 0.9 s, then a 200-byte body one byte
+//! every 50 ms (10 s in all): each of ureq's phases alone is within 1 s. A pool of one worker runs the request with `timeout(1 s)`;
 //! a second job queued behind it records when the worker took it. The
 //! overrun is that moment minus the limit. Run with
 //! `cargo run --release --example overrun`.
@@ -13,7 +13,10 @@ use common::{Fault, FaultServer};
 use std::time::{Duration, Instant};
 
 fn main() {
-    let fault = FaultServer::start(Fault::Trickle(50));
+    let fault = FaultServer::start(Fault::SlowBody {
+        head_ms: 900,
+        ms: 50,
+    });
     let limit = Duration::from_secs(1);
     let mut overruns = Vec::new();
     for _ in 0..5 {

@@ -83,19 +83,21 @@ fn through(
         ),
         Path::Burst => {
             let mut parties = pool
-                .burst(
-                    1,
-                    LIMIT,
-                    |_| Ok(()),
-                    move |agent, ()| agent.get(&url).call().map(drop).map_err(Error::other),
-                )
+                .burst(1, LIMIT, |_| Ok(()), move |agent, ()| fetch(agent, &url))
                 .unwrap();
             outcome(parties.remove(0))
         }
-        Path::Submit => outcome(
-            pool.submit(move |agent| agent.get(&url).call().map(drop).map_err(Error::other)),
-        ),
+        Path::Submit => outcome(pool.submit(move |agent| fetch(agent, &url))),
     }
+}
+
+/// What a closure job does with the agent: a GET, body read to the end.
+fn fetch(agent: &reqpool::ureq::Agent, url: &str) -> Result<(), Error> {
+    let mut resp = agent.get(url).call().map_err(Error::other)?;
+    resp.body_mut()
+        .read_to_string()
+        .map(drop)
+        .map_err(Error::other)
 }
 
 #[test]
@@ -122,8 +124,12 @@ fn a_silent_server_cannot_hold_any_path_past_its_limit() {
 
 #[test]
 fn a_trickling_server_cannot_hold_any_path_past_its_limit() {
-    // Head and body one byte every 40 ms: about 4.5 s for the whole reply.
-    let fault = FaultServer::start(Fault::Trickle(40));
+    // The head just before the limit, then the body one byte every 30 ms
+    // (6 s): each of ureq's own phase budgets would allow it.
+    let fault = FaultServer::start(Fault::SlowBody {
+        head_ms: 450,
+        ms: 30,
+    });
     let timeout = Duration::from_millis(600);
     for path in PATHS {
         let (pool, errors) = pool_with(Pool::builder().workers(1).timeout(timeout));

@@ -396,6 +396,9 @@ pub enum Fault {
     Reset,
     /// Sends the response one byte every `ms` milliseconds.
     Trickle(u64),
+    /// Sends the head after `head_ms`, then a 200-byte body one byte every
+    /// `ms` milliseconds: each of ureq's phases alone is short.
+    SlowBody { head_ms: u64, ms: u64 },
 }
 
 /// A raw TCP server that misbehaves. Counts connections.
@@ -451,6 +454,27 @@ fn misbehave(mut stream: TcpStream, fault: Fault) {
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&body[..body.len() / 2]);
             let _ = stream.flush();
+        }
+        Fault::SlowBody { head_ms, ms } => {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let _ = read_request(&mut reader);
+            let body = [b' '; 200];
+            thread::sleep(Duration::from_millis(head_ms));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let stop = Instant::now() + SERVER_WAIT;
+            for b in body {
+                if Instant::now() > stop || stream.write_all(&[b]).is_err() {
+                    return;
+                }
+                let _ = stream.flush();
+                thread::sleep(Duration::from_millis(ms));
+            }
         }
         Fault::Trickle(ms) => {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
