@@ -51,7 +51,11 @@ pub struct Any<T> {
 /// its position, its result, and the other handles.
 ///
 /// Each result is delivered once: the finished handle is not in `rest`.
-/// An empty list is an error ([`Error::InvalidRequest`]), not a panic.
+/// A handle past its time limit counts as finished, with its timeout.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for an empty list (not a panic).
 /// Built on [`crossbeam_channel::Select`]: no polling.
 ///
 /// ```
@@ -161,8 +165,12 @@ impl std::error::Error for AllFailed {}
 /// position and value, and cancels the handles that have not started yet
 /// (the ones already running finish and their results are dropped).
 ///
-/// When none succeeds, returns every error with the position of the handle
-/// it came from. Unlike Java's `anyOf`, a failure does not end the wait.
+/// Unlike Java's `anyOf`, a failure does not end the wait.
+///
+/// # Errors
+///
+/// When none succeeds, [`AllFailed`] with every error and the position of
+/// the handle it came from.
 ///
 /// ```
 /// use reqpool::Error;
@@ -202,8 +210,12 @@ pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usi
 /// Blocks the current thread while it tries `tiers` one after another, and
 /// returns the first success: a fallback chain such as "exact match, then
 /// same province, then nationwide". A tier starts only after the one before
-/// it failed, so no request is wasted; when all fail, every error comes
-/// back with the position of its tier.
+/// it failed, so no request is wasted.
+///
+/// # Errors
+///
+/// When all fail, [`AllFailed`] with every error and the position of its
+/// tier.
 ///
 /// ```
 /// use reqpool::Error;

@@ -101,7 +101,7 @@ pub(crate) fn help(ctl: &dyn Control, until: Deadline) {
 /// assert_eq!(job.wait()?, 42);
 /// # Ok::<(), reqpool::Error>(())
 /// ```
-#[must_use = "the job runs anyway, but its result is lost unless you wait on the Pending"]
+#[must_use = "the job runs anyway, but its result is lost unless you wait on the Pending; use fire() for fire-and-forget"]
 pub struct Pending<T> {
     rx: Receiver<Result<T, Error>>,
     sink: Arc<dyn Sink<T>>,
@@ -146,6 +146,10 @@ impl<T: Send + 'static> Pending<T> {
     ///   `wait` never blocks past a job's limit, whatever the server or the
     ///   closure does.
     ///
+    /// # Errors
+    ///
+    /// The job's own error, or one of the errors listed above.
+    ///
     /// # Deadlocks
     ///
     /// Waiting from inside a job on another job of the same pool is safe here:
@@ -170,6 +174,11 @@ impl<T: Send + 'static> Pending<T> {
     ///
     /// `Duration::MAX` waits as long as [`wait`](Pending::wait) would.
     ///
+    /// # Errors
+    ///
+    /// Inside the `Some`: as [`wait`](Pending::wait), and
+    /// [`Error::Usage`] if the result was already taken.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let pool = reqpool::Pool::new(1);
@@ -186,6 +195,10 @@ impl<T: Send + 'static> Pending<T> {
 
     /// Blocks the current thread until the job finishes or `deadline` passes;
     /// like [`wait_timeout`](Pending::wait_timeout) with an instant.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Pending::wait_timeout).
     pub fn wait_deadline(&self, deadline: Instant) -> Option<Result<T, Error>> {
         self.wait_until(Deadline::at(deadline))
     }
@@ -224,6 +237,10 @@ impl<T: Send + 'static> Pending<T> {
     /// Returns the result if the job has finished; never blocks.
     ///
     /// `None` means not yet; the handle stays usable.
+    ///
+    /// # Errors
+    ///
+    /// Inside the `Some`: as [`wait_timeout`](Pending::wait_timeout).
     pub fn try_wait(&self) -> Option<Result<T, Error>> {
         match self.rx.try_recv() {
             Ok(r) => Some(self.took(r)),
@@ -282,6 +299,10 @@ impl<T: Send + 'static> Pending<T> {
     }
 
     /// Like [`map`](Pending::map), for a step that can fail.
+    ///
+    /// # Errors
+    ///
+    /// The new handle resolves with the first job's error, or the step's.
     ///
     /// The step gets a time budget of its own (the job's `timeout`, from
     /// the moment it starts), so a step that makes a request of its own and

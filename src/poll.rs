@@ -85,10 +85,14 @@ impl PollJob {
     }
 
     /// Hands the job to the pool: the `Pending` resolves with the status
-    /// JSON for which `done` returned true, or with the first error (an
-    /// error status of the start or of a poll, a reply without a status URL,
-    /// or a timeout when the job's time runs out). Blocks only if a bounded
-    /// queue is full.
+    /// JSON for which `done` returned true. Blocks only if a bounded queue
+    /// is full.
+    ///
+    /// # Errors
+    ///
+    /// The `Pending` resolves with the first error: an error status of the
+    /// start or of a poll, a reply without a status URL ([`Error::Decode`]),
+    /// or a timeout when the job's time runs out.
     pub fn until(self, done: impl Fn(&Value) -> bool + Send + 'static) -> Pending<Value> {
         let PollJob {
             pool,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 /// println!("{} items", page.wait()?.items.len());
 /// # Ok::<(), reqpool::Error>(())
 /// ```
-#[must_use = "a request does nothing until json(), send() or fire() hands it to the pool"]
+#[must_use = "a request does nothing until json(), send() or fire() hands it to the pool; fire() if you do not want the answer"]
 pub struct RequestBuilder {
     pool: Pool,
     method: String,
@@ -205,10 +205,15 @@ impl RequestBuilder {
     }
 
     /// Hands the request to the pool and decodes the JSON reply as `T`.
+    /// Blocks only if a bounded queue is full.
     ///
-    /// Error statuses (400 and up) resolve with [`Error::Status`]; a reply
-    /// that is not valid JSON for `T` with [`Error::Decode`], which shows the
-    /// start of the body. Blocks only if a bounded queue is full.
+    /// # Errors
+    ///
+    /// The `Pending` resolves with [`Error::Status`] for an error status
+    /// (400 and up, body kept), [`Error::Decode`] for a reply that is not
+    /// JSON of type `T` (with the start of the body), and at once with
+    /// [`Error::InvalidRequest`] for a request that cannot be built; see
+    /// [`Error`] for the rest.
     pub fn json<T>(self) -> Pending<T>
     where
         T: DeserializeOwned + Send + 'static,
@@ -227,9 +232,13 @@ impl RequestBuilder {
     }
 
     /// Hands the request to the pool; the `Pending` resolves with the whole
-    /// response: status, headers and body. Error statuses (400 and up)
-    /// still resolve with [`Error::Status`]. Blocks only if a bounded queue
+    /// response: status, headers and body. Blocks only if a bounded queue
     /// is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`json`](RequestBuilder::json), but for decoding: error statuses
+    /// (400 and up) still resolve with [`Error::Status`].
     pub fn send(self) -> Pending<Response> {
         self.start(|resp, _| Ok(resp))
     }
