@@ -1,6 +1,6 @@
 //! The one error type of the crate, and the redaction that keeps secrets out of it.
 
-use crate::redact::{one_line, redact_url, scrub_with};
+use crate::redact::{one_line, redact_url};
 use std::fmt;
 use std::time::Duration;
 
@@ -393,72 +393,6 @@ impl Error {
             phase,
             method: method.to_string(),
             url: redact_url(url),
-        }
-    }
-
-    /// Replaces every secret of the request (URL credentials, query
-    /// values, secret header values) in the text this error carries from
-    /// elsewhere: a server's body that echoes the request, ureq's messages.
-    pub(crate) fn scrubbed(self, secrets: &[String]) -> Error {
-        if secrets.is_empty() {
-            return self;
-        }
-        let s = |t: String| scrub_with(&t, secrets);
-        match self {
-            Error::Status {
-                code,
-                method,
-                url,
-                body,
-                json,
-                retry_after,
-            } => {
-                let body = s(body);
-                let json = json.map(|j| {
-                    Box::new(
-                        serde_json::from_str(&s(j.to_string())).unwrap_or(serde_json::Value::Null),
-                    )
-                });
-                Error::Status {
-                    code,
-                    method,
-                    url,
-                    body,
-                    json,
-                    retry_after,
-                }
-            }
-            Error::GaveUp { attempts, reason } => Error::GaveUp {
-                attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
-                reason,
-            },
-            Error::Transport {
-                kind,
-                method,
-                url,
-                message,
-            } => Error::Transport {
-                kind,
-                method,
-                url,
-                message: s(message),
-            },
-            Error::Decode {
-                method,
-                url,
-                message,
-                snippet,
-            } => Error::Decode {
-                method,
-                url,
-                message: s(message),
-                snippet: s(snippet),
-            },
-            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
-                url,
-                reason: s(reason),
-            },
-            other => other,
         }
     }
 

@@ -151,6 +151,7 @@ mod deadline;
 mod error;
 mod hedge;
 mod hosts;
+mod lifecycle;
 mod many;
 mod pending;
 mod poll;
@@ -171,12 +172,13 @@ mod worker;
 pub use crate::builder::Builder;
 pub use crate::error::{Error, Phase, TransportKind};
 pub use crate::hedge::Hedge;
+pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
 };
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;
-pub use crate::pool::{Pool, Shutdown};
+pub use crate::pool::Pool;
 pub use crate::request::RequestBuilder;
 pub use crate::response::Response;
 pub use crate::retry::{GaveUpReason, Retry};

@@ -7,18 +7,15 @@ use crate::hedge::Latencies;
 use crate::hosts::HostCaps;
 use crate::pending::Pending;
 use crate::prepare::RequestDefaults;
-use crate::request::RequestBuilder;
 use crate::stats::{Counters, Stats};
-use crate::sync::{Gate, lock};
+use crate::sync::Gate;
 use crate::task::{Control, Ctx, Deliver, Label, Limits, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
 use crate::worker::{Dispatch, on_worker_of, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
@@ -281,45 +278,58 @@ impl Inner {
         }
     }
 
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    pub(crate) fn fired(&self) -> &Gate {
+        &self.fired
+    }
+
+    pub(crate) fn outstanding(&self) -> &Gate {
+        &self.outstanding
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Refuses new jobs from now on; with `cancel`, also resolves every job
+    /// that waits (queued, parked behind a host cap, or between two steps)
+    /// as cancelled, at once, even while every worker is busy.
+    pub(crate) fn close(&self, cancel: bool) {
+        self.closed.store(true, Ordering::Release);
+        if !cancel {
+            return;
+        }
+        self.cancel_queued.store(true, Ordering::Release);
+        while let Ok(job) = self.queue_rx.try_recv() {
+            job.cancel();
+        }
+        if let Some(hosts) = &self.hosts {
+            for job in hosts.take_parked() {
+                job.cancel();
+            }
+        }
+        if let Some(timer) = self.timer.get() {
+            timer.run_all();
+        }
+    }
+
+    /// Interrupts requests blocked on the network: their connections are
+    /// shut down.
+    pub(crate) fn interrupt(&self) {
+        self.agent.clone().shutdown();
+    }
+
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
     /// Blocks until nothing is outstanding or the drain timeout passes.
-    fn drain(&self) -> usize {
+    pub(crate) fn drain(&self) -> usize {
         self.outstanding
             .wait_zero(Deadline::after(self.drain_timeout))
-    }
-}
-
-/// Pools alive now, drained when the process exits.
-static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
-
-/// Registers `inner` to be drained at process exit (the hook is installed
-/// once, with the first pool).
-fn drain_at_exit(inner: &Arc<Inner>) {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        if !shutdown_hooks::add_shutdown_hook(exit_hook) {
-            log::warn!("reqpool: could not install the exit hook; call flush() before exit");
-        }
-    });
-    let mut live = lock(&LIVE);
-    live.retain(|w| w.strong_count() > 0);
-    live.push(Arc::downgrade(inner));
-}
-
-/// Runs at process exit (after `main` returns, or `std::process::exit`):
-/// waits for the work of every pool still alive, as Python's executor
-/// joins its workers at interpreter exit.
-extern "C" fn exit_hook() {
-    let live: Vec<Arc<Inner>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
-    for inner in live {
-        if on_worker_of(inner.id) {
-            continue;
-        }
-        let left = inner.drain();
-        if left > 0 {
-            log::warn!(
-                "reqpool: process exits with {left} job(s) unfinished after the drain timeout"
-            );
-        }
     }
 }
 
@@ -382,7 +392,7 @@ impl Pool {
             timer: OnceLock::new(),
             slots: s.max_queued.map(bounded),
         });
-        drain_at_exit(&inner);
+        crate::lifecycle::drain_at_exit(&inner);
         Pool {
             handle: Arc::new(Handle { inner }),
         }
@@ -455,123 +465,6 @@ impl Pool {
         inner.submit(spec, one_step(job))
     }
 
-    /// POSTs `body` as JSON to `url` and decodes the JSON reply as `T`.
-    ///
-    /// Returns at once. A body that does not serialize or a bad URL resolves
-    /// the `Pending` at once with [`Error::InvalidRequest`], without using a
-    /// worker. An error status resolves it with [`Error::Status`], which
-    /// keeps the server's body.
-    ///
-    /// ```no_run
-    /// # #[derive(serde::Deserialize)] struct Reply { result: String }
-    /// let pool = reqpool::Pool::new(8);
-    /// let reply = pool.post_json::<Reply>("http://127.0.0.1:8000/process", &serde_json::json!({"tag": "a"}));
-    /// println!("{}", reply.wait()?.result);
-    /// # Ok::<(), reqpool::Error>(())
-    /// ```
-    pub fn post_json<T>(&self, url: &str, body: &(impl Serialize + ?Sized)) -> Pending<T>
-    where
-        T: DeserializeOwned + Send + 'static,
-    {
-        self.post(url).json_body(body).json()
-    }
-
-    /// GETs `url` and decodes the JSON reply as `T`.
-    pub fn get_json<T>(&self, url: &str) -> Pending<T>
-    where
-        T: DeserializeOwned + Send + 'static,
-    {
-        self.get(url).json()
-    }
-
-    /// Starts a request with any method; see [`RequestBuilder`].
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// let pool = reqpool::Pool::new(4);
-    /// let resp = pool
-    ///     .request("PUT", "http://127.0.0.1:8000/items/7")
-    ///     .header("X-Trace", "abc")
-    ///     .query("dry_run", 1)
-    ///     .json_body(&serde_json::json!({"name": "seven"}))
-    ///     .timeout(Duration::from_secs(5))
-    ///     .send()
-    ///     .wait()?;
-    /// println!("{} {}", resp.status(), resp.text());
-    /// # Ok::<(), reqpool::Error>(())
-    /// ```
-    pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
-        RequestBuilder::new(self.clone(), method, url)
-    }
-
-    /// Starts a GET request.
-    pub fn get(&self, url: &str) -> RequestBuilder {
-        self.request("GET", url)
-    }
-
-    /// Starts a POST request.
-    pub fn post(&self, url: &str) -> RequestBuilder {
-        self.request("POST", url)
-    }
-
-    /// Runs `job` on a worker with nothing to wait on: fire-and-forget.
-    ///
-    /// The pool counts fired and failed jobs ([`Pool::stats`]); a failure
-    /// goes to the [`on_error`](crate::Builder::on_error) hook and is logged
-    /// at `warn`. [`flush`](Pool::flush) waits for every fired job, and
-    /// dropping the last `Pool` handle does too (bounded by the drain
-    /// timeout), so a fired job is never silently lost. The job has the
-    /// same limits as a [`submit`](Pool::submit) closure. Blocks only if a
-    /// bounded queue is full.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after a shutdown.
-    ///
-    /// ```
-    /// let pool = reqpool::Pool::new(2);
-    /// pool.fire(|_agent| Ok(()))?;
-    /// assert_eq!(pool.flush(), 0);
-    /// assert_eq!(pool.stats().fired, 1);
-    /// # Ok::<(), reqpool::Error>(())
-    /// ```
-    pub fn fire<F>(&self, job: F) -> Result<(), Error>
-    where
-        F: FnOnce(&ureq::Agent) -> Result<(), Error> + Send + 'static,
-    {
-        let inner = self.inner();
-        if inner.is_closed() {
-            return Err(Error::Closed);
-        }
-        let pending = self.submit_closure(true, job);
-        inner.track_fired("(closure)".to_string(), pending);
-        Ok(())
-    }
-
-    /// Blocks the current thread until every fire-and-forget job has finished.
-    ///
-    /// Returns how many are still unfinished (always 0 here; see
-    /// [`flush_timeout`](Pool::flush_timeout)). Called from inside a job of
-    /// this pool it does not wait (that would wait on itself) and returns the
-    /// count at once.
-    pub fn flush(&self) -> usize {
-        self.flush_until(Deadline::NEVER)
-    }
-
-    /// Blocks the current thread until every fire-and-forget job has
-    /// finished or `limit` has passed; returns how many are still unfinished.
-    pub fn flush_timeout(&self, limit: Duration) -> usize {
-        self.flush_until(Deadline::after(limit))
-    }
-
-    fn flush_until(&self, deadline: Deadline) -> usize {
-        let fired = &self.inner().fired;
-        if self.on_own_worker() {
-            return fired.get();
-        }
-        fired.wait_zero(deadline)
-    }
-
     /// A snapshot of the pool's counters and latencies; cheap enough to call
     /// every second from a progress loop.
     pub fn stats(&self) -> Stats {
@@ -593,77 +486,6 @@ impl Pool {
     pub(crate) fn on_own_worker(&self) -> bool {
         on_worker_of(self.inner().id)
     }
-
-    /// Stops taking new jobs, then blocks the current thread until the
-    /// queued and running ones have finished.
-    ///
-    /// After it, every submit resolves at once with [`Error::Closed`] (and
-    /// `fire` returns it). Jobs keep their own time limits, so this ends.
-    /// Called from inside a job of this pool it does not wait for the queue
-    /// (that would wait on itself); it only closes the pool.
-    pub fn shutdown(&self) -> Shutdown {
-        self.shutdown_until(Deadline::NEVER, false)
-    }
-
-    /// Like [`shutdown`](Pool::shutdown), but blocks at most `limit` for
-    /// the jobs. When it runs out, the shared agent is shut down, which
-    /// interrupts requests blocked on the network (they fail with a
-    /// transport error); what is still unfinished a second later is
-    /// counted as abandoned.
-    pub fn shutdown_timeout(&self, limit: Duration) -> Shutdown {
-        self.shutdown_until(Deadline::after(limit), false)
-    }
-
-    /// Stops taking new jobs, resolves every queued job (and every job
-    /// waiting between two steps, such as a retry's backoff) as cancelled
-    /// at once, and blocks until the running ones finish (they keep their
-    /// time limits).
-    pub fn shutdown_now(&self) -> Shutdown {
-        self.shutdown_until(Deadline::NEVER, true)
-    }
-
-    fn shutdown_until(&self, deadline: Deadline, cancel: bool) -> Shutdown {
-        let inner = self.inner();
-        inner.closed.store(true, Ordering::Release);
-        let before = inner.counters.snapshot();
-        if cancel {
-            inner.cancel_queued.store(true, Ordering::Release);
-            // Take the queued jobs off the queue here and cancel them at
-            // once, even while every worker is busy; the same for jobs
-            // parked behind a per-host cap and jobs waiting in the timer.
-            while let Ok(job) = inner.queue_rx.try_recv() {
-                job.cancel();
-            }
-            if let Some(hosts) = &inner.hosts {
-                for job in hosts.take_parked() {
-                    job.cancel();
-                }
-            }
-            if let Some(timer) = inner.timer.get() {
-                timer.run_all();
-            }
-        }
-        let own = self.on_own_worker();
-        let mut left = if own {
-            inner.outstanding.get()
-        } else {
-            inner.outstanding.wait_zero(deadline)
-        };
-        if left > 0 && !deadline.is_never() && !own {
-            // Interrupt requests blocked on I/O, then give them a moment to
-            // report it.
-            inner.agent.clone().shutdown();
-            left = inner
-                .outstanding
-                .wait_zero(Deadline::after(Duration::from_secs(1)));
-        }
-        let after = inner.counters.snapshot();
-        Shutdown {
-            finished: (after.succeeded + after.failed) - (before.succeeded + before.failed),
-            cancelled: after.cancelled - before.cancelled,
-            abandoned: left as u64,
-        }
-    }
 }
 
 /// A closure job as a job of one step.
@@ -679,18 +501,6 @@ where
     }
 }
 
-/// What a shutdown did with the jobs that were queued or running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Shutdown {
-    /// Jobs that ran to completion (successfully or not) during the shutdown.
-    pub finished: u64,
-    /// Queued jobs that were cancelled and never ran.
-    pub cancelled: u64,
-    /// Jobs still unfinished when the shutdown stopped waiting.
-    pub abandoned: u64,
-}
-
 impl Drop for Handle {
     fn drop(&mut self) {
         let inner = &self.inner;
@@ -703,7 +513,7 @@ impl Drop for Handle {
         if left > 0 {
             log::warn!(
                 "reqpool: pool dropped with {left} job(s) unfinished after the drain timeout of {:?}; they keep running in the background",
-                inner.drain_timeout
+                inner.drain_timeout()
             );
         }
     }

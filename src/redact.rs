@@ -2,6 +2,8 @@
 //! values, and foreign text (ureq's messages, a server's body that echoes
 //! the request) with the request's secrets replaced.
 
+use crate::error::Error;
+
 /// Removes credentials, query values and the fragment from a URL.
 ///
 /// `https://user:pw@host/p?token=abc&x=1#f` becomes
@@ -158,6 +160,74 @@ pub(crate) fn one_line(text: &str, max: usize) -> String {
         s.push('…');
     }
     s
+}
+
+impl Error {
+    /// Replaces every secret of the request (URL credentials, query
+    /// values, secret header values) in the text this error carries from
+    /// elsewhere: a server's body that echoes the request, ureq's messages.
+    pub(crate) fn scrubbed(self, secrets: &[String]) -> Error {
+        if secrets.is_empty() {
+            return self;
+        }
+        let s = |t: String| scrub_with(&t, secrets);
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                json,
+                retry_after,
+            } => {
+                let body = s(body);
+                let json = json.map(|j| {
+                    Box::new(
+                        serde_json::from_str(&s(j.to_string())).unwrap_or(serde_json::Value::Null),
+                    )
+                });
+                Error::Status {
+                    code,
+                    method,
+                    url,
+                    body,
+                    json,
+                    retry_after,
+                }
+            }
+            Error::GaveUp { attempts, reason } => Error::GaveUp {
+                attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
+                reason,
+            },
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => Error::Transport {
+                kind,
+                method,
+                url,
+                message: s(message),
+            },
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => Error::Decode {
+                method,
+                url,
+                message: s(message),
+                snippet: s(snippet),
+            },
+            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
+                url,
+                reason: s(reason),
+            },
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

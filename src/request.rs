@@ -429,6 +429,67 @@ where
     }
 }
 
+impl Pool {
+    /// POSTs `body` as JSON to `url` and decodes the JSON reply as `T`.
+    ///
+    /// Returns at once. A body that does not serialize or a bad URL resolves
+    /// the `Pending` at once with [`Error::InvalidRequest`], without using a
+    /// worker. An error status resolves it with [`Error::Status`], which
+    /// keeps the server's body.
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Deserialize)] struct Reply { result: String }
+    /// let pool = reqpool::Pool::new(8);
+    /// let reply = pool.post_json::<Reply>("http://127.0.0.1:8000/process", &serde_json::json!({"tag": "a"}));
+    /// println!("{}", reply.wait()?.result);
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn post_json<T>(&self, url: &str, body: &(impl Serialize + ?Sized)) -> Pending<T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.post(url).json_body(body).json()
+    }
+
+    /// GETs `url` and decodes the JSON reply as `T`.
+    pub fn get_json<T>(&self, url: &str) -> Pending<T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.get(url).json()
+    }
+
+    /// Starts a request with any method; see [`RequestBuilder`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let pool = reqpool::Pool::new(4);
+    /// let resp = pool
+    ///     .request("PUT", "http://127.0.0.1:8000/items/7")
+    ///     .header("X-Trace", "abc")
+    ///     .query("dry_run", 1)
+    ///     .json_body(&serde_json::json!({"name": "seven"}))
+    ///     .timeout(Duration::from_secs(5))
+    ///     .send()
+    ///     .wait()?;
+    /// println!("{} {}", resp.status(), resp.text());
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, url)
+    }
+
+    /// Starts a GET request.
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        self.request("GET", url)
+    }
+
+    /// Starts a POST request.
+    pub fn post(&self, url: &str) -> RequestBuilder {
+        self.request("POST", url)
+    }
+}
+
 impl fmt::Debug for RequestBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBuilder")
