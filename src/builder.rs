@@ -1,16 +1,13 @@
 //! `Builder`: every knob of a `Pool`, with safe defaults.
 
 use crate::error::Error;
-use crate::pool::{Pool, Settings};
+use crate::pool::{ErrorHook, Pool, Settings};
 use crate::prepare::{PhaseLimits, RequestDefaults};
 use crate::retry::{Budget, Retry};
 use crate::wire::{AgentSettings, guarded, pool_agent};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A hook that receives the error of every failed fire-and-forget job.
-pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// Configures and builds a [`Pool`].
 ///
@@ -300,7 +297,9 @@ impl Builder {
             on_error: self.on_error,
             max_per_host: self.max_per_host,
         };
-        Ok(Pool::start(settings, agent, defaults))
+        let pool = Pool::start(settings, agent, defaults);
+        crate::lifecycle::drain_at_exit(pool.inner());
+        Ok(pool)
     }
 }
 

@@ -1,8 +1,12 @@
 //! The one error type of the crate, and the redaction that keeps secrets out of it.
 
-use crate::redact::{one_line, redact_url};
+pub(crate) use crate::details::panic_message;
+pub use crate::details::{GaveUpReason, Phase, TransportKind};
 use std::fmt;
 use std::time::Duration;
+
+/// The statuses retried unless a policy says otherwise.
+pub(crate) const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
 
 /// How many bytes of a failed call's body an [`Error::Status`] keeps.
 pub(crate) const ERROR_BODY_CAP: usize = 64 * 1024;
@@ -63,7 +67,7 @@ pub enum Error {
         /// Every attempt's error, in order; the last one is the final failure.
         attempts: Vec<Error>,
         /// Why there was no further attempt.
-        reason: crate::retry::GaveUpReason,
+        reason: GaveUpReason,
     },
     /// A time limit ran out.
     Timeout {
@@ -151,82 +155,6 @@ pub enum Error {
     /// An error returned by a closure job, for anything the other variants do
     /// not describe.
     Other(Box<dyn std::error::Error + Send + Sync + 'static>),
-}
-
-/// The phase of a request in which a time limit ran out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Phase {
-    /// The deadline passed while the job waited in the queue for a worker.
-    Queued,
-    /// Resolving the host name.
-    Resolve,
-    /// Opening the connection (TCP, TLS).
-    Connect,
-    /// Sending the request line and headers.
-    SendRequest,
-    /// Sending the request body.
-    SendBody,
-    /// Waiting for the response status and headers.
-    Response,
-    /// Receiving the response body.
-    Body,
-    /// The job's time limit ran out (its `timeout` from the start, or its
-    /// `deadline`) while it ran, or a waiter stopped waiting for it.
-    Deadline,
-}
-
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Queued => "waiting in the queue",
-            Phase::Resolve => "resolving the host",
-            Phase::Connect => "connecting",
-            Phase::SendRequest => "sending the request",
-            Phase::SendBody => "sending the body",
-            Phase::Response => "waiting for the response",
-            Phase::Body => "reading the body",
-            Phase::Deadline => "at the time limit",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What kind of transport failure an [`Error::Transport`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TransportKind {
-    /// Nothing listens there: the request never reached a server.
-    Refused,
-    /// The host name did not resolve: the request never left.
-    Dns,
-    /// The TLS handshake or certificate check failed.
-    Tls,
-    /// The connection was reset or closed before the response was complete;
-    /// the request may have reached the server.
-    Reset,
-    /// The server broke the HTTP protocol.
-    Protocol,
-    /// Any other I/O failure.
-    Other,
-}
-
-impl TransportKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TransportKind::Refused => "connection refused",
-            TransportKind::Dns => "host not found",
-            TransportKind::Tls => "tls failure",
-            TransportKind::Reset => "connection closed early",
-            TransportKind::Protocol => "protocol error",
-            TransportKind::Other => "transport error",
-        }
-    }
 }
 
 impl Error {
@@ -366,7 +294,21 @@ impl Error {
     /// statuses 429, 502, 503 and 504. The same rule [`Retry`](crate::Retry)
     /// follows.
     pub fn is_retryable(&self) -> bool {
-        crate::retry::retryable(self, &crate::retry::RETRY_STATUSES)
+        self.retryable_with(&RETRY_STATUSES)
+    }
+
+    /// The one answer to "may another attempt cure this?", given the
+    /// statuses that count as passing trouble; [`Retry`](crate::Retry)
+    /// asks it with its own statuses.
+    pub(crate) fn retryable_with(&self, statuses: &[u16]) -> bool {
+        match self.last_attempt() {
+            Error::Status { code, .. } => statuses.contains(code),
+            Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
+            Error::Transport { kind, .. } => {
+                !matches!(kind, TransportKind::Tls | TransportKind::Protocol)
+            }
+            _ => false,
+        }
     }
 
     /// Wraps any error of a closure job.
@@ -388,34 +330,6 @@ impl Error {
         }
     }
 
-    pub(crate) fn timeout(phase: Phase, method: &str, url: &str) -> Error {
-        Error::Timeout {
-            phase,
-            method: method.to_string(),
-            url: redact_url(url),
-        }
-    }
-
-    pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
-        Error::InvalidRequest {
-            url: redact_url(url),
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
-        let json = serde_json::from_slice(body).ok().map(Box::new);
-        Error::Status {
-            code,
-            method: method.to_string(),
-            url: redact_url(url),
-            body: String::from_utf8_lossy(body).into_owned(),
-            json,
-            retry_after: None,
-        }
-        .scrubbed(&crate::redact::url_secrets(url))
-    }
-
     /// The server's `Retry-After`, for a status error that carried one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.last_attempt() {
@@ -423,19 +337,42 @@ impl Error {
             _ => None,
         }
     }
-
-    pub(crate) fn decode(method: &str, url: &str, message: String, body: &[u8]) -> Error {
-        Error::Decode {
-            method: method.to_string(),
-            url: redact_url(url),
-            message,
-            snippet: snippet(&String::from_utf8_lossy(body)),
-        }
-        .scrubbed(&crate::redact::url_secrets(url))
-    }
 }
 
-fn snippet(text: &str) -> String {
+/// The start of a text, on one line, for a message: at most `max`
+/// characters, line breaks and runs of white space folded to one space.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let mut s = String::new();
+    let mut n = 0;
+    let mut cut = false;
+    for word in text.split_whitespace() {
+        if n > 0 {
+            if n >= max {
+                cut = true;
+                break;
+            }
+            s.push(' ');
+            n += 1;
+        }
+        for c in word.chars() {
+            if n >= max {
+                cut = true;
+                break;
+            }
+            s.push(c);
+            n += 1;
+        }
+        if cut {
+            break;
+        }
+    }
+    if cut {
+        s.push('…');
+    }
+    s
+}
+
+pub(crate) fn snippet(text: &str) -> String {
     one_line(text, SNIPPET_CHARS)
 }
 
@@ -538,26 +475,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Extracts the message of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
-}
-
-/// Formats a duration for messages: `1.5s`, `250ms`.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,7 +500,7 @@ mod tests {
                 Error::status_error(503, "GET", "http://h/", b"busy"),
                 Error::status_error(502, "GET", "http://h/", b"bad gateway"),
             ],
-            reason: crate::retry::GaveUpReason::AttemptsExhausted,
+            reason: GaveUpReason::AttemptsExhausted,
         };
         assert_eq!(e.status(), Some(502));
         assert_eq!(e.attempts(), 2);

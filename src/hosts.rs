@@ -6,24 +6,31 @@
 //! hosts keep flowing meanwhile.
 
 use crate::sync::lock;
-use crate::worker::Dispatch;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Requests in flight per host, and the jobs parked behind them.
-pub(crate) struct HostCaps {
+pub(crate) struct HostCaps<J> {
     cap: usize,
-    hosts: Mutex<HashMap<Arc<str>, Host>>,
+    hosts: Mutex<HashMap<Arc<str>, Host<J>>>,
 }
 
-#[derive(Default)]
-struct Host {
+struct Host<J> {
     in_flight: usize,
-    parked: VecDeque<Dispatch>,
+    parked: VecDeque<J>,
 }
 
-impl HostCaps {
-    pub(crate) fn new(cap: usize) -> HostCaps {
+impl<J> Default for Host<J> {
+    fn default() -> Self {
+        Host {
+            in_flight: 0,
+            parked: VecDeque::new(),
+        }
+    }
+}
+
+impl<J> HostCaps<J> {
+    pub(crate) fn new(cap: usize) -> HostCaps<J> {
         HostCaps {
             cap: cap.max(1),
             hosts: Mutex::new(HashMap::new()),
@@ -31,7 +38,7 @@ impl HostCaps {
     }
 
     /// Takes a slot for `host` and gives the job back, or parks it.
-    pub(crate) fn acquire_or_park(&self, host: &Arc<str>, job: Dispatch) -> Option<Dispatch> {
+    pub(crate) fn acquire_or_park(&self, host: &Arc<str>, job: J) -> Option<J> {
         let mut hosts = lock(&self.hosts);
         let h = hosts.entry(Arc::clone(host)).or_default();
         if h.in_flight < self.cap {
@@ -44,7 +51,7 @@ impl HostCaps {
     }
 
     /// Removes every parked job (for `shutdown_now`).
-    pub(crate) fn take_parked(&self) -> Vec<Dispatch> {
+    pub(crate) fn take_parked(&self) -> Vec<J> {
         let mut hosts = lock(&self.hosts);
         hosts
             .values_mut()
@@ -53,15 +60,12 @@ impl HostCaps {
     }
 
     /// Frees a finished job's slot, or hands it to the next parked job,
-    /// which the caller then queues.
-    pub(crate) fn release(&self, host: &Arc<str>) -> Option<Dispatch> {
+    /// which the caller then queues (it holds the slot as it is).
+    pub(crate) fn release(&self, host: &Arc<str>) -> Option<J> {
         let mut hosts = lock(&self.hosts);
         let h = hosts.get_mut(host)?;
         match h.parked.pop_front() {
-            Some(mut next) => {
-                next.holds_slot = true; // the slot moves over as it is
-                Some(next)
-            }
+            Some(next) => Some(next),
             None => {
                 h.in_flight -= 1;
                 if h.in_flight == 0 {

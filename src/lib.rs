@@ -148,6 +148,7 @@
 mod builder;
 mod burst;
 mod deadline;
+mod details;
 mod error;
 mod hedge;
 mod hosts;
@@ -170,7 +171,7 @@ mod wire;
 mod worker;
 
 pub use crate::builder::Builder;
-pub use crate::error::{Error, Phase, TransportKind};
+pub use crate::error::{Error, GaveUpReason, Phase, TransportKind};
 pub use crate::hedge::Hedge;
 pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
@@ -181,7 +182,7 @@ pub use crate::poll::PollJob;
 pub use crate::pool::Pool;
 pub use crate::request::RequestBuilder;
 pub use crate::response::Response;
-pub use crate::retry::{GaveUpReason, Retry};
+pub use crate::retry::Retry;
 pub use crate::stats::{Latency, Stats};
 pub use ureq;
 

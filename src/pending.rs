@@ -3,11 +3,11 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
+use crate::task::on_worker_of;
 use crate::task::{
     Bound, CANCELLED, Control, DONE, Deliver, Finished, QUEUED, RUNNING, Ran, SLEEPING, Sink, Slot,
     Then,
 };
-use crate::worker::on_worker_of;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError, bounded};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};

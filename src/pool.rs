@@ -1,6 +1,5 @@
 //! `Pool`: the workers, the shared agent, and the one way jobs reach them.
 
-use crate::builder::ErrorHook;
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::hedge::Latencies;
@@ -9,9 +8,10 @@ use crate::pending::Pending;
 use crate::prepare::RequestDefaults;
 use crate::stats::{Counters, Stats};
 use crate::sync::Gate;
+use crate::task::on_worker_of;
 use crate::task::{Control, Ctx, Deliver, Label, Limits, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
-use crate::worker::{Dispatch, on_worker_of, worker_loop};
+use crate::worker::{Dispatch, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -51,6 +51,9 @@ pub struct Pool {
 struct Handle {
     inner: Arc<Inner>,
 }
+
+/// A hook that receives the error of every failed fire-and-forget job.
+pub(crate) type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// The start-up settings `build()` hands to the pool.
 pub(crate) struct Settings {
@@ -99,7 +102,7 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Set by `shutdown_now`: queued jobs resolve as cancelled.
     cancel_queued: AtomicBool,
-    hosts: Option<HostCaps>,
+    hosts: Option<HostCaps<Dispatch>>,
     latencies: Latencies,
     timer: OnceLock<Timer>,
     /// Room in the bounded queue: one token per queued job.
@@ -273,7 +276,8 @@ impl Inner {
 
     /// Passes a finished job's host slot on to a parked job, or frees it.
     pub(crate) fn release_host(&self, host: &Arc<str>) {
-        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
+        if let Some(mut next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
+            next.holds_slot = true; // the slot moves over as it is
             self.execute(next);
         }
     }
@@ -392,7 +396,6 @@ impl Pool {
             timer: OnceLock::new(),
             slots: s.max_queued.map(bounded),
         });
-        crate::lifecycle::drain_at_exit(&inner);
         Pool {
             handle: Arc::new(Handle { inner }),
         }

@@ -2,7 +2,7 @@
 //! values, and foreign text (ureq's messages, a server's body that echoes
 //! the request) with the request's secrets replaced.
 
-use crate::error::Error;
+use crate::error::{Error, Phase, snippet};
 
 /// Removes credentials, query values and the fragment from a URL.
 ///
@@ -129,40 +129,47 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The start of a text, on one line, for a message: at most `max`
-/// characters, line breaks and runs of white space folded to one space.
-pub(crate) fn one_line(text: &str, max: usize) -> String {
-    let mut s = String::new();
-    let mut n = 0;
-    let mut cut = false;
-    for word in text.split_whitespace() {
-        if n > 0 {
-            if n >= max {
-                cut = true;
-                break;
-            }
-            s.push(' ');
-            n += 1;
-        }
-        for c in word.chars() {
-            if n >= max {
-                cut = true;
-                break;
-            }
-            s.push(c);
-            n += 1;
-        }
-        if cut {
-            break;
-        }
-    }
-    if cut {
-        s.push('…');
-    }
-    s
-}
-
+/// Errors made from a request's raw data: every URL redacted, every
+/// secret of the request scrubbed from text that came from elsewhere.
 impl Error {
+    pub(crate) fn timeout(phase: Phase, method: &str, url: &str) -> Error {
+        Error::Timeout {
+            phase,
+            method: method.to_string(),
+            url: redact_url(url),
+        }
+    }
+
+    pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidRequest {
+            url: redact_url(url),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
+        let json = serde_json::from_slice(body).ok().map(Box::new);
+        Error::Status {
+            code,
+            method: method.to_string(),
+            url: redact_url(url),
+            body: String::from_utf8_lossy(body).into_owned(),
+            json,
+            retry_after: None,
+        }
+        .scrubbed(&url_secrets(url))
+    }
+
+    pub(crate) fn decode(method: &str, url: &str, message: String, body: &[u8]) -> Error {
+        Error::Decode {
+            method: method.to_string(),
+            url: redact_url(url),
+            message,
+            snippet: snippet(&String::from_utf8_lossy(body)),
+        }
+        .scrubbed(&url_secrets(url))
+    }
+
     /// Replaces every secret of the request (URL credentials, query
     /// values, secret header values) in the text this error carries from
     /// elsewhere: a server's body that echoes the request, ureq's messages.
@@ -233,6 +240,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::one_line;
 
     #[test]
     fn redacts_userinfo_query_and_fragment() {

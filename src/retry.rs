@@ -2,15 +2,11 @@
 //! failures may be retried, a budget shared by the pool, and the give-up
 //! decision as one pure function.
 
-use crate::error::{Error, Phase, TransportKind};
+use crate::error::{Error, GaveUpReason, RETRY_STATUSES, TransportKind};
 use crate::sync::lock;
-use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The statuses retried unless a policy says otherwise.
-pub(crate) const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
 
 /// When and how often a failed request is tried again.
 ///
@@ -128,74 +124,6 @@ impl Retry {
     }
 }
 
-/// The one answer to "may another attempt cure this?", given the statuses
-/// that count as passing trouble.
-pub(crate) fn retryable(err: &Error, statuses: &[u16]) -> bool {
-    match err.last_attempt() {
-        Error::Status { code, .. } => statuses.contains(code),
-        Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
-        Error::Transport { kind, .. } => {
-            !matches!(kind, TransportKind::Tls | TransportKind::Protocol)
-        }
-        _ => false,
-    }
-}
-
-/// Why a request that failed was not tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GaveUpReason {
-    /// The last failure is not one a retry can cure (an error status not
-    /// in the policy, a decode error, a TLS failure, …).
-    NotRetryable,
-    /// The request is not idempotent and may have reached the server.
-    MaybeSent,
-    /// The policy's attempts are used up.
-    AttemptsExhausted,
-    /// The wait before the next attempt (backoff or `Retry-After`) would
-    /// end after the request's time limit.
-    BeyondDeadline {
-        /// The wait asked for.
-        wait: Duration,
-        /// What was left of the limit.
-        left: Duration,
-        /// The server asked for it with `Retry-After`.
-        retry_after: bool,
-    },
-    /// The pool's retry budget has no token left.
-    BudgetExhausted,
-    /// A reused keep-alive connection was closed before any response, and
-    /// the one more attempt on a fresh connection failed too.
-    FreshConnectionFailed,
-}
-
-impl fmt::Display for GaveUpReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GaveUpReason::NotRetryable => f.write_str("not retryable"),
-            GaveUpReason::MaybeSent => {
-                f.write_str("may have reached the server and is not idempotent")
-            }
-            GaveUpReason::AttemptsExhausted => f.write_str("no attempts left"),
-            GaveUpReason::BeyondDeadline {
-                wait,
-                left,
-                retry_after,
-            } => write!(
-                f,
-                "{} of {} is beyond the time limit ({} left)",
-                if *retry_after { "retry-after" } else { "backoff" },
-                crate::error::fmt_duration(*wait),
-                crate::error::fmt_duration(*left)
-            ),
-            GaveUpReason::BudgetExhausted => f.write_str("retry budget exhausted"),
-            GaveUpReason::FreshConnectionFailed => f.write_str(
-                "the reused connection was closed before any response, and the attempt on a fresh one failed too",
-            ),
-        }
-    }
-}
-
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -235,7 +163,7 @@ impl Retry {
             return Decision::Fresh;
         }
         let fresh_only = f.fresh_tried && self.max_attempts == 1;
-        if !retryable(f.err, &self.statuses) {
+        if !f.err.retryable_with(&self.statuses) {
             return Decision::GiveUp(if fresh_only {
                 GaveUpReason::FreshConnectionFailed
             } else {

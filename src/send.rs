@@ -66,7 +66,7 @@ impl Prepared {
                     if let Some(b) = &self.budget
                         && !b.try_spend()
                     {
-                        let reason = crate::retry::GaveUpReason::BudgetExhausted;
+                        let reason = crate::error::GaveUpReason::BudgetExhausted;
                         return Step::Done(Err(self.give_up(st, err, Some(reason))));
                     }
                     st.failed.push(err);
@@ -86,9 +86,9 @@ impl Prepared {
         &self,
         st: &mut Attempts,
         err: Error,
-        reason: Option<crate::retry::GaveUpReason>,
+        reason: Option<crate::error::GaveUpReason>,
     ) -> Error {
-        use crate::retry::GaveUpReason as R;
+        use crate::error::GaveUpReason as R;
         let retries_on = self.retry.max_attempts > 1;
         let plain = match reason {
             None => st.failed.is_empty(),

@@ -4,24 +4,13 @@
 use crate::pool::Inner;
 use crate::task::{Control, QUEUED};
 use crossbeam_channel::Receiver;
-use std::cell::Cell;
 use std::sync::Arc;
-
-thread_local! {
-    /// The id of the pool whose worker this thread is (0: none).
-    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
-}
-
-/// True if the calling thread is a worker of pool `id`.
-pub(crate) fn on_worker_of(id: usize) -> bool {
-    id != 0 && WORKER_OF.with(Cell::get) == id
-}
 
 /// What each worker thread runs: jobs from the queue until the pool is
 /// gone. Nothing escapes it by unwinding (a job's panic is caught in the
 /// task), so the pool never loses a worker.
 pub(crate) fn worker_loop(id: usize, rx: Receiver<Dispatch>) {
-    WORKER_OF.with(|w| w.set(id));
+    crate::task::become_worker_of(id);
     while let Ok(job) = rx.recv() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job.go()));
     }
