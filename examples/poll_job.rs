@@ -42,10 +42,9 @@ fn main() {
     let pool = reqpool::Pool::new(2);
     let start = Instant::now();
     let done = pool
-        .poll_job(
-            pool.post(&server.url("/tasks"))
-                .json_body(&json!({"report": "monthly"})),
-        )
+        .post(&server.url("/tasks"))
+        .json_body(&json!({"report": "monthly"}))
+        .poll()
         .every(Duration::from_millis(250))
         .timeout(Duration::from_secs(10))
         .until(|status| status["state"] == "done");
@@ -69,10 +68,9 @@ fn main() {
 
     // The same task with a deadline shorter than the task: a timeout error.
     let too_short = pool
-        .poll_job(
-            pool.post(&server.url("/tasks"))
-                .json_body(&json!({"report": "yearly"})),
-        )
+        .post(&server.url("/tasks"))
+        .json_body(&json!({"report": "yearly"}))
+        .poll()
         .every(Duration::from_millis(100))
         .timeout(Duration::from_millis(500))
         .until(|status| status["state"] == "done");

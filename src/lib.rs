@@ -48,7 +48,7 @@
 //! a set that grows while you iterate), [`Pool::map_ordered`] (a lazy
 //! input, results in order, bounded in flight), [`Pool::burst`] (parallel
 //! preparation, then a simultaneous release that cannot deadlock) and
-//! [`Pool::poll_job`] (start a server-side task and poll it to the end).
+//! [`RequestBuilder::poll`] (start a server-side task and poll it to the end).
 //!
 //! # Fire-and-forget, shutdown, backpressure
 //!

@@ -103,8 +103,8 @@ impl Pool {
         fired.wait_zero(deadline)
     }
 
-    /// Stops taking new jobs, then blocks the current thread until the
-    /// queued and running ones have finished.
+    /// Blocks the current thread until the queued and running jobs have
+    /// finished, after closing the pool to new ones.
     ///
     /// After it, every submit resolves at once with [`Error::Closed`] (and
     /// `fire` returns it). Jobs keep their own time limits, so this ends.
@@ -114,8 +114,8 @@ impl Pool {
         self.shutdown_until(Deadline::NEVER, false)
     }
 
-    /// Like [`shutdown`](Pool::shutdown), but blocks at most `limit` for
-    /// the jobs. When it runs out, the shared agent is shut down, which
+    /// Blocks the current thread like [`shutdown`](Pool::shutdown), but at
+    /// most `limit` for the jobs. When it runs out, the shared agent is shut down, which
     /// interrupts requests blocked on the network (they fail with a
     /// transport error); what is still unfinished a second later is
     /// counted as abandoned.
@@ -123,10 +123,10 @@ impl Pool {
         self.shutdown_until(Deadline::after(limit), false)
     }
 
-    /// Stops taking new jobs, resolves every queued job (and every job
+    /// Blocks the current thread until the running jobs finish, after
+    /// closing the pool and resolving every queued job (and every job
     /// waiting between two steps, such as a retry's backoff) as cancelled
-    /// at once, and blocks until the running ones finish (they keep their
-    /// time limits).
+    /// at once. The running jobs keep their time limits.
     pub fn shutdown_now(&self) -> Shutdown {
         self.shutdown_until(Deadline::NEVER, true)
     }

@@ -20,6 +20,10 @@ use std::time::Duration;
 /// The handles are all taken from `pending` before the first wait, so a
 /// lazy iterator that submits as it goes submits everything at once.
 ///
+/// # Errors
+///
+/// None of its own: each handle's error is in its place in the result.
+///
 /// ```
 /// let pool = reqpool::Pool::new(4);
 /// let jobs = (1..=3).map(|i| pool.submit(move |_| if i == 2 { Err(reqpool::Error::other("two")) } else { Ok(i) }));
@@ -395,9 +399,13 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
         (tag, result)
     }
 
-    /// Like [`next`](Iterator::next), but blocks at most `limit`; `None`
-    /// if nothing finished in time (check
+    /// Blocks the current thread like [`next`](Iterator::next), but at
+    /// most `limit`; `None` if nothing finished in time (check
     /// [`progress`](Completions::progress) to tell the cases apart).
+    ///
+    /// # Errors
+    ///
+    /// Each job's own error comes out with its tag.
     pub fn next_timeout(&mut self, limit: Duration) -> Option<(K, Result<T, Error>)> {
         let until = self.deadline.min(Deadline::after(limit));
         self.next_until(until)
@@ -479,7 +487,9 @@ impl<I, F, T> fmt::Debug for MapOrdered<'_, I, F, T> {
 
 impl Pool {
     /// Runs `f` for every item through the pool and yields the results in
-    /// input order, with at most `window` jobs in flight or queued.
+    /// input order, with at most `window` jobs in flight or queued. Each
+    /// `next` blocks the current thread until the next result in order is
+    /// there; each result is that job's `Result`.
     ///
     /// The input is pulled lazily: an iterator of a million items is never
     /// read into memory at once. `f` gets the pool and an item and returns

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Phase};
 use crate::pending::Pending;
-use crate::pool::{JobSpec, Pool};
+use crate::pool::JobSpec;
 use crate::prepare::Prepared;
 use crate::request::RequestBuilder;
 use crate::send::Attempts;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 type StatusUrl = Box<dyn Fn(&Value) -> Option<String> + Send>;
 
 /// A request that starts a background task on the server, and how to poll
-/// for its end; made by [`Pool::poll_job`], run by [`PollJob::until`].
+/// for its end; made by [`RequestBuilder::poll`], run by [`PollJob::until`].
 ///
 /// The start request runs on a worker, then a GET of the status URL every
 /// [`every`](PollJob::every) until the predicate says done or the
@@ -29,7 +29,9 @@ type StatusUrl = Box<dyn Fn(&Value) -> Option<String> + Send>;
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(4);
 /// let done = pool
-///     .poll_job(pool.post("http://127.0.0.1:8000/tasks").json_body(&serde_json::json!({"n": 5})))
+///     .post("http://127.0.0.1:8000/tasks")
+///     .json_body(&serde_json::json!({"n": 5}))
+///     .poll()
 ///     .status_url(|reply| Some(format!("/tasks/{}", reply["id"].as_str()?)))
 ///     .every(Duration::from_millis(200))
 ///     .timeout(Duration::from_secs(30))
@@ -39,20 +41,19 @@ type StatusUrl = Box<dyn Fn(&Value) -> Option<String> + Send>;
 /// ```
 #[must_use = "a poll job does nothing until until() hands it to the pool"]
 pub struct PollJob {
-    pool: Pool,
     start: RequestBuilder,
     every: Duration,
     timeout: Duration,
     status_url: StatusUrl,
 }
 
-impl Pool {
-    /// Starts building a polling job whose first request is `start`; see
+impl RequestBuilder {
+    /// Makes this request the start of a polling job: it starts a task on
+    /// the server, whose status URL is then polled until done; see
     /// [`PollJob`].
-    pub fn poll_job(&self, start: RequestBuilder) -> PollJob {
+    pub fn poll(self) -> PollJob {
         PollJob {
-            pool: self.clone(),
-            start,
+            start: self,
             every: Duration::from_millis(500),
             timeout: Duration::from_secs(60),
             status_url: Box::new(|reply| reply.get("status_url")?.as_str().map(str::to_string)),
@@ -95,14 +96,13 @@ impl PollJob {
     /// or a timeout when the job's time runs out.
     pub fn until(self, done: impl Fn(&Value) -> bool + Send + 'static) -> Pending<Value> {
         let PollJob {
-            pool,
             start,
             every,
             timeout,
             status_url,
         } = self;
-        let start = match start.prepare() {
-            Ok((_, _, p)) => p,
+        let (pool, start) = match start.prepare() {
+            Ok((pool, _, p)) => (pool, p),
             Err(e) => return Pending::ready(Err(e)),
         };
         let inner = pool.inner();

@@ -417,9 +417,14 @@ impl Pool {
     /// the request builder — return a status of 400 and up as a response,
     /// not an error, and do not follow redirects.
     ///
-    /// A panic in the job resolves the `Pending` with
-    /// [`Error::Panicked`]; the worker lives on. Blocks only if the pool
-    /// has a bounded queue and it is full.
+    /// Blocks only if the pool has a bounded queue and it is full.
+    ///
+    /// # Errors
+    ///
+    /// The `Pending` resolves with the closure's own error, with
+    /// [`Error::Panicked`] if it panics (the worker lives on), with a
+    /// timeout if it outlives its limit, and at once with [`Error::Closed`]
+    /// after a shutdown.
     ///
     /// ```
     /// let pool = reqpool::Pool::new(2);
@@ -443,8 +448,13 @@ impl Pool {
         self.submit_closure(true, job)
     }
 
-    /// Like [`submit`](Pool::submit), but never blocks: with a full bounded
-    /// queue the `Pending` resolves at once with [`Error::QueueFull`].
+    /// Like [`submit`](Pool::submit), but never blocks (`try_` always means
+    /// that here).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Pool::submit), and with a full bounded queue the
+    /// `Pending` resolves at once with [`Error::QueueFull`].
     pub fn try_submit<T, F>(&self, job: F) -> Pending<T>
     where
         T: Send + 'static,

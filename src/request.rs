@@ -276,9 +276,14 @@ impl RequestBuilder {
         Ok(())
     }
 
-    /// Like [`json`](RequestBuilder::json), but never blocks: with a full
-    /// bounded queue ([`Builder::max_queued`](crate::Builder::max_queued))
-    /// the `Pending` resolves at once with [`Error::QueueFull`].
+    /// Like [`json`](RequestBuilder::json), but never blocks (`try_` always
+    /// means that here).
+    ///
+    /// # Errors
+    ///
+    /// As [`json`](RequestBuilder::json), and with a full bounded queue
+    /// ([`Builder::max_queued`](crate::Builder::max_queued)) the `Pending`
+    /// resolves at once with [`Error::QueueFull`].
     pub fn try_json<T>(mut self) -> Pending<T>
     where
         T: DeserializeOwned + Send + 'static,
@@ -287,9 +292,12 @@ impl RequestBuilder {
         self.json()
     }
 
-    /// Like [`send`](RequestBuilder::send), but never blocks on a full
-    /// bounded queue: the `Pending` resolves at once with
-    /// [`Error::QueueFull`].
+    /// Like [`send`](RequestBuilder::send), but never blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](RequestBuilder::send), and with a full bounded queue the
+    /// `Pending` resolves at once with [`Error::QueueFull`].
     pub fn try_send(mut self) -> Pending<Response> {
         self.no_block = true;
         self.send()
@@ -432,10 +440,14 @@ where
 impl Pool {
     /// POSTs `body` as JSON to `url` and decodes the JSON reply as `T`.
     ///
-    /// Returns at once. A body that does not serialize or a bad URL resolves
-    /// the `Pending` at once with [`Error::InvalidRequest`], without using a
-    /// worker. An error status resolves it with [`Error::Status`], which
-    /// keeps the server's body.
+    /// Returns at once (blocks only if a bounded queue is full).
+    ///
+    /// # Errors
+    ///
+    /// A body that does not serialize or a bad URL resolves the `Pending`
+    /// at once with [`Error::InvalidRequest`], without using a worker; an
+    /// error status resolves it with [`Error::Status`], which keeps the
+    /// server's body; see [`RequestBuilder::json`] for the rest.
     ///
     /// ```no_run
     /// # #[derive(serde::Deserialize)] struct Reply { result: String }
@@ -452,6 +464,10 @@ impl Pool {
     }
 
     /// GETs `url` and decodes the JSON reply as `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`post_json`](Pool::post_json).
     pub fn get_json<T>(&self, url: &str) -> Pending<T>
     where
         T: DeserializeOwned + Send + 'static,

@@ -344,6 +344,85 @@ mod tests {
     }
 
     #[test]
+    fn decides_from_the_facts_alone() {
+        use crate::error::{GaveUpReason as R, Phase};
+        let policy = Retry::standard();
+        let status = |code| Error::status_error(code, "GET", "http://h/", b"");
+        fn facts(err: &Error) -> Facts<'_> {
+            Facts {
+                err,
+                attempt: 1,
+                idempotent: true,
+                in_body: false,
+                fresh_tried: false,
+                left: Duration::from_secs(60),
+            }
+        }
+        let e503 = status(503);
+        assert!(matches!(policy.decide(&facts(&e503)), Decision::After(_)));
+        let e404 = status(404);
+        assert_eq!(
+            policy.decide(&facts(&e404)),
+            Decision::GiveUp(R::NotRetryable)
+        );
+        assert_eq!(
+            policy.decide(&Facts {
+                attempt: 3,
+                ..facts(&e503)
+            }),
+            Decision::GiveUp(R::AttemptsExhausted)
+        );
+        assert_eq!(
+            policy.decide(&Facts {
+                idempotent: false,
+                ..facts(&e503)
+            }),
+            Decision::GiveUp(R::MaybeSent)
+        );
+        assert!(matches!(
+            policy.decide(&Facts {
+                left: Duration::ZERO,
+                ..facts(&e503)
+            }),
+            Decision::GiveUp(R::BeyondDeadline { .. })
+        ));
+        let reset = Error::Transport {
+            kind: TransportKind::Reset,
+            method: "GET".into(),
+            url: "http://h/".into(),
+            message: String::new(),
+        };
+        assert_eq!(policy.decide(&facts(&reset)), Decision::Fresh);
+        assert_eq!(
+            Retry::none().decide(&Facts {
+                fresh_tried: true,
+                attempt: 2,
+                ..facts(&reset)
+            }),
+            Decision::GiveUp(R::FreshConnectionFailed)
+        );
+        let refused = Error::Transport {
+            kind: TransportKind::Refused,
+            method: "POST".into(),
+            url: "http://h/".into(),
+            message: String::new(),
+        };
+        // A POST that never left may be retried.
+        assert!(matches!(
+            policy.decide(&Facts {
+                idempotent: false,
+                ..facts(&refused)
+            }),
+            Decision::After(_)
+        ));
+        let deadline = Error::timeout(Phase::Deadline, "GET", "http://h/");
+        assert_eq!(
+            policy.decide(&facts(&deadline)),
+            Decision::GiveUp(R::NotRetryable)
+        );
+    }
+
+    #[test]
     fn budget_runs_out_and_refills() {
         let b = Budget::new(0.5, 2);
         assert!(b.try_spend() && b.try_spend());

@@ -350,3 +350,38 @@ fn default_agent_never_uses_the_timeouts_that_spawn_a_resolver_thread() {
     assert!(pool.agent().config().max_idle_connections_per_host() >= 2);
     assert!(pool.agent().config().proxy().is_none());
 }
+
+#[test]
+fn lowercase_methods_display_query_values_and_forms() {
+    let server = common::Server::with_handler(|req, _| {
+        common::Reply::json(
+            200,
+            serde_json::json!({
+                "method": req.method,
+                "query": req.query,
+                "type": req.headers.get("content-type"),
+                "body": String::from_utf8_lossy(&req.body),
+            }),
+        )
+    });
+    let pool = Pool::new(2);
+    let v: serde_json::Value = pool
+        .request("post", &server.url("/f"))
+        .query("page", 2)
+        .query("ratio", 0.5)
+        .form(&[("user", "ada lovelace"), ("n", "1&2")])
+        .json()
+        .wait()
+        .unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["query"]["page"], "2");
+    assert_eq!(v["query"]["ratio"], "0.5");
+    assert_eq!(v["type"], "application/x-www-form-urlencoded");
+    assert_eq!(v["body"], "user=ada%20lovelace&n=1%262");
+    let err = pool
+        .request("BAD METHOD", &server.url("/f"))
+        .send()
+        .wait()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest { .. }), "{err:?}");
+}

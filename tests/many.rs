@@ -355,10 +355,9 @@ fn polling_job_ends_when_the_task_is_done() {
     let server = task_server(3);
     let pool = Pool::new(2);
     let done = pool
-        .poll_job(
-            pool.post(&server.url("/tasks"))
-                .json_body(&serde_json::json!({"n": 1})),
-        )
+        .post(&server.url("/tasks"))
+        .json_body(&serde_json::json!({"n": 1}))
+        .poll()
         .every(Duration::from_millis(10))
         .timeout(LIMIT)
         .until(|s| s["state"] == "done");
@@ -373,10 +372,9 @@ fn polling_job_times_out() {
     let server = task_server(usize::MAX);
     let pool = Pool::new(1);
     let done = pool
-        .poll_job(
-            pool.post(&server.url("/tasks"))
-                .json_body(&serde_json::json!({})),
-        )
+        .post(&server.url("/tasks"))
+        .json_body(&serde_json::json!({}))
+        .poll()
         .every(Duration::from_millis(20))
         .timeout(Duration::from_millis(200))
         .until(|s| s["state"] == "done");
@@ -390,7 +388,8 @@ fn polling_job_without_a_status_url_is_a_decode_error() {
     let server = Server::start();
     let pool = Pool::new(1);
     let err = pool
-        .poll_job(pool.get(&server.url("/json")))
+        .get(&server.url("/json"))
+        .poll()
         .until(|_| true)
         .wait()
         .unwrap_err();

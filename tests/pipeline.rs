@@ -74,7 +74,8 @@ fn through(
             })
         }
         Path::Poll => outcome(
-            pool.poll_job(pool.get(&url))
+            pool.get(&url)
+                .poll()
                 .timeout(timeout)
                 .status_url(|_| Some(".".to_string()))
                 .every(Duration::from_millis(10))
@@ -216,7 +217,8 @@ fn duration_max_is_legal_everywhere() {
     let p = pool.get_json::<Value>(&url);
     assert!(p.wait_deadline(Instant::now() + LIMIT).unwrap().is_ok());
     let poll = pool
-        .poll_job(pool.get(&url))
+        .get(&url)
+        .poll()
         .status_url(|_| Some("/json".into()))
         .every(max)
         .timeout(max)
