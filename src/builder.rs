@@ -2,9 +2,10 @@
 
 use crate::error::Error;
 use crate::pool::{ErrorHook, Pool, Settings};
-use crate::prepare::{PhaseLimits, RequestDefaults};
+use crate::prepare::RequestDefaults;
 use crate::retry::{Budget, Retry};
-use crate::wire::{AgentSettings, guarded, pool_agent};
+use crate::tls::Tls;
+use crate::wire::{AgentSettings, pool_agent};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,11 @@ pub struct Builder {
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
     max_response_bytes: u64,
-    user_agent: String,
+    user_agent: Option<String>,
     agent: Option<ureq::Agent>,
+    tls: Tls,
+    proxy: Option<Option<String>>,
+    proxy_env: bool,
     max_queued: Option<usize>,
     drain_timeout: Duration,
     on_error: Option<ErrorHook>,
@@ -52,8 +56,11 @@ impl Default for Builder {
             connect_timeout: Duration::from_secs(10),
             response_timeout: None,
             max_response_bytes: 10 * 1024 * 1024,
-            user_agent: concat!("reqpool/", env!("CARGO_PKG_VERSION")).to_string(),
+            user_agent: None,
             agent: None,
+            tls: Tls::default(),
+            proxy: None,
+            proxy_env: false,
             max_queued: None,
             drain_timeout: Duration::from_secs(30),
             on_error: None,
@@ -145,9 +152,87 @@ impl Builder {
     }
 
     /// The `User-Agent` header sent with every request. Defaults to
-    /// `"reqpool/<version>"`.
+    /// `"reqpool/<version>"` (or, with [`agent`](Builder::agent), that
+    /// agent's).
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
-        self.user_agent = ua.into();
+        self.user_agent = Some(ua.into());
+        self
+    }
+
+    /// Trusts the certificates in `pem` (every certificate of a bundle) as
+    /// roots, besides the public roots (Mozilla's, as webpki ships them):
+    /// for a private CA. Can be called several times.
+    ///
+    /// ```
+    /// # let ca_pem = b"";
+    /// let pool = reqpool::Pool::builder().tls_root_certs_pem(ca_pem).build();
+    /// // An empty or broken bundle is refused by build():
+    /// assert!(matches!(pool, Err(reqpool::Error::Usage { .. })));
+    /// ```
+    pub fn tls_root_certs_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.add_roots_pem(pem.as_ref(), "PEM bytes");
+        self
+    }
+
+    /// Like [`tls_root_certs_pem`](Builder::tls_root_certs_pem), from a
+    /// file (read here).
+    pub fn tls_root_certs_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.tls.add_roots_file(path.as_ref());
+        self
+    }
+
+    /// Trusts only the roots given with
+    /// [`tls_root_certs_pem`](Builder::tls_root_certs_pem) or
+    /// [`tls_root_certs_file`](Builder::tls_root_certs_file), not the
+    /// public ones. Defaults to false.
+    pub fn tls_only_given_roots(mut self, yes: bool) -> Self {
+        self.tls.only_given = yes;
+        self
+    }
+
+    /// Uses the operating system's trust store (and its revocation checks)
+    /// instead of the bundled public roots. Needs the crate feature
+    /// `platform-verifier`; without it [`build`](Builder::build) fails.
+    pub fn tls_platform_roots(mut self, yes: bool) -> Self {
+        self.tls.platform = yes;
+        self
+    }
+
+    /// Presents a client certificate (mutual TLS): `chain_pem` holds the
+    /// certificate and its chain, `key_pem` the private key.
+    pub fn tls_client_cert(
+        mut self,
+        chain_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Self {
+        self.tls
+            .set_client_cert(chain_pem.as_ref(), key_pem.as_ref());
+        self
+    }
+
+    /// Uses the platform's TLS library (OpenSSL, Schannel, Security
+    /// framework) instead of rustls. Needs the crate feature `native-tls`;
+    /// without it [`build`](Builder::build) fails.
+    pub fn tls_native(mut self, yes: bool) -> Self {
+        self.tls.native = yes;
+        self
+    }
+
+    /// Sends every request through the proxy at `url`
+    /// (`http://user:pw@host:port`; `https://` and, with ureq's
+    /// `socks-proxy` feature, `socks5://` too). An invalid URL makes
+    /// [`build`](Builder::build) fail. Defaults to no proxy.
+    pub fn proxy(mut self, url: &str) -> Self {
+        self.proxy = Some(Some(url.to_string()));
+        self
+    }
+
+    /// Uses the proxy named by the environment (`ALL_PROXY`,
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, in either case, with `NO_PROXY`), if
+    /// any. Off by default: a library should not send a program's requests
+    /// elsewhere because of a variable it did not know about.
+    pub fn proxy_from_env(mut self, yes: bool) -> Self {
+        self.proxy_env = yes;
         self
     }
 
@@ -156,13 +241,17 @@ impl Builder {
     ///
     /// The pool builds its own agent from that configuration, with its own
     /// connection pool and a guard on every connection that enforces each
-    /// job's time limit; the agent's connector and resolver are not used.
-    /// The pool's time limits, body cap, redirect and error-status rules
-    /// still apply to each request (they are set per request, which costs a
-    /// little). [`user_agent`](Builder::user_agent) is ignored: the agent's
-    /// own setting is used. Make sure its idle pool keeps at least as many
-    /// connections per host as there are workers, or connections will be
-    /// reopened. Defaults to an agent built by the pool: no proxy from the
+    /// job's time limit. Taken from your agent: proxy, TLS settings, user
+    /// agent, `Accept` headers, `https_only`, IP family, buffers, idle pool
+    /// size and age, per-read/write limits. Kept from the pool: redirects
+    /// and error statuses (handled by reqpool), the connect and response
+    /// limits and the total. Not used: its connector, resolver, middleware
+    /// and cookie jar. [`tls_root_certs_pem`](Builder::tls_root_certs_pem)
+    /// and the other TLS settings, and [`proxy`](Builder::proxy), override
+    /// the agent's; [`user_agent`](Builder::user_agent) does not.
+    /// [`build`](Builder::build) logs a warning for each conflict (a user
+    /// agent set on both, an idle pool smaller than the workers, global or
+    /// per-call timeouts). Defaults to an agent built by the pool: no proxy from the
     /// environment, an idle pool of `workers` connections per host, and
     /// redirects handled by reqpool rather than by ureq.
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
@@ -249,34 +338,32 @@ impl Builder {
         if self.max_queued == Some(0) {
             return Err(Error::usage("max_queued must be at least 1"));
         }
-        let (agent, per_request) = match &self.agent {
-            Some(a) => {
-                let cfg = a.config();
-                let t = cfg.timeouts();
-                if t.global.is_some() || t.per_call.is_some() {
-                    log::warn!(
-                        "reqpool: the agent given to Builder::agent sets timeout_global or \
-                         timeout_per_call; ureq 3.5 then resolves the host on a new thread for \
-                         every request (about 6x less throughput). The pool's own limits \
-                         already bound every request."
-                    );
-                }
-                let phases = PhaseLimits {
-                    connect: self.connect_timeout,
-                    response: self.response_timeout,
-                };
-                (guarded(cfg.clone()), Some(phases))
-            }
-            None => (
-                pool_agent(&AgentSettings {
-                    workers: self.workers,
-                    user_agent: &self.user_agent,
-                    connect_timeout: self.connect_timeout,
-                    response_timeout: self.response_timeout,
-                }),
-                None,
-            ),
+        let tls = self.tls.build()?;
+        let proxy = match (&self.proxy, self.proxy_env) {
+            (Some(Some(url)), _) => Some(Some(ureq::Proxy::new(url).map_err(|_| {
+                Error::usage(format!(
+                    "not a proxy url: {}",
+                    crate::redact::redact_url(url)
+                ))
+            })?)),
+            (_, true) => Some(ureq::Proxy::try_from_env()),
+            _ => None,
         };
+        let base = self.agent.as_ref().map(|a| a.config());
+        if let Some(c) = base {
+            warn_conflicts(c, &self);
+        }
+        let agent = pool_agent(
+            &AgentSettings {
+                workers: self.workers,
+                user_agent: self.user_agent.as_deref(),
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.response_timeout,
+                tls,
+                proxy,
+            },
+            base,
+        );
         let defaults = RequestDefaults {
             timeout: self.timeout,
             deadline: self.deadline,
@@ -286,7 +373,6 @@ impl Builder {
                 .retry_budget
                 .map(|(ratio, burst)| Arc::new(Budget::new(ratio, burst))),
             hedge: self.hedge,
-            per_request,
         };
         let settings = Settings {
             workers: self.workers,
@@ -303,6 +389,36 @@ impl Builder {
     }
 }
 
+/// Logs what the caller's agent and the builder both set, and which wins.
+fn warn_conflicts(c: &ureq::config::Config, b: &Builder) {
+    let t = c.timeouts();
+    if t.global.is_some() || t.per_call.is_some() {
+        log::warn!(
+            "reqpool: the agent given to Builder::agent sets timeout_global or timeout_per_call; \
+             the pool does not use them (in ureq 3.5 they resolve the host on a new thread for \
+             every request); its own limits bound every request"
+        );
+    }
+    if b.user_agent.is_some() {
+        log::warn!(
+            "reqpool: Builder::user_agent is ignored: the agent given to Builder::agent sets it"
+        );
+    }
+    if c.max_idle_connections_per_host() < b.workers {
+        log::warn!(
+            "reqpool: the agent given to Builder::agent keeps {} idle connections per host for {} \
+             workers: connections to a busy host will be reopened",
+            c.max_idle_connections_per_host(),
+            b.workers
+        );
+    }
+    if b.proxy.is_some() && c.proxy().is_some() {
+        log::warn!(
+            "reqpool: Builder::proxy overrides the proxy of the agent given to Builder::agent"
+        );
+    }
+}
+
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
@@ -316,6 +432,15 @@ impl fmt::Debug for Builder {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("user_agent", &self.user_agent)
             .field("own_agent", &self.agent.is_some())
+            .field("tls", &self.tls)
+            .field(
+                "proxy",
+                &self
+                    .proxy
+                    .as_ref()
+                    .map(|p| p.as_deref().map(crate::redact::redact_url)),
+            )
+            .field("proxy_from_env", &self.proxy_env)
             .field("max_queued", &self.max_queued)
             .field("drain_timeout", &self.drain_timeout)
             .field("on_error", &self.on_error.is_some())

@@ -57,13 +57,16 @@ pub enum TransportKind {
     Refused,
     /// The host name did not resolve: the request never left.
     Dns,
-    /// The TLS handshake or certificate check failed.
+    /// The TLS handshake or certificate check failed; nothing of the request
+    /// was sent. The message says which check.
     Tls,
     /// The connection was reset or closed before the response was complete;
     /// the request may have reached the server.
     Reset,
     /// The server broke the HTTP protocol.
     Protocol,
+    /// The proxy refused to connect to the server (a failed `CONNECT`).
+    Proxy,
     /// Any other I/O failure.
     Other,
 }
@@ -76,6 +79,7 @@ impl TransportKind {
             TransportKind::Tls => "tls failure",
             TransportKind::Reset => "connection closed early",
             TransportKind::Protocol => "protocol error",
+            TransportKind::Proxy => "proxy refused",
             TransportKind::Other => "transport error",
         }
     }

@@ -181,7 +181,10 @@ impl Error {
         !matches!(
             self.last_attempt(),
             Error::Transport {
-                kind: TransportKind::Refused | TransportKind::Dns,
+                kind: TransportKind::Refused
+                    | TransportKind::Dns
+                    | TransportKind::Tls
+                    | TransportKind::Proxy,
                 ..
             } | Error::Timeout {
                 phase: Phase::Queued | Phase::Resolve | Phase::Connect,
@@ -304,9 +307,10 @@ impl Error {
         match self.last_attempt() {
             Error::Status { code, .. } => statuses.contains(code),
             Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
-            Error::Transport { kind, .. } => {
-                !matches!(kind, TransportKind::Tls | TransportKind::Protocol)
-            }
+            Error::Transport { kind, .. } => !matches!(
+                kind,
+                TransportKind::Tls | TransportKind::Protocol | TransportKind::Proxy
+            ),
             _ => false,
         }
     }

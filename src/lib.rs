@@ -167,6 +167,7 @@ mod stats;
 mod sync;
 mod task;
 mod timer;
+mod tls;
 mod wire;
 mod worker;
 

@@ -25,16 +25,6 @@ pub(crate) struct RequestDefaults {
     pub(crate) retry: Arc<Retry>,
     pub(crate) budget: Option<Arc<Budget>>,
     pub(crate) hedge: Option<Hedge>,
-    /// Set when the agent is the caller's own: the limits each request
-    /// must set on it (the pool's own agent has them built in).
-    pub(crate) per_request: Option<PhaseLimits>,
-}
-
-/// Limits of single phases, for a caller's own agent.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PhaseLimits {
-    pub(crate) connect: Duration,
-    pub(crate) response: Option<Duration>,
 }
 
 impl RequestDefaults {
@@ -90,7 +80,6 @@ pub(crate) struct Prepared {
     pub(crate) retry: Arc<Retry>,
     pub(crate) budget: Option<Arc<Budget>>,
     pub(crate) max_bytes: u64,
-    pub(crate) per_request: Option<PhaseLimits>,
     /// Values never shown in a message: URL credentials, query values,
     /// secret header values.
     pub(crate) secrets: Vec<String>,
@@ -234,7 +223,6 @@ impl Prepared {
             retry: self.retry.clone(),
             budget: self.budget.clone(),
             max_bytes: self.max_bytes,
-            per_request: self.per_request,
             secrets,
         })
     }

@@ -341,7 +341,6 @@ impl RequestBuilder {
             },
             budget: defaults.budget.clone(),
             max_bytes: defaults.max_response_bytes,
-            per_request: defaults.per_request,
             secrets,
         };
         let opts = Options {

@@ -10,7 +10,7 @@ use crate::redact::scrub;
 use crate::response::Response;
 use crate::retry::{Decision, Facts, parse_retry_after};
 use crate::task::{Ctx, Step};
-use crate::wire::{phase_limit, with_limit};
+use crate::wire::with_limit;
 use std::borrow::Cow;
 use std::io::Read;
 use std::time::Instant;
@@ -208,19 +208,7 @@ fn exchange(
     let request = builder
         .body(hop.body.unwrap_or_default())
         .map_err(|e| Error::invalid(url, e.to_string()))?;
-    let run = match req.per_request {
-        // The caller's own agent: say what the pool's agent has built in.
-        Some(p) => agent.run(
-            agent
-                .configure_request(request)
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .timeout_connect(phase_limit(p.connect))
-                .timeout_recv_response(p.response.and_then(phase_limit))
-                .build(),
-        ),
-        None => agent.run(request),
-    };
+    let run = agent.run(request);
     let mut resp = run.map_err(|e| Error::from_ureq(e, method, url))?;
     let status = resp.status().as_u16();
     let cap = if status >= 400 {
@@ -294,11 +282,18 @@ impl Error {
         use ureq::Error as U;
         let method_s = method.to_string();
         let red = redact_url(url);
-        let transport = |kind: TransportKind, message: String| Error::Transport {
-            kind,
-            method: method_s.clone(),
-            url: red.clone(),
-            message: scrub(&message, url),
+        let transport = |kind: TransportKind, message: String| {
+            let message = if kind == TransportKind::Tls {
+                format!("{}: {message}", tls_check(&message))
+            } else {
+                message
+            };
+            Error::Transport {
+                kind,
+                method: method_s.clone(),
+                url: red.clone(),
+                message: scrub(&message, url),
+            }
         };
         match err {
             U::Timeout(t) => Error::Timeout {
@@ -320,6 +315,16 @@ impl Error {
             }
             U::Tls(m) => transport(TransportKind::Tls, m.to_string()),
             U::Rustls(e) => transport(TransportKind::Tls, e.to_string()),
+            U::TlsRequired => transport(TransportKind::Tls, "the connection needs tls".into()),
+            U::ConnectProxyFailed(m) => transport(TransportKind::Proxy, m),
+            U::InvalidProxyUrl => Error::InvalidRequest {
+                url: red,
+                reason: "invalid proxy url".into(),
+            },
+            U::RequireHttpsOnly(m) => Error::InvalidRequest {
+                url: red,
+                reason: scrub(&format!("the agent allows https only: {m}"), url),
+            },
             U::Protocol(p) => transport(TransportKind::Protocol, p.to_string()),
             U::BadUri(m) => Error::InvalidRequest {
                 url: red,
@@ -392,6 +397,41 @@ fn io_kind(io: &std::io::Error) -> TransportKind {
 }
 
 /// rustls errors reach us inside I/O errors; their messages tell them apart.
+/// Which check of a TLS connection failed, from what rustls (or the
+/// platform's library) said.
+fn tls_check(text: &str) -> &'static str {
+    let t = text.to_ascii_lowercase();
+    if t.contains("unknownissuer")
+        || t.contains("unknown issuer")
+        || t.contains("unable to get local issuer")
+        || t.contains("self-signed")
+        || t.contains("self signed")
+    {
+        "certificate not trusted (unknown issuer)"
+    } else if t.contains("badsignature") || t.contains("bad signature") {
+        "certificate not trusted (bad signature)"
+    } else if t.contains("expired") || t.contains("notvalidyet") {
+        "certificate expired or not yet valid"
+    } else if t.contains("notvalidforname")
+        || t.contains("hostname mismatch")
+        || t.contains("not valid for name")
+    {
+        "certificate is for another name"
+    } else if t.contains("revoked") {
+        "certificate revoked"
+    } else if t.contains("corrupt message")
+        || t.contains("invalidcontenttype")
+        || t.contains("wrong version number")
+        || t.contains("invalid content type")
+    {
+        "the server does not speak tls"
+    } else if t.contains("certificate") {
+        "certificate rejected"
+    } else {
+        "tls handshake failed"
+    }
+}
+
 fn looks_like_tls(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     [

@@ -175,11 +175,19 @@ impl Server {
 fn serve_connection(stream: TcpStream, shared: &Shared, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(SERVER_WAIT));
     let _ = stream.set_nodelay(true);
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
+    serve(stream, shared, handler, None);
+}
+
+/// Serves requests on one connection (plain or TLS) until it closes, or
+/// after `max_requests`.
+fn serve<S: Read + Write>(
+    stream: S,
+    shared: &Shared,
+    handler: &Handler,
+    max_requests: Option<usize>,
+) -> BufReader<S> {
     let mut reader = BufReader::new(stream);
+    let mut served = 0;
     while let Some(req) = read_request(&mut reader) {
         shared.requests.fetch_add(1, Ordering::SeqCst);
         shared
@@ -192,9 +200,127 @@ fn serve_connection(stream: TcpStream, shared: &Shared, handler: &Handler) {
             .get("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let reply = handler(&req, shared);
-        if write_reply(&mut writer, &reply, req.method == "HEAD").is_err() || close {
-            return;
+        served += 1;
+        let last = max_requests.is_some_and(|m| served >= m);
+        let mut reply = reply;
+        if last {
+            reply.headers.push(("Connection".into(), "close".into()));
         }
+        if write_reply(reader.get_mut(), &reply, req.method == "HEAD").is_err() || close || last {
+            break;
+        }
+    }
+    reader
+}
+
+/// A private CA and a certificate for 127.0.0.1 and `localhost` signed by
+/// it, made at test time.
+pub struct TestCa {
+    /// The CA certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "reqpool test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), ca.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        TestCa {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
+/// Handshakes a TLS server saw, by kind.
+#[derive(Default)]
+pub struct Handshakes {
+    pub full: AtomicUsize,
+    pub resumed: AtomicUsize,
+}
+
+/// An HTTPS server: the same routes and handlers as `Server`, over TLS,
+/// closing each connection after `max_requests` (connection recycling).
+pub struct TlsServer {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub handshakes: Arc<Handshakes>,
+}
+
+impl TlsServer {
+    pub fn start(
+        ca: &TestCa,
+        max_requests: Option<usize>,
+        handler: impl Fn(&Req, &Shared) -> Reply + Send + Sync + 'static,
+    ) -> TlsServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let handshakes = Arc::new(Handshakes::default());
+        let handler: Arc<Handler> = Arc::new(handler);
+        let config = ca.server.clone();
+        let (sh, hs) = (shared.clone(), handshakes.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                sh.connections.fetch_add(1, Ordering::SeqCst);
+                let (sh, hs, handler, config) =
+                    (sh.clone(), hs.clone(), handler.clone(), config.clone());
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(SERVER_WAIT));
+                    let _ = stream.set_nodelay(true);
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let tls = rustls::StreamOwned::new(conn, stream);
+                    let mut reader = serve(tls, &sh, &*handler, max_requests);
+                    let tls = reader.get_mut();
+                    match tls.conn.handshake_kind() {
+                        Some(rustls::HandshakeKind::Resumed) => {
+                            hs.resumed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Some(_) => {
+                            hs.full.fetch_add(1, Ordering::SeqCst);
+                        }
+                        None => {}
+                    }
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsServer {
+            addr,
+            shared,
+            handshakes,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{}", self.addr, path)
     }
 }
 
