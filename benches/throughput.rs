@@ -1,8 +1,15 @@
-//! Requests per second against the in-process server answering at once:
-//! a serial loop on one ureq agent against the pool at 1, 4 and 16 workers.
-//! Each iteration is 1,000 POSTs with a JSON body and a JSON reply.
+//! Requests per second against in-process servers answering at once, over
+//! http and over https (the https server closes each connection after 20
+//! requests, so new connections and TLS session resumption count), for:
 //!
-//! `cargo bench --bench throughput` (criterion reports elements/s).
+//! - `serial_ureq`: one ureq agent on one thread;
+//! - `hand_rolled/N`: N std threads sharing one ureq agent, jobs in and
+//!   results out over crossbeam channels — the code a user would write;
+//! - `pooled/N`: reqpool with N workers.
+//!
+//! Each iteration is 1,000 POSTs with a JSON body and a parsed JSON reply.
+//! `cargo bench --bench throughput` (criterion reports elements/s); the
+//! ratios in the README come from one such run.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
@@ -10,34 +17,78 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::hint::black_box;
 use std::time::Duration;
 
 const BATCH: u64 = 1000;
 
-fn bench(c: &mut Criterion) {
-    let server = common::Server::start();
-    let url = server.url("/json");
-    let body = serde_json::json!({"tag": "bench", "items": [{"id": 1}]});
-    let mut g = c.benchmark_group("throughput");
-    g.throughput(Throughput::Elements(BATCH));
+/// N threads sharing one agent: the baseline a pool must match.
+struct HandRolled {
+    jobs: Sender<()>,
+    results: Receiver<serde_json::Value>,
+}
 
-    // The baseline: one agent, one thread, the same per-phase limits.
-    let t = Some(Duration::from_secs(30));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+impl HandRolled {
+    fn start(n: usize, agent: &ureq::Agent, url: &str, body: &serde_json::Value) -> HandRolled {
+        let (jobs, job_rx) = unbounded::<()>();
+        let (res_tx, results) = unbounded();
+        for _ in 0..n {
+            let (agent, url, body) = (agent.clone(), url.to_string(), body.clone());
+            let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+            std::thread::spawn(move || {
+                while job_rx.recv().is_ok() {
+                    let v: serde_json::Value = agent
+                        .post(&url)
+                        .send_json(&body)
+                        .unwrap()
+                        .body_mut()
+                        .read_json()
+                        .unwrap();
+                    if res_tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        HandRolled { jobs, results }
+    }
+
+    fn batch(&self) {
+        for _ in 0..BATCH {
+            self.jobs.send(()).unwrap();
+        }
+        for _ in 0..BATCH {
+            black_box(self.results.recv().unwrap());
+        }
+    }
+}
+
+fn agent(ca: Option<&common::TestCa>, workers: usize) -> ureq::Agent {
+    let mut b = ureq::Agent::config_builder()
         .proxy(None)
-        .timeout_connect(t)
-        .timeout_send_request(t)
-        .timeout_send_body(t)
-        .timeout_recv_response(t)
-        .timeout_recv_body(t)
-        .build()
-        .into();
+        .max_idle_connections_per_host(workers.max(3));
+    if let Some(ca) = ca {
+        let cert = ureq::tls::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
+        b = b.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                .build(),
+        );
+    }
+    b.build().into()
+}
+
+fn group(c: &mut Criterion, name: &str, url: &str, ca: Option<&common::TestCa>) {
+    let body = serde_json::json!({"tag": "bench", "items": [{"id": 1}]});
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(BATCH));
+    let serial = agent(ca, 1);
     g.bench_function("serial_ureq", |b| {
         b.iter(|| {
             for _ in 0..BATCH {
-                let v: serde_json::Value = agent
-                    .post(&url)
+                let v: serde_json::Value = serial
+                    .post(url)
                     .send_json(&body)
                     .unwrap()
                     .body_mut()
@@ -47,13 +98,22 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-
-    for workers in [1usize, 4, 16] {
-        let pool = reqpool::Pool::new(workers);
+    for workers in [2usize, 16] {
+        let hand = HandRolled::start(workers, &agent(ca, workers), url, &body);
+        g.bench_with_input(
+            BenchmarkId::new("hand_rolled", workers),
+            &workers,
+            |b, _| b.iter(|| hand.batch()),
+        );
+        let mut builder = reqpool::Pool::builder().workers(workers);
+        if let Some(ca) = ca {
+            builder = builder.tls_root_certs_pem(&ca.ca_pem);
+        }
+        let pool = builder.build().unwrap();
         g.bench_with_input(BenchmarkId::new("pooled", workers), &workers, |b, _| {
             b.iter(|| {
                 let all: Vec<_> = (0..BATCH)
-                    .map(|_| pool.post_json::<serde_json::Value>(&url, &body))
+                    .map(|_| pool.post_json::<serde_json::Value>(url, &body))
                     .collect();
                 for p in all {
                     black_box(p.wait().unwrap());
@@ -62,6 +122,14 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let server = common::Server::start();
+    group(c, "throughput", &server.url("/json"), None);
+    let ca = common::TestCa::new();
+    let tls = common::TlsServer::start(&ca, Some(20), common::default_routes);
+    group(c, "throughput_https", &tls.url("/json"), Some(&ca));
 }
 
 fn config() -> Criterion {

@@ -129,7 +129,7 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The job was cancelled before it started.
+    /// The job was cancelled (see [`Pending::cancel`](crate::Pending::cancel)).
     Cancelled,
     /// The job panicked; the message is the panic's payload when it was a string.
     Panicked {
@@ -282,7 +282,7 @@ impl Error {
         matches!(self.last_attempt(), Error::Decode { .. })
     }
 
-    /// True if the job was cancelled before it started.
+    /// True if the job was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
     }
@@ -466,7 +466,7 @@ impl fmt::Display for Error {
                 with_url(f, "", url)?;
                 write!(f, ": {}", one_line(reason, 300))
             }
-            Error::Cancelled => f.write_str("job was cancelled before it started"),
+            Error::Cancelled => f.write_str("job was cancelled"),
             Error::Panicked { message } => write!(f, "job panicked: {message}"),
             Error::Closed => f.write_str("pool is shut down; the job did not run"),
             Error::QueueFull => f.write_str("pool queue is full"),

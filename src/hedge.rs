@@ -4,7 +4,7 @@
 use crate::error::Error;
 use crate::pending::Pending;
 use crate::sync::lock;
-use crate::task::{Deliver, RUNNING, Slot};
+use crate::task::{Control, Deliver, RUNNING, Slot};
 use crate::timer::Due;
 use crossbeam_channel::bounded;
 use hdrhistogram::Histogram;
@@ -99,6 +99,8 @@ struct Race<T> {
     slot: Arc<Slot<T>>,
     done: AtomicBool,
     running: AtomicUsize,
+    /// Both copies, so the winner's success cancels the loser in flight.
+    copies: Mutex<Vec<Arc<dyn Control>>>,
 }
 
 impl<T: Send + 'static> Race<T> {
@@ -107,6 +109,7 @@ impl<T: Send + 'static> Race<T> {
             slot,
             done: AtomicBool::new(false),
             running: AtomicUsize::new(1),
+            copies: Mutex::new(Vec::new()),
         })
     }
 
@@ -116,6 +119,10 @@ impl<T: Send + 'static> Race<T> {
         let last = self.running.fetch_sub(1, Ordering::AcqRel) == 1;
         if (result.is_ok() || last) && !self.done.swap(true, Ordering::AcqRel) {
             self.slot.deliver(result);
+            // The other copy's answer is not needed: stop it.
+            for copy in lock(&self.copies).drain(..) {
+                copy.cancel();
+            }
         }
     }
 
@@ -146,6 +153,7 @@ pub(crate) fn race<T: Send + 'static>(
     let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
     let race = Race::new(Arc::clone(&slot));
     let ctl = first.control();
+    lock(&race.copies).push(Arc::clone(&ctl));
     let r = Arc::clone(&race);
     first.on_complete(Box::new(move |res| r.offer(res)));
     let first_ctl = Arc::clone(&ctl);
@@ -155,7 +163,9 @@ pub(crate) fn race<T: Send + 'static>(
             if first_ctl.state() != RUNNING || !race.second() {
                 return;
             }
-            second().on_complete(Box::new(move |res| race.offer(res)));
+            let copy = second();
+            lock(&race.copies).push(copy.control());
+            copy.on_complete(Box::new(move |res| race.offer(res)));
         }),
     );
     Pending::new(rx, slot, ctl)

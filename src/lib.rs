@@ -101,7 +101,7 @@
 //! | reply larger than the cap | [`Error::TooLarge`] |
 //! | redirect on a request with a body | [`Error::Redirect`] |
 //! | the job panicked | [`Error::Panicked`] with the message |
-//! | [`Pending::cancel`] before it started | [`Error::Cancelled`] |
+//! | [`Pending::cancel`], `shutdown_now`, a loser of `first_success` | [`Error::Cancelled`] |
 //! | the pool was shut down | [`Error::Closed`] |
 //! | a configuration or usage mistake | [`Error::Usage`] |
 //! | a burst called off | [`Error::Aborted`] |

@@ -126,7 +126,9 @@ impl Pool {
     /// Blocks the current thread until the running jobs finish, after
     /// closing the pool and resolving every queued job (and every job
     /// waiting between two steps, such as a retry's backoff) as cancelled
-    /// at once. The running jobs keep their time limits.
+    /// at once, and cutting off every request in flight (its socket is shut
+    /// down; its handle resolves as cancelled). A closure blocked on
+    /// something other than the pool's agent runs on to its end.
     pub fn shutdown_now(&self) -> Shutdown {
         self.shutdown_until(Deadline::NEVER, true)
     }
@@ -135,6 +137,11 @@ impl Pool {
         let inner = self.inner();
         let before = inner.stats();
         inner.close(cancel);
+        if cancel {
+            // Cut off the requests in flight: their sockets are shut down,
+            // and a job that fails now resolves as cancelled.
+            inner.interrupt();
+        }
         let own = self.on_own_worker();
         let mut left = if own {
             inner.outstanding().get()

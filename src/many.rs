@@ -166,8 +166,8 @@ impl fmt::Display for AllFailed {
 impl std::error::Error for AllFailed {}
 
 /// Blocks the current thread until the first handle succeeds; returns its
-/// position and value, and cancels the handles that have not started yet
-/// (the ones already running finish and their results are dropped).
+/// position and value, and cancels the others, requests in flight
+/// included (their sockets are shut down, their workers freed).
 ///
 /// Unlike Java's `anyOf`, a failure does not end the wait.
 ///
@@ -416,9 +416,10 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
         self.progress
     }
 
-    /// Cancels every job of the set that has not started yet (or waits
-    /// between two steps); returns how many were cancelled. Their results
-    /// (`Cancelled`) still come out of `next`.
+    /// Cancels every job of the set that has not finished (see
+    /// [`Pending::cancel`]: a request in flight is cut off); returns how
+    /// many were cancelled. Their results (`Cancelled`) still come out of
+    /// `next`.
     pub fn cancel_rest(&self) -> usize {
         self.waiting.iter().filter(|e| e.ctl.cancel()).count()
     }

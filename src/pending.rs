@@ -254,13 +254,16 @@ impl<T: Send + 'static> Pending<T> {
         !self.rx.is_empty()
     }
 
-    /// Cancels the job if it has not started yet, or is waiting between
-    /// two steps (a retry's backoff, a poll interval).
+    /// Cancels the job, wherever it is: queued, waiting between two steps
+    /// (a retry's backoff, a poll interval), or running.
     ///
-    /// Returns true if it was cancelled: it will never run (again), and the
-    /// handle resolves with [`Error::Cancelled`]. Returns false if it runs
-    /// right now or has finished; then it goes on and the handle gets its
-    /// result.
+    /// Returns true if it was cancelled: the handle resolves with
+    /// [`Error::Cancelled`] at once and the job never runs (again). A
+    /// request in flight is cut off: its socket is shut down, so its worker
+    /// is free within milliseconds and the connection is never reused. A
+    /// closure in flight is cut off the same way in its requests through
+    /// the pool's agent; anything else it does runs on to its end (its
+    /// result is dropped). Returns false if the job has finished already.
     ///
     /// ```
     /// let pool = reqpool::Pool::new(1);

@@ -114,6 +114,7 @@ impl PollJob {
             host: inner.caps_hosts().then(|| start.spec.host()).flatten(),
             block: true,
             label: Some(start.clone() as Arc<dyn Label>),
+            detached: false,
         };
         let mut stage = Stage::Start(Attempts::default());
         inner.submit(spec, move |ctx: &Ctx<'_>| {

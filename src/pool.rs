@@ -9,7 +9,7 @@ use crate::prepare::RequestDefaults;
 use crate::stats::{Counters, Stats};
 use crate::sync::Gate;
 use crate::task::on_worker_of;
-use crate::task::{Control, Ctx, Deliver, Label, Limits, Step, Task, TaskHooks};
+use crate::task::{Control, Ctx, Deliver, Label, Limits, Outcome, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
 use crate::worker::{Dispatch, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -75,6 +75,8 @@ pub(crate) struct JobSpec {
     pub(crate) block: bool,
     /// The request the job runs, for errors raised outside of it.
     pub(crate) label: Option<Arc<dyn Label>>,
+    /// A detached fire: done once its request is written.
+    pub(crate) detached: bool,
 }
 
 /// Shared by the handles and by every queued job.
@@ -152,8 +154,16 @@ impl TaskHooks for Inner {
         }
     }
 
-    fn finished(&self, started: Instant, ok: bool, panicked: bool) {
-        self.counters.finished(started, ok, panicked);
+    fn finished(&self, started: Instant, outcome: Outcome) {
+        self.counters.finished(started, outcome);
+    }
+
+    fn cancelled_running(&self) {
+        self.counters.cancelled_running();
+    }
+
+    fn cancelling(&self) -> bool {
+        self.cancel_queued.load(Ordering::Acquire)
     }
 
     fn delivered(&self) {
@@ -228,6 +238,7 @@ impl Inner {
             hooks,
             spec.label,
             host,
+            spec.detached,
         );
         self.counters.queued();
         self.outstanding.add();
@@ -474,6 +485,7 @@ impl Pool {
             host: None,
             block,
             label: None,
+            detached: false,
         };
         inner.submit(spec, one_step(job))
     }

@@ -276,6 +276,48 @@ impl RequestBuilder {
         Ok(())
     }
 
+    /// Sends the request without waiting for the reply: the job is done,
+    /// and its worker free, as soon as the request (head and body) is
+    /// written. Counted, hooked and flushed like [`fire`](RequestBuilder::fire).
+    ///
+    /// What is known: the request was written to the connection (a failure
+    /// to connect or to write is a failure, reported to the
+    /// [`on_error`](crate::Builder::on_error) hook and the log, and retried
+    /// as the policy allows). What is not known: whether the server read
+    /// it to the end, processed it, or what it answered — the connection is
+    /// closed without reading the reply, and many servers (most Python and
+    /// Node frameworks among them) go on processing a request whose client
+    /// left, but some stop. Use it where losing an answer is fine (seed
+    /// 002's "send the data and move on"); use `fire` to learn the status.
+    /// Never hedged.
+    ///
+    /// # Errors
+    ///
+    /// At once, without queueing anything: [`Error::InvalidRequest`] for a
+    /// request that cannot be built, [`Error::Closed`] after a shutdown.
+    ///
+    /// ```no_run
+    /// let pool = reqpool::Pool::new(2);
+    /// pool.post("http://127.0.0.1:8000/ingest")
+    ///     .json_body(&serde_json::json!({"event": "seen"}))
+    ///     .fire_detached()?;
+    /// pool.flush(); // returns once every body is written
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn fire_detached(self) -> Result<(), Error> {
+        let label = format!("{} {}", self.method, redact_url(&self.url));
+        let inner = Arc::clone(self.pool.inner());
+        if inner.is_closed() {
+            return Err(Error::Closed);
+        }
+        let (pool, mut opts, prepared) = self.prepare()?;
+        opts.detached = true;
+        opts.hedge = None;
+        let pending = start(&pool, opts, prepared, |_, _| Ok(()));
+        inner.track_fired(label, pending);
+        Ok(())
+    }
+
     /// Like [`json`](RequestBuilder::json), but never blocks (`try_` always
     /// means that here).
     ///
@@ -346,6 +388,7 @@ impl RequestBuilder {
         let opts = Options {
             hedge: self.hedge.or(defaults.hedge),
             block: !self.no_block,
+            detached: false,
         };
         Ok((self.pool, opts, Arc::new(prepared)))
     }
@@ -356,6 +399,7 @@ impl RequestBuilder {
 pub(crate) struct Options {
     hedge: Option<Hedge>,
     block: bool,
+    detached: bool,
 }
 
 /// The one way a request reaches the pool: as a job whose steps are its
@@ -388,6 +432,7 @@ where
                 host: host.clone(),
                 block,
                 label: Some(req.clone()),
+                detached: opts.detached,
             };
             inner.submit(spec, job)
         }

@@ -18,6 +18,17 @@ pub struct Response {
 }
 
 impl Response {
+    /// The stand-in for the reply of a detached fire, never shown.
+    pub(crate) fn detached(method: &ureq::http::Method, url: &str) -> Response {
+        Response {
+            status: 0,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+            url: url.to_string(),
+            method: method.to_string(),
+        }
+    }
+
     /// The status code.
     pub fn status(&self) -> u16 {
         self.status

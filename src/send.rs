@@ -47,6 +47,11 @@ impl Prepared {
             let mut in_body = false;
             let err = match with_limit(limit, || execute(ctx.agent, self, &mut in_body)) {
                 Ok(resp) => return Step::Done(Ok(resp)),
+                Err(e) if is_marker(&e, crate::wire::DETACHED) => {
+                    // Written; the reply is not awaited.
+                    return Step::Done(Ok(Response::detached(&self.spec.method, &self.spec.url)));
+                }
+                Err(_) if crate::wire::aborted() => return Step::Done(Err(Error::Cancelled)),
                 Err(e) => e.scrubbed(&self.secrets),
             };
             let facts = Facts {
@@ -137,7 +142,10 @@ fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Re
     };
     let mut redirects = 0;
     loop {
-        let resp = exchange(agent, &hop, req, in_body)?;
+        let resp = exchange(agent, &hop, req, in_body);
+        // The exchange is over: the connection may go to another job.
+        crate::wire::release_conn();
+        let resp = resp?;
         let code = resp.status;
         let location = match resp.header("location") {
             Some(l) if matches!(code, 301 | 302 | 303 | 307 | 308) => l.to_string(),
@@ -257,6 +265,11 @@ fn exchange(
         url: url.to_string(),
         method: method.to_string(),
     })
+}
+
+/// True if `err` is the wire's own error with message `marker`.
+fn is_marker(err: &Error, marker: &str) -> bool {
+    matches!(err, Error::Transport { message, .. } if message.contains(marker))
 }
 
 /// Turns an I/O error from reading a body back into our error.

@@ -1,6 +1,7 @@
 //! Counters and latency histograms of a pool, and their snapshot, `Stats`.
 
 use crate::sync::lock;
+use crate::task::Outcome;
 use hdrhistogram::Histogram;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,19 +102,26 @@ impl Counters {
     }
 
     /// A job ran to its end; its first step started at `started`.
-    pub(crate) fn finished(&self, started: Instant, ok: bool, panicked: bool) {
+    pub(crate) fn finished(&self, started: Instant, outcome: Outcome) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        let counter = match outcome {
+            Outcome::Cancelled => return, // counted when it was cancelled
+            Outcome::Succeeded => &self.succeeded,
+            Outcome::Failed => &self.failed,
+            Outcome::Panicked => {
+                self.panicked.fetch_add(1, Ordering::Relaxed);
+                &self.failed
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         lock(&self.times)
             .run
             .saturating_record(micros(started.elapsed()));
-        if ok {
-            self.succeeded.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        if panicked {
-            self.panicked.fetch_add(1, Ordering::Relaxed);
-        }
-        self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A running job was cancelled (its end is counted when its step ends).
+    pub(crate) fn cancelled_running(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn fired(&self) {

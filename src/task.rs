@@ -15,7 +15,7 @@
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
 use crate::sync::lock;
-use crate::wire::with_limit;
+use crate::wire::{Conn, InFlight, with_job, with_limit};
 use crossbeam_channel::Sender;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -223,6 +223,16 @@ impl Control for Finished {
     }
 }
 
+/// How a task that ran came to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Succeeded,
+    Failed,
+    Panicked,
+    /// Cancelled while it ran (already counted as cancelled).
+    Cancelled,
+}
+
 /// Accounting callbacks from the pool, and what a task needs of it.
 pub(crate) trait TaskHooks: Send + Sync {
     fn id(&self) -> usize;
@@ -238,7 +248,12 @@ pub(crate) trait TaskHooks: Send + Sync {
     /// the queue, without running (again).
     fn skipped(&self, sleeping: bool, cancelled: bool);
     /// The task ran to its end, its first step having started at `started`.
-    fn finished(&self, started: Instant, ok: bool, panicked: bool);
+    fn finished(&self, started: Instant, outcome: Outcome);
+    /// The task was cancelled while it ran (it is counted out of the
+    /// running when its step ends, with `Outcome::Cancelled`).
+    fn cancelled_running(&self);
+    /// True once a `shutdown_now` began: a job that fails now was cut off.
+    fn cancelling(&self) -> bool;
     /// The task's result has been delivered (continuations included).
     fn delivered(&self);
 }
@@ -258,6 +273,10 @@ pub(crate) struct Task<T, F> {
     slot: Slot<T>,
     hooks: Arc<dyn TaskHooks>,
     label: Option<Arc<dyn Label>>,
+    /// The connection the running step uses now, for a cancel in flight.
+    conn: Mutex<Option<Weak<Conn>>>,
+    /// A detached fire: done once its request is written.
+    detached: bool,
 }
 
 fn pack(ticket: u32, state: u8) -> u32 {
@@ -280,6 +299,7 @@ where
         hooks: Arc<dyn TaskHooks>,
         label: Option<Arc<dyn Label>>,
         host: Option<Arc<str>>,
+        detached: bool,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Task {
             me: me.clone(),
@@ -293,15 +313,79 @@ where
             slot: Slot::new(deliver),
             hooks,
             label,
+            conn: Mutex::new(None),
+            detached,
         })
     }
 
+    /// Ends a task that ran: delivers its result, unless it was cancelled
+    /// while it ran (the canceller delivered then).
     fn finish(&self, result: Result<T, Error>, started: Instant, panicked: bool) {
-        self.hooks.finished(started, result.is_ok(), panicked);
+        drop(lock(&self.conn).take());
         let word = self.state.load(Ordering::Acquire);
-        self.state.store(pack(word >> 8, DONE), Ordering::Release);
+        let ended = state_of(word) == RUNNING
+            && self
+                .state
+                .compare_exchange(
+                    word,
+                    pack(word >> 8, DONE),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
+        if !ended {
+            self.hooks.finished(started, Outcome::Cancelled);
+            self.hooks.delivered();
+            return;
+        }
+        // A job cut off by `shutdown_now` was cancelled, whatever its I/O
+        // said about it.
+        let cut_off = result.is_err() && self.hooks.cancelling();
+        let outcome = match (&result, panicked) {
+            _ if cut_off => {
+                self.hooks.cancelled_running();
+                Outcome::Cancelled
+            }
+            (_, true) => Outcome::Panicked,
+            (Ok(_), _) => Outcome::Succeeded,
+            (Err(_), _) => Outcome::Failed,
+        };
+        let result = if cut_off {
+            Err(Error::Cancelled)
+        } else {
+            result
+        };
+        self.hooks.finished(started, outcome);
         self.slot.deliver(result);
         self.hooks.delivered();
+    }
+
+    /// Cancels a task whose step runs now: resolves it as cancelled at
+    /// once and shuts the socket of its request in flight down, so the
+    /// worker is free within milliseconds. The step's own end is counted
+    /// when it comes.
+    fn cancel_running(&self) -> bool {
+        let word = self.state.load(Ordering::Acquire);
+        if state_of(word) != RUNNING
+            || self
+                .state
+                .compare_exchange(
+                    word,
+                    pack(word >> 8, CANCELLED),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return false;
+        }
+        let conn = lock(&self.conn).take().and_then(|w| w.upgrade());
+        if let Some(conn) = conn {
+            conn.abort_for(InFlight::id(self));
+        }
+        self.hooks.cancelled_running();
+        self.slot.deliver(Err(Error::Cancelled));
+        true
     }
 
     /// Moves a queued task to `to`; returns the word it had, or None if it
@@ -342,6 +426,36 @@ where
     }
 }
 
+impl<T, F> InFlight for Task<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
+{
+    fn id(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
+    fn using(&self, conn: Option<&Arc<Conn>>) {
+        let mut current = lock(&self.conn);
+        match conn {
+            Some(c)
+                if current
+                    .as_ref()
+                    .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(c))) => {}
+            Some(c) => *current = Some(Arc::downgrade(c)),
+            None => *current = None,
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        state_of(self.state.load(Ordering::Acquire)) == CANCELLED
+    }
+
+    fn detached(&self) -> bool {
+        self.detached
+    }
+}
+
 impl<T, F> Sink<T> for Task<T, F>
 where
     T: Send + 'static,
@@ -374,7 +488,7 @@ where
 
     fn cancel(&self) -> bool {
         if self.leave(CANCELLED).is_none() {
-            return false;
+            return self.cancel_running();
         }
         drop(lock(&self.job).take());
         // Started before: it is counted among the scheduled, not the queued.
@@ -430,7 +544,13 @@ where
             agent: self.hooks.agent(),
             limit,
         };
-        let step = catch_unwind(AssertUnwindSafe(|| with_limit(limit, || job(&ctx))));
+        let me: Option<Arc<dyn InFlight>> = self.me.upgrade().map(|m| m as Arc<dyn InFlight>);
+        let step = catch_unwind(AssertUnwindSafe(|| {
+            with_limit(limit, || match me {
+                Some(me) => with_job(me, || job(&ctx)),
+                None => job(&ctx),
+            })
+        }));
         match step {
             Ok(Step::Sleep(until)) => {
                 *lock(&self.job) = Some(job);

@@ -13,15 +13,119 @@
 //! bound, because they run on the same thread.
 
 use crate::deadline::Deadline;
-use std::cell::Cell;
+use crate::sync::lock;
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, ShutdownHandle, Transport,
 };
 
 thread_local! {
     /// The limit of the job running on this thread (None: no limit).
     static LIMIT: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The job running on this thread, as the wire sees it.
+    static JOB: RefCell<Option<Arc<dyn InFlight>>> = const { RefCell::new(None) };
+}
+
+/// What the wire needs of the job whose I/O it carries.
+pub(crate) trait InFlight: Send + Sync {
+    /// Tells one job from another on a connection.
+    fn id(&self) -> usize;
+    /// Remembers `conn` as the connection the job is using now (None: it
+    /// is done with it).
+    fn using(&self, conn: Option<&Arc<Conn>>);
+    /// True once the job is cancelled: its I/O fails at once.
+    fn aborted(&self) -> bool;
+    /// True for a detached fire: it stops once the request is written.
+    fn detached(&self) -> bool;
+}
+
+/// One connection's socket, and which job used it last; what a cancel
+/// shuts down.
+#[derive(Default)]
+pub(crate) struct Conn(Mutex<ConnState>);
+
+#[derive(Default)]
+struct ConnState {
+    socket: Option<Weak<dyn ShutdownHandle>>,
+    owner: usize,
+}
+
+impl Conn {
+    /// Shuts the socket down if job `id` is still the one using it: its
+    /// read or write in progress fails at once, and the connection is
+    /// never reused.
+    pub(crate) fn abort_for(&self, id: usize) {
+        let state = lock(&self.0);
+        if state.owner == id
+            && let Some(socket) = state.socket.as_ref().and_then(Weak::upgrade)
+        {
+            socket.shutdown();
+        }
+    }
+
+    fn own(&self, id: usize) {
+        lock(&self.0).owner = id;
+    }
+}
+
+/// Runs `f` as the job `job` on this thread: its connections can be shut
+/// down by a cancel. Puts the previous job back after (a job run inline
+/// inside another).
+pub(crate) fn with_job<R>(job: Arc<dyn InFlight>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<dyn InFlight>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            JOB.with(|j| *j.borrow_mut() = prev);
+        }
+    }
+    let _restore = Restore(JOB.with(|j| j.borrow_mut().replace(job)));
+    f()
+}
+
+/// The job on this thread is done with its connection (the exchange is
+/// over; the connection may go to another job now).
+pub(crate) fn release_conn() {
+    JOB.with(|j| {
+        if let Some(job) = &*j.borrow() {
+            job.using(None);
+        }
+    });
+}
+
+/// True if the job on this thread has been cancelled.
+pub(crate) fn aborted() -> bool {
+    JOB.with(|j| j.borrow().as_ref().is_some_and(|job| job.aborted()))
+}
+
+/// Marks `conn` as used by this thread's job; fails if the job is
+/// cancelled, or is detached and about to wait for the reply.
+fn watch(conn: &Arc<Conn>, awaiting_reply: bool) -> Result<(), ureq::Error> {
+    JOB.with(|j| {
+        let Some(job) = &*j.borrow() else {
+            return Ok(());
+        };
+        if job.aborted() {
+            return Err(io_error(CANCELLED));
+        }
+        conn.own(job.id());
+        job.using(Some(conn));
+        if awaiting_reply && job.detached() {
+            return Err(io_error(DETACHED));
+        }
+        Ok(())
+    })
+}
+
+/// The message of the error that ends a cancelled job's I/O.
+pub(crate) const CANCELLED: &str = "reqpool: cancelled";
+/// The message of the error that ends a detached fire once it is written.
+pub(crate) const DETACHED: &str = "reqpool: request written, reply not awaited";
+
+fn io_error(what: &'static str) -> ureq::Error {
+    ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::Interrupted, what))
 }
 
 /// Runs `f` with `limit` as this thread's limit for network waits, and
@@ -69,6 +173,10 @@ impl Connector<()> for Guard {
         details: &ConnectionDetails<'_>,
         chained: Option<()>,
     ) -> Result<Option<Guarded>, ureq::Error> {
+        let conn = Arc::new(Conn::default());
+        watch(&conn, false)?;
+        let remember = Arc::clone(&conn);
+        let register = Arc::clone(&details.register_shutdown);
         let capped = ConnectionDetails {
             uri: details.uri,
             addrs: details.addrs.clone(),
@@ -79,10 +187,15 @@ impl Connector<()> for Guard {
             timeout: capped(details.timeout),
             current_time: details.current_time.clone(),
             run_connector: details.run_connector.clone(),
-            register_shutdown: details.register_shutdown.clone(),
+            // The socket of a new connection is kept for a cancel, and
+            // still registered with the agent for its own shutdown.
+            register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
+                lock(&remember.0).socket = Some(socket.clone());
+                register(socket)
+            }),
         };
-        let conn = self.inner.connect(&capped, chained)?;
-        Ok(conn.map(|inner| Guarded { inner }))
+        let inner = self.inner.connect(&capped, chained)?;
+        Ok(inner.map(|inner| Guarded { inner, conn }))
     }
 }
 
@@ -90,6 +203,13 @@ impl Connector<()> for Guard {
 #[derive(Debug)]
 pub(crate) struct Guarded {
     inner: Box<dyn Transport>,
+    conn: Arc<Conn>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").finish_non_exhaustive()
+    }
 }
 
 impl Transport for Guarded {
@@ -98,10 +218,12 @@ impl Transport for Guarded {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        watch(&self.conn, false)?;
         self.inner.transmit_output(amount, capped(timeout))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        watch(&self.conn, true)?;
         self.inner.await_input(capped(timeout))
     }
 

@@ -65,7 +65,7 @@ fn cancel_before_start_means_it_never_runs() {
 }
 
 #[test]
-fn cancel_after_start_changes_nothing() {
+fn cancel_of_a_running_closure_resolves_at_once_and_after_the_end_does_nothing() {
     let pool = Pool::new(1);
     let (started_tx, started_rx) = channel::<()>(1);
     let (release, gate) = channel::<()>(0);
@@ -75,9 +75,15 @@ fn cancel_after_start_changes_nothing() {
         Ok(5)
     });
     started_rx.recv_timeout(LIMIT).unwrap();
-    assert!(!job.cancel());
+    assert!(job.cancel());
+    assert!(job.wait().unwrap_err().is_cancelled());
+    // The closure itself runs on to its end; then the worker is free.
     release.send(()).unwrap();
-    assert_eq!(job.wait().unwrap(), 5);
+    let done = pool.submit(|_| Ok(6));
+    assert_eq!(done.wait_timeout(LIMIT).unwrap().unwrap(), 6);
+    assert!(!done.cancel(), "a finished job cannot be cancelled");
+    let s = pool.stats();
+    assert_eq!((s.cancelled, s.succeeded, s.running), (1, 1, 0));
 }
 
 #[test]
