@@ -80,7 +80,11 @@ fn retry_after() -> Duration {
         .unwrap();
     let t0 = Instant::now();
     let jobs: Vec<_> = (0..100)
-        .map(|i| pool.get(&server.url("/r")).query("id", i).json::<serde_json::Value>())
+        .map(|i| {
+            pool.get(&server.url("/r"))
+                .query("id", i)
+                .json::<serde_json::Value>()
+        })
         .collect();
     let ok = reqpool::wait_all(jobs).iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 100);
@@ -156,9 +160,13 @@ fn main() {
     let runs: Vec<_> = (0..3).map(|_| cancel_to_free()).collect();
     let closed = median(runs.iter().map(|r| r.0).collect());
     let freed = median(runs.iter().map(|r| r.1).collect());
-    println!("cancel() in flight: server sees the close after {closed:.2?}, the worker runs its next job after {freed:.2?}");
+    println!(
+        "cancel() in flight: server sees the close after {closed:.2?}, the worker runs its next job after {freed:.2?}"
+    );
     let runs: Vec<_> = (0..3).map(|_| detached()).collect();
     let flush = median(runs.iter().map(|r| r.0).collect());
     let min_bodies = runs.iter().map(|r| r.1).min().unwrap();
-    println!("50 fire_detached to a 5 s server, 2 workers: flush() after {flush:.2?}, at least {min_bodies} of 50 bodies received");
+    println!(
+        "50 fire_detached to a 5 s server, 2 workers: flush() after {flush:.2?}, at least {min_bodies} of 50 bodies received"
+    );
 }

@@ -1,6 +1,7 @@
 //! `Builder`: every knob of a `Pool`, with safe defaults.
 
 use crate::error::Error;
+use crate::hosts::{Breaker, Policies, Rate};
 use crate::pool::{ErrorHook, Pool, Settings};
 use crate::prepare::RequestDefaults;
 use crate::retry::{Budget, Retry};
@@ -42,6 +43,9 @@ pub struct Builder {
     retry: Retry,
     retry_budget: Option<(f64, u32)>,
     max_per_host: Option<usize>,
+    max_rate: Option<Rate>,
+    adaptive: Option<bool>,
+    breaker: Option<Breaker>,
     hedge: Option<crate::hedge::Hedge>,
 }
 
@@ -67,6 +71,9 @@ impl Default for Builder {
             retry: Retry::none(),
             retry_budget: None,
             max_per_host: None,
+            max_rate: None,
+            adaptive: None,
+            breaker: None,
             hedge: None,
         }
     }
@@ -315,6 +322,52 @@ impl Builder {
         self
     }
 
+    /// At most `requests` requests to one host (`host:port`) per `per`, in
+    /// bursts of up to `requests`: a token bucket per host. A request
+    /// without a token waits off the workers (in the pool's timer) and
+    /// starts when its token is due; other hosts are not slowed. The wait
+    /// counts against a request's [`deadline`](Builder::deadline), not its
+    /// [`timeout`](Builder::timeout) (which starts when it starts). Every
+    /// attempt takes a token; closure jobs are not counted.
+    /// [`Stats::throttled`](crate::Stats::throttled) counts the requests
+    /// waiting for one. Turns on [`adaptive_rate`](Builder::adaptive_rate)
+    /// unless told otherwise. Defaults to no limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = reqpool::Pool::builder()
+    ///     .max_rate_per_host(20, Duration::from_secs(1))
+    ///     .build()?;
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn max_rate_per_host(mut self, requests: u32, per: Duration) -> Self {
+        self.max_rate = Some(Rate {
+            requests: requests.max(1),
+            per,
+        });
+        self
+    }
+
+    /// Slows down for a host that answers 429 or 503: its rate halves
+    /// (down to 1/64 of the limit) and climbs back by a twentieth of the
+    /// limit with each success, never above
+    /// [`max_rate_per_host`](Builder::max_rate_per_host). Without a set
+    /// limit, the first 429 or 503 of a host starts its rate at half of
+    /// what it got in the last second. A `Retry-After` from one request
+    /// pauses the whole host, not just that request. Defaults to on with a
+    /// rate limit, off without.
+    pub fn adaptive_rate(mut self, yes: bool) -> Self {
+        self.adaptive = Some(yes);
+        self
+    }
+
+    /// A circuit breaker per host: see [`Breaker`](crate::Breaker).
+    /// Defaults to none.
+    pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
     /// Hedges every idempotent request: see [`Hedge`](crate::Hedge).
     /// Defaults to no hedging.
     pub fn hedge(mut self, hedge: crate::hedge::Hedge) -> Self {
@@ -381,7 +434,12 @@ impl Builder {
             max_queued: self.max_queued,
             drain_timeout: self.drain_timeout,
             on_error: self.on_error,
-            max_per_host: self.max_per_host,
+            hosts: Policies {
+                cap: self.max_per_host,
+                rate: self.max_rate,
+                adaptive: self.adaptive.unwrap_or(self.max_rate.is_some()),
+                breaker: self.breaker,
+            },
         };
         let pool = Pool::start(settings, agent, defaults);
         crate::lifecycle::drain_at_exit(pool.inner());
@@ -447,6 +505,9 @@ impl fmt::Debug for Builder {
             .field("retry", &self.retry)
             .field("retry_budget", &self.retry_budget)
             .field("max_per_host", &self.max_per_host)
+            .field("max_rate_per_host", &self.max_rate)
+            .field("adaptive_rate", &self.adaptive)
+            .field("circuit_breaker", &self.breaker)
             .field("hedge", &self.hedge)
             .finish()
     }

@@ -108,6 +108,9 @@ pub enum GaveUpReason {
     },
     /// The pool's retry budget has no token left.
     BudgetExhausted,
+    /// The host's circuit opened (see [`Breaker`](crate::Breaker)): no
+    /// retry goes into it.
+    CircuitOpen,
     /// A reused keep-alive connection was closed before any response, and
     /// the one more attempt on a fresh connection failed too.
     FreshConnectionFailed,
@@ -133,6 +136,7 @@ impl fmt::Display for GaveUpReason {
                 fmt_duration(*left)
             ),
             GaveUpReason::BudgetExhausted => f.write_str("retry budget exhausted"),
+            GaveUpReason::CircuitOpen => f.write_str("the host's circuit is open"),
             GaveUpReason::FreshConnectionFailed => f.write_str(
                 "the reused connection was closed before any response, and the attempt on a fresh one failed too",
             ),

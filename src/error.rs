@@ -140,6 +140,15 @@ pub enum Error {
     Closed,
     /// The pool's bounded queue was full (only from the `try_` submit methods).
     QueueFull,
+    /// The circuit of the request's host is open (see
+    /// [`Breaker`](crate::Breaker)): the request failed at once, without
+    /// connecting.
+    CircuitOpen {
+        /// The host, as `host:port`.
+        host: String,
+        /// When the circuit lets a probe through again.
+        retry_in: Duration,
+    },
     /// A synchronized burst was called off: a party failed or panicked
     /// while preparing, or not every party was ready in time.
     Aborted {
@@ -195,6 +204,7 @@ impl Error {
                 | Error::QueueFull
                 | Error::Usage { .. }
                 | Error::Aborted { .. }
+                | Error::CircuitOpen { .. }
         )
     }
 
@@ -285,6 +295,12 @@ impl Error {
     /// True if the job was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
+    }
+
+    /// True if the request failed at once because its host's circuit is
+    /// open (see [`Breaker`](crate::Breaker)).
+    pub fn is_circuit_open(&self) -> bool {
+        matches!(self.last_attempt(), Error::CircuitOpen { .. })
     }
 
     /// True if the job panicked.
@@ -472,6 +488,11 @@ impl fmt::Display for Error {
             Error::QueueFull => f.write_str("pool queue is full"),
             Error::Usage { reason } => write!(f, "usage error: {reason}"),
             Error::Aborted { reason } => write!(f, "burst aborted: {reason}"),
+            Error::CircuitOpen { host, retry_in } => write!(
+                f,
+                "circuit open for {host}: failing fast, next try in {}",
+                crate::details::fmt_duration(*retry_in)
+            ),
             Error::Other(e) => write!(f, "{e}"),
         }
     }

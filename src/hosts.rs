@@ -1,78 +1,520 @@
-//! The per-host cap: at most N requests in flight to one host, without
-//! holding a worker while a job waits for its host.
-//!
-//! A job whose host is at its cap is parked (off the workers) and handed
-//! the slot of the next request to that host that finishes; jobs for other
-//! hosts keep flowing meanwhile.
+//! Per-host policies, applied when a job is about to start: a circuit
+//! breaker (fail at once while a host is down), a token-bucket rate limit
+//! that slows down on 429/503 and pauses the host on `Retry-After`, and a
+//! cap on requests in flight. A job that must wait waits off the workers:
+//! parked behind the cap, or in the timer until its token is due.
 
 use crate::sync::lock;
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Requests in flight per host, and the jobs parked behind them.
-pub(crate) struct HostCaps<J> {
-    cap: usize,
-    hosts: Mutex<HashMap<Arc<str>, Host<J>>>,
+/// When a host's circuit opens and for how long.
+///
+/// After [`failures`](Breaker::failures) consecutive failures of requests
+/// to one host (transport errors, timeouts of a phase, statuses of 500 and
+/// up), the circuit of that host opens: for the
+/// [`cool_down`](Breaker::cool_down), every request to it fails at once
+/// with an error for which [`Error::is_circuit_open`](crate::Error::is_circuit_open)
+/// is true, without connecting. Then one probe goes through (half-open):
+/// its success closes the circuit, its failure opens it again. Other hosts
+/// are not affected, and retries never retry into an open circuit.
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = reqpool::Pool::builder()
+///     .circuit_breaker(reqpool::Breaker::new().failures(5).cool_down(Duration::from_secs(10)))
+///     .build()?;
+/// # Ok::<(), reqpool::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    failures: u32,
+    cool_down: Duration,
 }
 
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker::new()
+    }
+}
+
+impl Breaker {
+    /// Opens after 5 consecutive failures, for 10 seconds.
+    pub fn new() -> Breaker {
+        Breaker {
+            failures: 5,
+            cool_down: Duration::from_secs(10),
+        }
+    }
+
+    /// Consecutive failures that open the circuit (at least 1). Defaults
+    /// to 5.
+    pub fn failures(mut self, n: u32) -> Self {
+        self.failures = n.max(1);
+        self
+    }
+
+    /// How long the circuit stays open before one probe may go through.
+    /// Defaults to 10 seconds.
+    pub fn cool_down(mut self, d: Duration) -> Self {
+        self.cool_down = d;
+        self
+    }
+}
+
+/// A rate limit: `requests` per `per`, in bursts of up to `requests`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Rate {
+    pub(crate) requests: u32,
+    pub(crate) per: Duration,
+}
+
+/// The per-host policies of a pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Policies {
+    pub(crate) cap: Option<usize>,
+    pub(crate) rate: Option<Rate>,
+    pub(crate) adaptive: bool,
+    pub(crate) breaker: Option<Breaker>,
+}
+
+impl Policies {
+    pub(crate) fn any(&self) -> bool {
+        self.cap.is_some() || self.rate.is_some() || self.adaptive || self.breaker.is_some()
+    }
+}
+
+/// What a finished attempt tells about its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Observed {
+    /// The host answered (an error status below 500 included).
+    Answered,
+    /// 429 or 503: too much; with the `Retry-After` it asked for.
+    Throttled(Option<Duration>),
+    /// A transport error, a timeout of a phase, a status of 500 and up.
+    Failed,
+}
+
+/// What admission says about a job that is about to start.
+pub(crate) enum Admit<J> {
+    /// Start it now (it holds a slot if the host is capped).
+    Go(J),
+    /// It waits behind the cap; `release` hands it back later.
+    Parked,
+    /// Come back at this instant (its token is then reserved).
+    Later(J, Instant),
+    /// The host's circuit is open: fail it, it may try again after this.
+    Refuse(J, Duration),
+}
+
+/// A job's standing with admission, kept on the job between tries.
+pub(crate) trait Admitted {
+    fn has_token(&self) -> bool;
+    fn set_token(&mut self);
+    fn holds_slot(&self) -> bool;
+    fn set_slot(&mut self);
+    /// The job has run before (a retry): the breaker is the step's to
+    /// check, so the step can say why it gave up.
+    fn started(&self) -> bool;
+}
+
+/// Everything known about one host.
 struct Host<J> {
     in_flight: usize,
     parked: VecDeque<J>,
+    bucket: Option<Bucket>,
+    circuit: Circuit,
+    consecutive: u32,
+    /// Attempts that ended in the current second (for a first adaptive
+    /// rate): the second's start and the count.
+    recent: (Instant, u32),
 }
 
-impl<J> Default for Host<J> {
-    fn default() -> Self {
+impl<J> Host<J> {
+    fn new(p: &Policies, now: Instant) -> Host<J> {
         Host {
             in_flight: 0,
             parked: VecDeque::new(),
+            bucket: p.rate.map(|r| Bucket::new(r, p.adaptive, now)),
+            circuit: Circuit::Closed,
+            consecutive: 0,
+            recent: (now, 0),
+        }
+    }
+
+    /// True if nothing about this host needs remembering.
+    fn idle(&self) -> bool {
+        self.in_flight == 0
+            && self.parked.is_empty()
+            && self.bucket.is_none()
+            && self.circuit == Circuit::Closed
+            && self.consecutive == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Circuit {
+    Closed,
+    Open {
+        until: Instant,
+    },
+    /// One probe is out; the rest fail fast until it is back.
+    Probing,
+}
+
+/// A token bucket whose rate can drop and climb back.
+struct Bucket {
+    tokens: f64,
+    burst: f64,
+    /// Requests per second now.
+    rate: f64,
+    /// Never above this (infinite for adaptive-only).
+    max_rate: f64,
+    /// Never below this.
+    min_rate: f64,
+    adaptive: bool,
+    last: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(r: Rate, adaptive: bool, now: Instant) -> Bucket {
+        let per = r.per.as_secs_f64().max(1e-9);
+        let rate = f64::from(r.requests.max(1)) / per;
+        Bucket {
+            tokens: f64::from(r.requests.max(1)),
+            burst: f64::from(r.requests.max(1)),
+            rate,
+            max_rate: rate,
+            min_rate: (rate / 64.0).max(0.1),
+            adaptive,
+            last: now,
+            paused_until: None,
+        }
+    }
+
+    /// A bucket that starts at `rate` because a host with no set limit said
+    /// "too many".
+    fn adaptive_from(rate: f64, now: Instant) -> Bucket {
+        let rate = rate.max(1.0);
+        Bucket {
+            tokens: 1.0,
+            burst: rate.max(1.0),
+            rate,
+            max_rate: f64::INFINITY,
+            min_rate: 0.1,
+            adaptive: true,
+            last: now,
+            paused_until: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Takes a token (possibly into debt); returns when it is due.
+    fn reserve(&mut self, now: Instant) -> Option<Instant> {
+        self.refill(now);
+        self.tokens -= 1.0;
+        let mut due = None;
+        if self.tokens < 0.0 {
+            let wait = Duration::from_secs_f64((-self.tokens / self.rate).min(86_400.0));
+            due = now.checked_add(wait);
+        }
+        match (due, self.paused_until) {
+            (_, Some(p)) if p > now => Some(due.map_or(p, |d| d.max(p))),
+            (d, _) => d,
+        }
+    }
+
+    fn observe(&mut self, o: Observed, now: Instant) {
+        match o {
+            Observed::Throttled(after) => {
+                if self.adaptive {
+                    self.refill(now);
+                    self.rate = (self.rate / 2.0).max(self.min_rate);
+                    self.burst = self.burst.min(self.rate.max(1.0));
+                    self.tokens = self.tokens.min(0.0);
+                }
+                if let Some(a) = after {
+                    self.paused_until = now.checked_add(a).max(self.paused_until);
+                }
+            }
+            Observed::Answered if self.adaptive && self.rate < self.max_rate => {
+                self.refill(now);
+                // Additive increase: a twentieth of the limit a success,
+                // so the host is probed back up over a few dozen requests.
+                let step = if self.max_rate.is_finite() {
+                    self.max_rate / 20.0
+                } else {
+                    (self.rate / 20.0).max(0.5)
+                };
+                self.rate = (self.rate + step).min(self.max_rate);
+            }
+            _ => {}
         }
     }
 }
 
-impl<J> HostCaps<J> {
-    pub(crate) fn new(cap: usize) -> HostCaps<J> {
-        HostCaps {
-            cap: cap.max(1),
-            hosts: Mutex::new(HashMap::new()),
+/// The per-host state of a pool, behind one lock.
+pub(crate) struct Hosts<J> {
+    policies: Policies,
+    map: Mutex<HashMap<Arc<str>, Host<J>>>,
+}
+
+impl<J: Admitted> Hosts<J> {
+    pub(crate) fn new(policies: Policies) -> Hosts<J> {
+        Hosts {
+            policies: Policies {
+                cap: policies.cap.map(|c| c.max(1)),
+                ..policies
+            },
+            map: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a slot for `host` and gives the job back, or parks it.
-    pub(crate) fn acquire_or_park(&self, host: &Arc<str>, job: J) -> Option<J> {
-        let mut hosts = lock(&self.hosts);
-        let h = hosts.entry(Arc::clone(host)).or_default();
-        if h.in_flight < self.cap {
+    /// Decides whether `job` for `host` starts now: the breaker first
+    /// (a job that has not started yet fails fast while the circuit is
+    /// open), then the rate (a token, or the time it is due), then the
+    /// cap.
+    pub(crate) fn admit(&self, host: &Arc<str>, mut job: J) -> Admit<J> {
+        let now = Instant::now();
+        let p = &self.policies;
+        let mut map = lock(&self.map);
+        let h = map
+            .entry(Arc::clone(host))
+            .or_insert_with(|| Host::new(p, now));
+        if let Some(b) = &p.breaker
+            && !job.started()
+            && !job.holds_slot()
+        {
+            match h.circuit {
+                Circuit::Open { until } if now < until => {
+                    return Admit::Refuse(job, until - now);
+                }
+                Circuit::Open { .. } => h.circuit = Circuit::Probing,
+                Circuit::Probing => {
+                    return Admit::Refuse(job, b.cool_down.min(Duration::from_secs(1)));
+                }
+                Circuit::Closed => {}
+            }
+        }
+        if !job.has_token()
+            && let Some(bucket) = &mut h.bucket
+        {
+            job.set_token();
+            if let Some(due) = bucket.reserve(now) {
+                return Admit::Later(job, due);
+            }
+        }
+        if let Some(cap) = p.cap
+            && !job.holds_slot()
+        {
+            if h.in_flight >= cap {
+                h.parked.push_back(job);
+                return Admit::Parked;
+            }
             h.in_flight += 1;
-            Some(job)
-        } else {
-            h.parked.push_back(job);
-            None
+            job.set_slot();
+        }
+        Admit::Go(job)
+    }
+
+    /// How long the circuit of `host` stays open, if it is open.
+    pub(crate) fn open_for(&self, host: &str) -> Option<Duration> {
+        let map = lock(&self.map);
+        match map.get(host)?.circuit {
+            Circuit::Open { until } => until.checked_duration_since(Instant::now()),
+            _ => None,
+        }
+    }
+
+    /// Learns from a finished attempt to `host`.
+    pub(crate) fn observe(&self, host: &str, o: Observed) {
+        let now = Instant::now();
+        let p = &self.policies;
+        let mut map = lock(&self.map);
+        let Some(h) = map.get_mut(host) else {
+            return;
+        };
+        // The attempts of the current second, for a first adaptive rate.
+        if now.saturating_duration_since(h.recent.0) >= Duration::from_secs(1) {
+            h.recent = (now, 0);
+        }
+        h.recent.1 += 1;
+        if let Some(b) = &p.breaker {
+            match o {
+                Observed::Failed => {
+                    h.consecutive += 1;
+                    if h.circuit == Circuit::Probing || h.consecutive >= b.failures {
+                        h.circuit = Circuit::Open {
+                            until: now.checked_add(b.cool_down).unwrap_or(now),
+                        };
+                    }
+                }
+                _ => {
+                    h.consecutive = 0;
+                    h.circuit = Circuit::Closed;
+                }
+            }
+        }
+        if p.adaptive && h.bucket.is_none() && matches!(o, Observed::Throttled(_)) {
+            h.bucket = Some(Bucket::adaptive_from(f64::from(h.recent.1) / 2.0, now));
+        }
+        if let Some(bucket) = &mut h.bucket {
+            bucket.observe(o, now);
         }
     }
 
     /// Removes every parked job (for `shutdown_now`).
     pub(crate) fn take_parked(&self) -> Vec<J> {
-        let mut hosts = lock(&self.hosts);
-        hosts
-            .values_mut()
-            .flat_map(|h| h.parked.drain(..))
-            .collect()
+        let mut map = lock(&self.map);
+        map.values_mut().flat_map(|h| h.parked.drain(..)).collect()
     }
 
     /// Frees a finished job's slot, or hands it to the next parked job,
     /// which the caller then queues (it holds the slot as it is).
     pub(crate) fn release(&self, host: &Arc<str>) -> Option<J> {
-        let mut hosts = lock(&self.hosts);
-        let h = hosts.get_mut(host)?;
+        let mut map = lock(&self.map);
+        let h = map.get_mut(host)?;
         match h.parked.pop_front() {
-            Some(next) => Some(next),
+            Some(mut next) => {
+                next.set_slot();
+                Some(next)
+            }
             None => {
-                h.in_flight -= 1;
-                if h.in_flight == 0 {
-                    hosts.remove(host);
+                h.in_flight = h.in_flight.saturating_sub(1);
+                if h.idle() {
+                    map.remove(host);
                 }
                 None
             }
         }
+    }
+}
+
+/// What a running request reports to its host's policies, and asks them.
+pub(crate) trait Feedback: Send + Sync {
+    /// Learns from a finished attempt to `host`.
+    fn observe(&self, host: &str, o: Observed);
+    /// How long the circuit of `host` stays open, if it is open.
+    fn open_for(&self, host: &str) -> Option<Duration>;
+}
+
+impl<J: Admitted + Send> Feedback for Hosts<J> {
+    fn observe(&self, host: &str, o: Observed) {
+        Hosts::observe(self, host, o);
+    }
+    fn open_for(&self, host: &str) -> Option<Duration> {
+        Hosts::open_for(self, host)
+    }
+}
+
+impl<J> fmt::Debug for Hosts<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hosts")
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct J {
+        token: bool,
+        slot: bool,
+        started: bool,
+    }
+
+    impl Admitted for J {
+        fn has_token(&self) -> bool {
+            self.token
+        }
+        fn set_token(&mut self) {
+            self.token = true;
+        }
+        fn holds_slot(&self) -> bool {
+            self.slot
+        }
+        fn set_slot(&mut self) {
+            self.slot = true;
+        }
+        fn started(&self) -> bool {
+            self.started
+        }
+    }
+
+    #[test]
+    fn a_bucket_spends_its_burst_then_spaces_requests() {
+        let hosts = Hosts::<J>::new(Policies {
+            rate: Some(Rate {
+                requests: 2,
+                per: Duration::from_secs(1),
+            }),
+            ..Policies::default()
+        });
+        let h: Arc<str> = Arc::from("h:1");
+        assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
+        assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
+        let Admit::Later(j, due) = hosts.admit(&h, J::default()) else {
+            panic!("a third request in the same second must wait");
+        };
+        let wait = due - Instant::now();
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        // Back at its time, it holds its token and goes.
+        assert!(matches!(hosts.admit(&h, j), Admit::Go(_)));
+    }
+
+    #[test]
+    fn the_circuit_opens_refuses_and_lets_one_probe_through() {
+        let hosts = Hosts::<J>::new(Policies {
+            breaker: Some(Breaker::new().failures(2).cool_down(Duration::ZERO)),
+            ..Policies::default()
+        });
+        let h: Arc<str> = Arc::from("h:1");
+        let _ = hosts.admit(&h, J::default());
+        hosts.observe("h:1", Observed::Failed);
+        hosts.observe("h:1", Observed::Failed);
+        // Cool-down of zero: the next one is the probe, the one after it
+        // fails fast until the probe is back.
+        assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
+        assert!(matches!(hosts.admit(&h, J::default()), Admit::Refuse(..)));
+        hosts.observe("h:1", Observed::Answered);
+        assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
+    }
+
+    #[test]
+    fn throttling_halves_the_rate_and_success_climbs_back() {
+        let now = Instant::now();
+        let mut b = Bucket::new(
+            Rate {
+                requests: 20,
+                per: Duration::from_secs(1),
+            },
+            true,
+            now,
+        );
+        b.observe(Observed::Throttled(None), now);
+        assert_eq!(b.rate, 10.0);
+        for _ in 0..100 {
+            b.observe(Observed::Answered, now);
+        }
+        assert_eq!(b.rate, 20.0, "never above the set rate");
+        b.observe(Observed::Throttled(Some(Duration::from_secs(2))), now);
+        assert!(
+            b.reserve(now)
+                .is_some_and(|d| d >= now + Duration::from_secs(2))
+        );
     }
 }

@@ -174,6 +174,7 @@ mod worker;
 pub use crate::builder::Builder;
 pub use crate::error::{Error, GaveUpReason, Phase, TransportKind};
 pub use crate::hedge::Hedge;
+pub use crate::hosts::Breaker;
 pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,

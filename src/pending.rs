@@ -431,6 +431,9 @@ impl Control for Relay {
     fn expire(&self) -> bool {
         self.first.expire()
     }
+    fn reject(&self, err: Error) -> bool {
+        self.first.reject(err)
+    }
     fn run(&self) -> Ran {
         self.first.run()
     }

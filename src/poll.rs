@@ -117,58 +117,51 @@ impl PollJob {
             detached: false,
         };
         let mut stage = Stage::Start(Attempts::default());
-        inner.submit(spec, move |ctx: &Ctx<'_>| {
-            loop {
-                match &mut stage {
-                    Stage::Start(st) => {
-                        let reply = match start.step(st, ctx) {
-                            Step::Sleep(t) => return Step::Sleep(t),
-                            Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
-                        };
-                        let reply = match reply {
-                            Ok(v) => v,
-                            Err(e) => return Step::Done(Err(e)),
-                        };
-                        let Some(url) = status_url(&reply) else {
-                            return Step::Done(Err(Error::decode(
-                                start.spec.method.as_str(),
-                                &start.spec.url,
-                                "the reply names no status url".to_string(),
-                                reply.to_string().as_bytes(),
-                            )));
-                        };
-                        match start.get(&url) {
-                            Ok(poll) => stage = Stage::Poll(Arc::new(poll), Attempts::default()),
-                            Err(e) => return Step::Done(Err(e)),
-                        }
+        inner.submit(spec, move |ctx: &Ctx<'_>| match &mut stage {
+            Stage::Start(st) => {
+                let reply = match start.step(st, ctx) {
+                    Step::Sleep(t) => return Step::Sleep(t),
+                    Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
+                };
+                let reply = match reply {
+                    Ok(v) => v,
+                    Err(e) => return Step::Done(Err(e)),
+                };
+                let Some(url) = status_url(&reply) else {
+                    return Step::Done(Err(Error::decode(
+                        start.spec.method.as_str(),
+                        &start.spec.url,
+                        "the reply names no status url".to_string(),
+                        reply.to_string().as_bytes(),
+                    )));
+                };
+                match start.get(&url) {
+                    Ok(poll) => stage = Stage::Poll(Arc::new(poll), Attempts::default()),
+                    Err(e) => return Step::Done(Err(e)),
+                }
+                // The first poll is a request of its own: back
+                // through the queue, so the host's policies see it.
+                Step::Sleep(Instant::now())
+            }
+            Stage::Poll(poll, st) => {
+                let status = match poll.step(st, ctx) {
+                    Step::Sleep(t) => return Step::Sleep(t),
+                    Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
+                };
+                let status = match status {
+                    Ok(v) => v,
+                    Err(e) => return Step::Done(Err(e)),
+                };
+                if done(&status) {
+                    return Step::Done(Ok(status));
+                }
+                let next = Instant::now().checked_add(every);
+                match next {
+                    Some(t) if ctx.limit.instant().is_none_or(|l| t < l) => {
+                        *st = Attempts::default();
+                        Step::Sleep(t)
                     }
-                    Stage::Poll(poll, st) => {
-                        let status = match poll.step(st, ctx) {
-                            Step::Sleep(t) => return Step::Sleep(t),
-                            Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
-                        };
-                        let status = match status {
-                            Ok(v) => v,
-                            Err(e) => return Step::Done(Err(e)),
-                        };
-                        if done(&status) {
-                            return Step::Done(Ok(status));
-                        }
-                        let next = Instant::now().checked_add(every);
-                        match next {
-                            Some(t) if ctx.limit.instant().is_none_or(|l| t < l) => {
-                                *st = Attempts::default();
-                                return Step::Sleep(t);
-                            }
-                            _ => {
-                                return Step::Done(Err(Error::timeout(
-                                    Phase::Deadline,
-                                    "GET",
-                                    &poll.spec.url,
-                                )));
-                            }
-                        }
-                    }
+                    _ => Step::Done(Err(Error::timeout(Phase::Deadline, "GET", &poll.spec.url))),
                 }
             }
         })

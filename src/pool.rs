@@ -3,7 +3,7 @@
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::hedge::Latencies;
-use crate::hosts::HostCaps;
+use crate::hosts::{Admit, Feedback, Hosts, Policies};
 use crate::pending::Pending;
 use crate::prepare::RequestDefaults;
 use crate::stats::{Counters, Stats};
@@ -63,7 +63,7 @@ pub(crate) struct Settings {
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
-    pub(crate) max_per_host: Option<usize>,
+    pub(crate) hosts: Policies,
 }
 
 /// What one submission asks of the pipeline.
@@ -104,7 +104,7 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Set by `shutdown_now`: queued jobs resolve as cancelled.
     cancel_queued: AtomicBool,
-    hosts: Option<HostCaps<Dispatch>>,
+    hosts: Option<Hosts<Dispatch>>,
     latencies: Latencies,
     timer: OnceLock<Timer>,
     /// Room in the bounded queue: one token per queued job.
@@ -118,6 +118,10 @@ impl TaskHooks for Inner {
 
     fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+
+    fn hosts(&self) -> Option<&dyn Feedback> {
+        self.hosts.as_ref().map(|h| h as &dyn Feedback)
     }
 
     fn started(&self, queued_at: Instant) {
@@ -277,18 +281,34 @@ impl Inner {
         let _ = self.queue.send(job);
     }
 
-    /// Takes a slot for `host` and gives the job back, or parks it.
-    pub(crate) fn acquire_host(&self, host: &Arc<str>, job: Dispatch) -> Option<Dispatch> {
+    /// Asks the host's policies whether the job starts now.
+    pub(crate) fn admit(&self, host: &Arc<str>, job: Dispatch) -> Admit<Dispatch> {
         match &self.hosts {
-            Some(caps) => caps.acquire_or_park(host, job),
-            None => Some(job),
+            Some(hosts) => hosts.admit(host, job),
+            None => Admit::Go(job),
         }
+    }
+
+    /// Holds a job that waits for a token of its host's rate limit in the
+    /// timer until `at`, off the workers.
+    pub(crate) fn throttle(&self, at: Instant, job: Dispatch) {
+        self.counters.throttled(true);
+        let Some(inner) = self.me.upgrade() else {
+            return;
+        };
+        let again = Arc::clone(&inner);
+        inner.schedule(
+            at,
+            Box::new(move || {
+                again.counters.throttled(false);
+                again.execute(job);
+            }),
+        );
     }
 
     /// Passes a finished job's host slot on to a parked job, or frees it.
     pub(crate) fn release_host(&self, host: &Arc<str>) {
-        if let Some(mut next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
-            next.holds_slot = true; // the slot moves over as it is
+        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
             self.execute(next);
         }
     }
@@ -402,7 +422,7 @@ impl Pool {
             fired: Gate::new(),
             closed: AtomicBool::new(false),
             cancel_queued: AtomicBool::new(false),
-            hosts: s.max_per_host.map(HostCaps::new),
+            hosts: s.hosts.any().then(|| Hosts::new(s.hosts)),
             latencies: Latencies::default(),
             timer: OnceLock::new(),
             slots: s.max_queued.map(bounded),

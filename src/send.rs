@@ -4,6 +4,7 @@
 
 use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
+use crate::hosts::Observed;
 use crate::prepare::{ALWAYS_SECRET, Headers, Prepared, join_url, parse_url};
 use crate::redact::redact_url;
 use crate::redact::scrub;
@@ -38,14 +39,33 @@ impl Prepared {
             }
             ctx.limit.min(Deadline::after(self.timeout))
         });
+        let host = ctx
+            .hosts
+            .and_then(|h| Some((h, self.spec.uri.authority()?.as_str())));
         loop {
+            // A retry never goes into an open circuit.
+            if !st.failed.is_empty()
+                && let Some((hosts, name)) = host
+                && let Some(retry_in) = hosts.open_for(name)
+            {
+                let err = Error::CircuitOpen {
+                    host: name.to_string(),
+                    retry_in,
+                };
+                let reason = crate::error::GaveUpReason::CircuitOpen;
+                return Step::Done(Err(self.give_up(st, err, Some(reason))));
+            }
             if limit.passed() {
                 let err =
                     Error::timeout(Phase::Deadline, self.spec.method.as_str(), &self.spec.url);
                 return Step::Done(Err(self.give_up(st, err, None)));
             }
             let mut in_body = false;
-            let err = match with_limit(limit, || execute(ctx.agent, self, &mut in_body)) {
+            let result = with_limit(limit, || execute(ctx.agent, self, &mut in_body));
+            if let Some((hosts, name)) = host {
+                hosts.observe(name, observed(&result));
+            }
+            let err = match result {
                 Ok(resp) => return Step::Done(Ok(resp)),
                 Err(e) if is_marker(&e, crate::wire::DETACHED) => {
                     // Written; the reply is not awaited.
@@ -265,6 +285,29 @@ fn exchange(
         url: url.to_string(),
         method: method.to_string(),
     })
+}
+
+/// What an attempt's result tells about its host.
+fn observed(result: &Result<Response, Error>) -> Observed {
+    match result {
+        Ok(_) => Observed::Answered,
+        Err(e) => match e {
+            Error::Status {
+                code: 429 | 503,
+                retry_after,
+                ..
+            } => Observed::Throttled(*retry_after),
+            Error::Status { code, .. } if *code >= 500 => Observed::Failed,
+            Error::Transport { message, .. }
+                if message.contains(crate::wire::DETACHED)
+                    || message.contains(crate::wire::CANCELLED) =>
+            {
+                Observed::Answered
+            }
+            Error::Transport { .. } | Error::Timeout { .. } => Observed::Failed,
+            _ => Observed::Answered,
+        },
+    }
 }
 
 /// True if `err` is the wire's own error with message `marker`.

@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     queued: AtomicU64,
     running: AtomicU64,
     scheduled: AtomicU64,
+    throttled: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
@@ -47,6 +48,7 @@ impl Counters {
             queued: AtomicU64::new(0),
             running: AtomicU64::new(0),
             scheduled: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
@@ -124,6 +126,16 @@ impl Counters {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A job began (true) or ended (false) waiting for a token of its
+    /// host's rate limit.
+    pub(crate) fn throttled(&self, waiting: bool) {
+        if waiting {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.throttled.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn fired(&self) {
         self.fired.fetch_add(1, Ordering::Relaxed);
     }
@@ -144,6 +156,7 @@ impl Counters {
             queued: g(&self.queued),
             running: g(&self.running),
             scheduled: g(&self.scheduled),
+            throttled: g(&self.throttled),
             succeeded: g(&self.succeeded),
             failed: g(&self.failed),
             panicked: g(&self.panicked),
@@ -188,6 +201,9 @@ pub struct Stats {
     /// Jobs waiting between two steps now, off the workers: a retry's
     /// backoff or `Retry-After`, a poll interval.
     pub scheduled: u64,
+    /// Jobs waiting for a token of their host's rate limit now, off the
+    /// workers (also counted in `queued`, or in `scheduled` for a retry).
+    pub throttled: u64,
     /// Jobs that finished with `Ok`.
     pub succeeded: u64,
     /// Jobs that finished with an error (panics included).

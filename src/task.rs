@@ -56,6 +56,8 @@ pub(crate) enum Step<T> {
 pub(crate) struct Ctx<'a> {
     pub(crate) agent: &'a ureq::Agent,
     pub(crate) limit: Deadline,
+    /// The pool's per-host policies, if it has any.
+    pub(crate) hosts: Option<&'a dyn crate::hosts::Feedback>,
 }
 
 /// What running a task asks of the one who ran it.
@@ -107,6 +109,9 @@ pub(crate) trait Control: Send + Sync {
     /// Resolves a task that has not started by its submission deadline
     /// with a queue timeout. False if it has started or is over.
     fn expire(&self) -> bool;
+    /// Resolves a queued task with `err` without running it (a host whose
+    /// circuit is open). False if it was not queued.
+    fn reject(&self, err: Error) -> bool;
     /// Runs one step of a queued task on the calling thread.
     fn run(&self) -> Ran;
     /// Hands a sleeping task back to the queue state, if `ticket` is still
@@ -203,6 +208,9 @@ impl Control for Finished {
     fn expire(&self) -> bool {
         false
     }
+    fn reject(&self, _: Error) -> bool {
+        false
+    }
     fn run(&self) -> Ran {
         Ran::No
     }
@@ -237,6 +245,7 @@ pub(crate) enum Outcome {
 pub(crate) trait TaskHooks: Send + Sync {
     fn id(&self) -> usize;
     fn agent(&self) -> &ureq::Agent;
+    fn hosts(&self) -> Option<&dyn crate::hosts::Feedback>;
     /// The task left the queue for its first step.
     fn started(&self, queued_at: Instant);
     /// A sleeping task ran its next step.
@@ -512,6 +521,17 @@ where
         true
     }
 
+    fn reject(&self, err: Error) -> bool {
+        if self.take_queued(DONE).is_none() {
+            return false;
+        }
+        drop(lock(&self.job).take());
+        self.hooks.skipped(false, false);
+        self.slot.deliver(Err(err));
+        self.hooks.delivered();
+        true
+    }
+
     fn run(&self) -> Ran {
         let Some(word) = self.take_queued(RUNNING) else {
             return Ran::No;
@@ -543,6 +563,7 @@ where
         let ctx = Ctx {
             agent: self.hooks.agent(),
             limit,
+            hosts: self.hooks.hosts(),
         };
         let me: Option<Arc<dyn InFlight>> = self.me.upgrade().map(|m| m as Arc<dyn InFlight>);
         let step = catch_unwind(AssertUnwindSafe(|| {

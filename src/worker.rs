@@ -1,8 +1,10 @@
 //! The workers: the loop each one runs, which pool a thread belongs to,
 //! and what happens to one job on its way through a worker.
 
+use crate::error::Error;
+use crate::hosts::{Admit, Admitted};
 use crate::pool::Inner;
-use crate::task::{Control, QUEUED};
+use crate::task::{Bound, Control, QUEUED};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
@@ -20,8 +22,28 @@ pub(crate) fn worker_loop(id: usize, rx: Receiver<Dispatch>) {
 pub(crate) struct Dispatch {
     pub(crate) inner: Arc<Inner>,
     pub(crate) task: Arc<dyn Control>,
-    /// The job was handed a host slot while parked.
-    pub(crate) holds_slot: bool,
+    /// The job holds a slot of its host's cap.
+    holds_slot: bool,
+    /// The job holds a token of its host's rate limit.
+    has_token: bool,
+}
+
+impl Admitted for Dispatch {
+    fn has_token(&self) -> bool {
+        self.has_token
+    }
+    fn set_token(&mut self) {
+        self.has_token = true;
+    }
+    fn holds_slot(&self) -> bool {
+        self.holds_slot
+    }
+    fn set_slot(&mut self) {
+        self.holds_slot = true;
+    }
+    fn started(&self) -> bool {
+        matches!(self.task.bound(), Bound::Started(_))
+    }
 }
 
 impl Dispatch {
@@ -30,6 +52,7 @@ impl Dispatch {
             inner,
             task,
             holds_slot: false,
+            has_token: false,
         }
     }
 
@@ -62,14 +85,23 @@ impl Dispatch {
             return;
         }
         if inner.caps_hosts()
-            && !self.holds_slot
             && let Some(host) = self.task.host().cloned()
         {
-            match inner.acquire_host(&host, self) {
-                Some(back) => self = back,
-                None => return, // parked until a slot frees up
+            match inner.admit(&host, self) {
+                Admit::Go(back) => self = back,
+                Admit::Parked => return, // until a slot of its host frees up
+                Admit::Later(job, at) => {
+                    inner.throttle(at, job); // until its token is due
+                    return;
+                }
+                Admit::Refuse(job, retry_in) => {
+                    job.task.reject(Error::CircuitOpen {
+                        host: host.to_string(),
+                        retry_in,
+                    });
+                    return;
+                }
             }
-            self.holds_slot = true;
         }
         self.task.run();
         self.release();

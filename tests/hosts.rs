@@ -1,0 +1,243 @@
+//! Being a good client of a rate-limited API: a rate limit per host on
+//! every request path, a pause of the whole host on `Retry-After`, and a
+//! circuit breaker that fails fast without connecting.
+
+mod common;
+
+use common::{Fault, FaultServer, Reply, Server, bounded};
+use reqpool::{Breaker, Error, Pool};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The most arrivals within any `window`.
+fn densest(times: &[Instant], window: Duration) -> usize {
+    let mut t: Vec<_> = times.to_vec();
+    t.sort();
+    (0..t.len())
+        .map(|i| t[i..].iter().take_while(|x| **x - t[i] < window).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_rate_limit_holds_on_every_request_path() {
+    for path in ["json", "send", "fire", "poll"] {
+        let server = Server::start();
+        let pool = Pool::builder()
+            .workers(4)
+            .max_rate_per_host(3, Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let url = server.url("/json");
+        let handles: Vec<reqpool::Pending<()>> = (0..9)
+            .filter_map(|_| match path {
+                "json" => Some(pool.get_json::<Value>(&url).map(drop)),
+                "send" => Some(pool.get(&url).send().map(drop)),
+                "fire" => {
+                    pool.get(&url).fire().unwrap();
+                    None
+                }
+                _ => Some(
+                    pool.get(&url)
+                        .poll()
+                        .status_url(|_| Some("/json".into()))
+                        .until(|_| true)
+                        .map(drop),
+                ),
+            })
+            .collect();
+        let p = pool.clone();
+        bounded(LIMIT, move || {
+            for h in handles {
+                h.wait().unwrap();
+            }
+            p.flush();
+        });
+        let times = server.shared.arrivals("/json");
+        // A burst of 3, then one every 1/6 s: no 500 ms window holds more
+        // than the burst and what refills in it.
+        let dense = densest(&times, Duration::from_millis(500));
+        assert!(
+            dense <= 3 + 3,
+            "{path}: {dense} in 500 ms of {}",
+            times.len()
+        );
+        let span = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+        let arrived = times.len();
+        assert!(
+            span >= Duration::from_millis(400),
+            "{path}: {arrived} in {span:?}"
+        );
+    }
+}
+
+#[test]
+fn one_throttled_host_does_not_slow_another() {
+    let slow = Server::start();
+    let other = Server::start();
+    let pool = Pool::builder()
+        .workers(4)
+        .max_rate_per_host(5, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let a: Vec<_> = (0..15)
+        .map(|_| pool.get_json::<Value>(&slow.url("/json")))
+        .collect();
+    let b: Vec<_> = (0..5)
+        .map(|_| pool.get_json::<Value>(&other.url("/json")))
+        .collect();
+    let (a, b) = bounded(LIMIT, move || (reqpool::wait_all(a), reqpool::wait_all(b)));
+    assert!(a.iter().chain(&b).all(Result::is_ok));
+    // Host b was done before host a's last token was due.
+    let last_a = *slow.shared.arrivals("/json").iter().max().unwrap();
+    let last_b = *other.shared.arrivals("/json").iter().max().unwrap();
+    assert!(last_b + Duration::from_millis(900) < last_a);
+}
+
+#[test]
+fn a_retry_after_pauses_the_whole_host() {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    let server = Server::with_handler(move |_, _| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::json(429, json!({})).header("Retry-After", "1")
+        } else {
+            Reply::json(200, json!({}))
+        }
+    });
+    let pool = Pool::builder()
+        .workers(2)
+        .max_rate_per_host(100, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let first = pool.get_json::<Value>(&server.url("/x"));
+    assert_eq!(
+        bounded(LIMIT, move || first.wait()).unwrap_err().status(),
+        Some(429)
+    );
+    let t0 = Instant::now();
+    let rest: Vec<_> = (0..3)
+        .map(|_| pool.get_json::<Value>(&server.url("/y")))
+        .collect();
+    let results = bounded(LIMIT, move || reqpool::wait_all(rest));
+    assert!(results.iter().all(Result::is_ok));
+    // Nothing reached the host before its pause ended.
+    let first_after = *server.shared.arrivals("/y").iter().min().unwrap();
+    assert!(
+        first_after - t0 >= Duration::from_millis(800),
+        "{:?}",
+        first_after - t0
+    );
+}
+
+#[test]
+fn an_open_circuit_fails_fast_without_connecting_then_probes() {
+    let fault = FaultServer::start(Fault::Reset);
+    let pool = Pool::builder()
+        .workers(2)
+        .circuit_breaker(
+            Breaker::new()
+                .failures(5)
+                .cool_down(Duration::from_millis(500)),
+        )
+        .build()
+        .unwrap();
+    let url = fault.url("/down");
+    // Each GET is tried once more on a fresh connection after a reset, so
+    // the fifth failed attempt comes with the third request.
+    let mut opened = false;
+    for _ in 0..5 {
+        if pool
+            .get_json::<Value>(&url)
+            .wait()
+            .unwrap_err()
+            .is_circuit_open()
+        {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened);
+    let before = fault.connections.load(Ordering::SeqCst);
+    assert_eq!(before, 5, "five failed attempts open it");
+    let errs = bounded(LIMIT, {
+        let (pool, url) = (pool.clone(), url.clone());
+        move || reqpool::wait_all((0..100).map(|_| pool.get_json::<Value>(&url)))
+    });
+    assert!(
+        errs.iter()
+            .all(|r| r.as_ref().unwrap_err().is_circuit_open())
+    );
+    assert_eq!(
+        fault.connections.load(Ordering::SeqCst),
+        before,
+        "connected while open"
+    );
+    let e = errs[0].as_ref().unwrap_err();
+    assert!(!e.maybe_sent() && !e.is_retryable());
+    assert!(
+        e.to_string().starts_with("circuit open for 127.0.0.1:"),
+        "{e}"
+    );
+    let Error::CircuitOpen { retry_in, .. } = e else {
+        panic!("{e:?}")
+    };
+    // After the cool-down, one probe goes through (and fails: open again).
+    std::thread::sleep(*retry_in + Duration::from_millis(20));
+    let probe = pool.get_json::<Value>(&url).wait().unwrap_err();
+    let first = match &probe {
+        Error::GaveUp { attempts, .. } => &attempts[0],
+        e => e,
+    };
+    assert_eq!(
+        first.transport_kind(),
+        Some(reqpool::TransportKind::Reset),
+        "{probe:?}"
+    );
+    assert_eq!(fault.connections.load(Ordering::SeqCst), before + 1);
+    assert!(
+        pool.get_json::<Value>(&url)
+            .wait()
+            .unwrap_err()
+            .is_circuit_open()
+    );
+}
+
+#[test]
+fn retries_never_go_into_an_open_circuit() {
+    let fault = FaultServer::start(Fault::Reset);
+    let pool = Pool::builder()
+        .workers(1)
+        .retry(
+            reqpool::Retry::standard()
+                .max_attempts(10)
+                .backoff(Duration::from_millis(1), Duration::from_millis(2)),
+        )
+        .circuit_breaker(
+            Breaker::new()
+                .failures(2)
+                .cool_down(Duration::from_secs(30)),
+        )
+        .build()
+        .unwrap();
+    let err = pool
+        .get_json::<Value>(&fault.url("/down"))
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::GaveUp {
+                reason: reqpool::GaveUpReason::CircuitOpen,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_circuit_open());
+    // The fresh-connection try and the retry opened it; no more after.
+    assert!(fault.connections.load(Ordering::SeqCst) <= 3);
+}
