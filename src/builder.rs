@@ -322,8 +322,10 @@ impl Builder {
         self
     }
 
-    /// At most `requests` requests to one host (`host:port`) per `per`, in
-    /// bursts of up to `requests`: a token bucket per host. A request
+    /// At most `requests` requests to one host (`host:port`) per `per`: a
+    /// token bucket per host that starts with one token (so the first
+    /// requests go at the rate) and saves up to `requests` while the host
+    /// is idle. A request
     /// without a token waits off the workers (in the pool's timer) and
     /// starts when its token is due; other hosts are not slowed. The wait
     /// counts against a request's [`deadline`](Builder::deadline), not its

@@ -177,6 +177,9 @@ struct Bucket {
     adaptive: bool,
     last: Instant,
     paused_until: Option<Instant>,
+    /// When the rate was last halved: the 429s of requests that were in
+    /// flight together are one signal, not several.
+    last_cut: Option<Instant>,
 }
 
 impl Bucket {
@@ -184,7 +187,9 @@ impl Bucket {
         let per = r.per.as_secs_f64().max(1e-9);
         let rate = f64::from(r.requests.max(1)) / per;
         Bucket {
-            tokens: f64::from(r.requests.max(1)),
+            // It starts with one token, not a full burst: the first second
+            // sends at the rate, as a server that counts per second wants.
+            tokens: 1.0,
             burst: f64::from(r.requests.max(1)),
             rate,
             max_rate: rate,
@@ -192,6 +197,7 @@ impl Bucket {
             adaptive,
             last: now,
             paused_until: None,
+            last_cut: None,
         }
     }
 
@@ -208,6 +214,7 @@ impl Bucket {
             adaptive: true,
             last: now,
             paused_until: None,
+            last_cut: Some(now),
         }
     }
 
@@ -235,7 +242,11 @@ impl Bucket {
     fn observe(&mut self, o: Observed, now: Instant) {
         match o {
             Observed::Throttled(after) => {
-                if self.adaptive {
+                let recent_cut = self
+                    .last_cut
+                    .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+                if self.adaptive && !recent_cut {
+                    self.last_cut = Some(now);
                     self.refill(now);
                     self.rate = (self.rate / 2.0).max(self.min_rate);
                     self.burst = self.burst.min(self.rate.max(1.0));
@@ -252,7 +263,7 @@ impl Bucket {
                 let step = if self.max_rate.is_finite() {
                     self.max_rate / 20.0
                 } else {
-                    (self.rate / 20.0).max(0.5)
+                    (self.rate / 10.0).max(0.5)
                 };
                 self.rate = (self.rate + step).min(self.max_rate);
             }
@@ -453,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_spends_its_burst_then_spaces_requests() {
+    fn a_bucket_starts_at_its_rate_and_spaces_requests() {
         let hosts = Hosts::<J>::new(Policies {
             rate: Some(Rate {
                 requests: 2,
@@ -463,9 +474,8 @@ mod tests {
         });
         let h: Arc<str> = Arc::from("h:1");
         assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
-        assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
         let Admit::Later(j, due) = hosts.admit(&h, J::default()) else {
-            panic!("a third request in the same second must wait");
+            panic!("a second request at once must wait for its token");
         };
         let wait = due - Instant::now();
         assert!(

@@ -57,8 +57,8 @@ fn the_rate_limit_holds_on_every_request_path() {
             p.flush();
         });
         let times = server.shared.arrivals("/json");
-        // A burst of 3, then one every 1/6 s: no 500 ms window holds more
-        // than the burst and what refills in it.
+        // One every 1/6 s: no 500 ms window holds more than a burst's
+        // worth and what refills in it.
         let dense = densest(&times, Duration::from_millis(500));
         assert!(
             dense <= 3 + 3,
