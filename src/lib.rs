@@ -158,6 +158,8 @@ mod pending;
 mod poll;
 mod pool;
 mod prepare;
+#[cfg(test)]
+mod proptests;
 mod redact;
 mod request;
 mod response;

@@ -59,8 +59,10 @@ pub(crate) fn url_secrets(url: &str) -> Vec<String> {
     let auth_end = rest.find('/').unwrap_or(rest.len());
     if let Some(at) = rest[..auth_end].rfind('@') {
         let userinfo = &rest[..at];
-        out.push(userinfo.to_string());
-        out.extend(userinfo.split(':').map(str::to_string));
+        for part in std::iter::once(userinfo).chain(userinfo.split(':')) {
+            out.push(part.to_string());
+            out.push(percent_decode(part));
+        }
     }
     if let Some((_, q)) = url.split_once('?') {
         let q = q.split('#').next().unwrap_or("");

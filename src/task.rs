@@ -574,10 +574,26 @@ where
         }));
         match step {
             Ok(Step::Sleep(until)) => {
+                drop(lock(&self.conn).take());
                 *lock(&self.job) = Some(job);
                 *lock(&self.wake) = Some(until);
                 let ticket = (word >> 8).wrapping_add(1) & 0x00ff_ffff;
-                self.state.store(pack(ticket, SLEEPING), Ordering::Release);
+                // Not a plain store: a cancel in flight may have won.
+                if self
+                    .state
+                    .compare_exchange(
+                        pack(word >> 8, RUNNING),
+                        pack(ticket, SLEEPING),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_err()
+                {
+                    drop(lock(&self.job).take());
+                    self.hooks.finished(started, Outcome::Cancelled);
+                    self.hooks.delivered();
+                    return Ran::Step;
+                }
                 if let Some(me) = self.me.upgrade() {
                     self.hooks.slept(me, until, ticket);
                 }

@@ -124,8 +124,12 @@ pub(crate) const CANCELLED: &str = "reqpool: cancelled";
 /// The message of the error that ends a detached fire once it is written.
 pub(crate) const DETACHED: &str = "reqpool: request written, reply not awaited";
 
+/// Not `Interrupted`: readers retry those (`read_to_end` would spin).
 fn io_error(what: &'static str) -> ureq::Error {
-    ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::Interrupted, what))
+    ureq::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        what,
+    ))
 }
 
 /// Runs `f` with `limit` as this thread's limit for network waits, and
