@@ -18,7 +18,6 @@ use crate::sync::lock;
 use crate::wire::{Conn, InFlight, with_job, with_limit};
 use crossbeam_channel::Sender;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -38,11 +37,8 @@ pub(crate) fn on_worker_of(id: usize) -> bool {
     id != 0 && WORKER_OF.with(std::cell::Cell::get) == id
 }
 
-pub(crate) const QUEUED: u8 = 0;
-pub(crate) const RUNNING: u8 = 1;
-pub(crate) const DONE: u8 = 2;
-pub(crate) const CANCELLED: u8 = 3;
-pub(crate) const SLEEPING: u8 = 4;
+use crate::state::TaskState;
+pub(crate) use crate::state::{CANCELLED, DONE, QUEUED, RUNNING, SLEEPING};
 
 /// What one step of a job comes to.
 pub(crate) enum Step<T> {
@@ -272,7 +268,7 @@ pub(crate) struct Task<T, F> {
     me: Weak<Task<T, F>>,
     host: Option<Arc<str>>,
     /// The state in the low byte, the number of sleeps above it.
-    state: AtomicU32,
+    state: TaskState,
     queued_at: Instant,
     limits: Limits,
     /// Fixed at the first start: the deadline and the timeout combined.
@@ -286,14 +282,6 @@ pub(crate) struct Task<T, F> {
     conn: Mutex<Option<Weak<Conn>>>,
     /// A detached fire: done once its request is written.
     detached: bool,
-}
-
-fn pack(ticket: u32, state: u8) -> u32 {
-    (ticket << 8) | u32::from(state)
-}
-
-fn state_of(word: u32) -> u8 {
-    (word & 0xff) as u8
 }
 
 impl<T, F> Task<T, F>
@@ -313,7 +301,7 @@ where
         Arc::new_cyclic(|me| Task {
             me: me.clone(),
             host,
-            state: AtomicU32::new(pack(0, QUEUED)),
+            state: TaskState::new(),
             queued_at: Instant::now(),
             limits,
             limit: OnceLock::new(),
@@ -331,18 +319,7 @@ where
     /// while it ran (the canceller delivered then).
     fn finish(&self, result: Result<T, Error>, started: Instant, panicked: bool) {
         drop(lock(&self.conn).take());
-        let word = self.state.load(Ordering::Acquire);
-        let ended = state_of(word) == RUNNING
-            && self
-                .state
-                .compare_exchange(
-                    word,
-                    pack(word >> 8, DONE),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok();
-        if !ended {
+        if !self.state.finish() {
             self.hooks.finished(started, Outcome::Cancelled);
             self.hooks.delivered();
             return;
@@ -374,18 +351,7 @@ where
     /// worker is free within milliseconds. The step's own end is counted
     /// when it comes.
     fn cancel_running(&self) -> bool {
-        let word = self.state.load(Ordering::Acquire);
-        if state_of(word) != RUNNING
-            || self
-                .state
-                .compare_exchange(
-                    word,
-                    pack(word >> 8, CANCELLED),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_err()
-        {
+        if !self.state.cancel_running() {
             return false;
         }
         let conn = lock(&self.conn).take().and_then(|w| w.upgrade());
@@ -395,43 +361,6 @@ where
         self.hooks.cancelled_running();
         self.slot.deliver(Err(Error::Cancelled));
         true
-    }
-
-    /// Moves a queued task to `to`; returns the word it had, or None if it
-    /// was not queued (someone else won).
-    fn take_queued(&self, to: u8) -> Option<u32> {
-        let word = self.state.load(Ordering::Acquire);
-        if state_of(word) != QUEUED {
-            return None;
-        }
-        self.state
-            .compare_exchange(
-                word,
-                pack(word >> 8, to),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .ok()
-    }
-
-    /// Moves the task from queued or sleeping (any ticket) to `to`.
-    fn leave(&self, to: u8) -> Option<u8> {
-        let mut word = self.state.load(Ordering::Acquire);
-        loop {
-            let s = state_of(word);
-            if s != QUEUED && s != SLEEPING {
-                return None;
-            }
-            match self.state.compare_exchange(
-                word,
-                pack(word >> 8, to),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(s),
-                Err(w) => word = w,
-            }
-        }
     }
 }
 
@@ -457,7 +386,7 @@ where
     }
 
     fn aborted(&self) -> bool {
-        state_of(self.state.load(Ordering::Acquire)) == CANCELLED
+        self.state.get() == CANCELLED
     }
 
     fn detached(&self) -> bool {
@@ -481,7 +410,7 @@ where
     F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
 {
     fn state(&self) -> u8 {
-        state_of(self.state.load(Ordering::Acquire))
+        self.state.get()
     }
 
     fn pool(&self) -> usize {
@@ -496,7 +425,7 @@ where
     }
 
     fn cancel(&self) -> bool {
-        if self.leave(CANCELLED).is_none() {
+        if self.state.cancel_waiting().is_none() {
             return self.cancel_running();
         }
         drop(lock(&self.job).take());
@@ -511,7 +440,7 @@ where
         if self.limit.get().is_some() || !self.limits.deadline.passed() {
             return false;
         }
-        if self.take_queued(DONE).is_none() {
+        if self.state.take_queued(DONE).is_none() {
             return false;
         }
         drop(lock(&self.job).take());
@@ -522,7 +451,7 @@ where
     }
 
     fn reject(&self, err: Error) -> bool {
-        if self.take_queued(DONE).is_none() {
+        if self.state.take_queued(DONE).is_none() {
             return false;
         }
         drop(lock(&self.job).take());
@@ -533,7 +462,7 @@ where
     }
 
     fn run(&self) -> Ran {
-        let Some(word) = self.take_queued(RUNNING) else {
+        let Some(running) = self.state.take_queued(RUNNING) else {
             return Ran::No;
         };
         let mut first = false;
@@ -577,23 +506,13 @@ where
                 drop(lock(&self.conn).take());
                 *lock(&self.job) = Some(job);
                 *lock(&self.wake) = Some(until);
-                let ticket = (word >> 8).wrapping_add(1) & 0x00ff_ffff;
                 // Not a plain store: a cancel in flight may have won.
-                if self
-                    .state
-                    .compare_exchange(
-                        pack(word >> 8, RUNNING),
-                        pack(ticket, SLEEPING),
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .is_err()
-                {
+                let Some(ticket) = self.state.sleep(running) else {
                     drop(lock(&self.job).take());
                     self.hooks.finished(started, Outcome::Cancelled);
                     self.hooks.delivered();
                     return Ran::Step;
-                }
+                };
                 if let Some(me) = self.me.upgrade() {
                     self.hooks.slept(me, until, ticket);
                 }
@@ -614,14 +533,7 @@ where
     }
 
     fn resume(&self, ticket: u32) -> bool {
-        self.state
-            .compare_exchange(
-                pack(ticket, SLEEPING),
-                pack(ticket, QUEUED),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        self.state.resume(ticket)
     }
 
     fn timeout(&self) -> Duration {
@@ -640,11 +552,8 @@ where
     }
 
     fn sleep(&self) -> Option<(Instant, u32)> {
-        let word = self.state.load(Ordering::Acquire);
-        if state_of(word) != SLEEPING {
-            return None;
-        }
+        let ticket = self.state.sleeping()?;
         let until = (*lock(&self.wake))?;
-        Some((until, word >> 8))
+        Some((until, ticket))
     }
 }
