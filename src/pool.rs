@@ -124,10 +124,10 @@ impl TaskHooks for Inner {
         self.hosts.as_ref().map(|h| h as &dyn Feedback)
     }
 
-    fn started(&self, queued_at: Instant) {
+    fn started(&self) {
         // Count the job out of the queue before making room in it, so the
         // queue never looks longer than its bound.
-        self.counters.started(queued_at);
+        self.counters.started();
         self.free_slot();
     }
 
@@ -158,8 +158,8 @@ impl TaskHooks for Inner {
         }
     }
 
-    fn finished(&self, started: Instant, outcome: Outcome) {
-        self.counters.finished(started, outcome);
+    fn finished(&self, queued_at: Instant, started: Instant, outcome: Outcome) {
+        self.counters.finished(queued_at, started, outcome);
     }
 
     fn cancelled_running(&self) {

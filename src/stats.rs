@@ -67,13 +67,10 @@ impl Counters {
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A job left the queue for its first step, queued at `queued_at`.
-    pub(crate) fn started(&self, queued_at: Instant) {
+    /// A job left the queue for its first step.
+    pub(crate) fn started(&self) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         self.running.fetch_add(1, Ordering::Relaxed);
-        lock(&self.times)
-            .queue
-            .saturating_record(micros(queued_at.elapsed()));
     }
 
     /// A job went to wait between two steps.
@@ -103,8 +100,9 @@ impl Counters {
         }
     }
 
-    /// A job ran to its end; its first step started at `started`.
-    pub(crate) fn finished(&self, started: Instant, outcome: Outcome) {
+    /// A job ran to its end: queued at `queued_at`, its first step started
+    /// at `started`. One short lock for both histograms.
+    pub(crate) fn finished(&self, queued_at: Instant, started: Instant, outcome: Outcome) {
         self.running.fetch_sub(1, Ordering::Relaxed);
         let counter = match outcome {
             Outcome::Cancelled => return, // counted when it was cancelled
@@ -116,9 +114,10 @@ impl Counters {
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        lock(&self.times)
-            .run
-            .saturating_record(micros(started.elapsed()));
+        let mut t = lock(&self.times);
+        t.queue
+            .saturating_record(micros(started.saturating_duration_since(queued_at)));
+        t.run.saturating_record(micros(started.elapsed()));
     }
 
     /// A running job was cancelled (its end is counted when its step ends).

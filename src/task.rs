@@ -243,7 +243,7 @@ pub(crate) trait TaskHooks: Send + Sync {
     fn agent(&self) -> &ureq::Agent;
     fn hosts(&self) -> Option<&dyn crate::hosts::Feedback>;
     /// The task left the queue for its first step.
-    fn started(&self, queued_at: Instant);
+    fn started(&self);
     /// A sleeping task ran its next step.
     fn resumed(&self);
     /// A task went to sleep between steps: run it again at `until` (if
@@ -253,7 +253,7 @@ pub(crate) trait TaskHooks: Send + Sync {
     /// the queue, without running (again).
     fn skipped(&self, sleeping: bool, cancelled: bool);
     /// The task ran to its end, its first step having started at `started`.
-    fn finished(&self, started: Instant, outcome: Outcome);
+    fn finished(&self, queued_at: Instant, started: Instant, outcome: Outcome);
     /// The task was cancelled while it ran (it is counted out of the
     /// running when its step ends, with `Outcome::Cancelled`).
     fn cancelled_running(&self);
@@ -320,7 +320,8 @@ where
     fn finish(&self, result: Result<T, Error>, started: Instant, panicked: bool) {
         drop(lock(&self.conn).take());
         if !self.state.finish() {
-            self.hooks.finished(started, Outcome::Cancelled);
+            self.hooks
+                .finished(self.queued_at, started, Outcome::Cancelled);
             self.hooks.delivered();
             return;
         }
@@ -341,7 +342,7 @@ where
         } else {
             result
         };
-        self.hooks.finished(started, outcome);
+        self.hooks.finished(self.queued_at, started, outcome);
         self.slot.deliver(result);
         self.hooks.delivered();
     }
@@ -376,12 +377,12 @@ where
     fn using(&self, conn: Option<&Arc<Conn>>) {
         let mut current = lock(&self.conn);
         match conn {
-            Some(c)
-                if current
-                    .as_ref()
-                    .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(c))) => {}
             Some(c) => *current = Some(Arc::downgrade(c)),
-            None => *current = None,
+            None => {
+                if let Some(c) = current.take().and_then(|w| w.upgrade()) {
+                    c.disown(InFlight::id(self));
+                }
+            }
         }
     }
 
@@ -477,7 +478,7 @@ where
             )
         });
         if first {
-            self.hooks.started(self.queued_at);
+            self.hooks.started();
         } else {
             self.hooks.resumed();
         }
@@ -509,7 +510,8 @@ where
                 // Not a plain store: a cancel in flight may have won.
                 let Some(ticket) = self.state.sleep(running) else {
                     drop(lock(&self.job).take());
-                    self.hooks.finished(started, Outcome::Cancelled);
+                    self.hooks
+                        .finished(self.queued_at, started, Outcome::Cancelled);
                     self.hooks.delivered();
                     return Ran::Step;
                 };

@@ -44,12 +44,10 @@ pub(crate) trait InFlight: Send + Sync {
 /// One connection's socket, and which job used it last; what a cancel
 /// shuts down.
 #[derive(Default)]
-pub(crate) struct Conn(Mutex<ConnState>);
-
-#[derive(Default)]
-struct ConnState {
-    socket: Option<Weak<dyn ShutdownHandle>>,
-    owner: usize,
+pub(crate) struct Conn {
+    socket: Mutex<Option<Weak<dyn ShutdownHandle>>>,
+    /// The job that used it last (read on every I/O: an atomic, no lock).
+    owner: std::sync::atomic::AtomicUsize,
 }
 
 impl Conn {
@@ -57,16 +55,27 @@ impl Conn {
     /// read or write in progress fails at once, and the connection is
     /// never reused.
     pub(crate) fn abort_for(&self, id: usize) {
-        let state = lock(&self.0);
-        if state.owner == id
-            && let Some(socket) = state.socket.as_ref().and_then(Weak::upgrade)
+        let socket = lock(&self.socket);
+        if self.owner.load(std::sync::atomic::Ordering::Acquire) == id
+            && let Some(socket) = socket.as_ref().and_then(Weak::upgrade)
         {
             socket.shutdown();
         }
     }
 
-    fn own(&self, id: usize) {
-        lock(&self.0).owner = id;
+    /// Job `id` is done with it (if it still is the user).
+    pub(crate) fn disown(&self, id: usize) {
+        let _ = self.owner.compare_exchange(
+            id,
+            0,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+    }
+
+    /// Marks job `id` as the user; true if it was another one before.
+    fn own(&self, id: usize) -> bool {
+        self.owner.swap(id, std::sync::atomic::Ordering::AcqRel) != id
     }
 }
 
@@ -110,8 +119,10 @@ fn watch(conn: &Arc<Conn>, awaiting_reply: bool) -> Result<(), ureq::Error> {
         if job.aborted() {
             return Err(io_error(CANCELLED));
         }
-        conn.own(job.id());
-        job.using(Some(conn));
+        // Only a change of hands needs the job to learn of the connection.
+        if conn.own(job.id()) {
+            job.using(Some(conn));
+        }
         if awaiting_reply && job.detached() {
             return Err(io_error(DETACHED));
         }
@@ -194,7 +205,7 @@ impl Connector<()> for Guard {
             // The socket of a new connection is kept for a cancel, and
             // still registered with the agent for its own shutdown.
             register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
-                lock(&remember.0).socket = Some(socket.clone());
+                *lock(&remember.socket) = Some(socket.clone());
                 register(socket)
             }),
         };
