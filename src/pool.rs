@@ -137,18 +137,11 @@ impl TaskHooks for Inner {
 
     fn slept(&self, task: Arc<dyn Control>, until: Instant, ticket: u32) {
         self.counters.slept();
-        let Some(inner) = self.me.upgrade() else {
-            return;
-        };
-        let again = Arc::clone(&inner);
-        inner.schedule(
-            until,
-            Box::new(move || {
-                if task.resume(ticket) {
-                    again.execute(Dispatch::new(Arc::clone(&again), task));
-                }
-            }),
-        );
+        self.later(until, move |inner| {
+            if task.resume(ticket) {
+                inner.execute(Dispatch::new(Arc::clone(inner), task));
+            }
+        });
     }
 
     fn skipped(&self, sleeping: bool, cancelled: bool) {
@@ -293,17 +286,19 @@ impl Inner {
     /// timer until `at`, off the workers.
     pub(crate) fn throttle(&self, at: Instant, job: Dispatch) {
         self.counters.throttled(true);
+        self.later(at, move |inner| {
+            inner.counters.throttled(false);
+            inner.execute(job);
+        });
+    }
+
+    /// Runs `f` with the pool at `at`, on the timer thread.
+    fn later(&self, at: Instant, f: impl FnOnce(&Arc<Inner>) + Send + 'static) {
         let Some(inner) = self.me.upgrade() else {
             return;
         };
         let again = Arc::clone(&inner);
-        inner.schedule(
-            at,
-            Box::new(move || {
-                again.counters.throttled(false);
-                again.execute(job);
-            }),
-        );
+        inner.schedule(at, Box::new(move || f(&again)));
     }
 
     /// Passes a finished job's host slot on to a parked job, or frees it.
