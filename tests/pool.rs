@@ -276,4 +276,10 @@ fn auto_traits_are_as_documented() {
         "{}",
         std::mem::size_of::<Error>()
     );
+    // A handle is three pointers' worth and a flag; keep it small.
+    assert!(
+        std::mem::size_of::<Pending<u64>>() <= 64,
+        "{}",
+        std::mem::size_of::<Pending<u64>>()
+    );
 }
