@@ -1,0 +1,122 @@
+//! Client CPU per request and peak RSS for the dispatch-all pattern,
+//! reqpool beside a hand-rolled pool (N std threads sharing one ureq
+//! agent, jobs and results over channels), each measured in a child
+//! process of its own so the peaks do not mix.
+//!
+//! `cargo run --release --example cost -- [requests] [workers]`
+//! (defaults: 20,000 requests, 16 workers). CPU time is the process's
+//! user + system time from `/proc/self/stat`, the server's threads
+//! included (the same server in both), so compare the two lines.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+/// User + system CPU time of this process, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime in clock ticks (100 Hz)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn run(which: &str, n: usize, workers: usize) {
+    let server = common::Server::start();
+    let url = server.url("/json");
+    let body = serde_json::json!({"tag": "bench", "items": [{"id": 1}]});
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    match which {
+        "reqpool" => {
+            let pool = reqpool::Pool::new(workers);
+            let all: Vec<_> = (0..n)
+                .map(|_| pool.post_json::<serde_json::Value>(&url, &body))
+                .collect();
+            for p in all {
+                p.wait().unwrap();
+            }
+        }
+        _ => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .max_idle_connections_per_host(workers)
+                .build()
+                .into();
+            let (jobs, job_rx) = crossbeam_channel::unbounded::<()>();
+            let (res_tx, results) = crossbeam_channel::unbounded();
+            for _ in 0..workers {
+                let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
+                let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+                std::thread::spawn(move || {
+                    while job_rx.recv().is_ok() {
+                        let v: serde_json::Value = agent
+                            .post(&url)
+                            .send_json(&body)
+                            .unwrap()
+                            .body_mut()
+                            .read_json()
+                            .unwrap();
+                        if res_tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            for _ in 0..n {
+                jobs.send(()).unwrap();
+            }
+            for _ in 0..n {
+                results.recv().unwrap();
+            }
+        }
+    }
+    let (cpu, took) = (cpu_seconds() - cpu0, t0.elapsed());
+    println!(
+        "{which:<11} {n} requests, {workers} workers: {:.0} req/s, {:.1} µs CPU per request (server included), peak RSS {:.1} MiB",
+        n as f64 / took.as_secs_f64(),
+        cpu / n as f64 * 1e6,
+        peak_rss_kib() as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        let n = args[2].parse().unwrap();
+        let w = args[3].parse().unwrap();
+        run(&args[1], n, w);
+        return;
+    }
+    let n = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000usize);
+    let w = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(16usize);
+    let exe = std::env::current_exe().unwrap();
+    for which in [
+        "hand-rolled",
+        "reqpool",
+        "hand-rolled",
+        "reqpool",
+        "hand-rolled",
+        "reqpool",
+    ] {
+        let out = std::process::Command::new(&exe)
+            .args(["--child", which, &n.to_string(), &w.to_string()])
+            .output()
+            .unwrap();
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
