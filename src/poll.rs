@@ -119,13 +119,9 @@ impl PollJob {
         let mut stage = Stage::Start(Attempts::default());
         inner.submit(spec, move |ctx: &Ctx<'_>| match &mut stage {
             Stage::Start(st) => {
-                let reply = match start.step(st, ctx) {
-                    Step::Sleep(t) => return Step::Sleep(t),
-                    Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
-                };
-                let reply = match reply {
+                let reply = match json_step(&start, st, ctx) {
                     Ok(v) => v,
-                    Err(e) => return Step::Done(Err(e)),
+                    Err(step) => return step,
                 };
                 let Some(url) = status_url(&reply) else {
                     return Step::Done(Err(Error::decode(
@@ -144,13 +140,9 @@ impl PollJob {
                 Step::Sleep(Instant::now())
             }
             Stage::Poll(poll, st) => {
-                let status = match poll.step(st, ctx) {
-                    Step::Sleep(t) => return Step::Sleep(t),
-                    Step::Done(r) => r.and_then(|resp| resp.json::<Value>()),
-                };
-                let status = match status {
+                let status = match json_step(poll, st, ctx) {
                     Ok(v) => v,
-                    Err(e) => return Step::Done(Err(e)),
+                    Err(step) => return step,
                 };
                 if done(&status) {
                     return Step::Done(Ok(status));
@@ -165,6 +157,17 @@ impl PollJob {
                 }
             }
         })
+    }
+}
+
+/// One request of a poll job, to its JSON reply; or the step the job
+/// returns instead (a wait between attempts, or the failure).
+fn json_step(req: &Prepared, st: &mut Attempts, ctx: &Ctx<'_>) -> Result<Value, Step<Value>> {
+    match req.step(st, ctx) {
+        Step::Sleep(t) => Err(Step::Sleep(t)),
+        Step::Done(r) => r
+            .and_then(|resp| resp.json::<Value>())
+            .map_err(|e| Step::Done(Err(e))),
     }
 }
 

@@ -265,15 +265,7 @@ impl RequestBuilder {
     /// # Ok::<(), reqpool::Error>(())
     /// ```
     pub fn fire(self) -> Result<(), Error> {
-        let label = format!("{} {}", self.method, redact_url(&self.url));
-        let inner = Arc::clone(self.pool.inner());
-        if inner.is_closed() {
-            return Err(Error::Closed);
-        }
-        let (pool, opts, prepared) = self.prepare()?;
-        let pending = start(&pool, opts, prepared, |_, _| Ok(()));
-        inner.track_fired(label, pending);
-        Ok(())
+        self.fire_as(false)
     }
 
     /// Sends the request without waiting for the reply: the job is done,
@@ -305,14 +297,21 @@ impl RequestBuilder {
     /// # Ok::<(), reqpool::Error>(())
     /// ```
     pub fn fire_detached(self) -> Result<(), Error> {
+        self.fire_as(true)
+    }
+
+    /// Both fires: checked at once, then counted as fired.
+    fn fire_as(self, detached: bool) -> Result<(), Error> {
         let label = format!("{} {}", self.method, redact_url(&self.url));
         let inner = Arc::clone(self.pool.inner());
         if inner.is_closed() {
             return Err(Error::Closed);
         }
         let (pool, mut opts, prepared) = self.prepare()?;
-        opts.detached = true;
-        opts.hedge = None;
+        if detached {
+            opts.detached = true;
+            opts.hedge = None;
+        }
         let pending = start(&pool, opts, prepared, |_, _| Ok(()));
         inner.track_fired(label, pending);
         Ok(())
