@@ -17,52 +17,10 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::hint::black_box;
 use std::time::Duration;
 
 const BATCH: u64 = 1000;
-
-/// N threads sharing one agent: the baseline a pool must match.
-struct HandRolled {
-    jobs: Sender<()>,
-    results: Receiver<serde_json::Value>,
-}
-
-impl HandRolled {
-    fn start(n: usize, agent: &ureq::Agent, url: &str, body: &serde_json::Value) -> HandRolled {
-        let (jobs, job_rx) = unbounded::<()>();
-        let (res_tx, results) = unbounded();
-        for _ in 0..n {
-            let (agent, url, body) = (agent.clone(), url.to_string(), body.clone());
-            let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
-            std::thread::spawn(move || {
-                while job_rx.recv().is_ok() {
-                    let v: serde_json::Value = agent
-                        .post(&url)
-                        .send_json(&body)
-                        .unwrap()
-                        .body_mut()
-                        .read_json()
-                        .unwrap();
-                    if res_tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        HandRolled { jobs, results }
-    }
-
-    fn batch(&self) {
-        for _ in 0..BATCH {
-            self.jobs.send(()).unwrap();
-        }
-        for _ in 0..BATCH {
-            black_box(self.results.recv().unwrap());
-        }
-    }
-}
 
 fn agent(ca: Option<&common::TestCa>, workers: usize) -> ureq::Agent {
     let mut b = ureq::Agent::config_builder()
@@ -99,11 +57,11 @@ fn group(c: &mut Criterion, name: &str, url: &str, ca: Option<&common::TestCa>) 
         })
     });
     for workers in [2usize, 16] {
-        let hand = HandRolled::start(workers, &agent(ca, workers), url, &body);
+        let hand = common::HandRolled::start(workers, &agent(ca, workers), url, &body);
         g.bench_with_input(
             BenchmarkId::new("hand_rolled", workers),
             &workers,
-            |b, _| b.iter(|| hand.batch()),
+            |b, _| b.iter(|| hand.run(BATCH as usize)),
         );
         let mut builder = reqpool::Pool::builder().workers(workers);
         if let Some(ca) = ca {

@@ -23,17 +23,6 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0 // utime, stime in clock ticks (100 Hz)
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn run(which: &str, n: usize, workers: usize) {
     let server = common::Server::start();
     let url = server.url("/json");
@@ -54,32 +43,7 @@ fn run(which: &str, n: usize, workers: usize) {
                 .max_idle_connections_per_host(workers)
                 .build()
                 .into();
-            let (jobs, job_rx) = crossbeam_channel::unbounded::<()>();
-            let (res_tx, results) = crossbeam_channel::unbounded();
-            for _ in 0..workers {
-                let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
-                let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
-                std::thread::spawn(move || {
-                    while job_rx.recv().is_ok() {
-                        let v: serde_json::Value = agent
-                            .post(&url)
-                            .send_json(&body)
-                            .unwrap()
-                            .body_mut()
-                            .read_json()
-                            .unwrap();
-                        if res_tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-            for _ in 0..n {
-                jobs.send(()).unwrap();
-            }
-            for _ in 0..n {
-                results.recv().unwrap();
-            }
+            common::HandRolled::start(workers, &agent, &url, &body).run(n);
         }
     }
     let (cpu, took) = (cpu_seconds() - cpu0, t0.elapsed());
@@ -87,7 +51,7 @@ fn run(which: &str, n: usize, workers: usize) {
         "{which:<11} {n} requests, {workers} workers: {:.0} req/s, {:.1} µs CPU per request (server included), peak RSS {:.1} MiB",
         n as f64 / took.as_secs_f64(),
         cpu / n as f64 * 1e6,
-        peak_rss_kib() as f64 / 1024.0
+        common::peak_rss_kib() as f64 / 1024.0
     );
 }
 

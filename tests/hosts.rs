@@ -24,7 +24,7 @@ fn densest(times: &[Instant], window: Duration) -> usize {
 
 #[test]
 fn the_rate_limit_holds_on_every_request_path() {
-    for path in ["json", "send", "fire", "poll"] {
+    for path in ["json", "send", "fire", "fire_detached", "poll"] {
         let server = Server::start();
         let pool = Pool::builder()
             .workers(4)
@@ -38,6 +38,10 @@ fn the_rate_limit_holds_on_every_request_path() {
                 "send" => Some(pool.get(&url).send().map(drop)),
                 "fire" => {
                     pool.get(&url).fire().unwrap();
+                    None
+                }
+                "fire_detached" => {
+                    pool.get(&url).fire_detached().unwrap();
                     None
                 }
                 _ => Some(

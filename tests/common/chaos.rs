@@ -4,7 +4,7 @@
 //! and `examples/soak.rs` (long runs).
 #![allow(dead_code, unreachable_pub)]
 
-use crate::common::{Req, read_request};
+use crate::common::{Req, read_request, rss_kib};
 use reqpool::{Completions, Error, Pool};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -274,17 +274,6 @@ fn count_dir(path: &str) -> usize {
     std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
 }
 
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// How late a handle may resolve past its deadline: the waiter's grace
 /// (250 ms) and room for a loaded 2-core machine.
 pub const LATE: Duration = Duration::from_millis(250 + 750);
@@ -378,8 +367,6 @@ pub fn soak(seed: u64, rounds: usize, per_round: usize, workers: usize) -> Repor
                     let tiers = (0..3)
                         .map(|_| pool.get_json::<serde_json::Value>(&url))
                         .collect();
-                    let (p, _) = (pool.clone(), ());
-                    drop(p);
                     Some(pool.submit(move |_| {
                         reqpool::first_success(tiers)
                             .map(drop)

@@ -677,12 +677,65 @@ pub fn http_date(t: std::time::SystemTime) -> String {
 
 /// The peak resident set size of this process (VmHWM), in KiB; 0 off Linux.
 pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// The resident set size of this process now (VmRSS), in KiB; 0 off Linux.
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The baseline a pool must match: N std threads sharing one ureq agent,
+/// each POSTing `body` to `url` for every job it is given, the parsed
+/// replies sent back over a channel. The threads end when it is dropped.
+pub struct HandRolled {
+    jobs: crossbeam_channel::Sender<()>,
+    results: crossbeam_channel::Receiver<serde_json::Value>,
+}
+
+impl HandRolled {
+    pub fn start(n: usize, agent: &ureq::Agent, url: &str, body: &serde_json::Value) -> HandRolled {
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<()>();
+        let (res_tx, results) = crossbeam_channel::unbounded();
+        for _ in 0..n {
+            let (agent, url, body) = (agent.clone(), url.to_string(), body.clone());
+            let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+            thread::spawn(move || {
+                while job_rx.recv().is_ok() {
+                    let v: serde_json::Value = agent
+                        .post(&url)
+                        .send_json(&body)
+                        .unwrap()
+                        .body_mut()
+                        .read_json()
+                        .unwrap();
+                    if res_tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        HandRolled { jobs, results }
+    }
+
+    /// Dispatches `n` requests, then collects their replies.
+    pub fn run(&self, n: usize) {
+        for _ in 0..n {
+            self.jobs.send(()).unwrap();
+        }
+        for _ in 0..n {
+            std::hint::black_box(self.results.recv().unwrap());
+        }
+    }
 }
