@@ -3,10 +3,10 @@
 
 use crate::error::Error;
 use crate::pending::Pending;
+use crate::slot::Slot;
 use crate::sync::lock;
-use crate::task::{Control, Deliver, RUNNING, Slot};
+use crate::task::{Control, RUNNING};
 use crate::timer::Due;
-use crossbeam_channel::bounded;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -149,8 +149,7 @@ pub(crate) fn race<T: Send + 'static>(
     let Some(at) = Instant::now().checked_add(delay) else {
         return first; // never: no second copy
     };
-    let (tx, rx) = bounded(1);
-    let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
+    let slot = Arc::new(Slot::new());
     let race = Race::new(Arc::clone(&slot));
     let ctl = first.control();
     lock(&race.copies).push(Arc::clone(&ctl));
@@ -168,5 +167,5 @@ pub(crate) fn race<T: Send + 'static>(
             copy.on_complete(Box::new(move |res| race.offer(res)));
         }),
     );
-    Pending::new(rx, slot, ctl)
+    Pending::new(slot, ctl)
 }

@@ -165,6 +165,7 @@ mod request;
 mod response;
 mod retry;
 mod send;
+mod slot;
 mod state;
 mod stats;
 mod sync;

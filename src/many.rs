@@ -8,7 +8,7 @@ use crate::pool::Pool;
 use crate::sync::lock;
 use crate::task::on_worker_of;
 use crate::task::{Control, QUEUED, SLEEPING};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -60,7 +60,7 @@ pub struct Any<T> {
 /// # Errors
 ///
 /// [`Error::Usage`] for an empty list (not a panic).
-/// Built on [`crossbeam_channel::Select`]: no polling.
+/// No polling: each handle signals one shared channel when its result lands.
 ///
 /// ```
 /// let pool = reqpool::Pool::new(2);
@@ -82,7 +82,7 @@ pub fn wait_any<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<Any<T>, E
         if let Some(i) = pending.iter().position(Pending::is_finished)
             && let Some(result) = pending[i].try_wait()
         {
-            return Ok(pick(pending, i, Some(result)));
+            return Ok(pick(pending, i, result));
         }
         // On a worker of their pool, run one that waits for a worker.
         if let Some(p) = pending.iter().find(|p| runnable_here(&*p.control())) {
@@ -91,29 +91,43 @@ pub fn wait_any<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<Any<T>, E
         }
         for (i, p) in pending.iter().enumerate() {
             if let Some(e) = overdue(&*p.control()) {
-                return Ok(pick(pending, i, Some(Err(e))));
+                return Ok(pick(pending, i, Err(e)));
             }
         }
         let look = pending
             .iter()
             .map(|p| next_look(&*p.control()))
             .fold(Deadline::NEVER, Deadline::min);
-        let mut sel = Select::new();
-        for p in &pending {
-            sel.recv(p.receiver());
-        }
-        let ready = match look.instant() {
-            Some(d) => sel.ready_deadline(d).ok(),
-            None => Some(sel.ready()),
-        };
-        if let Some(i) = ready {
-            match pending[i].receiver().try_recv() {
-                Ok(result) => return Ok(pick(pending, i, Some(result))),
-                Err(TryRecvError::Empty) => {} // spurious: look again
-                Err(TryRecvError::Disconnected) => return Ok(pick(pending, i, None)),
-            }
+        if let Some(i) = first_landed(&pending, look)
+            && let Some(result) = pending[i].try_wait()
+        {
+            return Ok(pick(pending, i, result));
         }
     }
+}
+
+/// Blocks until one of `pending` has its result or `look` passes; the
+/// index of one that has it. Each handle sends its index on one shared
+/// channel when its result lands, so a wake-up costs nothing per handle.
+fn first_landed<T: Send + 'static>(pending: &[Pending<T>], look: Deadline) -> Option<usize> {
+    let (tx, rx) = bounded(pending.len());
+    let mut landed = None;
+    for (i, p) in pending.iter().enumerate() {
+        if p.watch(&tx, i) {
+            landed = Some(i);
+            break;
+        }
+    }
+    if landed.is_none() {
+        landed = match look.instant() {
+            Some(d) => rx.recv_deadline(d).ok(),
+            None => rx.recv().ok(),
+        };
+    }
+    for p in pending {
+        p.unwatch(&tx);
+    }
+    landed
 }
 
 /// True if the calling thread should run `ctl` itself: it is a worker of
@@ -122,16 +136,13 @@ fn runnable_here(ctl: &dyn Control) -> bool {
     matches!(ctl.state(), QUEUED | SLEEPING) && on_worker_of(ctl.pool())
 }
 
-/// Takes handle `index` out of `pending` with its result; without one in
-/// hand, its `wait` gives it at once (the job was dropped, or its deadline
-/// has passed).
+/// Takes handle `index` out of `pending`, with its result.
 fn pick<T: Send + 'static>(
     mut pending: Vec<Pending<T>>,
     index: usize,
-    result: Option<Result<T, Error>>,
+    result: Result<T, Error>,
 ) -> Any<T> {
-    let p = pending.remove(index);
-    let result = result.unwrap_or_else(|| Err(p.gone()));
+    drop(pending.remove(index));
     Any {
         index,
         result,

@@ -3,15 +3,11 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
+use crate::slot::{Sink, Slot, Then};
 use crate::task::on_worker_of;
-use crate::task::{
-    Bound, CANCELLED, Control, DONE, Deliver, Finished, QUEUED, RUNNING, Ran, SLEEPING, Sink, Slot,
-    Then,
-};
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError, bounded};
+use crate::task::{Bound, Control, DONE, Finished, QUEUED, RUNNING, Ran, SLEEPING};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -103,33 +99,23 @@ pub(crate) fn help(ctl: &dyn Control, until: Deadline) {
 /// ```
 #[must_use = "the job runs anyway, but its result is lost unless you wait on the Pending; use fire() for fire-and-forget"]
 pub struct Pending<T> {
-    rx: Receiver<Result<T, Error>>,
+    /// Where the result lands (for a task: the task itself).
     sink: Arc<dyn Sink<T>>,
     ctl: Arc<dyn Control>,
-    /// The result was handed out already (by `wait_timeout` or `try_wait`).
-    taken: AtomicBool,
 }
 
 impl<T: Send + 'static> Pending<T> {
-    pub(crate) fn new(
-        rx: Receiver<Result<T, Error>>,
-        sink: Arc<dyn Sink<T>>,
-        ctl: Arc<dyn Control>,
-    ) -> Self {
-        Pending {
-            rx,
-            sink,
-            ctl,
-            taken: AtomicBool::new(false),
-        }
+    pub(crate) fn new(sink: Arc<dyn Sink<T>>, ctl: Arc<dyn Control>) -> Self {
+        Pending { sink, ctl }
     }
 
     /// A handle that is already resolved (bad input, closed pool).
     pub(crate) fn ready(result: Result<T, Error>) -> Self {
-        let (tx, rx) = bounded(1);
-        let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
-        slot.deliver(result);
-        Pending::new(rx, slot, Arc::new(Finished))
+        Pending::new(Arc::new(Slot::ready(result)), Arc::new(Finished))
+    }
+
+    fn slot(&self) -> &Slot<T> {
+        self.sink.slot()
     }
 
     /// Blocks the current thread until the job has finished, and returns its result.
@@ -212,26 +198,16 @@ impl<T: Send + 'static> Pending<T> {
                 return Some(r);
             }
             if let Some(e) = overdue(&*self.ctl) {
-                self.taken.store(true, Ordering::Release);
+                self.slot().spend();
                 return Some(Err(e));
             }
             let look = next_look(&*self.ctl).min(until);
-            let got = match look.instant() {
-                Some(t) => self.rx.recv_deadline(t),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match got {
-                Ok(r) => return Some(self.took(r)),
-                Err(RecvTimeoutError::Disconnected) => return Some(self.took(Err(self.gone()))),
-                Err(RecvTimeoutError::Timeout) if until.passed() => return None,
-                Err(RecvTimeoutError::Timeout) => {}
+            match self.slot().take_by(look) {
+                Some(r) => return Some(r),
+                None if until.passed() => return None,
+                None => {}
             }
         }
-    }
-
-    fn took(&self, r: Result<T, Error>) -> Result<T, Error> {
-        self.taken.store(true, Ordering::Release);
-        r
     }
 
     /// Returns the result if the job has finished; never blocks.
@@ -242,16 +218,12 @@ impl<T: Send + 'static> Pending<T> {
     ///
     /// Inside the `Some`: as [`wait_timeout`](Pending::wait_timeout).
     pub fn try_wait(&self) -> Option<Result<T, Error>> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(self.took(r)),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(self.took(Err(self.gone()))),
-        }
+        self.slot().try_take()
     }
 
     /// True if the result is there: a wait would not block.
     pub fn is_finished(&self) -> bool {
-        !self.rx.is_empty()
+        self.slot().is_ready()
     }
 
     /// Cancels the job, wherever it is: queued, waiting between two steps
@@ -315,8 +287,7 @@ impl<T: Send + 'static> Pending<T> {
         U: Send + 'static,
         F: FnOnce(T) -> Result<U, Error> + Send + 'static,
     {
-        let (tx, rx) = bounded(1);
-        let slot = Arc::new(Slot::new(Deliver::Channel(tx)));
+        let slot = Arc::new(Slot::new());
         let relay = slot.clone();
         let ctl = Arc::new(Relay {
             first: self.ctl.clone(),
@@ -337,16 +308,13 @@ impl<T: Send + 'static> Pending<T> {
             };
             relay.deliver(out);
         }));
-        Pending::new(rx, slot, ctl)
+        Pending::new(slot, ctl)
     }
 
-    /// Sends the result to `then` instead of this handle's channel, on the
-    /// thread that finishes the job (or here, if it has finished already).
+    /// Sends the result to `then` instead of this handle, on the thread
+    /// that finishes the job (or here, if it has finished already).
     pub(crate) fn on_complete(self, then: Then<T>) {
-        if let Err(then) = self.sink.set_then(then) {
-            let r = self.rx.try_recv().unwrap_or_else(|_| Err(self.gone()));
-            then(r);
-        }
+        self.slot().then(then);
     }
 
     /// Looks for the result for a few microseconds before `wait` blocks.
@@ -380,19 +348,13 @@ impl<T: Send + 'static> Pending<T> {
         self.ctl.clone()
     }
 
-    pub(crate) fn receiver(&self) -> &Receiver<Result<T, Error>> {
-        &self.rx
+    /// Sends `index` on `tx` when the result lands; true if it is there.
+    pub(crate) fn watch(&self, tx: &crossbeam_channel::Sender<usize>, index: usize) -> bool {
+        self.slot().watch(tx, index)
     }
 
-    /// The error for a channel that has nothing more to give.
-    pub(crate) fn gone(&self) -> Error {
-        if self.taken.load(Ordering::Acquire) {
-            Error::usage("the result of this handle was already taken")
-        } else if self.ctl.state() == CANCELLED {
-            Error::Cancelled
-        } else {
-            Error::Closed
-        }
+    pub(crate) fn unwatch(&self, tx: &crossbeam_channel::Sender<usize>) {
+        self.slot().unwatch(tx);
     }
 }
 

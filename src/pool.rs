@@ -9,7 +9,7 @@ use crate::prepare::RequestDefaults;
 use crate::stats::{Counters, Stats};
 use crate::sync::Gate;
 use crate::task::on_worker_of;
-use crate::task::{Control, Ctx, Deliver, Label, Limits, Outcome, Step, Task, TaskHooks};
+use crate::task::{Control, Ctx, Label, Limits, Outcome, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
 use crate::worker::{Dispatch, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -221,26 +221,17 @@ impl Inner {
                 return Pending::ready(Err(Error::QueueFull));
             }
         }
-        let (tx, rx) = bounded(1);
         let hooks: Arc<dyn TaskHooks> = self.clone();
         let host = if self.hosts.is_some() {
             spec.host
         } else {
             None
         };
-        let task = Task::new(
-            job,
-            Deliver::Channel(tx),
-            spec.limits,
-            hooks,
-            spec.label,
-            host,
-            spec.detached,
-        );
+        let task = Task::new(job, spec.limits, hooks, spec.label, host, spec.detached);
         self.counters.queued();
         self.outstanding.add();
         self.execute(Dispatch::new(Arc::clone(self), task.clone()));
-        Pending::new(rx, task.clone(), task)
+        Pending::new(task.clone(), task)
     }
 
     /// Counts `pending` as a fire-and-forget job: its failure goes to the

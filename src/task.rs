@@ -14,9 +14,9 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
+use crate::slot::{Sink, Slot};
 use crate::sync::lock;
 use crate::wire::{Conn, InFlight, with_job, with_limit};
-use crossbeam_channel::Sender;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -121,67 +121,6 @@ pub(crate) trait Control: Send + Sync {
     fn timeout_error(&self, phase: Phase) -> Error;
     /// The host the task counts against, for a per-host cap.
     fn host(&self) -> Option<&Arc<str>>;
-}
-
-/// A continuation that receives a result.
-pub(crate) type Then<T> = Box<dyn FnOnce(Result<T, Error>) + Send>;
-
-/// Where a finished job's result goes.
-pub(crate) enum Deliver<T> {
-    /// Into the `Pending`'s own channel (the common case).
-    Channel(Sender<Result<T, Error>>),
-    /// Into a continuation, run on the thread that finishes the job.
-    Then(Then<T>),
-    /// Already delivered.
-    Spent,
-}
-
-/// The typed face: where a result of type `T` goes.
-pub(crate) trait Sink<T>: Send + Sync {
-    /// Replaces where the result goes, if it has not been delivered yet.
-    /// Gives the continuation back if it is too late.
-    fn set_then(&self, f: Then<T>) -> Result<(), Then<T>>;
-}
-
-/// The delivery end of one result.
-pub(crate) struct Slot<T>(Mutex<Deliver<T>>);
-
-impl<T: Send> Slot<T> {
-    pub(crate) fn new(deliver: Deliver<T>) -> Self {
-        Slot(Mutex::new(deliver))
-    }
-
-    pub(crate) fn deliver(&self, result: Result<T, Error>) {
-        // The lock is held while sending so that `set_then` never sees a
-        // half-delivered result. A bounded(1) send of the only message never
-        // blocks; a continuation runs outside of the lock.
-        let mut slot = lock(&self.0);
-        match std::mem::replace(&mut *slot, Deliver::Spent) {
-            Deliver::Channel(tx) => {
-                // The receiver may be gone (the `Pending` was dropped): fine.
-                let _ = tx.send(result);
-            }
-            Deliver::Then(f) => {
-                drop(slot);
-                // A continuation that panics must not take the worker down.
-                let _ = catch_unwind(AssertUnwindSafe(move || f(result)));
-            }
-            Deliver::Spent => {}
-        }
-    }
-}
-
-impl<T: Send> Sink<T> for Slot<T> {
-    fn set_then(&self, f: Then<T>) -> Result<(), Then<T>> {
-        let mut slot = lock(&self.0);
-        match &*slot {
-            Deliver::Channel(_) | Deliver::Then(_) => {
-                *slot = Deliver::Then(f);
-                Ok(())
-            }
-            Deliver::Spent => Err(f),
-        }
-    }
 }
 
 /// The control of a result that exists without a job (resolved at once, or
@@ -291,7 +230,6 @@ where
 {
     pub(crate) fn new(
         job: F,
-        deliver: Deliver<T>,
         limits: Limits,
         hooks: Arc<dyn TaskHooks>,
         label: Option<Arc<dyn Label>>,
@@ -307,7 +245,7 @@ where
             limit: OnceLock::new(),
             wake: Mutex::new(None),
             job: Mutex::new(Some(job)),
-            slot: Slot::new(deliver),
+            slot: Slot::new(),
             hooks,
             label,
             conn: Mutex::new(None),
@@ -400,8 +338,8 @@ where
     T: Send + 'static,
     F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
 {
-    fn set_then(&self, f: Then<T>) -> Result<(), Then<T>> {
-        self.slot.set_then(f)
+    fn slot(&self) -> &Slot<T> {
+        &self.slot
     }
 }
 
