@@ -64,8 +64,10 @@ impl Headers {
 pub(crate) struct Spec {
     pub(crate) method: Method,
     pub(crate) url: String,
-    pub(crate) uri: Uri,
     pub(crate) headers: Headers,
+    /// The body's content type, unless the caller set one in `headers`
+    /// (kept apart so a plain JSON request allocates no header list).
+    pub(crate) content_type: Option<&'static str>,
     pub(crate) body: Option<Vec<u8>>,
     pub(crate) follow: bool,
     /// Names of headers never sent to another host (lowercase).
@@ -121,7 +123,7 @@ impl Spec {
                 encode_into(&mut url, v);
             }
         }
-        let uri = parse_url(&url)?;
+        parse_url(&url)?;
         let method = parse_method(raw.method, &url)?;
         let mut headers = Headers::default();
         for (k, v) in raw.headers {
@@ -131,19 +133,21 @@ impl Spec {
                 .map_err(|_| Error::invalid(&url, format!("bad value for header {k:?}")))?;
             headers.0.push((name, value));
         }
-        if let Some(ct) = raw.content_type
-            && !headers.contains_key(http::header::CONTENT_TYPE.as_str())
-        {
-            headers
-                .0
-                .push((http::header::CONTENT_TYPE, HeaderValue::from_static(ct)));
-        }
+        let content_type = raw
+            .content_type
+            .filter(|_| !headers.contains_key(http::header::CONTENT_TYPE.as_str()));
+        // A request may wait in the queue a long time: no spare capacity.
+        url.shrink_to_fit();
+        let body = raw.body.map(|mut b| {
+            b.shrink_to_fit();
+            b
+        });
         Ok(Spec {
             method,
             url,
-            uri,
             headers,
-            body: raw.body,
+            content_type,
+            body,
             follow: raw.follow,
             secret: raw.secret,
         })
@@ -164,7 +168,15 @@ impl Spec {
 
     /// The host the request goes to, as `host:port`.
     pub(crate) fn host(&self) -> Option<Arc<str>> {
-        self.uri.authority().map(|a| Arc::from(a.as_str()))
+        let uri = self.uri().ok()?;
+        uri.authority().map(|a| Arc::from(a.as_str()))
+    }
+
+    /// The parsed URL. It was checked when the spec was made, and is not
+    /// kept (a request waiting in the queue stays small): parsing it
+    /// again is a look-up in the thread's cache for a batch to one URL.
+    pub(crate) fn uri(&self) -> Result<Uri, Error> {
+        parse_url(&self.url)
     }
 
     /// True if sending it twice does no harm: an idempotent method or an
@@ -197,19 +209,20 @@ impl Prepared {
 
     /// A GET of `url` (relative to this request's URL) with the same limits.
     pub(crate) fn get(&self, url: &str) -> Result<Prepared, Error> {
-        let url = join_url(&self.spec.uri, url);
+        let base = self.spec.uri()?;
+        let url = join_url(&base, url);
         let uri = parse_url(&url)?;
         // The same credentials go along, but only to the same host.
         let mut headers = Headers::default();
-        if uri.authority() == self.spec.uri.authority() && uri.scheme() == self.spec.uri.scheme() {
+        if uri.authority() == base.authority() && uri.scheme() == base.scheme() {
             headers = self.spec.headers.clone();
             headers.remove(http::header::CONTENT_TYPE.as_str());
         }
         let spec = Spec {
             method: Method::GET,
             url,
-            uri,
             headers,
+            content_type: None,
             body: None,
             follow: false,
             secret: self.spec.secret.clone(),

@@ -344,11 +344,7 @@ impl RequestBuilder {
         self.send()
     }
 
-    fn start<T, D>(self, decode: D) -> Pending<T>
-    where
-        T: Send + 'static,
-        D: Fn(Response, &Prepared) -> Result<T, Error> + Send + Sync + 'static,
-    {
+    fn start<T: Send + 'static>(self, decode: Decode<T>) -> Pending<T> {
         match self.prepare() {
             Ok((pool, opts, prepared)) => start(&pool, opts, prepared, decode),
             Err(e) => Pending::ready(Err(e)),
@@ -403,11 +399,12 @@ pub(crate) struct Options {
 
 /// The one way a request reaches the pool: as a job whose steps are its
 /// attempts, hedged when the request is idempotent and a hedge is set.
-fn start<T, D>(pool: &Pool, opts: Options, req: Arc<Prepared>, decode: D) -> Pending<T>
-where
-    T: Send + 'static,
-    D: Fn(Response, &Prepared) -> Result<T, Error> + Send + Sync + 'static,
-{
+fn start<T: Send + 'static>(
+    pool: &Pool,
+    opts: Options,
+    req: Arc<Prepared>,
+    decode: Decode<T>,
+) -> Pending<T> {
     let inner = Arc::clone(pool.inner());
     let hedge = opts.hedge.filter(|_| req.spec.idempotent());
     let host = if inner.caps_hosts() || hedge.is_some() {
@@ -416,7 +413,6 @@ where
         None
     };
     let measure = hedge.is_some_and(|h| h.measures());
-    let decode = Arc::new(decode);
     let submit = {
         let (inner, req, host) = (Arc::clone(&inner), Arc::clone(&req), host.clone());
         move |block: bool| {
@@ -424,7 +420,7 @@ where
                 Arc::clone(&inner),
                 Arc::clone(&req),
                 host.clone().filter(|_| measure),
-                Arc::clone(&decode),
+                decode,
             );
             let spec = JobSpec {
                 limits: req.limits(),
@@ -452,17 +448,17 @@ where
     }
 }
 
+/// What turns a response into a request's result: a plain function, so
+/// a queued request carries no allocation for it.
+type Decode<T> = fn(Response, &Prepared) -> Result<T, Error>;
+
 /// The job of one request: its attempts, then `decode`.
-fn request_job<T, D>(
+fn request_job<T: Send + 'static>(
     inner: Arc<crate::pool::Inner>,
     req: Arc<Prepared>,
     measure: Option<Arc<str>>,
-    decode: Arc<D>,
-) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static
-where
-    T: Send + 'static,
-    D: Fn(Response, &Prepared) -> Result<T, Error> + Send + Sync + 'static,
-{
+    decode: Decode<T>,
+) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static {
     let mut attempts = Attempts::default();
     let mut started = None;
     move |ctx: &Ctx<'_>| {

@@ -15,7 +15,7 @@ use crate::wire::with_limit;
 use std::borrow::Cow;
 use std::io::Read;
 use std::time::Instant;
-use ureq::http::{self, Method, Uri};
+use ureq::http::{self, HeaderValue, Method, Uri};
 
 /// How many redirects a request without a body follows.
 const MAX_REDIRECTS: u32 = 5;
@@ -39,9 +39,10 @@ impl Prepared {
             }
             ctx.limit.min(Deadline::after(self.timeout))
         });
+        let uri = ctx.hosts.and_then(|_| self.spec.uri().ok());
         let host = ctx
             .hosts
-            .and_then(|h| Some((h, self.spec.uri.authority()?.as_str())));
+            .and_then(|h| Some((h, uri.as_ref()?.authority()?.as_str())));
         loop {
             // A retry never goes into an open circuit.
             if !st.failed.is_empty()
@@ -144,6 +145,7 @@ struct Hop<'a> {
     url: Cow<'a, str>,
     uri: Uri,
     headers: Cow<'a, Headers>,
+    content_type: Option<&'static str>,
     body: Option<&'a [u8]>,
 }
 
@@ -156,8 +158,9 @@ fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Re
     let mut hop = Hop {
         method: spec.method.clone(),
         url: Cow::Borrowed(&spec.url),
-        uri: spec.uri.clone(),
+        uri: spec.uri()?,
         headers: Cow::Borrowed(&spec.headers),
+        content_type: spec.content_type,
         body: spec.body.as_deref(),
     };
     let mut redirects = 0;
@@ -205,6 +208,7 @@ fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Re
         if code == 303 && hop.method != Method::HEAD {
             hop.method = Method::GET;
             hop.body = None;
+            hop.content_type = None;
             hop.headers
                 .to_mut()
                 .remove(http::header::CONTENT_TYPE.as_str());
@@ -228,9 +232,12 @@ fn exchange(
         .method(hop.method.clone())
         .uri(hop.uri.clone());
     if let Some(h) = builder.headers_mut() {
-        h.reserve(hop.headers.0.len());
+        h.reserve(hop.headers.0.len() + 1);
         for (k, v) in &hop.headers.0 {
             h.append(k.clone(), v.clone());
+        }
+        if let Some(ct) = hop.content_type {
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
     }
     let request = builder

@@ -22,8 +22,9 @@ pub(crate) type Then<T> = Box<dyn FnOnce(Result<T, Error>) + Send>;
 enum Held<T> {
     /// Nothing yet.
     Empty,
-    /// The result, not collected yet.
-    Ready(Result<T, Error>),
+    /// The result, not collected yet (an error boxed: most results are
+    /// values, and the slot is as large as what it holds).
+    Ready(Result<T, Box<Error>>),
     /// Nothing: the result goes to this continuation when it comes.
     Then(Then<T>),
     /// The result was handed out (or given up on).
@@ -59,7 +60,7 @@ impl<T: Send> Slot<T> {
     /// A slot that holds `result` already.
     pub(crate) fn ready(result: Result<T, Error>) -> Self {
         let slot = Slot::new();
-        lock(&slot.inner).held = Held::Ready(result);
+        lock(&slot.inner).held = Held::Ready(result.map_err(Box::new));
         slot
     }
 
@@ -69,7 +70,7 @@ impl<T: Send> Slot<T> {
         let mut inner = lock(&self.inner);
         match std::mem::replace(&mut inner.held, Held::Spent) {
             Held::Empty => {
-                inner.held = Held::Ready(result);
+                inner.held = Held::Ready(result.map_err(Box::new));
                 for (tx, index) in inner.watchers.drain(..) {
                     // Watchers use channels with room for every handle.
                     let _ = tx.try_send(index);
@@ -155,7 +156,7 @@ impl<T: Send> Slot<T> {
 /// Takes a ready result out of `held`.
 fn take<T>(held: &mut Held<T>) -> Option<Result<T, Error>> {
     match std::mem::replace(held, Held::Spent) {
-        Held::Ready(r) => Some(r),
+        Held::Ready(r) => Some(r.map_err(|e| *e)),
         Held::Spent => Some(Err(Error::usage(
             "the result of this handle was already taken",
         ))),

@@ -212,15 +212,23 @@ pub(crate) struct Task<T, F> {
     limits: Limits,
     /// Fixed at the first start: the deadline and the timeout combined.
     limit: OnceLock<(Instant, Deadline)>,
-    wake: Mutex<Option<Instant>>,
-    job: Mutex<Option<F>>,
+    /// The job between its steps, and where its step is now.
+    work: Mutex<Work<F>>,
     slot: Slot<T>,
     hooks: Arc<dyn TaskHooks>,
     label: Option<Arc<dyn Label>>,
-    /// The connection the running step uses now, for a cancel in flight.
-    conn: Mutex<Option<Weak<Conn>>>,
     /// A detached fire: done once its request is written.
     detached: bool,
+}
+
+/// The parts of a task that change while it runs, under one lock.
+struct Work<F> {
+    /// The job, while no step of it runs (taken out for a step).
+    job: Option<F>,
+    /// When a sleeping job runs next.
+    wake: Option<Instant>,
+    /// The connection the running step uses now, for a cancel in flight.
+    conn: Option<Weak<Conn>>,
 }
 
 impl<T, F> Task<T, F>
@@ -243,12 +251,14 @@ where
             queued_at: Instant::now(),
             limits,
             limit: OnceLock::new(),
-            wake: Mutex::new(None),
-            job: Mutex::new(Some(job)),
+            work: Mutex::new(Work {
+                job: Some(job),
+                wake: None,
+                conn: None,
+            }),
             slot: Slot::new(),
             hooks,
             label,
-            conn: Mutex::new(None),
             detached,
         })
     }
@@ -256,7 +266,7 @@ where
     /// Ends a task that ran: delivers its result, unless it was cancelled
     /// while it ran (the canceller delivered then).
     fn finish(&self, result: Result<T, Error>, started: Instant, panicked: bool) {
-        drop(lock(&self.conn).take());
+        drop(lock(&self.work).conn.take());
         if !self.state.finish() {
             self.hooks
                 .finished(self.queued_at, started, Outcome::Cancelled);
@@ -293,7 +303,7 @@ where
         if !self.state.cancel_running() {
             return false;
         }
-        let conn = lock(&self.conn).take().and_then(|w| w.upgrade());
+        let conn = lock(&self.work).conn.take().and_then(|w| w.upgrade());
         if let Some(conn) = conn {
             conn.abort_for(InFlight::id(self));
         }
@@ -313,11 +323,13 @@ where
     }
 
     fn using(&self, conn: Option<&Arc<Conn>>) {
-        let mut current = lock(&self.conn);
+        let mut work = lock(&self.work);
         match conn {
-            Some(c) => *current = Some(Arc::downgrade(c)),
+            Some(c) => work.conn = Some(Arc::downgrade(c)),
             None => {
-                if let Some(c) = current.take().and_then(|w| w.upgrade()) {
+                let current = work.conn.take();
+                drop(work);
+                if let Some(c) = current.and_then(|w| w.upgrade()) {
                     c.disown(InFlight::id(self));
                 }
             }
@@ -367,7 +379,7 @@ where
         if self.state.cancel_waiting().is_none() {
             return self.cancel_running();
         }
-        drop(lock(&self.job).take());
+        drop(lock(&self.work).job.take());
         // Started before: it is counted among the scheduled, not the queued.
         self.hooks.skipped(self.limit.get().is_some(), true);
         self.slot.deliver(Err(Error::Cancelled));
@@ -382,7 +394,7 @@ where
         if self.state.take_queued(DONE).is_none() {
             return false;
         }
-        drop(lock(&self.job).take());
+        drop(lock(&self.work).job.take());
         self.hooks.skipped(false, false);
         self.slot.deliver(Err(self.timeout_error(Phase::Queued)));
         self.hooks.delivered();
@@ -393,7 +405,7 @@ where
         if self.state.take_queued(DONE).is_none() {
             return false;
         }
-        drop(lock(&self.job).take());
+        drop(lock(&self.work).job.take());
         self.hooks.skipped(false, false);
         self.slot.deliver(Err(err));
         self.hooks.delivered();
@@ -420,7 +432,7 @@ where
         } else {
             self.hooks.resumed();
         }
-        let Some(mut job) = lock(&self.job).take() else {
+        let Some(mut job) = lock(&self.work).job.take() else {
             return Ran::No;
         };
         if first && self.limits.deadline.passed() {
@@ -442,12 +454,15 @@ where
         }));
         match step {
             Ok(Step::Sleep(until)) => {
-                drop(lock(&self.conn).take());
-                *lock(&self.job) = Some(job);
-                *lock(&self.wake) = Some(until);
+                {
+                    let mut work = lock(&self.work);
+                    work.job = Some(job);
+                    work.wake = Some(until);
+                    work.conn = None;
+                }
                 // Not a plain store: a cancel in flight may have won.
                 let Some(ticket) = self.state.sleep(running) else {
-                    drop(lock(&self.job).take());
+                    drop(lock(&self.work).job.take());
                     self.hooks
                         .finished(self.queued_at, started, Outcome::Cancelled);
                     self.hooks.delivered();
@@ -493,7 +508,7 @@ where
 
     fn sleep(&self) -> Option<(Instant, u32)> {
         let ticket = self.state.sleeping()?;
-        let until = (*lock(&self.wake))?;
+        let until = lock(&self.work).wake?;
         Some((until, ticket))
     }
 }
