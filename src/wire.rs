@@ -158,18 +158,54 @@ pub(crate) fn with_limit<R>(limit: Deadline, f: impl FnOnce() -> R) -> R {
 
 /// Caps `t` at what is left of this thread's limit. Running out is
 /// reported as the phase it happened in, as ureq's own budgets are.
-fn capped(t: NextTimeout) -> NextTimeout {
+///
+/// The cap is rounded down to a coarse step (at most an eighth of what is
+/// left), so that the I/O calls of one request, and the requests after it
+/// on the same connection, mostly ask for the same socket timeout: ureq
+/// sets a socket's timeout only when it changes, and a `setsockopt` per
+/// read and write would cost more than the rest of the guard. Returns the
+/// timeout and true if the cap, not `t`, bounds it.
+fn capped(t: NextTimeout) -> (NextTimeout, bool) {
     let Some(limit) = LIMIT.with(Cell::get) else {
-        return t;
+        return (t, false);
     };
-    let left = limit.saturating_duration_since(Instant::now());
+    let left = coarse(limit.saturating_duration_since(Instant::now()));
     if left < *t.after {
-        NextTimeout {
+        let t = NextTimeout {
             after: ureq::unversioned::transport::time::Duration::Exact(left),
             ..t
-        }
+        };
+        (t, true)
     } else {
-        t
+        (t, false)
+    }
+}
+
+/// `left` rounded down to a multiple of a power-of-two number of
+/// milliseconds no larger than an eighth of it (exact under 64 ms).
+fn coarse(left: Duration) -> Duration {
+    let ms = left.as_millis().min(u128::from(u64::MAX)) as u64;
+    if ms < 64 {
+        return left;
+    }
+    let step = 1u64 << (ms / 8).ilog2();
+    Duration::from_millis(ms / step * step)
+}
+
+/// True if this thread's limit has passed.
+fn limit_passed() -> bool {
+    LIMIT.with(Cell::get).is_some_and(|l| Instant::now() >= l)
+}
+
+/// `t` less what has passed since `start`.
+fn less(t: NextTimeout, start: Instant) -> NextTimeout {
+    use ureq::unversioned::transport::time::Duration as UDuration;
+    match t.after {
+        UDuration::Exact(d) => NextTimeout {
+            after: UDuration::Exact(d.saturating_sub(start.elapsed())),
+            ..t
+        },
+        _ => t,
     }
 }
 
@@ -199,7 +235,7 @@ impl Connector<()> for Guard {
             request_level: details.request_level,
             resolver: details.resolver,
             now: details.now,
-            timeout: capped(details.timeout),
+            timeout: capped(details.timeout).0,
             current_time: details.current_time.clone(),
             run_connector: details.run_connector.clone(),
             // The socket of a new connection is kept for a cancel, and
@@ -234,12 +270,26 @@ impl Transport for Guarded {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         watch(&self.conn, false)?;
-        self.inner.transmit_output(amount, capped(timeout))
+        // Not retried: a write that timed out may have written part of the
+        // output. The coarse cap ends it early by at most an eighth of
+        // what was left, and only for a server that stops reading.
+        self.inner.transmit_output(amount, capped(timeout).0)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         watch(&self.conn, true)?;
-        self.inner.await_input(capped(timeout))
+        let start = Instant::now();
+        loop {
+            let (t, ours) = capped(less(timeout, start));
+            match self.inner.await_input(t) {
+                // The coarse cap ran out before the limit did: nothing was
+                // read, wait for the rest.
+                Err(ureq::Error::Timeout(_)) if ours && !limit_passed() => {
+                    watch(&self.conn, true)?;
+                }
+                r => return r,
+            }
+        }
     }
 
     fn is_open(&mut self) -> bool {
@@ -336,4 +386,29 @@ pub(crate) fn guarded(cfg: ureq::config::Config) -> ureq::Agent {
         Guard::default(),
         ureq::unversioned::resolver::DefaultResolver::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coarse;
+    use std::time::Duration;
+
+    #[test]
+    fn coarse_caps_never_exceed_what_is_left_and_hold_still() {
+        for ms in [0u64, 1, 63, 64, 100, 999, 1_000, 2_047, 30_000, 86_400_000] {
+            let left = Duration::from_millis(ms);
+            let c = coarse(left);
+            assert!(c <= left, "{ms} ms: {c:?}");
+            assert!(
+                c >= left - left / 8,
+                "{ms} ms: {c:?} is more than an eighth short"
+            );
+        }
+        // The calls of one request see the same cap, so the socket's
+        // timeout is not set again for each.
+        let a = coarse(Duration::from_millis(30_000));
+        let b = coarse(Duration::from_millis(29_990));
+        assert_eq!(a, b);
+        assert_eq!(coarse(Duration::MAX), coarse(Duration::MAX));
+    }
 }
