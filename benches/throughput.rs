@@ -10,6 +10,10 @@
 //! Each iteration is 1,000 POSTs with a JSON body and a parsed JSON reply.
 //! `cargo bench --bench throughput` (criterion reports elements/s); the
 //! ratios in the README come from one such run.
+//!
+//! The https group uses rustls. For the platform's TLS library on both
+//! sides (the hand-rolled agent and the pool):
+//! `REQPOOL_BENCH_TLS=native cargo bench --features native-tls --bench throughput -- https`.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
@@ -22,14 +26,25 @@ use std::time::Duration;
 
 const BATCH: u64 = 1000;
 
+/// True if the https group runs on native-tls (see the module docs).
+fn native() -> bool {
+    std::env::var("REQPOOL_BENCH_TLS").is_ok_and(|v| v == "native")
+}
+
 fn agent(ca: Option<&common::TestCa>, workers: usize) -> ureq::Agent {
     let mut b = ureq::Agent::config_builder()
         .proxy(None)
         .max_idle_connections_per_host(workers.max(3));
     if let Some(ca) = ca {
         let cert = ureq::tls::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
+        let provider = if native() {
+            ureq::tls::TlsProvider::NativeTls
+        } else {
+            ureq::tls::TlsProvider::Rustls
+        };
         b = b.tls_config(
             ureq::tls::TlsConfig::builder()
+                .provider(provider)
                 .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
                 .build(),
         );
@@ -65,7 +80,7 @@ fn group(c: &mut Criterion, name: &str, url: &str, ca: Option<&common::TestCa>) 
         );
         let mut builder = reqpool::Pool::builder().workers(workers);
         if let Some(ca) = ca {
-            builder = builder.tls_root_certs_pem(&ca.ca_pem);
+            builder = builder.tls_root_certs_pem(&ca.ca_pem).tls_native(native());
         }
         let pool = builder.build().unwrap();
         g.bench_with_input(BenchmarkId::new("pooled", workers), &workers, |b, _| {
@@ -87,7 +102,12 @@ fn bench(c: &mut Criterion) {
     group(c, "throughput", &server.url("/json"), None);
     let ca = common::TestCa::new();
     let tls = common::TlsServer::start(&ca, Some(20), common::default_routes);
-    group(c, "throughput_https", &tls.url("/json"), Some(&ca));
+    let name = if native() {
+        "throughput_https_native"
+    } else {
+        "throughput_https"
+    };
+    group(c, name, &tls.url("/json"), Some(&ca));
 }
 
 fn config() -> Criterion {

@@ -160,27 +160,3 @@ proptest! {
         });
     }
 }
-#[test]
-fn zz_sizes() {
-    use std::mem::size_of;
-    eprintln!("Prepared {}", size_of::<crate::prepare::Prepared>());
-    eprintln!("Spec {}", size_of::<crate::prepare::Spec>());
-    eprintln!("Uri {}", size_of::<ureq::http::Uri>());
-    eprintln!("Method {}", size_of::<ureq::http::Method>());
-    eprintln!("Dispatch {}", size_of::<crate::worker::Dispatch>());
-    eprintln!("Attempts {}", size_of::<crate::send::Attempts>());
-    eprintln!(
-        "Result<Value,Error> {}",
-        size_of::<Result<serde_json::Value, crate::Error>>()
-    );
-    eprintln!("Error {}", size_of::<crate::Error>());
-    eprintln!(
-        "Mutex<Option<Instant>> {}",
-        size_of::<std::sync::Mutex<Option<std::time::Instant>>>()
-    );
-    eprintln!(
-        "OnceLock {}",
-        size_of::<std::sync::OnceLock<(std::time::Instant, crate::deadline::Deadline)>>()
-    );
-    eprintln!("Limits {}", size_of::<crate::task::Limits>());
-}

@@ -301,3 +301,98 @@ fn a_proxy_from_the_builder_and_a_refused_connect() {
         "{seen:?}"
     );
 }
+
+/// The platform's TLS library: the pool's agent shares one TLS setup and
+/// keeps its connections, so 400 keep-alive requests through 8 workers make
+/// no more handshakes than a hand-rolled pool on a native-tls agent, and a
+/// certificate failure is classified as it is with rustls.
+#[cfg(feature = "native-tls")]
+#[test]
+fn native_tls_shares_one_setup_like_a_hand_rolled_pool() {
+    use reqpool::ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca, None, default_routes);
+    let pool = pool_trusting(&ca, 8).tls_native(true).build().unwrap();
+    let url = server.url("/json");
+    let ok = bounded(LIMIT, move || {
+        let jobs: Vec<_> = (0..400).map(|_| pool.get_json::<Value>(&url)).collect();
+        reqpool::wait_all(jobs)
+            .into_iter()
+            .filter(Result::is_ok)
+            .count()
+    });
+    assert_eq!(ok, 400);
+    // Counted as they are accepted (a handshake is counted when its
+    // connection ends, and kept-alive ones have not).
+    let full = server.shared.connections.load(Ordering::SeqCst);
+
+    let hand = TlsServer::start(&ca, None, default_routes);
+    let cert = Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
+    let agent: reqpool::ureq::Agent = reqpool::ureq::Agent::config_builder()
+        .tls_config(
+            TlsConfig::builder()
+                .provider(TlsProvider::NativeTls)
+                .root_certs(RootCerts::new_with_certs(&[cert]))
+                .build(),
+        )
+        .max_idle_connections_per_host(8)
+        .build()
+        .into();
+    let url = hand.url("/json");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (agent, url) = (agent.clone(), url.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    agent
+                        .get(&url)
+                        .call()
+                        .unwrap()
+                        .body_mut()
+                        .read_to_string()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let hand_full = hand.shared.connections.load(Ordering::SeqCst);
+    println!(
+        "native-tls connections (one full handshake each): reqpool {full}, hand-rolled {hand_full}"
+    );
+    assert!(
+        full <= hand_full + 2,
+        "reqpool {full}, hand-rolled {hand_full}"
+    );
+
+    // Trusting another CA only: a TLS error, nothing sent, not retried.
+    let pool = Pool::builder()
+        .tls_native(true)
+        .tls_root_certs_pem(&TestCa::new().ca_pem)
+        .tls_only_given_roots(true)
+        .retry(Retry::standard())
+        .build()
+        .unwrap();
+    let url = server.url("/json");
+    let err = bounded(LIMIT, move || pool.get_json::<Value>(&url).wait()).unwrap_err();
+    assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err:?}");
+    assert!(!err.maybe_sent() && !err.is_retryable(), "{err:?}");
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
+
+/// The operating system's trust store: it builds, and it does not trust a
+/// CA made at test time.
+#[cfg(feature = "platform-verifier")]
+#[test]
+fn the_platform_store_does_not_trust_a_test_ca() {
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca, None, default_routes);
+    let pool = Pool::builder().tls_platform_roots(true).build().unwrap();
+    let url = server.url("/json");
+    let err = bounded(LIMIT, move || pool.get_json::<Value>(&url).wait()).unwrap_err();
+    assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err:?}");
+    assert!(!err.maybe_sent(), "{err:?}");
+    assert_eq!(server.shared.requests.load(Ordering::SeqCst), 0);
+}
