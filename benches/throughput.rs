@@ -32,24 +32,16 @@ fn native() -> bool {
 }
 
 fn agent(ca: Option<&common::TestCa>, workers: usize) -> ureq::Agent {
-    let mut b = ureq::Agent::config_builder()
-        .proxy(None)
-        .max_idle_connections_per_host(workers.max(3));
-    if let Some(ca) = ca {
-        let cert = ureq::tls::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
-        let provider = if native() {
-            ureq::tls::TlsProvider::NativeTls
-        } else {
-            ureq::tls::TlsProvider::Rustls
-        };
-        b = b.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .provider(provider)
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
-                .build(),
-        );
+    let idle = workers.max(3);
+    match ca {
+        Some(ca) if native() => common::tls_agent(ca, ureq::tls::TlsProvider::NativeTls, idle),
+        Some(ca) => common::tls_agent(ca, ureq::tls::TlsProvider::Rustls, idle),
+        None => ureq::Agent::config_builder()
+            .proxy(None)
+            .max_idle_connections_per_host(idle)
+            .build()
+            .into(),
     }
-    b.build().into()
 }
 
 fn group(c: &mut Criterion, name: &str, url: &str, ca: Option<&common::TestCa>) {

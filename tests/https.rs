@@ -99,36 +99,8 @@ fn sessions_are_resumed_like_a_hand_rolled_pool() {
 
     // The same with 8 plain threads sharing one ureq agent.
     let hand = TlsServer::start(&ca, Some(20), default_routes);
-    let cert = reqpool::ureq::tls::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
-    let agent: reqpool::ureq::Agent = reqpool::ureq::Agent::config_builder()
-        .tls_config(
-            reqpool::ureq::tls::TlsConfig::builder()
-                .root_certs(reqpool::ureq::tls::RootCerts::new_with_certs(&[cert]))
-                .build(),
-        )
-        .max_idle_connections_per_host(8)
-        .build()
-        .into();
-    let url = hand.url("/json");
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (agent, url) = (agent.clone(), url.clone());
-            std::thread::spawn(move || {
-                for _ in 0..100 {
-                    agent
-                        .get(&url)
-                        .call()
-                        .unwrap()
-                        .body_mut()
-                        .read_to_string()
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    let agent = common::tls_agent(&ca, reqpool::ureq::tls::TlsProvider::Rustls, 8);
+    common::hand_rolled_gets(&agent, &hand.url("/json"), 8, 100);
     let hand_full = hand.handshakes.full.load(Ordering::SeqCst);
     println!("reqpool: {full} full, {resumed} resumed; hand-rolled: {hand_full} full");
     assert!(
@@ -309,7 +281,6 @@ fn a_proxy_from_the_builder_and_a_refused_connect() {
 #[cfg(feature = "native-tls")]
 #[test]
 fn native_tls_shares_one_setup_like_a_hand_rolled_pool() {
-    use reqpool::ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
     let ca = TestCa::new();
     let server = TlsServer::start(&ca, None, default_routes);
     let pool = pool_trusting(&ca, 8).tls_native(true).build().unwrap();
@@ -327,37 +298,8 @@ fn native_tls_shares_one_setup_like_a_hand_rolled_pool() {
     let full = server.shared.connections.load(Ordering::SeqCst);
 
     let hand = TlsServer::start(&ca, None, default_routes);
-    let cert = Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
-    let agent: reqpool::ureq::Agent = reqpool::ureq::Agent::config_builder()
-        .tls_config(
-            TlsConfig::builder()
-                .provider(TlsProvider::NativeTls)
-                .root_certs(RootCerts::new_with_certs(&[cert]))
-                .build(),
-        )
-        .max_idle_connections_per_host(8)
-        .build()
-        .into();
-    let url = hand.url("/json");
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (agent, url) = (agent.clone(), url.clone());
-            std::thread::spawn(move || {
-                for _ in 0..50 {
-                    agent
-                        .get(&url)
-                        .call()
-                        .unwrap()
-                        .body_mut()
-                        .read_to_string()
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    let agent = common::tls_agent(&ca, reqpool::ureq::tls::TlsProvider::NativeTls, 8);
+    common::hand_rolled_gets(&agent, &hand.url("/json"), 8, 50);
     let hand_full = hand.shared.connections.load(Ordering::SeqCst);
     println!(
         "native-tls connections (one full handshake each): reqpool {full}, hand-rolled {hand_full}"

@@ -696,6 +696,48 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A plain ureq agent that trusts `ca` through `provider`, keeps `idle`
+/// idle connections per host and uses no proxy: the hand-rolled side of
+/// the TLS comparisons.
+pub fn tls_agent(ca: &TestCa, provider: ureq::tls::TlsProvider, idle: usize) -> ureq::Agent {
+    let cert = ureq::tls::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(provider)
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                .build(),
+        )
+        .max_idle_connections_per_host(idle)
+        .build()
+        .into()
+}
+
+/// GETs `url` `each` times from each of `threads` plain threads sharing
+/// `agent`, reading every body; returns when all are done.
+pub fn hand_rolled_gets(agent: &ureq::Agent, url: &str, threads: usize, each: usize) {
+    let threads: Vec<_> = (0..threads)
+        .map(|_| {
+            let (agent, url) = (agent.clone(), url.to_string());
+            thread::spawn(move || {
+                for _ in 0..each {
+                    agent
+                        .get(&url)
+                        .call()
+                        .unwrap()
+                        .body_mut()
+                        .read_to_string()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
 /// The baseline a pool must match: N std threads sharing one ureq agent,
 /// each POSTing `body` to `url` for every job it is given, the parsed
 /// replies sent back over a channel. The threads end when it is dropped.
