@@ -78,7 +78,7 @@ pub fn wait_any<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<Any<T>, E
         return Err(Error::usage("wait_any needs at least one handle"));
     }
     loop {
-        // Finished ones first, without building a Select.
+        // Finished ones first, without registering on any.
         if let Some(i) = pending.iter().position(Pending::is_finished)
             && let Some(result) = pending[i].try_wait()
         {

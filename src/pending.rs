@@ -33,7 +33,7 @@ pub(crate) fn next_look(ctl: &dyn Control) -> Deadline {
 
 /// Deals with a job whose time has come, seen by a waiter: a queued job
 /// past its deadline resolves with a queue timeout (the result is then in
-/// its channel); a job past its limit and the grace is given up on, with
+/// its slot); a job past its limit and the grace is given up on, with
 /// the error returned here.
 pub(crate) fn overdue(ctl: &dyn Control) -> Option<Error> {
     match ctl.bound() {
