@@ -11,6 +11,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest period `max_rate_per_host` takes.
+const MAX_RATE_PERIOD: Duration = Duration::from_secs(366 * 86_400);
+
 /// Configures and builds a [`Pool`].
 ///
 /// ```
@@ -254,8 +257,8 @@ impl Builder {
     /// and error statuses (handled by reqpool), the connect and response
     /// limits and the total. Not used: its connector, resolver, middleware
     /// and cookie jar. [`tls_root_certs_pem`](Builder::tls_root_certs_pem)
-    /// and the other TLS settings, and [`proxy`](Builder::proxy), override
-    /// the agent's; [`user_agent`](Builder::user_agent) does not.
+    /// and the other TLS settings, [`proxy`](Builder::proxy) and
+    /// [`user_agent`](Builder::user_agent) override the agent's.
     /// [`build`](Builder::build) logs a warning for each conflict (a user
     /// agent set on both, an idle pool smaller than the workers, global or
     /// per-call timeouts). Defaults to an agent built by the pool: no proxy from the
@@ -328,9 +331,15 @@ impl Builder {
     /// is idle. A request
     /// without a token waits off the workers (in the pool's timer) and
     /// starts when its token is due; other hosts are not slowed. The wait
-    /// counts against a request's [`deadline`](Builder::deadline), not its
-    /// [`timeout`](Builder::timeout) (which starts when it starts). Every
-    /// attempt takes a token; closure jobs are not counted.
+    /// counts against a request's [`timeout`](Builder::timeout) (its clock
+    /// starts when it first waits for a token) and its
+    /// [`deadline`](Builder::deadline): a request whose token would come
+    /// after its limit fails at once with a
+    /// [`Phase::Throttled`](crate::Phase::Throttled) timeout, unsent. Every
+    /// attempt takes a token; closure jobs are not counted. `per` must be
+    /// more than zero and at most a year ([`build`](Builder::build) says
+    /// [`Error::Usage`] otherwise): a period of `Duration::MAX` is not a
+    /// rate.
     /// [`Stats::throttled`](crate::Stats::throttled) counts the requests
     /// waiting for one. Turns on [`adaptive_rate`](Builder::adaptive_rate)
     /// unless told otherwise. Defaults to no limit.
@@ -356,8 +365,12 @@ impl Builder {
     /// [`max_rate_per_host`](Builder::max_rate_per_host). Without a set
     /// limit, the first 429 or 503 of a host starts its rate at half of
     /// what it got in the last second. A `Retry-After` from one request
-    /// pauses the whole host, not just that request. Defaults to on with a
-    /// rate limit, off without.
+    /// pauses the whole host, not just that request, for at most what was
+    /// left of that request's limit and never more than 10 minutes (a
+    /// `Retry-After` of a year pauses nobody for a year); a request that
+    /// cannot wait out a pause fails at once with a
+    /// [`Phase::Throttled`](crate::Phase::Throttled) timeout, unsent.
+    /// Defaults to on with a rate limit, off without.
     pub fn adaptive_rate(mut self, yes: bool) -> Self {
         self.adaptive = Some(yes);
         self
@@ -381,9 +394,20 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if `workers` or `max_queued` is zero, or the stack
-    /// size is below 16 KiB.
+    /// [`Error::Usage`] if `workers` or `max_queued` is zero, the stack
+    /// size is below 16 KiB, the period of
+    /// [`max_rate_per_host`](Builder::max_rate_per_host) is zero or longer
+    /// than a year, or the OS refuses to start the worker threads (too
+    /// many, or a stack too large); no thread is left behind then.
     pub fn build(self) -> Result<Pool, Error> {
+        if let Some(r) = self.max_rate
+            && (r.per.is_zero() || r.per > MAX_RATE_PERIOD)
+        {
+            return Err(Error::usage(format!(
+                "max_rate_per_host: the period must be more than zero and at most a year (366 days), not {:?}",
+                r.per
+            )));
+        }
         if self.workers == 0 {
             return Err(Error::usage("a pool needs at least one worker"));
         }
@@ -443,7 +467,7 @@ impl Builder {
                 breaker: self.breaker,
             },
         };
-        let pool = Pool::start(settings, agent, defaults);
+        let pool = Pool::start(settings, agent, defaults)?;
         crate::lifecycle::drain_at_exit(pool.inner());
         Ok(pool)
     }
@@ -459,9 +483,11 @@ fn warn_conflicts(c: &ureq::config::Config, b: &Builder) {
              every request); its own limits bound every request"
         );
     }
-    if b.user_agent.is_some() {
+    if b.user_agent.is_some()
+        && matches!(c.user_agent(), ureq::config::AutoHeaderValue::Provided(_))
+    {
         log::warn!(
-            "reqpool: Builder::user_agent is ignored: the agent given to Builder::agent sets it"
+            "reqpool: Builder::user_agent overrides the user agent of the agent given to Builder::agent"
         );
     }
     if c.max_idle_connections_per_host() < b.workers {

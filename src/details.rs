@@ -23,6 +23,9 @@ pub enum Phase {
     Response,
     /// Receiving the response body.
     Body,
+    /// The request would have had to wait for its host's rate limit or a
+    /// host pause (`Retry-After`) past its time limit: it was not sent.
+    Throttled,
     /// The job's time limit ran out (its `timeout` from the start, or its
     /// `deadline`) while it ran, or a waiter stopped waiting for it.
     Deadline,
@@ -38,6 +41,7 @@ impl Phase {
             Phase::SendBody => "sending the body",
             Phase::Response => "waiting for the response",
             Phase::Body => "reading the body",
+            Phase::Throttled => "waiting for the host's rate limit",
             Phase::Deadline => "at the time limit",
         }
     }

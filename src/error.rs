@@ -196,7 +196,7 @@ impl Error {
                     | TransportKind::Proxy,
                 ..
             } | Error::Timeout {
-                phase: Phase::Queued | Phase::Resolve | Phase::Connect,
+                phase: Phase::Queued | Phase::Throttled | Phase::Resolve | Phase::Connect,
                 ..
             } | Error::InvalidRequest { .. }
                 | Error::Cancelled
@@ -322,7 +322,9 @@ impl Error {
     pub(crate) fn retryable_with(&self, statuses: &[u16]) -> bool {
         match self.last_attempt() {
             Error::Status { code, .. } => statuses.contains(code),
-            Error::Timeout { phase, .. } => !matches!(phase, Phase::Deadline | Phase::Queued),
+            Error::Timeout { phase, .. } => {
+                !matches!(phase, Phase::Deadline | Phase::Queued | Phase::Throttled)
+            }
             Error::Transport { kind, .. } => !matches!(
                 kind,
                 TransportKind::Tls | TransportKind::Protocol | TransportKind::Proxy

@@ -4,6 +4,7 @@
 //! cap on requests in flight. A job that must wait waits off the workers:
 //! parked behind the cap, or in the timer until its token is due.
 
+use crate::deadline::Deadline;
 use crate::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -14,12 +15,16 @@ use std::time::{Duration, Instant};
 ///
 /// After [`failures`](Breaker::failures) consecutive failures of requests
 /// to one host (transport errors, timeouts of a phase, statuses of 500 and
-/// up), the circuit of that host opens: for the
+/// up — 503 included, the answer of a host that is down behind a load
+/// balancer — and 429 if [`count_429`](Breaker::count_429) says so), the
+/// circuit of that host opens: for the
 /// [`cool_down`](Breaker::cool_down), every request to it fails at once
 /// with an error for which [`Error::is_circuit_open`](crate::Error::is_circuit_open)
 /// is true, without connecting. Then one probe goes through (half-open):
-/// its success closes the circuit, its failure opens it again. Other hosts
-/// are not affected, and retries never retry into an open circuit.
+/// its success closes the circuit, its failure (or a 429) opens it again.
+/// A 429 never counts as a success: it neither resets the count nor closes
+/// the circuit. Other hosts are not affected, retries never retry into an
+/// open circuit, and each hop of a redirect counts against its own host.
 ///
 /// ```
 /// use std::time::Duration;
@@ -32,6 +37,7 @@ use std::time::{Duration, Instant};
 pub struct Breaker {
     failures: u32,
     cool_down: Duration,
+    count_429: bool,
 }
 
 impl Default for Breaker {
@@ -46,6 +52,7 @@ impl Breaker {
         Breaker {
             failures: 5,
             cool_down: Duration::from_secs(10),
+            count_429: false,
         }
     }
 
@@ -57,10 +64,24 @@ impl Breaker {
     }
 
     /// How long the circuit stays open before one probe may go through.
+    /// `Duration::MAX` keeps it open for as long as the pool lives.
     /// Defaults to 10 seconds.
     pub fn cool_down(mut self, d: Duration) -> Self {
         self.cool_down = d;
         self
+    }
+
+    /// Counts a 429 (too many requests) as a failure of the host, like a
+    /// 503. Off by default: a 429 says the host is up but wants less, which
+    /// the rate limit handles; either way a 429 never counts as a success.
+    pub fn count_429(mut self, yes: bool) -> Self {
+        self.count_429 = yes;
+        self
+    }
+
+    /// True if an answer with `status` counts as a failure of its host.
+    fn counts(&self, status: u16) -> bool {
+        status != 429 || self.count_429
     }
 }
 
@@ -91,8 +112,12 @@ impl Policies {
 pub(crate) enum Observed {
     /// The host answered (an error status below 500 included).
     Answered,
-    /// 429 or 503: too much; with the `Retry-After` it asked for.
-    Throttled(Option<Duration>),
+    /// 429 or 503: too much; with the `Retry-After` it asked for (capped
+    /// by the caller at what its job could have waited).
+    Throttled {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// A transport error, a timeout of a phase, a status of 500 and up.
     Failed,
 }
@@ -107,6 +132,9 @@ pub(crate) enum Admit<J> {
     Later(J, Instant),
     /// The host's circuit is open: fail it, it may try again after this.
     Refuse(J, Duration),
+    /// Its token (or the end of a host pause) would come after the job's
+    /// limit: fail it now, unsent. It took no token.
+    TooLate(J),
 }
 
 /// A job's standing with admission, kept on the job between tries.
@@ -118,6 +146,9 @@ pub(crate) trait Admitted {
     /// The job has run before (a retry): the breaker is the step's to
     /// check, so the step can say why it gave up.
     fn started(&self) -> bool;
+    /// Starts the job's clock if it has not started (a wait for a token
+    /// counts against its limit) and returns its limit (None: none).
+    fn start_clock(&self) -> Option<Instant>;
 }
 
 /// Everything known about one host.
@@ -158,7 +189,8 @@ impl<J> Host<J> {
 enum Circuit {
     Closed,
     Open {
-        until: Instant,
+        /// Never, for a cool-down of `Duration::MAX`.
+        until: Deadline,
     },
     /// One probe is out; the rest fail fast until it is back.
     Probing,
@@ -239,9 +271,16 @@ impl Bucket {
         }
     }
 
+    /// Gives back the token of a job that will not wait for it.
+    fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     fn observe(&mut self, o: Observed, now: Instant) {
         match o {
-            Observed::Throttled(after) => {
+            Observed::Throttled {
+                retry_after: after, ..
+            } => {
                 let recent_cut = self
                     .last_cut
                     .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
@@ -253,7 +292,8 @@ impl Bucket {
                     self.tokens = self.tokens.min(0.0);
                 }
                 if let Some(a) = after {
-                    self.paused_until = now.checked_add(a).max(self.paused_until);
+                    let pause = a.min(MAX_HOST_PAUSE);
+                    self.paused_until = now.checked_add(pause).max(self.paused_until);
                 }
             }
             Observed::Answered if self.adaptive && self.rate < self.max_rate => {
@@ -271,6 +311,11 @@ impl Bucket {
         }
     }
 }
+
+/// The longest one `Retry-After` pauses a whole host (a job that cannot
+/// wait that long fails at once with a
+/// [`Phase::Throttled`](crate::Phase::Throttled) timeout instead).
+pub(crate) const MAX_HOST_PAUSE: Duration = Duration::from_secs(600);
 
 /// The per-host state of a pool, behind one lock.
 pub(crate) struct Hosts<J> {
@@ -305,8 +350,8 @@ impl<J: Admitted> Hosts<J> {
             && !job.holds_slot()
         {
             match h.circuit {
-                Circuit::Open { until } if now < until => {
-                    return Admit::Refuse(job, until - now);
+                Circuit::Open { until } if !until.passed() => {
+                    return Admit::Refuse(job, until.left());
                 }
                 Circuit::Open { .. } => h.circuit = Circuit::Probing,
                 Circuit::Probing => {
@@ -318,10 +363,15 @@ impl<J: Admitted> Hosts<J> {
         if !job.has_token()
             && let Some(bucket) = &mut h.bucket
         {
-            job.set_token();
             if let Some(due) = bucket.reserve(now) {
+                if job.start_clock().is_some_and(|limit| due > limit) {
+                    bucket.refund();
+                    return Admit::TooLate(job);
+                }
+                job.set_token();
                 return Admit::Later(job, due);
             }
+            job.set_token();
         }
         if let Some(cap) = p.cap
             && !job.holds_slot()
@@ -340,7 +390,7 @@ impl<J: Admitted> Hosts<J> {
     pub(crate) fn open_for(&self, host: &str) -> Option<Duration> {
         let map = lock(&self.map);
         match map.get(host)?.circuit {
-            Circuit::Open { until } => until.checked_duration_since(Instant::now()),
+            Circuit::Open { until } if !until.passed() => Some(until.left()),
             _ => None,
         }
     }
@@ -350,8 +400,14 @@ impl<J: Admitted> Hosts<J> {
         let now = Instant::now();
         let p = &self.policies;
         let mut map = lock(&self.map);
-        let Some(h) = map.get_mut(host) else {
-            return;
+        // A host seen only as a redirect's target has no entry yet: its
+        // failures are its own.
+        let h = match map.get_mut(host) {
+            Some(h) => h,
+            None if matches!(o, Observed::Answered) => return,
+            None => map
+                .entry(Arc::from(host))
+                .or_insert_with(|| Host::new(p, now)),
         };
         // The attempts of the current second, for a first adaptive rate.
         if now.saturating_duration_since(h.recent.0) >= Duration::from_secs(1) {
@@ -359,22 +415,36 @@ impl<J: Admitted> Hosts<J> {
         }
         h.recent.1 += 1;
         if let Some(b) = &p.breaker {
+            let open = Circuit::Open {
+                until: Deadline::from(now, b.cool_down),
+            };
             match o {
                 Observed::Failed => {
-                    h.consecutive += 1;
+                    h.consecutive = h.consecutive.saturating_add(1);
                     if h.circuit == Circuit::Probing || h.consecutive >= b.failures {
-                        h.circuit = Circuit::Open {
-                            until: now.checked_add(b.cool_down).unwrap_or(now),
-                        };
+                        h.circuit = open;
                     }
                 }
-                _ => {
+                Observed::Throttled { status, .. } if b.counts(status) => {
+                    h.consecutive = h.consecutive.saturating_add(1);
+                    if h.circuit == Circuit::Probing || h.consecutive >= b.failures {
+                        h.circuit = open;
+                    }
+                }
+                // A 429 not counted: the count stays, and a probe that got
+                // one has not shown the host healthy.
+                Observed::Throttled { .. } => {
+                    if h.circuit == Circuit::Probing {
+                        h.circuit = open;
+                    }
+                }
+                Observed::Answered => {
                     h.consecutive = 0;
                     h.circuit = Circuit::Closed;
                 }
             }
         }
-        if p.adaptive && h.bucket.is_none() && matches!(o, Observed::Throttled(_)) {
+        if p.adaptive && h.bucket.is_none() && matches!(o, Observed::Throttled { .. }) {
             h.bucket = Some(Bucket::adaptive_from(f64::from(h.recent.1) / 2.0, now));
         }
         if let Some(bucket) = &mut h.bucket {
@@ -461,6 +531,9 @@ mod tests {
         fn started(&self) -> bool {
             self.started
         }
+        fn start_clock(&self) -> Option<Instant> {
+            None
+        }
     }
 
     #[test]
@@ -515,13 +588,25 @@ mod tests {
             true,
             now,
         );
-        b.observe(Observed::Throttled(None), now);
+        b.observe(
+            Observed::Throttled {
+                status: 429,
+                retry_after: None,
+            },
+            now,
+        );
         assert_eq!(b.rate, 10.0);
         for _ in 0..100 {
             b.observe(Observed::Answered, now);
         }
         assert_eq!(b.rate, 20.0, "never above the set rate");
-        b.observe(Observed::Throttled(Some(Duration::from_secs(2))), now);
+        b.observe(
+            Observed::Throttled {
+                status: 503,
+                retry_after: Some(Duration::from_secs(2)),
+            },
+            now,
+        );
         assert!(
             b.reserve(now)
                 .is_some_and(|d| d >= now + Duration::from_secs(2))

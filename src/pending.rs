@@ -36,6 +36,12 @@ pub(crate) fn next_look(ctl: &dyn Control) -> Deadline {
 /// its slot); a job past its limit and the grace is given up on, with
 /// the error returned here.
 pub(crate) fn overdue(ctl: &dyn Control) -> Option<Error> {
+    if ctl.runs_here() {
+        // A job waiting on its own result would wait for ever.
+        return Some(Error::usage(
+            "a job waited on its own Pending: its result exists only once it returns",
+        ));
+    }
     match ctl.bound() {
         Bound::Queued(deadline) if deadline.passed() => {
             ctl.expire();
@@ -401,6 +407,15 @@ impl Control for Relay {
     }
     fn resume(&self, ticket: u32) -> bool {
         self.first.resume(ticket)
+    }
+    fn start_clock(&self) -> Deadline {
+        self.first.start_clock()
+    }
+    fn runs_here(&self) -> bool {
+        self.first.runs_here()
+    }
+    fn begun(&self) -> bool {
+        self.first.begun()
     }
     fn sleep(&self) -> Option<(Instant, u32)> {
         self.first.sleep()

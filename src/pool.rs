@@ -245,7 +245,15 @@ impl Inner {
                 inner.counters.fired_failed();
                 log::warn!("reqpool: fire-and-forget job {label} failed: {e}");
                 if let Some(hook) = &inner.on_error {
-                    hook(&e);
+                    // A hook that panics must not keep the job from being
+                    // counted done, or `flush` would wait for ever.
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&e)));
+                    if let Err(p) = run {
+                        log::error!(
+                            "reqpool: the on_error hook panicked on {label}: {}",
+                            crate::error::panic_message(&*p)
+                        );
+                    }
                 }
             }
             inner.fired.done();
@@ -377,7 +385,17 @@ impl Pool {
         crate::Builder::default()
     }
 
-    pub(crate) fn start(s: Settings, agent: ureq::Agent, defaults: RequestDefaults) -> Pool {
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the OS refuses a thread (too many, or a stack
+    /// too large); the threads already started then end.
+    pub(crate) fn start(
+        s: Settings,
+        agent: ureq::Agent,
+        defaults: RequestDefaults,
+    ) -> Result<Pool, Error> {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let mut tb = threadpool::Builder::new()
             .num_threads(s.workers)
@@ -385,7 +403,15 @@ impl Pool {
         if let Some(size) = s.stack_size {
             tb = tb.thread_stack_size(size);
         }
-        let tp = tb.build();
+        // threadpool panics when a spawn fails. Its threads started so far
+        // wait on its queue, whose sender the unwinding drops: they end.
+        let tp = std::panic::catch_unwind(move || tb.build()).map_err(|p| {
+            Error::usage(format!(
+                "could not start {} worker threads: {}",
+                s.workers,
+                crate::error::panic_message(&*p)
+            ))
+        })?;
         let (queue, queue_rx) = crossbeam_channel::unbounded::<Dispatch>();
         for _ in 0..s.workers {
             let rx = queue_rx.clone();
@@ -413,9 +439,9 @@ impl Pool {
             timer: OnceLock::new(),
             slots: s.max_queued.map(bounded),
         });
-        Pool {
+        Ok(Pool {
             handle: Arc::new(Handle { inner }),
-        }
+        })
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {

@@ -111,17 +111,9 @@ pub(crate) struct Raw<'a> {
 impl Spec {
     /// Checks what the caller gave and builds the spec.
     pub(crate) fn new(raw: Raw<'_>) -> Result<Spec, Error> {
-        let mut url = raw.url;
+        let mut url = normalize_url(&raw.url)?;
         if !raw.query.is_empty() {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            for (i, (k, v)) in raw.query.iter().enumerate() {
-                if i > 0 {
-                    url.push('&');
-                }
-                encode_into(&mut url, k);
-                url.push('=');
-                encode_into(&mut url, v);
-            }
+            url = with_query(&url, raw.query)?;
         }
         parse_url(&url)?;
         let method = parse_method(raw.method, &url)?;
@@ -210,7 +202,7 @@ impl Prepared {
     /// A GET of `url` (relative to this request's URL) with the same limits.
     pub(crate) fn get(&self, url: &str) -> Result<Prepared, Error> {
         let base = self.spec.uri()?;
-        let url = join_url(&base, url);
+        let url = join_url(&self.spec.url, url)?;
         let uri = parse_url(&url)?;
         // The same credentials go along, but only to the same host.
         let mut headers = Headers::default();
@@ -280,6 +272,17 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, Error> {
 }
 
 fn check_url(url: &str) -> Result<Uri, Error> {
+    /// The longest URI the HTTP layer takes.
+    const MAX_URI: usize = u16::MAX as usize - 1;
+    if url.len() > MAX_URI {
+        return Err(Error::invalid(
+            url,
+            format!(
+                "url is {} bytes, longer than the {MAX_URI} the http layer takes (send big data in a body)",
+                url.len()
+            ),
+        ));
+    }
     // The parser's own message can quote the URL: it is not shown.
     let uri: Uri = url
         .parse()
@@ -300,23 +303,93 @@ fn check_url(url: &str) -> Result<Uri, Error> {
     Ok(uri)
 }
 
-/// Resolves a `Location` against the URL it came from.
-pub(crate) fn join_url(base: &Uri, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
+/// Resolves a `Location` (or a poll job's status URL) against the URL it
+/// came from, by RFC 3986 §5.2: relative paths, query-only and empty
+/// references, dot segments, scheme-relative `//host/x`, and a `://` inside
+/// a query all land where a browser would send them. The fragment is
+/// dropped (it is never sent).
+///
+/// # Errors
+///
+/// [`Error::InvalidRequest`] naming the location (redacted) when it does not
+/// resolve to an http(s) URL.
+pub(crate) fn join_url(base: &str, location: &str) -> Result<String, Error> {
+    let bad = |why: String| Error::invalid(location, format!("redirect location {why}"));
+    let base = url::Url::parse(base).map_err(|e| bad(format!("has no base: {e}")))?;
+    let mut next = base
+        .join(location.trim())
+        .map_err(|e| bad(format!("does not resolve: {e}")))?;
+    next.set_fragment(None);
+    let next = String::from(next);
+    check_url(&next).map_err(|e| match e {
+        Error::InvalidRequest { reason, .. } => bad(format!("is refused: {reason}")),
+        e => e,
+    })?;
+    Ok(next)
+}
+
+/// A caller's URL as it goes on the wire: parsed by the WHATWG rules
+/// (through the `url` crate), so a non-ASCII path or a space is
+/// percent-encoded instead of sent raw or refused, a port out of range is
+/// refused here, and the fragment (never sent) is dropped.
+///
+/// # Errors
+///
+/// [`Error::InvalidRequest`] with what is wrong, at once.
+pub(crate) fn normalize_url(raw: &str) -> Result<String, Error> {
+    thread_local! {
+        /// The last URL this thread normalized: a batch goes to one URL.
+        static LAST: std::cell::RefCell<(String, String)> = const {
+            std::cell::RefCell::new((String::new(), String::new()))
+        };
     }
-    let scheme = base.scheme_str().unwrap_or("http");
-    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
-    if let Some(rest) = location.strip_prefix("//") {
-        return format!("{scheme}://{rest}");
+    if let Some(hit) = LAST.with(|l| {
+        let l = l.borrow();
+        (!l.0.is_empty() && l.0 == raw).then(|| l.1.clone())
+    }) {
+        return Ok(hit);
     }
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
+    if let Some(c) = raw.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(
+            raw,
+            format!("url holds a control character ({:?})", c),
+        ));
     }
-    let path = base.path();
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let dir = if dir.is_empty() { "/" } else { dir };
-    format!("{scheme}://{authority}{dir}{location}")
+    let lower = raw.trim_start().to_ascii_lowercase();
+    let after_scheme = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    if after_scheme.is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+        return Err(Error::invalid(raw, "url has no host"));
+    }
+    let mut parsed = url::Url::parse(raw).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            Error::invalid(raw, "url has no scheme (http:// or https://)")
+        }
+        e => Error::invalid(raw, format!("not a valid url: {e}")),
+    })?;
+    parsed.set_fragment(None);
+    let out = String::from(parsed);
+    check_url(&out)?;
+    LAST.with(|l| *l.borrow_mut() = (raw.to_string(), out.clone()));
+    Ok(out)
+}
+
+/// `url` with `query` appended to its query string, each name and value
+/// percent-encoded.
+fn with_query(url: &str, query: &[(String, String)]) -> Result<String, Error> {
+    let mut parsed = url::Url::parse(url).map_err(|e| Error::invalid(url, e.to_string()))?;
+    let mut q = parsed.query().unwrap_or("").to_string();
+    for (k, v) in query {
+        if !q.is_empty() {
+            q.push('&');
+        }
+        encode_into(&mut q, k);
+        q.push('=');
+        encode_into(&mut q, v);
+    }
+    parsed.set_query(Some(&q));
+    Ok(parsed.into())
 }
 
 /// Percent-encodes `s` for a query or form (RFC 3986 unreserved kept).
@@ -341,12 +414,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn joins_locations() {
-        let base: Uri = "http://h:1/a/b?x=1".parse().unwrap();
-        assert_eq!(join_url(&base, "http://o/z"), "http://o/z");
-        assert_eq!(join_url(&base, "/z"), "http://h:1/z");
-        assert_eq!(join_url(&base, "z"), "http://h:1/a/z");
-        assert_eq!(join_url(&base, "//o:2/z"), "http://o:2/z");
+    fn joins_locations_by_rfc_3986() {
+        let base = "http://h:1/dir/page?x=1#frag";
+        let cases = [
+            ("http://o/z", "http://o/z"),
+            ("/z", "http://h:1/z"),
+            ("z", "http://h:1/dir/z"),
+            ("//o:2/z", "http://o:2/z"),
+            ("?page=2", "http://h:1/dir/page?page=2"),
+            ("", "http://h:1/dir/page?x=1"),
+            ("../x", "http://h:1/x"),
+            ("./a/../b", "http://h:1/dir/b"),
+            ("#top", "http://h:1/dir/page?x=1"),
+            (
+                "/next?return=https://example.com/x",
+                "http://h:1/next?return=https://example.com/x",
+            ),
+            ("/caf\u{e9} x", "http://h:1/caf%C3%A9%20x"),
+        ];
+        for (loc, want) in cases {
+            assert_eq!(join_url(base, loc).unwrap(), want, "{loc:?}");
+        }
+        assert!(join_url(base, "ftp://o/z").is_err());
+        assert!(join_url(base, "http://o:99999/z").is_err());
+    }
+
+    #[test]
+    fn urls_go_out_percent_encoded() {
+        assert_eq!(
+            normalize_url("http://h:1/caf\u{e9} x?q=\u{e9}#f").unwrap(),
+            "http://h:1/caf%C3%A9%20x?q=%C3%A9"
+        );
+        let e = normalize_url("http://127.0.0.1:99999/").unwrap_err();
+        assert!(matches!(e, Error::InvalidRequest { .. }), "{e}");
+        assert!(normalize_url("http://h/a\r\nX: y").is_err());
+        let long = format!("http://h/?q={}", "a".repeat(70_000));
+        let e = normalize_url(&long).unwrap_err().to_string();
+        assert!(e.contains("longer than"), "{e}");
+        let q = with_query("http://h/p?a=1", &[("b".into(), "x y".into())]).unwrap();
+        assert_eq!(q, "http://h/p?a=1&b=x%20y");
     }
 
     #[test]
@@ -354,6 +460,8 @@ mod tests {
         assert!(parse_url("127.0.0.1:80/x").is_err());
         assert!(parse_url("ftp://h/x").is_err());
         assert!(parse_url("http:///x").is_err());
+        assert!(normalize_url("http:///x").is_err());
+        assert!(normalize_url("//alice:pw@host/x").is_err());
         assert!(parse_url("not a url").is_err());
         assert!(parse_url("http://127.0.0.1:1/x").is_ok());
         let e = parse_url("user:hunter2@host/x").unwrap_err().to_string();

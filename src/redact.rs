@@ -11,6 +11,19 @@ use crate::error::{Error, Phase, snippet};
 /// scheme) gets the same rules as far as they fit: `user:pw@host/x`
 /// becomes `***@host/x`.
 pub(crate) fn redact_url(url: &str) -> String {
+    // A control character (a CR/LF a caller let into a URL) is shown
+    // percent-encoded: a message stays one line, and no log line is forged.
+    if url.contains(char::is_control) {
+        let mut clean = String::with_capacity(url.len() + 8);
+        for c in url.chars() {
+            if c.is_control() {
+                clean.push_str(&format!("%{:02X}", u32::from(c)));
+            } else {
+                clean.push(c);
+            }
+        }
+        return redact_url(&clean);
+    }
     let url = url.split('#').next().unwrap_or("");
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),

@@ -120,7 +120,7 @@ impl Retry {
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(random() % (nanos + 1))
+        Duration::from_nanos(random() % nanos.saturating_add(1))
     }
 }
 
@@ -145,6 +145,12 @@ pub(crate) struct Facts<'a> {
     pub(crate) idempotent: bool,
     /// The failure came while reading a response body.
     pub(crate) in_body: bool,
+    /// A hop of this attempt was answered before it failed (a redirect
+    /// followed): the request reached a server, whatever the failure says.
+    pub(crate) answered: bool,
+    /// The failure came on a kept-alive connection an earlier request had
+    /// used, not on one opened for this request.
+    pub(crate) reused: bool,
     /// The one attempt on a fresh connection was made already.
     pub(crate) fresh_tried: bool,
     /// What is left of the request's limit now.
@@ -155,9 +161,14 @@ impl Retry {
     /// Decides what follows a failed attempt: a pure function of the
     /// policy and the facts (the backoff is random within its ceiling).
     pub(crate) fn decide(&self, f: &Facts<'_>) -> Decision {
+        // A kept-alive connection the server had already closed: the
+        // request never got there, so an idempotent one goes again on a
+        // fresh connection, whatever the policy (as every HTTP client does).
         if f.idempotent
+            && f.reused
             && !f.fresh_tried
             && !f.in_body
+            && !f.answered
             && f.err.transport_kind() == Some(TransportKind::Reset)
         {
             return Decision::Fresh;
@@ -170,7 +181,7 @@ impl Retry {
                 GaveUpReason::NotRetryable
             });
         }
-        if !f.idempotent && f.err.maybe_sent() {
+        if !f.idempotent && (f.answered || f.err.maybe_sent()) {
             return Decision::GiveUp(GaveUpReason::MaybeSent);
         }
         if f.attempt >= self.max_attempts {
@@ -341,6 +352,18 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = (0..20).map(|_| r.backoff_after(3)).collect();
         assert!(distinct.len() > 1, "no jitter");
+        // Saturating at every size: no overflow, no division by zero.
+        for (base, cap) in [
+            (Duration::MAX, Duration::MAX),
+            (Duration::ZERO, Duration::MAX),
+            (Duration::from_nanos(1), Duration::MAX),
+            (Duration::ZERO, Duration::ZERO),
+        ] {
+            let r = Retry::standard().backoff(base, cap);
+            for attempt in [0, 1, 2, 33, 64, u32::MAX] {
+                assert!(r.backoff_after(attempt) <= cap);
+            }
+        }
     }
 
     #[test]
@@ -354,6 +377,8 @@ mod tests {
                 attempt: 1,
                 idempotent: true,
                 in_body: false,
+                answered: false,
+                reused: true,
                 fresh_tried: false,
                 left: Duration::from_secs(60),
             }
@@ -415,6 +440,25 @@ mod tests {
             }),
             Decision::After(_)
         ));
+        // ... but not once a redirect of it was answered: the first server
+        // has it.
+        assert_eq!(
+            policy.decide(&Facts {
+                idempotent: false,
+                answered: true,
+                ..facts(&refused)
+            }),
+            Decision::GiveUp(R::MaybeSent)
+        );
+        // A fresh connection closed before any response is an ordinary
+        // failure: no extra attempt outside the policy.
+        assert_eq!(
+            Retry::none().decide(&Facts {
+                reused: false,
+                ..facts(&reset)
+            }),
+            Decision::GiveUp(R::AttemptsExhausted)
+        );
         let deadline = Error::timeout(Phase::Deadline, "GET", "http://h/");
         assert_eq!(
             policy.decide(&facts(&deadline)),

@@ -61,11 +61,8 @@ impl Prepared {
                     Error::timeout(Phase::Deadline, self.spec.method.as_str(), &self.spec.url);
                 return Step::Done(Err(self.give_up(st, err, None)));
             }
-            let mut in_body = false;
-            let result = with_limit(limit, || execute(ctx.agent, self, &mut in_body));
-            if let Some((hosts, name)) = host {
-                hosts.observe(name, observed(&result));
-            }
+            let mut seen = Seen::default();
+            let result = with_limit(limit, || execute(ctx, limit, self, &mut seen));
             let err = match result {
                 Ok(resp) => return Step::Done(Ok(resp)),
                 Err(e) if is_marker(&e, crate::wire::DETACHED) => {
@@ -79,7 +76,9 @@ impl Prepared {
                 err: &err,
                 attempt: st.failed.len() as u32 + 1,
                 idempotent: self.retry_idempotent(),
-                in_body,
+                in_body: seen.in_body,
+                answered: seen.answered,
+                reused: seen.reused,
                 fresh_tried: st.fresh_tried,
                 left: limit.left(),
             };
@@ -149,11 +148,29 @@ struct Hop<'a> {
     body: Option<&'a [u8]>,
 }
 
-/// Runs the request once on `agent`, following redirects as it allows.
-///
-/// `in_body` is set when a failure came while reading a response body,
-/// after the server had answered.
-fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Response, Error> {
+/// What the exchanges of one attempt showed, for the retry decision.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The failure came while reading a response body, after the server
+    /// had answered.
+    in_body: bool,
+    /// Some hop of the attempt was answered (a redirect): whatever failed
+    /// after it, the request reached a server.
+    answered: bool,
+    /// The failing exchange ran on a kept-alive connection that an earlier
+    /// request had used (not one opened for it).
+    reused: bool,
+}
+
+/// Runs the request once, following redirects as it allows. Every hop is
+/// reported to *its own* host's policies, and a hop to another host whose
+/// circuit is open fails without connecting.
+fn execute(
+    ctx: &Ctx<'_>,
+    limit: Deadline,
+    req: &Prepared,
+    seen: &mut Seen,
+) -> Result<Response, Error> {
     let spec = &req.spec;
     let mut hop = Hop {
         method: spec.method.clone(),
@@ -165,36 +182,58 @@ fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Re
     };
     let mut redirects = 0;
     loop {
-        let resp = exchange(agent, &hop, req, in_body);
+        let host = ctx
+            .hosts
+            .and_then(|h| Some((h, hop.uri.authority()?.as_str())));
+        if redirects > 0
+            && let Some((hosts, name)) = host
+            && let Some(retry_in) = hosts.open_for(name)
+        {
+            return Err(Error::CircuitOpen {
+                host: name.to_string(),
+                retry_in,
+            });
+        }
+        let resp = exchange(ctx.agent, &hop, req, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
+        if let Some((hosts, name)) = host
+            && !crate::wire::aborted()
+        {
+            hosts.observe(name, observed(&resp, limit.left()));
+        }
         let resp = resp?;
         let code = resp.status;
-        let location = match resp.header("location") {
-            Some(l) if matches!(code, 301 | 302 | 303 | 307 | 308) => l.to_string(),
-            _ => return Ok(resp),
+        if !matches!(code, 301 | 302 | 303 | 307 | 308) {
+            return Ok(resp);
+        }
+        seen.answered = true;
+        let redirect = |location: String| Error::Redirect {
+            code,
+            method: hop.method.to_string(),
+            url: redact_url(&hop.url),
+            location,
+        };
+        let Some(location) = resp.header("location").map(str::to_string) else {
+            return Err(redirect("(no location header)".into()));
         };
         if hop.body.is_some() && !spec.follow {
-            return Err(Error::Redirect {
-                code,
-                method: hop.method.to_string(),
-                url: redact_url(&hop.url),
-                location: redact_url(&location),
-            });
+            return Err(redirect(redact_url(&location)));
         }
         if redirects >= MAX_REDIRECTS {
-            return Err(Error::Redirect {
-                code,
-                method: hop.method.to_string(),
-                url: redact_url(&hop.url),
-                location: format!(
-                    "{} (more than {MAX_REDIRECTS} redirects)",
-                    redact_url(&location)
-                ),
-            });
+            return Err(redirect(format!(
+                "{} (more than {MAX_REDIRECTS} redirects)",
+                redact_url(&location)
+            )));
         }
         redirects += 1;
-        let next = join_url(&hop.uri, &location);
+        let next = match join_url(&hop.url, &location) {
+            Ok(next) => next,
+            Err(Error::InvalidRequest { reason, .. }) => {
+                return Err(redirect(format!("{} ({reason})", redact_url(&location))));
+            }
+            Err(e) => return Err(e),
+        };
         let next_uri = parse_url(&next)?;
         if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
             for name in ALWAYS_SECRET
@@ -205,6 +244,8 @@ fn execute(agent: &ureq::Agent, req: &Prepared, in_body: &mut bool) -> Result<Re
                 hop.headers.to_mut().remove(name);
             }
         }
+        // RFC 9110 §15.4: 303 is a GET (HEAD stays HEAD); the others
+        // repeat the method, and the body with it.
         if code == 303 && hop.method != Method::HEAD {
             hop.method = Method::GET;
             hop.body = None;
@@ -224,7 +265,7 @@ fn exchange(
     agent: &ureq::Agent,
     hop: &Hop<'_>,
     req: &Prepared,
-    in_body: &mut bool,
+    seen: &mut Seen,
 ) -> Result<Response, Error> {
     let method = hop.method.as_str();
     let url: &str = &hop.url;
@@ -240,11 +281,18 @@ fn exchange(
             h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
     }
-    let request = builder
-        .body(hop.body.unwrap_or_default())
-        .map_err(|e| Error::invalid(url, e.to_string()))?;
-    let run = agent.run(request);
-    let mut resp = run.map_err(|e| Error::from_ureq(e, method, url))?;
+    // A request without a body is sent without one: no `Content-Length: 0`
+    // on a GET.
+    crate::wire::reset_opened();
+    let run = match hop.body {
+        Some(body) => builder.body(body).map(|r| agent.run(r)),
+        None => builder.body(()).map(|r| agent.run(r)),
+    };
+    let run = run.map_err(|e| Error::invalid(url, e.to_string()))?;
+    let mut resp = run.map_err(|e| {
+        seen.reused = !crate::wire::opened();
+        Error::from_ureq(e, method, url)
+    })?;
     let status = resp.status().as_u16();
     let cap = if status >= 400 {
         ERROR_BODY_CAP as u64
@@ -262,7 +310,7 @@ fn exchange(
     // decompression, so a small gzip body could grow without bound.
     let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
     if let Err(e) = reader.take(cap.saturating_add(1)).read_to_end(&mut body) {
-        *in_body = true;
+        seen.in_body = true;
         return Err(io_error(e, method, url));
     }
     let (parts, _) = resp.into_parts();
@@ -294,16 +342,21 @@ fn exchange(
     })
 }
 
-/// What an attempt's result tells about its host.
-fn observed(result: &Result<Response, Error>) -> Observed {
+/// What an attempt's result tells about its host. A `Retry-After` is
+/// capped at `left`, what remains of the job's limit: one answer cannot
+/// pause a host for longer than the request that got it could wait.
+fn observed(result: &Result<Response, Error>, left: std::time::Duration) -> Observed {
     match result {
         Ok(_) => Observed::Answered,
         Err(e) => match e {
             Error::Status {
-                code: 429 | 503,
+                code: code @ (429 | 503),
                 retry_after,
                 ..
-            } => Observed::Throttled(*retry_after),
+            } => Observed::Throttled {
+                status: *code,
+                retry_after: retry_after.map(|r| r.min(left)),
+            },
             Error::Status { code, .. } if *code >= 500 => Observed::Failed,
             Error::Transport { message, .. }
                 if message.contains(crate::wire::DETACHED)
@@ -389,6 +442,15 @@ impl Error {
                 reason: scrub(&format!("the agent allows https only: {m}"), url),
             },
             U::Protocol(p) => transport(TransportKind::Protocol, p.to_string()),
+            // The same bytes fail the same way again: not worth a retry.
+            U::LargeResponseHeader(size, max) => transport(
+                TransportKind::Protocol,
+                format!("response header of {size} bytes is larger than the {max} allowed"),
+            ),
+            U::Decompress(encoding, e) => transport(
+                TransportKind::Protocol,
+                format!("the {encoding} body does not decompress: {e}"),
+            ),
             U::BadUri(m) => Error::InvalidRequest {
                 url: red,
                 reason: scrub(&format!("bad uri: {m}"), url),

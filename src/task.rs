@@ -113,6 +113,14 @@ pub(crate) trait Control: Send + Sync {
     /// Hands a sleeping task back to the queue state, if `ticket` is still
     /// its current sleep. The caller then queues it (or runs it).
     fn resume(&self, ticket: u32) -> bool;
+    /// Starts the job's clock if it has not started (a wait for its
+    /// host's rate limit counts against its `timeout`); returns its limit.
+    fn start_clock(&self) -> Deadline;
+    /// True once a step of the job has run (it left the queue).
+    fn begun(&self) -> bool;
+    /// True if a step of this job is running on the calling thread (a
+    /// wait on it from here would wait on itself).
+    fn runs_here(&self) -> bool;
     /// The current sleep of a sleeping task: when, and its ticket.
     fn sleep(&self) -> Option<(Instant, u32)>;
     /// The job's own `timeout` (a continuation gets as much).
@@ -150,6 +158,15 @@ impl Control for Finished {
         Ran::No
     }
     fn resume(&self, _: u32) -> bool {
+        false
+    }
+    fn start_clock(&self) -> Deadline {
+        Deadline::NEVER
+    }
+    fn begun(&self) -> bool {
+        true
+    }
+    fn runs_here(&self) -> bool {
         false
     }
     fn sleep(&self) -> Option<(Instant, u32)> {
@@ -210,8 +227,12 @@ pub(crate) struct Task<T, F> {
     state: TaskState,
     queued_at: Instant,
     limits: Limits,
-    /// Fixed at the first start: the deadline and the timeout combined.
+    /// Fixed when the job's clock starts (its first step, or the first
+    /// wait for its host's rate limit): the deadline and the timeout
+    /// combined.
     limit: OnceLock<(Instant, Deadline)>,
+    /// A step of it has run (it left the queue).
+    begun: std::sync::atomic::AtomicBool,
     /// The job between its steps, and where its step is now.
     work: Mutex<Work<F>>,
     slot: Slot<T>,
@@ -251,6 +272,7 @@ where
             queued_at: Instant::now(),
             limits,
             limit: OnceLock::new(),
+            begun: std::sync::atomic::AtomicBool::new(false),
             work: Mutex::new(Work {
                 job: Some(job),
                 wake: None,
@@ -293,6 +315,24 @@ where
         self.hooks.finished(self.queued_at, started, outcome);
         self.slot.deliver(result);
         self.hooks.delivered();
+    }
+
+    /// When the job's clock started, and its limit; started now if it
+    /// has not.
+    fn clock(&self) -> (Instant, Deadline) {
+        *self.limit.get_or_init(|| {
+            let now = Instant::now();
+            (
+                now,
+                self.limits
+                    .deadline
+                    .min(Deadline::from(now, self.limits.timeout)),
+            )
+        })
+    }
+
+    fn has_begun(&self) -> bool {
+        self.begun.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Cancels a task whose step runs now: resolves it as cancelled at
@@ -381,14 +421,14 @@ where
         }
         drop(lock(&self.work).job.take());
         // Started before: it is counted among the scheduled, not the queued.
-        self.hooks.skipped(self.limit.get().is_some(), true);
+        self.hooks.skipped(self.has_begun(), true);
         self.slot.deliver(Err(Error::Cancelled));
         self.hooks.delivered();
         true
     }
 
     fn expire(&self) -> bool {
-        if self.limit.get().is_some() || !self.limits.deadline.passed() {
+        if self.has_begun() || !self.limits.deadline.passed() {
             return false;
         }
         if self.state.take_queued(DONE).is_none() {
@@ -416,17 +456,8 @@ where
         let Some(running) = self.state.take_queued(RUNNING) else {
             return Ran::No;
         };
-        let mut first = false;
-        let &(started, limit) = self.limit.get_or_init(|| {
-            first = true;
-            let now = Instant::now();
-            (
-                now,
-                self.limits
-                    .deadline
-                    .min(Deadline::from(now, self.limits.timeout)),
-            )
-        });
+        let first = !self.begun.swap(true, std::sync::atomic::Ordering::AcqRel);
+        let (started, limit) = self.clock();
         if first {
             self.hooks.started();
         } else {
@@ -489,6 +520,18 @@ where
 
     fn resume(&self, ticket: u32) -> bool {
         self.state.resume(ticket)
+    }
+
+    fn start_clock(&self) -> Deadline {
+        self.clock().1
+    }
+
+    fn begun(&self) -> bool {
+        self.has_begun()
+    }
+
+    fn runs_here(&self) -> bool {
+        crate::wire::running_here(InFlight::id(self))
     }
 
     fn timeout(&self) -> Duration {

@@ -26,6 +26,20 @@ thread_local! {
     static LIMIT: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The job running on this thread, as the wire sees it.
     static JOB: RefCell<Option<Arc<dyn InFlight>>> = const { RefCell::new(None) };
+    /// This thread opened a connection since `reset_opened`.
+    static OPENED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Starts watching whether this thread's next exchange opens a connection.
+pub(crate) fn reset_opened() {
+    OPENED.with(|o| o.set(false));
+}
+
+/// True if a connection was opened (or tried) since `reset_opened`: a
+/// failure then did not come from a kept-alive connection the server had
+/// closed.
+pub(crate) fn opened() -> bool {
+    OPENED.with(Cell::get)
 }
 
 /// What the wire needs of the job whose I/O it carries.
@@ -102,6 +116,11 @@ pub(crate) fn release_conn() {
             job.using(None);
         }
     });
+}
+
+/// True if job `id` runs on this thread (inline runs included).
+pub(crate) fn running_here(id: usize) -> bool {
+    JOB.with(|j| j.borrow().as_ref().is_some_and(|job| job.id() == id))
 }
 
 /// True if the job on this thread has been cancelled.
@@ -224,6 +243,7 @@ impl Connector<()> for Guard {
         details: &ConnectionDetails<'_>,
         chained: Option<()>,
     ) -> Result<Option<Guarded>, ureq::Error> {
+        OPENED.with(|o| o.set(true));
         let conn = Arc::new(Conn::default());
         watch(&conn, false)?;
         let remember = Arc::clone(&conn);
@@ -356,7 +376,11 @@ pub(crate) fn pool_agent(
             .output_buffer_size(16 * 1024),
         Some(c) => b
             .proxy(s.proxy.clone().unwrap_or_else(|| c.proxy().cloned()))
-            .user_agent(c.user_agent().clone())
+            // An explicit `Builder::user_agent` wins over the agent's.
+            .user_agent(match s.user_agent {
+                Some(ua) => ureq::config::AutoHeaderValue::from(ua),
+                None => c.user_agent().clone(),
+            })
             .accept(c.accept().clone())
             .accept_encoding(c.accept_encoding().clone())
             .tls_config(s.tls.clone().unwrap_or_else(|| c.tls_config().clone()))

@@ -4,7 +4,7 @@
 use crate::error::Error;
 use crate::hosts::{Admit, Admitted};
 use crate::pool::Inner;
-use crate::task::{Bound, Control, QUEUED};
+use crate::task::{Control, QUEUED};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
@@ -42,7 +42,10 @@ impl Admitted for Dispatch {
         self.holds_slot = true;
     }
     fn started(&self) -> bool {
-        matches!(self.task.bound(), Bound::Started(_))
+        self.task.begun()
+    }
+    fn start_clock(&self) -> Option<std::time::Instant> {
+        self.task.start_clock().instant()
     }
 }
 
@@ -92,6 +95,13 @@ impl Dispatch {
                 Admit::Parked => return, // until a slot of its host frees up
                 Admit::Later(job, at) => {
                     inner.throttle(at, job); // until its token is due
+                    return;
+                }
+                Admit::TooLate(job) => {
+                    // The wait counts against the job's limit: one that
+                    // would outlast it fails now, unsent.
+                    let err = job.task.timeout_error(crate::error::Phase::Throttled);
+                    job.task.reject(err);
                     return;
                 }
                 Admit::Refuse(job, retry_in) => {

@@ -150,10 +150,11 @@ fn an_open_circuit_fails_fast_without_connecting_then_probes() {
         .build()
         .unwrap();
     let url = fault.url("/down");
-    // Each GET is tried once more on a fresh connection after a reset, so
-    // the fifth failed attempt comes with the third request.
+    // A fresh connection reset before any response is one failed attempt
+    // (no extra try outside the retry policy): five requests open it, the
+    // sixth fails fast.
     let mut opened = false;
-    for _ in 0..5 {
+    for _ in 0..6 {
         if pool
             .get_json::<Value>(&url)
             .wait()
