@@ -21,9 +21,9 @@ struct Seen {
     throttled: AtomicUsize,
 }
 
-/// A server that allows 20 requests in any second and answers 429 (with
-/// `Retry-After: 1`) above that.
-fn limited_server() -> (Server, Arc<Seen>) {
+/// A server that allows 20 requests in any second and answers 429 above
+/// that (with `Retry-After: 1` if `retry_after`).
+fn limited_server(retry_after: bool) -> (Server, Arc<Seen>) {
     let seen = Arc::new(Seen {
         sent: AtomicUsize::new(0),
         throttled: AtomicUsize::new(0),
@@ -42,7 +42,12 @@ fn limited_server() -> (Server, Arc<Seen>) {
         }
         if w.len() >= 20 {
             s.throttled.fetch_add(1, Ordering::SeqCst);
-            return Reply::json(429, json!({"detail": "rate limited"})).header("Retry-After", "1");
+            let reply = Reply::json(429, json!({"detail": "rate limited"}));
+            return if retry_after {
+                reply.header("Retry-After", "1")
+            } else {
+                reply
+            };
         }
         w.push_back(now);
         Reply::json(200, json!({"ok": true}))
@@ -50,8 +55,8 @@ fn limited_server() -> (Server, Arc<Seen>) {
     (server, seen)
 }
 
-fn batch(name: &str, builder: reqpool::Builder) {
-    let (server, seen) = limited_server();
+fn batch(name: &str, retry_after: bool, builder: reqpool::Builder) {
+    let (server, seen) = limited_server(retry_after);
     let pool = builder
         .workers(8)
         .retry(reqpool::Retry::standard().max_attempts(10))
@@ -114,15 +119,29 @@ fn plain_rate() {
 
 fn main() {
     plain_rate();
-    batch("no limit (retries only)", reqpool::Pool::builder());
-    batch(
-        "max_rate_per_host(20, 1 s)",
-        reqpool::Pool::builder().max_rate_per_host(20, Duration::from_secs(1)),
-    );
-    batch(
-        "adaptive_rate(true), no set rate",
-        reqpool::Pool::builder().adaptive_rate(true),
-    );
+    for retry_after in [true, false] {
+        println!(
+            "server answers 429 {} Retry-After:",
+            if retry_after { "with" } else { "without" }
+        );
+        batch(
+            "no limit (retries only)",
+            retry_after,
+            reqpool::Pool::builder(),
+        );
+        batch(
+            "max_rate_per_host(20, 1 s)",
+            retry_after,
+            reqpool::Pool::builder().max_rate_per_host(20, Duration::from_secs(1)),
+        );
+        for _ in 0..3 {
+            batch(
+                "adaptive_rate(true), no set rate",
+                retry_after,
+                reqpool::Pool::builder().adaptive_rate(true),
+            );
+        }
+    }
 
     // A circuit breaker against a port where nothing listens.
     let pool = reqpool::Pool::builder()

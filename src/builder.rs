@@ -363,8 +363,11 @@ impl Builder {
     /// (down to 1/64 of the limit) and climbs back by a twentieth of the
     /// limit with each success, never above
     /// [`max_rate_per_host`](Builder::max_rate_per_host). Without a set
-    /// limit, the first 429 or 503 of a host starts its rate at half of
-    /// what it got in the last second. A `Retry-After` from one request
+    /// limit, the first 429 or 503 of a host starts its rate at nine
+    /// tenths of what went through in the last second, after a pause of a
+    /// second, and it climbs by a twentieth of that start per second
+    /// without a 429 (halving again on the next one, at most once a
+    /// second). A `Retry-After` from one request
     /// pauses the whole host, not just that request, for at most what was
     /// left of that request's limit and never more than 10 minutes (a
     /// `Retry-After` of a year pauses nobody for a year); a request that

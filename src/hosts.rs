@@ -208,10 +208,18 @@ struct Bucket {
     min_rate: f64,
     adaptive: bool,
     last: Instant,
+    /// No request before this (a `Retry-After`, or the first 429 of a host
+    /// with no set limit).
     paused_until: Option<Instant>,
     /// When the rate was last halved: the 429s of requests that were in
     /// flight together are one signal, not several.
     last_cut: Option<Instant>,
+    /// For a host with no set limit: how much the rate climbs per second
+    /// without a 429 (additive increase, by the clock, not per success, so
+    /// a fast host is not probed back up in a burst).
+    climb: f64,
+    /// When the rate last climbed.
+    climbed: Instant,
 }
 
 impl Bucket {
@@ -230,13 +238,18 @@ impl Bucket {
             last: now,
             paused_until: None,
             last_cut: None,
+            climb: 0.0,
+            climbed: now,
         }
     }
 
-    /// A bucket that starts at `rate` because a host with no set limit said
-    /// "too many".
-    fn adaptive_from(rate: f64, now: Instant) -> Bucket {
-        let rate = rate.max(1.0);
+    /// A bucket for a host with no set limit that said "too many" for the
+    /// first time, after `ok` requests went through in the last second: it
+    /// starts a little below that (what the host accepts), after a pause of
+    /// a second in which the host's own window empties, and climbs by a
+    /// twentieth of its start each second without a 429.
+    fn adaptive_from(ok: f64, now: Instant) -> Bucket {
+        let rate = (ok * 0.9).max(1.0);
         Bucket {
             tokens: 1.0,
             burst: rate.max(1.0),
@@ -245,8 +258,11 @@ impl Bucket {
             min_rate: 0.1,
             adaptive: true,
             last: now,
-            paused_until: None,
+            // A pause of a second, in which the host's own window empties.
+            paused_until: now.checked_add(Duration::from_secs(1)),
             last_cut: Some(now),
+            climb: (rate / 20.0).max(0.5),
+            climbed: now,
         }
     }
 
@@ -256,19 +272,25 @@ impl Bucket {
         self.last = now;
     }
 
-    /// Takes a token (possibly into debt); returns when it is due.
+    /// Takes a token (possibly into debt); returns when it is due. During
+    /// a pause, tokens are earned as usual (up to the burst) and spent at
+    /// its end; the requests beyond them leave at the rate after it, not
+    /// all at once.
     fn reserve(&mut self, now: Instant) -> Option<Instant> {
         self.refill(now);
         self.tokens -= 1.0;
-        let mut due = None;
-        if self.tokens < 0.0 {
-            let wait = Duration::from_secs_f64((-self.tokens / self.rate).min(86_400.0));
-            due = now.checked_add(wait);
+        let from = self.paused_until.filter(|p| *p > now).unwrap_or(now);
+        if self.tokens >= 0.0 {
+            return (from > now).then_some(from);
         }
-        match (due, self.paused_until) {
-            (_, Some(p)) if p > now => Some(due.map_or(p, |d| d.max(p))),
-            (d, _) => d,
-        }
+        // A rate of a year's period still fits; ten years is "never".
+        let wait = Duration::from_secs_f64((-self.tokens / self.rate).min(3.2e8));
+        Some(from.checked_add(wait).unwrap_or(from))
+    }
+
+    /// Pauses the host until `until` (a later pause wins).
+    fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(until).max(self.paused_until);
     }
 
     /// Gives back the token of a job that will not wait for it.
@@ -291,20 +313,23 @@ impl Bucket {
                     self.burst = self.burst.min(self.rate.max(1.0));
                     self.tokens = self.tokens.min(0.0);
                 }
-                if let Some(a) = after {
-                    let pause = a.min(MAX_HOST_PAUSE);
-                    self.paused_until = now.checked_add(pause).max(self.paused_until);
+                if let Some(until) = after.and_then(|a| now.checked_add(a.min(MAX_HOST_PAUSE))) {
+                    self.pause(until);
                 }
             }
             Observed::Answered if self.adaptive && self.rate < self.max_rate => {
                 self.refill(now);
-                // Additive increase: a twentieth of the limit a success,
-                // so the host is probed back up over a few dozen requests.
+                // Additive increase: with a set limit, a twentieth of it a
+                // success, so the host is probed back up over a few dozen
+                // requests; without one, `climb` per second since the last
+                // climb, so the unknown limit is approached slowly.
                 let step = if self.max_rate.is_finite() {
                     self.max_rate / 20.0
                 } else {
-                    (self.rate / 10.0).max(0.5)
+                    let since = now.saturating_duration_since(self.climbed).as_secs_f64();
+                    self.climb * since.min(1.0)
                 };
+                self.climbed = now;
                 self.rate = (self.rate + step).min(self.max_rate);
             }
             _ => {}
@@ -409,11 +434,14 @@ impl<J: Admitted> Hosts<J> {
                 .entry(Arc::from(host))
                 .or_insert_with(|| Host::new(p, now)),
         };
-        // The attempts of the current second, for a first adaptive rate.
+        // The requests that went through in the current second, for a
+        // first adaptive rate.
         if now.saturating_duration_since(h.recent.0) >= Duration::from_secs(1) {
             h.recent = (now, 0);
         }
-        h.recent.1 += 1;
+        if o == Observed::Answered {
+            h.recent.1 += 1;
+        }
         if let Some(b) = &p.breaker {
             let open = Circuit::Open {
                 until: Deadline::from(now, b.cool_down),
@@ -445,7 +473,7 @@ impl<J: Admitted> Hosts<J> {
             }
         }
         if p.adaptive && h.bucket.is_none() && matches!(o, Observed::Throttled { .. }) {
-            h.bucket = Some(Bucket::adaptive_from(f64::from(h.recent.1) / 2.0, now));
+            h.bucket = Some(Bucket::adaptive_from(f64::from(h.recent.1), now));
         }
         if let Some(bucket) = &mut h.bucket {
             bucket.observe(o, now);
@@ -575,6 +603,27 @@ mod tests {
         assert!(matches!(hosts.admit(&h, J::default()), Admit::Refuse(..)));
         hosts.observe("h:1", Observed::Answered);
         assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
+    }
+
+    #[test]
+    fn a_first_429_without_retry_after_pauses_then_spaces_the_queue() {
+        let now = Instant::now();
+        let mut b = Bucket::adaptive_from(20.0, now);
+        assert_eq!(b.rate, 18.0);
+        let first = b.reserve(now).unwrap();
+        assert_eq!(first, now + Duration::from_secs(1), "after the pause");
+        let second = b.reserve(now).unwrap();
+        assert!(
+            second >= first + Duration::from_millis(50),
+            "one at a time after the pause, not all at its end"
+        );
+        // The climb is by the clock: a burst of successes adds nothing.
+        for _ in 0..100 {
+            b.observe(Observed::Answered, now);
+        }
+        assert_eq!(b.rate, 18.0);
+        b.observe(Observed::Answered, now + Duration::from_secs(1));
+        assert!((b.rate - 18.9).abs() < 1e-9, "{}", b.rate);
     }
 
     #[test]
