@@ -513,6 +513,11 @@ pub(crate) trait Feedback: Send + Sync {
     fn observe(&self, host: &str, o: Observed);
     /// How long the circuit of `host` stays open, if it is open.
     fn open_for(&self, host: &str) -> Option<Duration>;
+    /// Takes a token of `host`'s rate limit for a redirect hop: None if it
+    /// may go now, else when its token is due.
+    fn reserve(&self, host: &str) -> Option<Instant>;
+    /// Gives back a token taken by `reserve` that will not be used.
+    fn refund(&self, host: &str);
 }
 
 impl<J: Admitted + Send> Feedback for Hosts<J> {
@@ -521,6 +526,25 @@ impl<J: Admitted + Send> Feedback for Hosts<J> {
     }
     fn open_for(&self, host: &str) -> Option<Duration> {
         Hosts::open_for(self, host)
+    }
+    fn reserve(&self, host: &str) -> Option<Instant> {
+        let now = Instant::now();
+        let mut map = lock(&self.map);
+        if self.policies.rate.is_none() && !map.contains_key(host) {
+            return None; // no limit, and nothing learnt about it yet
+        }
+        let h = map
+            .entry(Arc::from(host))
+            .or_insert_with(|| Host::new(&self.policies, now));
+        h.bucket.as_mut()?.reserve(now)
+    }
+    fn refund(&self, host: &str) {
+        if let Some(b) = lock(&self.map)
+            .get_mut(host)
+            .and_then(|h| h.bucket.as_mut())
+        {
+            b.refund();
+        }
     }
 }
 

@@ -27,6 +27,21 @@ pub(crate) struct Attempts {
     fresh_tried: bool,
     /// The request's own limit, fixed when its first attempt starts.
     limit: Option<Deadline>,
+    /// A redirect hop to another host that waits for a token of that
+    /// host's rate limit (in the timer); the attempt goes on from it.
+    next_hop: Option<NextHop>,
+}
+
+/// A redirect hop kept while its job waits off the workers.
+struct NextHop {
+    method: Method,
+    url: String,
+    uri: Uri,
+    headers: Headers,
+    content_type: Option<&'static str>,
+    /// The request's body goes along (a 307/308).
+    body: bool,
+    redirects: u32,
 }
 
 impl Prepared {
@@ -62,7 +77,13 @@ impl Prepared {
                 return Step::Done(Err(self.give_up(st, err, None)));
             }
             let mut seen = Seen::default();
-            let result = with_limit(limit, || execute(ctx, limit, self, &mut seen));
+            let result = with_limit(limit, || {
+                execute(ctx, limit, self, &mut seen, &mut st.next_hop)
+            });
+            let result = match result {
+                Exec::Done(r) => r,
+                Exec::Wait(at) => return Step::Sleep(at),
+            };
             let err = match result {
                 Ok(resp) => return Step::Done(Ok(resp)),
                 Err(e) if is_marker(&e, crate::wire::DETACHED) => {
@@ -162,38 +183,98 @@ struct Seen {
     reused: bool,
 }
 
-/// Runs the request once, following redirects as it allows. Every hop is
-/// reported to *its own* host's policies, and a hop to another host whose
-/// circuit is open fails without connecting.
+/// How one run of a request's attempt ends.
+enum Exec {
+    Done(Result<Response, Error>),
+    /// A redirect to another host waits for that host's rate limit until
+    /// then (the hop is kept in the attempts).
+    Wait(Instant),
+}
+
+/// Runs the request once, following redirects as it allows, from the hop
+/// kept in `next_hop` if there is one. Every hop is reported to *its own*
+/// host's policies; a hop to another host fails without connecting when
+/// that host's circuit is open, and takes a token of its rate limit
+/// (waiting for it off the workers, or failing unsent when it would come
+/// after the limit).
 fn execute(
     ctx: &Ctx<'_>,
     limit: Deadline,
     req: &Prepared,
     seen: &mut Seen,
-) -> Result<Response, Error> {
+    next_hop: &mut Option<NextHop>,
+) -> Exec {
     let spec = &req.spec;
-    let mut hop = Hop {
-        method: spec.method.clone(),
-        url: Cow::Borrowed(&spec.url),
-        uri: spec.uri()?,
-        headers: Cow::Borrowed(&spec.headers),
-        content_type: spec.content_type,
-        body: spec.body.as_deref(),
+    let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
+        Some(n) => {
+            // It was answered before it waited: the first server has it.
+            seen.answered = true;
+            let hop = Hop {
+                method: n.method,
+                url: Cow::Owned(n.url),
+                uri: n.uri,
+                headers: Cow::Owned(n.headers),
+                content_type: n.content_type,
+                body: if n.body { spec.body.as_deref() } else { None },
+            };
+            (hop, n.redirects, true)
+        }
+        None => {
+            let uri = match spec.uri() {
+                Ok(uri) => uri,
+                Err(e) => return Exec::Done(Err(e)),
+            };
+            let hop = Hop {
+                method: spec.method.clone(),
+                url: Cow::Borrowed(&spec.url),
+                uri,
+                headers: Cow::Borrowed(&spec.headers),
+                content_type: spec.content_type,
+                body: spec.body.as_deref(),
+            };
+            (hop, 0, false)
+        }
     };
-    let mut redirects = 0;
+    let first = spec.uri().ok().and_then(|u| u.authority().cloned());
     loop {
         let host = ctx
             .hosts
             .and_then(|h| Some((h, hop.uri.authority()?.as_str())));
+        let crossed = first.as_ref() != hop.uri.authority();
         if redirects > 0
+            && crossed
             && let Some((hosts, name)) = host
-            && let Some(retry_in) = hosts.open_for(name)
         {
-            return Err(Error::CircuitOpen {
-                host: name.to_string(),
-                retry_in,
-            });
+            if let Some(retry_in) = hosts.open_for(name) {
+                return Exec::Done(Err(Error::CircuitOpen {
+                    host: name.to_string(),
+                    retry_in,
+                }));
+            }
+            if !has_token && let Some(due) = hosts.reserve(name) {
+                if limit.instant().is_some_and(|l| due > l) {
+                    hosts.refund(name);
+                    return Exec::Done(Err(Error::timeout(
+                        Phase::Throttled,
+                        hop.method.as_str(),
+                        &hop.url,
+                    )));
+                }
+                let kept = hop.body.is_some();
+                *next_hop = Some(NextHop {
+                    method: hop.method,
+                    url: hop.url.into_owned(),
+                    uri: hop.uri,
+                    headers: hop.headers.into_owned(),
+                    content_type: hop.content_type,
+                    body: kept,
+                    redirects,
+                });
+                return Exec::Wait(due);
+            }
         }
+        has_token = false;
+        let done = |r| Exec::Done(r);
         let resp = exchange(ctx.agent, &hop, req, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
@@ -202,10 +283,13 @@ fn execute(
         {
             hosts.observe(name, observed(&resp, limit.left()));
         }
-        let resp = resp?;
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) => return done(Err(e)),
+        };
         let code = resp.status;
         if !matches!(code, 301 | 302 | 303 | 307 | 308) {
-            return Ok(resp);
+            return done(Ok(resp));
         }
         seen.answered = true;
         let redirect = |location: String| Error::Redirect {
@@ -215,26 +299,29 @@ fn execute(
             location,
         };
         let Some(location) = resp.header("location").map(str::to_string) else {
-            return Err(redirect("(no location header)".into()));
+            return done(Err(redirect("(no location header)".into())));
         };
         if hop.body.is_some() && !spec.follow {
-            return Err(redirect(redact_url(&location)));
+            return done(Err(redirect(redact_url(&location))));
         }
         if redirects >= MAX_REDIRECTS {
-            return Err(redirect(format!(
+            return done(Err(redirect(format!(
                 "{} (more than {MAX_REDIRECTS} redirects)",
                 redact_url(&location)
-            )));
+            ))));
         }
         redirects += 1;
-        let next = match join_url(&hop.url, &location) {
+        let next = match join_url(&hop.url, &location).and_then(|n| Ok((parse_url(&n)?, n))) {
             Ok(next) => next,
             Err(Error::InvalidRequest { reason, .. }) => {
-                return Err(redirect(format!("{} ({reason})", redact_url(&location))));
+                return done(Err(redirect(format!(
+                    "{} ({reason})",
+                    redact_url(&location)
+                ))));
             }
-            Err(e) => return Err(e),
+            Err(e) => return done(Err(e)),
         };
-        let next_uri = parse_url(&next)?;
+        let (next_uri, next) = next;
         if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
             for name in ALWAYS_SECRET
                 .iter()

@@ -300,6 +300,50 @@ fn each_redirect_hop_counts_against_its_own_host() {
 }
 
 #[test]
+fn a_redirect_hop_waits_for_its_own_hosts_rate_limit() {
+    let target = Server::start();
+    let origin = redirecting(302, target.url("/json"));
+    let pool = Pool::builder()
+        .workers(2)
+        .max_rate_per_host(1, Duration::from_secs(3600))
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // The target's one token of the hour goes to a direct request.
+    assert!(pool.get(&target.url("/json")).send().wait().is_ok());
+    // The hop to it would wait an hour: it fails unsent, at once.
+    let p = pool.get(&origin.url("/order")).send();
+    let e = bounded(LIMIT, move || p.wait()).unwrap_err();
+    assert_eq!(e.timeout_phase(), Some(Phase::Throttled), "{e}");
+    assert_eq!(origin.shared.hits("/order"), 1);
+    assert_eq!(
+        target.shared.hits("/json"),
+        1,
+        "the hop went past the limit"
+    );
+    // A token due within the limit is waited for off the workers.
+    let target = Server::start();
+    let origin = redirecting(302, target.url("/json"));
+    let pool = Pool::builder()
+        .workers(1)
+        .max_rate_per_host(1, Duration::from_millis(200))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert!(pool.get(&target.url("/json")).send().wait().is_ok());
+    let t0 = Instant::now();
+    let hop = pool.get(&origin.url("/order")).send();
+    let r = bounded(LIMIT, move || hop.wait());
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(target.shared.hits("/json"), 2);
+}
+
+#[test]
 fn the_breaker_sees_a_host_that_answers_503_on_every_path() {
     for (status, count_429, reaching) in [(503, false, 2), (429, true, 2), (429, false, 7)] {
         for path in PATHS {
