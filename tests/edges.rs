@@ -667,3 +667,109 @@ fn urls_go_out_as_users_write_them() {
     let v: Value = pool.get(&server.url("/p")).json().wait().unwrap();
     assert_eq!(v["user_agent"], "mine/1");
 }
+
+mod at_most_once {
+    //! The promise behind every rule above, as a property: a POST that
+    //! reached a server reaches it at most once, whatever redirect, retry,
+    //! hedge and cancel are combined with it.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    struct World {
+        origin: Server,
+        targets: Vec<String>,
+        _down: Server,
+        _ok: Server,
+        _reset: FaultServer,
+    }
+
+    fn world() -> &'static World {
+        static W: OnceLock<World> = OnceLock::new();
+        W.get_or_init(|| {
+            let down = Server::with_handler(|_, _| Reply::json(503, json!({})));
+            let ok = Server::start();
+            let reset = FaultServer::start(Fault::Reset);
+            let origin = Server::with_handler(|req, _| {
+                let code: u16 = req.q("code").and_then(|c| c.parse().ok()).unwrap_or(0);
+                match (code, req.q("to")) {
+                    (0, _) | (_, None) => Reply::json(503, json!({"detail": "busy"})),
+                    (code, Some(to)) => Reply::text(code, "text/plain", "").header("Location", to),
+                }
+            });
+            World {
+                targets: vec![
+                    closed_port_url("/next"),
+                    down.url("/next"),
+                    reset.url("/next"),
+                    ok.url("/json"),
+                ],
+                origin,
+                _down: down,
+                _ok: ok,
+                _reset: reset,
+            }
+        })
+    }
+
+    static CASE: AtomicUsize = AtomicUsize::new(0);
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_post_that_reached_a_server_reaches_it_at_most_once(
+            code in prop::sample::select(vec![0u16, 301, 302, 303, 307, 308]),
+            target in 0usize..4,
+            follow in any::<bool>(),
+            body in any::<bool>(),
+            retry in any::<bool>(),
+            hedge in any::<bool>(),
+            cancel_after_us in prop::option::of(0u64..3_000),
+            path in prop::sample::select(vec![Path::Json, Path::Send, Path::Fire]),
+        ) {
+            let w = world();
+            let case = CASE.fetch_add(1, Ordering::SeqCst);
+            let route = format!("/order{case}");
+            let url = format!(
+                "{}?code={code}&to={}",
+                w.origin.url(&route),
+                w.targets[target]
+            );
+            let mut b = Pool::builder().workers(2);
+            if retry {
+                b = b.retry(fast_retry());
+            }
+            if hedge {
+                b = b.hedge(reqpool::Hedge::after(Duration::from_millis(1)));
+            }
+            let pool = b.build().unwrap();
+            let mut req = pool.post(&url).follow_redirects(follow);
+            if body {
+                req = req.json_body(&json!({"order": case}));
+            }
+            match path {
+                Path::Fire => {
+                    req.fire().unwrap();
+                }
+                _ => {
+                    let p = if path == Path::Json {
+                        req.json::<Value>().map(drop)
+                    } else {
+                        req.send().map(drop)
+                    };
+                    if let Some(us) = cancel_after_us {
+                        std::thread::sleep(Duration::from_micros(us));
+                        p.cancel();
+                    }
+                    let _ = bounded(LIMIT, move || p.wait());
+                }
+            }
+            // Dropping the pool waits for everything it still runs.
+            bounded(LIMIT, move || drop(pool));
+            let sent = w.origin.shared.hits(&route);
+            prop_assert!(sent <= 1, "sent {sent} times: {url} follow={follow} body={body} retry={retry} hedge={hedge} cancel={cancel_after_us:?} {path:?}");
+        }
+    }
+}
