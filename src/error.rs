@@ -59,6 +59,11 @@ pub enum Error {
         /// How long the server asked to wait before trying again
         /// (`Retry-After`, in seconds or as a date), if it did.
         retry_after: Option<Duration>,
+        /// The response headers (a 401's `WWW-Authenticate`, a request id,
+        /// rate-limit counters), boxed to keep `Error` small. The value of
+        /// `Set-Cookie`, and any secret of the request a header echoes,
+        /// are replaced by `***`.
+        headers: Box<ureq::http::HeaderMap>,
     },
     /// A request was tried more than once (see [`Retry`](crate::Retry)) and
     /// failed every time, or a retry was refused. The helpers (`status()`,
@@ -221,6 +226,24 @@ impl Error {
     pub fn body_json(&self) -> Option<&serde_json::Value> {
         match self.last_attempt() {
             Error::Status { json, .. } => json.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A response header of an error status, by name (any case): a 401's
+    /// `WWW-Authenticate`, a request id. `None` without an error status or
+    /// without that header.
+    ///
+    /// ```
+    /// # fn show(err: &reqpool::Error) {
+    /// if let Some(challenge) = err.header("www-authenticate") {
+    ///     eprintln!("the server wants: {challenge}");
+    /// }
+    /// # }
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self.last_attempt() {
+            Error::Status { headers, .. } => headers.get(name)?.to_str().ok(),
             _ => None,
         }
     }

@@ -171,8 +171,24 @@ impl Error {
             body: String::from_utf8_lossy(body).into_owned(),
             json,
             retry_after: None,
+            headers: Box::default(),
         }
         .scrubbed(&url_secrets(url))
+    }
+
+    /// An error status with its response headers: `Set-Cookie` values
+    /// hidden, and the request's secrets scrubbed when `scrubbed` runs.
+    pub(crate) fn with_headers(mut self, from: &ureq::http::HeaderMap) -> Error {
+        if let Error::Status { headers, .. } = &mut self {
+            let mut kept = from.clone();
+            if let ureq::http::header::Entry::Occupied(mut cookies) = kept.entry("set-cookie") {
+                for v in cookies.iter_mut() {
+                    *v = ureq::http::HeaderValue::from_static("***");
+                }
+            }
+            **headers = kept;
+        }
+        self
     }
 
     pub(crate) fn decode(method: &str, url: &str, message: String, body: &[u8]) -> Error {
@@ -201,8 +217,17 @@ impl Error {
                 body,
                 json,
                 retry_after,
+                mut headers,
             } => {
                 let body = s(body);
+                for (_, v) in headers.iter_mut() {
+                    let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    let clean = s(text.clone());
+                    if clean != text {
+                        *v = ureq::http::HeaderValue::from_str(&clean)
+                            .unwrap_or(ureq::http::HeaderValue::from_static("***"));
+                    }
+                }
                 let json = json.map(|j| {
                     Box::new(
                         serde_json::from_str(&s(j.to_string())).unwrap_or(serde_json::Value::Null),
@@ -215,6 +240,7 @@ impl Error {
                     body,
                     json,
                     retry_after,
+                    headers,
                 }
             }
             Error::GaveUp { attempts, reason } => Error::GaveUp {

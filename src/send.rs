@@ -404,6 +404,7 @@ fn exchange(
     if status >= 400 {
         body.truncate(ERROR_BODY_CAP);
         let mut err = Error::status_error(status, method, url, &body);
+        err = err.with_headers(&parts.headers);
         if let Error::Status { retry_after, .. } = &mut err {
             *retry_after = parts
                 .headers

@@ -668,6 +668,43 @@ fn urls_go_out_as_users_write_them() {
     assert_eq!(v["user_agent"], "mine/1");
 }
 
+#[test]
+fn an_error_status_keeps_its_headers_without_secrets() {
+    let server = Server::with_handler(|req, _| {
+        let echo = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        Reply::json(401, json!({"detail": "expired"}))
+            .header(
+                "WWW-Authenticate",
+                r#"Bearer realm="api", error="invalid_token""#,
+            )
+            .header("X-Echo", &echo)
+            .header("X-Request-Id", "req-42")
+            .header("Set-Cookie", "session=s3cr3t-cookie; HttpOnly")
+    });
+    let pool = Pool::new(1);
+    let r = pool
+        .get(&server.url("/me?key=q-secret-9"))
+        .bearer_auth("tok-secret-1234")
+        .send()
+        .wait();
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.header("www-authenticate"),
+        Some(r#"Bearer realm="api", error="invalid_token""#)
+    );
+    assert_eq!(e.header("X-Request-Id"), Some("req-42"));
+    assert_eq!(e.header("set-cookie"), Some("***"));
+    assert_eq!(e.header("no-such"), None);
+    let shown = format!("{e} {e:?} {e:#?}");
+    for secret in ["tok-secret-1234", "q-secret-9", "s3cr3t-cookie"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
 mod at_most_once {
     //! The promise behind every rule above, as a property: a POST that
     //! reached a server reaches it at most once, whatever redirect, retry,
