@@ -220,13 +220,16 @@ impl RequestBuilder {
     {
         self.start(|resp, req| {
             serde_json::from_slice::<T>(&resp.body).map_err(|e| {
-                Error::decode(
-                    req.spec.method.as_str(),
-                    &req.spec.url,
-                    e.to_string(),
-                    &resp.body,
-                )
-                .scrubbed(&req.secrets)
+                // A body in an encoding nobody asked for stays encoded:
+                // say so, rather than show binary bytes.
+                let message = match resp.header("content-encoding") {
+                    Some(enc) if !enc.eq_ignore_ascii_case("identity") => {
+                        format!("the body is {enc}-encoded, which is not decoded: {e}")
+                    }
+                    _ => e.to_string(),
+                };
+                Error::decode(req.spec.method.as_str(), &req.spec.url, message, &resp.body)
+                    .scrubbed(&req.secrets)
             })
         })
     }

@@ -400,7 +400,22 @@ fn exchange(
         seen.in_body = true;
         return Err(io_error(e, method, url));
     }
-    let (parts, _) = resp.into_parts();
+    let (mut parts, _) = resp.into_parts();
+    if parts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"deflate"))
+    {
+        // ureq decodes gzip and br; deflate is ours.
+        body = inflate(&body, cap).map_err(|e| Error::Transport {
+            kind: TransportKind::Protocol,
+            method: method.to_string(),
+            url: redact_url(url),
+            message: format!("the deflate body does not decompress: {e}"),
+        })?;
+        parts.headers.remove(http::header::CONTENT_ENCODING);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    }
     if status >= 400 {
         body.truncate(ERROR_BODY_CAP);
         let mut err = Error::status_error(status, method, url, &body);
@@ -461,6 +476,26 @@ fn observed(result: &Result<Response, Error>, left: std::time::Duration) -> Obse
 /// True if `err` is the wire's own error with message `marker`.
 fn is_marker(err: &Error, marker: &str) -> bool {
     matches!(err, Error::Transport { message, .. } if message.contains(marker))
+}
+
+/// Decodes a `Content-Encoding: deflate` body, at most `cap + 1` bytes of
+/// it (the caller tells "too large" from the length). RFC 9110's deflate is
+/// zlib-wrapped; some servers send the bare stream, which is taken too.
+fn inflate(raw: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
+    use flate2::read::{DeflateDecoder, ZlibDecoder};
+    let zlib =
+        raw.len() >= 2 && raw[0] & 0x0f == 8 && u16::from_be_bytes([raw[0], raw[1]]) % 31 == 0;
+    let mut out = Vec::new();
+    if zlib {
+        ZlibDecoder::new(raw)
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut out)?;
+    } else {
+        DeflateDecoder::new(raw)
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut out)?;
+    }
+    Ok(out)
 }
 
 /// Turns an I/O error from reading a body back into our error.

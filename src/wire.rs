@@ -367,6 +367,8 @@ pub(crate) fn pool_agent(
         None => b
             .proxy(s.proxy.clone().flatten())
             .user_agent(s.user_agent.unwrap_or(DEFAULT_USER_AGENT))
+            // Exactly what is decoded: gzip and br by ureq, deflate here.
+            .accept_encoding("gzip, deflate, br")
             .tls_config(s.tls.clone().unwrap_or_default())
             .max_idle_connections(s.workers.max(10))
             .max_idle_connections_per_host(s.workers.max(3))
