@@ -24,15 +24,17 @@ enum Path {
     Json,
     Send,
     Fire,
+    FireDetached,
     Poll,
     Burst,
     Submit,
 }
 
-const PATHS: [Path; 6] = [
+const PATHS: [Path; 7] = [
     Path::Json,
     Path::Send,
     Path::Fire,
+    Path::FireDetached,
     Path::Poll,
     Path::Burst,
     Path::Submit,
@@ -95,9 +97,13 @@ fn send_through(
     match path {
         Path::Json => wait(req().json::<Value>().map(drop)),
         Path::Send => wait(req().send().map(drop)),
-        Path::Fire => {
+        Path::Fire | Path::FireDetached => {
             while errors.try_recv().is_ok() {}
-            req().fire()?;
+            if path == Path::Fire {
+                req().fire()?;
+            } else {
+                req().fire_detached()?;
+            }
             let p = pool.clone();
             assert_eq!(bounded(LIMIT, move || p.flush()), 0);
             errors.try_recv().map_or(Ok(()), Err)
@@ -128,6 +134,20 @@ fn send_through(
                 wait(p.remove(0))
             }
         }
+    }
+}
+
+/// The hits on `path`, once there are at least `want` (or the server's
+/// wait has passed): a detached fire is done once written, before the
+/// server has read it.
+fn hits_when(server: &Server, path: &str, want: usize) -> usize {
+    let stop = Instant::now() + common::SERVER_WAIT;
+    loop {
+        let n = server.shared.hits(path);
+        if n >= want || Instant::now() > stop {
+            return n;
+        }
+        std::thread::yield_now();
     }
 }
 
@@ -163,8 +183,12 @@ fn a_post_answered_with_a_redirect_is_never_sent_again() {
                     match path {
                         Path::Json => bounded(LIMIT, move || p.json::<Value>().wait().map(drop)),
                         Path::Send => bounded(LIMIT, move || p.send().wait().map(drop)),
-                        Path::Fire => {
-                            p.fire().unwrap();
+                        Path::Fire | Path::FireDetached => {
+                            if path == Path::Fire {
+                                p.fire().unwrap();
+                            } else {
+                                p.fire_detached().unwrap();
+                            }
                             let q = pool.clone();
                             bounded(LIMIT, move || q.flush());
                             errors.try_recv().map_or(Ok(()), Err)
@@ -179,7 +203,7 @@ fn a_post_answered_with_a_redirect_is_never_sent_again() {
                 } else {
                     send_through(&pool, &errors, path, "POST", &url, body)
                 };
-                let sent = origin.shared.hits("/order") - before;
+                let sent = hits_when(&origin, "/order", before + 1) - before;
                 assert_eq!(
                     sent, 1,
                     "{path:?} {code} follow={follow} to {target}: the order reached the server {sent} times ({r:?})"
@@ -360,10 +384,15 @@ fn the_breaker_sees_a_host_that_answers_503_on_every_path() {
             for _ in 0..7 {
                 let _ = send_through(&pool, &errors, path, "GET", &url, false);
             }
-            let hits = server.shared.hits("/x");
+            let hits = if path == Path::FireDetached {
+                hits_when(&server, "/x", 7)
+            } else {
+                server.shared.hits("/x")
+            };
             // Closures use the agent directly: the breaker is the request
-            // builder's, and a closure is never refused.
-            let want = if matches!(path, Path::Burst | Path::Submit) {
+            // builder's, and a closure is never refused. A detached fire
+            // never reads the answer, so it cannot see a 503.
+            let want = if matches!(path, Path::Burst | Path::Submit | Path::FireDetached) {
                 7
             } else {
                 reaching
@@ -705,6 +734,69 @@ fn an_error_status_keeps_its_headers_without_secrets() {
     }
 }
 
+#[test]
+fn gzip_deflate_and_br_bodies_are_decoded_and_others_named() {
+    use std::io::Write as _;
+    let zlib = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"ok":true,"via":"deflate"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let raw_deflate = {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"ok":true,"via":"raw deflate"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let gzip = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"ok":true,"via":"gzip"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    // `{"ok":true,"via":"br"}`, compressed by Python's brotli module.
+    let br: Vec<u8> = vec![
+        139, 10, 128, 123, 34, 111, 107, 34, 58, 116, 114, 117, 101, 44, 34, 118, 105, 97, 34, 58,
+        34, 98, 114, 34, 125, 3,
+    ];
+    let seen_accept = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = seen_accept.clone();
+    let server = Server::with_handler(move |req, _| {
+        *seen.lock().unwrap() = req
+            .headers
+            .get("accept-encoding")
+            .cloned()
+            .unwrap_or_default();
+        let (enc, body) = match req.path.as_str() {
+            "/deflate" => ("deflate", zlib.clone()),
+            "/raw-deflate" => ("deflate", raw_deflate.clone()),
+            "/gzip" => ("gzip", gzip.clone()),
+            "/br" => ("br", br.clone()),
+            _ => ("zstd", vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0]),
+        };
+        let mut reply = Reply::json(200, json!({})).header("Content-Encoding", enc);
+        reply.body = body;
+        reply
+    });
+    let pool = Pool::new(1);
+    for (path, via) in [
+        ("/deflate", "deflate"),
+        ("/raw-deflate", "raw deflate"),
+        ("/gzip", "gzip"),
+        ("/br", "br"),
+    ] {
+        let v: Value = pool.get(&server.url(path)).json().wait().unwrap();
+        assert_eq!(v["via"], via, "{path}");
+        let resp = pool.get(&server.url(path)).send().wait().unwrap();
+        assert_eq!(resp.header("content-encoding"), None, "{path}: decoded");
+    }
+    assert_eq!(*seen_accept.lock().unwrap(), "gzip, deflate, br");
+    let e = pool
+        .get(&server.url("/zstd"))
+        .json::<Value>()
+        .wait()
+        .unwrap_err();
+    assert!(e.to_string().contains("zstd-encoded"), "{e}");
+}
+
 mod at_most_once {
     //! The promise behind every rule above, as a property: a POST that
     //! reached a server reaches it at most once, whatever redirect, retry,
@@ -764,7 +856,7 @@ mod at_most_once {
             retry in any::<bool>(),
             hedge in any::<bool>(),
             cancel_after_us in prop::option::of(0u64..3_000),
-            path in prop::sample::select(vec![Path::Json, Path::Send, Path::Fire]),
+            path in prop::sample::select(vec![Path::Json, Path::Send, Path::Fire, Path::FireDetached]),
         ) {
             let w = world();
             let case = CASE.fetch_add(1, Ordering::SeqCst);
@@ -790,6 +882,9 @@ mod at_most_once {
                 Path::Fire => {
                     req.fire().unwrap();
                 }
+                Path::FireDetached => {
+                    req.fire_detached().unwrap();
+                }
                 _ => {
                     let p = if path == Path::Json {
                         req.json::<Value>().map(drop)
@@ -807,6 +902,103 @@ mod at_most_once {
             bounded(LIMIT, move || drop(pool));
             let sent = w.origin.shared.hits(&route);
             prop_assert!(sent <= 1, "sent {sent} times: {url} follow={follow} body={body} retry={retry} hedge={hedge} cancel={cancel_after_us:?} {path:?}");
+        }
+    }
+}
+
+mod every_duration {
+    //! Every duration setting at its edges (zero, 1 ns, `MAX`, anything in
+    //! between) on every way in: no panic, no wait past the limit, a
+    //! result or a typed error.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn server() -> &'static Server {
+        static S: OnceLock<Server> = OnceLock::new();
+        S.get_or_init(Server::start)
+    }
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::from_nanos(1)),
+            Just(Duration::MAX),
+            (0u64..2_000).prop_map(Duration::from_millis),
+            any::<u64>().prop_map(Duration::from_nanos),
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// `timeout` stays short so that the test is bounded: with a
+        /// limit of a century a job may rightly sleep for years. The
+        /// property is that nothing outlives the limit that is set.
+        #[test]
+        fn no_duration_setting_panics_or_hangs(
+            timeout in prop_oneof![
+                Just(Duration::ZERO),
+                Just(Duration::from_nanos(1)),
+                (0u64..2_000).prop_map(Duration::from_millis),
+            ],
+            deadline in duration(),
+            connect in duration(),
+            response in duration(),
+            drain in duration(),
+            hedge in duration(),
+            base in duration(),
+            cap in duration(),
+            cool_down in duration(),
+            rate_per in prop::option::of(duration()),
+            wait in duration(),
+        ) {
+            let mut b = Pool::builder()
+                .workers(2)
+                .timeout(timeout)
+                .deadline(deadline)
+                .connect_timeout(connect)
+                .response_timeout(response)
+                .drain_timeout(drain)
+                .hedge(reqpool::Hedge::after(hedge))
+                .retry(Retry::standard().backoff(base, cap))
+                .circuit_breaker(Breaker::new().cool_down(cool_down));
+            if let Some(per) = rate_per {
+                b = b.max_rate_per_host(1_000, per);
+            }
+            let pool = match b.build() {
+                Ok(p) => p,
+                Err(Error::Usage { .. }) => {
+                    // Only a period that is not a rate is refused.
+                    prop_assert!(rate_per.is_some_and(|p| p.is_zero() || p > Duration::from_secs(366 * 86_400)));
+                    return Ok(());
+                }
+                Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+            };
+            let (_, errors) = channel::<Error>(1);
+            let url = server().url("/json");
+            for path in PATHS {
+                let pool = pool.clone();
+                let (url, errors) = (url.clone(), errors.clone());
+                // Bounded: the shortest limit of this case, plus slack.
+                let r = bounded(LIMIT, move || match path {
+                    Path::Json => pool
+                        .get(&url)
+                        .json::<Value>()
+                        .wait_timeout(wait)
+                        .map(|r| r.map(drop)),
+                    _ => Some(send_through(&pool, &errors, path, "GET", &url, false)),
+                });
+                if let Some(Err(e)) = r {
+                    prop_assert!(!e.to_string().is_empty());
+                    prop_assert!(!e.is_panic(), "{path:?}: {e}");
+                }
+            }
+            let flush = pool.clone();
+            prop_assert_eq!(bounded(LIMIT, move || flush.flush_timeout(wait)), 0);
+            bounded(LIMIT, move || drop(pool));
         }
     }
 }
