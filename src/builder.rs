@@ -3,7 +3,7 @@
 use crate::error::Error;
 use crate::hosts::{Breaker, Policies, Rate};
 use crate::pool::{ErrorHook, Pool, Settings};
-use crate::prepare::RequestDefaults;
+use crate::prepare::{QuerySecrets, RequestDefaults};
 use crate::retry::{Budget, Retry};
 use crate::tls::Tls;
 use crate::wire::{AgentSettings, pool_agent};
@@ -50,6 +50,8 @@ pub struct Builder {
     adaptive: Option<bool>,
     breaker: Option<Breaker>,
     hedge: Option<crate::hedge::Hedge>,
+    secret_query_keys: Vec<String>,
+    redact_all_query: bool,
 }
 
 impl Default for Builder {
@@ -78,6 +80,8 @@ impl Default for Builder {
             adaptive: None,
             breaker: None,
             hedge: None,
+            secret_query_keys: Vec::new(),
+            redact_all_query: false,
         }
     }
 }
@@ -379,6 +383,30 @@ impl Builder {
         self
     }
 
+    /// Query keys (any case) whose values are secrets for every request of
+    /// the pool, besides those secret by name (see
+    /// [`RequestBuilder::query`](crate::RequestBuilder::query)): never shown
+    /// in errors or logs, nor where a server echoes them. Defaults to none.
+    ///
+    /// ```
+    /// let pool = reqpool::Pool::builder().secret_query_keys(&["account", "email"]).build()?;
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn secret_query_keys(mut self, keys: &[&str]) -> Self {
+        self.secret_query_keys
+            .extend(keys.iter().map(|k| k.to_string()));
+        self
+    }
+
+    /// Treats every query value as a secret, as reqpool did before 0.1's
+    /// redaction rules: errors then show `?id=***` for every key, and a
+    /// failed item of a batch cannot be told apart by its URL. Defaults to
+    /// false.
+    pub fn redact_all_query_values(mut self, yes: bool) -> Self {
+        self.redact_all_query = yes;
+        self
+    }
+
     /// A circuit breaker per host: see [`Breaker`](crate::Breaker).
     /// Defaults to none.
     pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
@@ -455,6 +483,10 @@ impl Builder {
                 .retry_budget
                 .map(|(ratio, burst)| Arc::new(Budget::new(ratio, burst))),
             hedge: self.hedge,
+            query: QuerySecrets {
+                keys: self.secret_query_keys.into(),
+                all: self.redact_all_query,
+            },
         };
         let settings = Settings {
             workers: self.workers,

@@ -37,7 +37,6 @@ const SNIPPET_CHARS: usize = 120;
 /// }
 /// # let _ = explain;
 /// ```
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The server answered with a status of 400 or more.
@@ -60,10 +59,13 @@ pub enum Error {
         /// (`Retry-After`, in seconds or as a date), if it did.
         retry_after: Option<Duration>,
         /// The response headers (a 401's `WWW-Authenticate`, a request id,
-        /// rate-limit counters), boxed to keep `Error` small. The value of
-        /// `Set-Cookie`, and any secret of the request a header echoes,
-        /// are replaced by `***`.
+        /// rate-limit counters), as the server sent them, boxed to keep
+        /// `Error` small. `Debug` shows `Set-Cookie` values as `***`.
         headers: Box<ureq::http::HeaderMap>,
+        /// The request's secrets, which `Display` and `Debug` leave out of
+        /// what the server sent (`body`, `json` and `headers` are kept as
+        /// they came).
+        secrets: Secrets,
     },
     /// A request was tried more than once (see [`Retry`](crate::Retry)) and
     /// failed every time, or a retry was refused. The helpers (`status()`,
@@ -166,9 +168,95 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The server answered, and the answer holds nothing that fits: a
+    /// lookup that found nothing, a tier of a [`fallback`](crate::fallback)
+    /// with no result. Made by [`Error::no_match`]; a closure or a
+    /// [`then`](crate::Pending::then) returns it so that the caller can tell
+    /// "nothing there" from a failure.
+    NoMatch {
+        /// What was not found.
+        what: String,
+    },
     /// An error returned by a closure job, for anything the other variants do
     /// not describe.
     Other(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// The secrets of the request an error belongs to, in every form a server
+/// may echo them (as given, percent-encoded, decoded, JSON-escaped), so
+/// that `Display` and `Debug` leave them out of the server's words.
+/// Opaque: its `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+pub struct Secrets(std::sync::Arc<Vec<String>>);
+
+impl Secrets {
+    /// `forms`: already every form of every secret, longest first.
+    pub(crate) fn new(forms: Vec<String>) -> Secrets {
+        // A thin pointer: an `Error` stays within 128 bytes.
+        Secrets(std::sync::Arc::new(forms))
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        crate::redact::scrub_with(text, &self.0)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A shown URL with the values of its query that are secrets as `***`
+    /// (exact values only: the rest of the URL is left as it is).
+    pub(crate) fn scrub_url(&self, url: &str) -> String {
+        let Some((base, query)) = url.split_once('?') else {
+            return url.to_string();
+        };
+        let mut out = String::with_capacity(url.len());
+        out.push_str(base);
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, v)) if !v.is_empty() && v != "***" && self.0.iter().any(|s| s == v) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        out
+    }
+
+    pub(crate) fn forms(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
+/// A ureq error from a closure job's own request, classified as the request
+/// builder classifies it (a timeout with its phase, a transport failure with
+/// its kind), so `?` works on the agent's calls. The URL is not known here:
+/// the error names none.
+///
+/// ```
+/// let pool = reqpool::Pool::new(1);
+/// let job = pool.submit(|agent| {
+///     let mut resp = agent.get("http://127.0.0.1:1/").call()?;
+///     Ok(resp.body_mut().read_to_string()?)
+/// });
+/// assert!(job.wait().unwrap_err().is_connect());
+/// ```
+impl From<ureq::Error> for Error {
+    fn from(e: ureq::Error) -> Error {
+        Error::from_ureq(e, "", "")
+    }
 }
 
 impl Error {
@@ -248,7 +336,9 @@ impl Error {
         }
     }
 
-    /// The error body as text, if the server answered with an error status.
+    /// The error body as text, exactly as the server sent it (lossy UTF-8),
+    /// if the server answered with an error status. Unlike `Display` and
+    /// `Debug`, it is not redacted: it is the server's.
     pub fn body_text(&self) -> Option<&str> {
         match self.last_attempt() {
             Error::Status { body, .. } => Some(body),
@@ -369,6 +459,28 @@ impl Error {
         Error::Other(err.into())
     }
 
+    /// "Nothing fits": see [`Error::NoMatch`].
+    ///
+    /// ```
+    /// use reqpool::{Error, Pool};
+    /// let pool = Pool::new(1);
+    /// let tiers: Vec<Box<dyn FnOnce() -> reqpool::Pending<u32>>> = vec![
+    ///     Box::new(|| pool.submit(|_| Err(Error::no_match("no store in this district")))),
+    ///     Box::new(|| pool.submit(|_| Ok(7))),
+    /// ];
+    /// assert_eq!(reqpool::fallback(tiers).unwrap(), (1, 7));
+    /// assert!(Error::no_match("x").is_no_match());
+    /// ```
+    pub fn no_match(what: impl Into<String>) -> Error {
+        Error::NoMatch { what: what.into() }
+    }
+
+    /// True for [`Error::NoMatch`]: the server answered, with nothing that
+    /// fits.
+    pub fn is_no_match(&self) -> bool {
+        matches!(self.last_attempt(), Error::NoMatch { .. })
+    }
+
     pub(crate) fn usage(reason: impl Into<String>) -> Error {
         Error::Usage {
             reason: reason.into(),
@@ -429,6 +541,126 @@ fn with_url(f: &mut fmt::Formatter<'_>, method: &str, url: &str) -> fmt::Result 
     }
 }
 
+/// Like a derived `Debug`, but the server's words in a `Status` (body, JSON,
+/// header values) are shown with the request's secrets replaced, and
+/// `Set-Cookie` values hidden. Every other field holds no secret: URLs are
+/// redacted and foreign text scrubbed when the error is made.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                json,
+                retry_after,
+                headers,
+                secrets,
+            } => {
+                let shown: Vec<(String, String)> = headers
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if k == ureq::http::header::SET_COOKIE {
+                            "***".to_string()
+                        } else {
+                            secrets.scrub(&String::from_utf8_lossy(v.as_bytes()))
+                        };
+                        (k.as_str().to_string(), v)
+                    })
+                    .collect();
+                f.debug_struct("Status")
+                    .field("code", code)
+                    .field("method", method)
+                    .field("url", url)
+                    .field("body", &secrets.scrub(body))
+                    .field(
+                        "json",
+                        &json.as_ref().map(|j| secrets.scrub(&j.to_string())),
+                    )
+                    .field("retry_after", retry_after)
+                    .field("headers", &shown)
+                    .field("secrets", secrets)
+                    .finish()
+            }
+            Error::GaveUp { attempts, reason } => f
+                .debug_struct("GaveUp")
+                .field("attempts", attempts)
+                .field("reason", reason)
+                .finish(),
+            Error::Timeout { phase, method, url } => f
+                .debug_struct("Timeout")
+                .field("phase", phase)
+                .field("method", method)
+                .field("url", url)
+                .finish(),
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => f
+                .debug_struct("Transport")
+                .field("kind", kind)
+                .field("method", method)
+                .field("url", url)
+                .field("message", message)
+                .finish(),
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => f
+                .debug_struct("Decode")
+                .field("method", method)
+                .field("url", url)
+                .field("message", message)
+                .field("snippet", snippet)
+                .finish(),
+            Error::TooLarge { method, url, limit } => f
+                .debug_struct("TooLarge")
+                .field("method", method)
+                .field("url", url)
+                .field("limit", limit)
+                .finish(),
+            Error::Redirect {
+                code,
+                method,
+                url,
+                location,
+            } => f
+                .debug_struct("Redirect")
+                .field("code", code)
+                .field("method", method)
+                .field("url", url)
+                .field("location", location)
+                .finish(),
+            Error::InvalidRequest { url, reason } => f
+                .debug_struct("InvalidRequest")
+                .field("url", url)
+                .field("reason", reason)
+                .finish(),
+            Error::Cancelled => f.write_str("Cancelled"),
+            Error::Panicked { message } => f
+                .debug_struct("Panicked")
+                .field("message", message)
+                .finish(),
+            Error::Closed => f.write_str("Closed"),
+            Error::QueueFull => f.write_str("QueueFull"),
+            Error::CircuitOpen { host, retry_in } => f
+                .debug_struct("CircuitOpen")
+                .field("host", host)
+                .field("retry_in", retry_in)
+                .finish(),
+            Error::Aborted { reason } => f.debug_struct("Aborted").field("reason", reason).finish(),
+            Error::Usage { reason } => f.debug_struct("Usage").field("reason", reason).finish(),
+            Error::NoMatch { what } => f.debug_struct("NoMatch").field("what", what).finish(),
+            Error::Other(e) => f.debug_tuple("Other").field(e).finish(),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -448,12 +680,14 @@ impl fmt::Display for Error {
                 method,
                 url,
                 body,
+                secrets,
                 ..
             } => {
                 write!(f, "http status {code}")?;
                 with_url(f, method, url)?;
-                if !body.trim().is_empty() {
-                    write!(f, ": {}", snippet(body.trim()))?;
+                let body = secrets.scrub(body.trim());
+                if !body.is_empty() {
+                    write!(f, ": {}", snippet(&body))?;
                 }
                 Ok(())
             }
@@ -518,6 +752,7 @@ impl fmt::Display for Error {
                 "circuit open for {host}: failing fast, next try in {}",
                 crate::details::fmt_duration(*retry_in)
             ),
+            Error::NoMatch { what } => write!(f, "no match: {what}"),
             Error::Other(e) => write!(f, "{e}"),
         }
     }
@@ -534,7 +769,7 @@ mod tests {
         let e = Error::status_error(422, "POST", "http://h/p?k=v", br#"{"detail":[1]}"#);
         assert_eq!(
             e.to_string(),
-            r#"http status 422 (POST http://h/p?k=***): {"detail":[1]}"#
+            r#"http status 422 (POST http://h/p?k=v): {"detail":[1]}"#
         );
         assert!(e.body_json().is_some());
         let e = Error::Panicked {

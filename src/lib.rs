@@ -89,7 +89,8 @@
 //! that ran out, a transport failure (refused, DNS, reset), a reply that does
 //! not decode, a request that could not be built, a cancelled or panicked
 //! job, a closed pool. Its `Display` names the request, with credentials and
-//! query values redacted.
+//! secret query values redacted; the caller's secrets never appear in a
+//! `Display` or `Debug`, even where a server echoes them.
 //!
 //! | what happened | error |
 //! |---|---|
@@ -176,7 +177,7 @@ mod wire;
 mod worker;
 
 pub use crate::builder::Builder;
-pub use crate::error::{Error, GaveUpReason, Phase, TransportKind};
+pub use crate::error::{Error, GaveUpReason, Phase, Secrets, TransportKind};
 pub use crate::hedge::Hedge;
 pub use crate::hosts::Breaker;
 pub use crate::lifecycle::Shutdown;

@@ -155,7 +155,7 @@ fn pick<T: Send + 'static>(
 #[non_exhaustive]
 pub struct AllFailed {
     /// Each failure with the position of the handle (or tier) it came from,
-    /// in the order they failed.
+    /// in submission order (not the order they failed in).
     pub errors: Vec<(usize, Error)>,
     /// "handles" or "tiers".
     what: &'static str,
@@ -167,8 +167,9 @@ impl fmt::Display for AllFailed {
             return f.write_str("nothing to try: no handles were given");
         }
         write!(f, "all {} {} failed", self.errors.len(), self.what)?;
-        for (i, e) in &self.errors {
-            write!(f, "; #{i}: {e}")?;
+        for (n, (i, e)) in self.errors.iter().enumerate() {
+            let sep = if n == 0 { ": " } else { "; " };
+            write!(f, "{sep}#{i}: {e}")?;
         }
         Ok(())
     }
@@ -216,6 +217,7 @@ pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usi
             Err(e) => errors.push((i, e)),
         }
     }
+    errors.sort_by_key(|(i, _)| *i);
     Err(AllFailed {
         errors,
         what: "handles",

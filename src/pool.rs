@@ -553,8 +553,21 @@ where
 {
     let mut job = Some(job);
     move |ctx: &Ctx<'_>| match job.take() {
-        Some(f) => Step::Done(f(ctx.agent)),
+        Some(f) => Step::Done(f(ctx.agent).map_err(classified)),
         None => Step::Done(Err(Error::Closed)),
+    }
+}
+
+/// A closure's error as the request builder would have said it: a ureq
+/// error wrapped with `Error::other` becomes a timeout with its phase or a
+/// transport failure with its kind.
+fn classified(e: Error) -> Error {
+    match e {
+        Error::Other(b) => match b.downcast::<ureq::Error>() {
+            Ok(u) => Error::from_ureq(*u, "", ""),
+            Err(b) => Error::Other(b),
+        },
+        e => e,
     }
 }
 

@@ -4,8 +4,9 @@
 
 use crate::deadline::Deadline;
 use crate::error::Error;
+use crate::error::Secrets;
 use crate::hedge::Hedge;
-use crate::redact::{header_secrets, url_secrets};
+use crate::redact::{header_secrets, secret_forms, url_secrets};
 use crate::retry::{Budget, Retry};
 use crate::task::{Label, Limits};
 use std::sync::Arc;
@@ -25,6 +26,29 @@ pub(crate) struct RequestDefaults {
     pub(crate) retry: Arc<Retry>,
     pub(crate) budget: Option<Arc<Budget>>,
     pub(crate) hedge: Option<Hedge>,
+    pub(crate) query: QuerySecrets,
+}
+
+/// Which query values are secrets, besides those of keys secret by name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QuerySecrets {
+    /// Keys the caller marked (any case).
+    pub(crate) keys: Arc<[String]>,
+    /// Every query value is a secret.
+    pub(crate) all: bool,
+}
+
+impl QuerySecrets {
+    /// These, and `more` keys besides.
+    pub(crate) fn with(&self, more: &[String]) -> QuerySecrets {
+        if more.is_empty() {
+            return self.clone();
+        }
+        QuerySecrets {
+            keys: self.keys.iter().chain(more).cloned().collect(),
+            all: self.all,
+        }
+    }
 }
 
 impl RequestDefaults {
@@ -82,9 +106,11 @@ pub(crate) struct Prepared {
     pub(crate) retry: Arc<Retry>,
     pub(crate) budget: Option<Arc<Budget>>,
     pub(crate) max_bytes: u64,
-    /// Values never shown in a message: URL credentials, query values,
-    /// secret header values.
-    pub(crate) secrets: Vec<String>,
+    /// Values never shown in a message: URL credentials, secret query
+    /// values, secret header values, in every form.
+    pub(crate) secrets: Secrets,
+    /// Which query values are secrets (for the URLs of a poll job).
+    pub(crate) query: QuerySecrets,
 }
 
 impl Label for Prepared {
@@ -145,10 +171,10 @@ impl Spec {
         })
     }
 
-    /// The secret values of this request: URL credentials and query
-    /// values, and the values of secret headers.
-    pub(crate) fn secrets(&self) -> Vec<String> {
-        let mut out = url_secrets(&self.url);
+    /// The secret values of this request: URL credentials, the values of
+    /// secret query keys, and the values of secret headers.
+    pub(crate) fn secrets(&self, query: &QuerySecrets) -> Vec<String> {
+        let mut out = url_secrets(&self.url, &query.keys, query.all);
         for (k, v) in &self.headers.0 {
             let name = k.as_str();
             if ALWAYS_SECRET.contains(&name) || self.secret.iter().any(|s| s == name) {
@@ -219,8 +245,13 @@ impl Prepared {
             follow: false,
             secret: self.spec.secret.clone(),
         };
-        let mut secrets = self.secrets.clone();
-        secrets.extend(spec.secrets());
+        let secrets = Secrets::new(secret_forms(
+            self.secrets
+                .forms()
+                .iter()
+                .cloned()
+                .chain(spec.secrets(&self.query)),
+        ));
         Ok(Prepared {
             spec,
             timeout: self.timeout,
@@ -229,6 +260,7 @@ impl Prepared {
             budget: self.budget.clone(),
             max_bytes: self.max_bytes,
             secrets,
+            query: self.query.clone(),
         })
     }
 }

@@ -2,14 +2,42 @@
 //! values, and foreign text (ureq's messages, a server's body that echoes
 //! the request) with the request's secrets replaced.
 
-use crate::error::{Error, Phase, snippet};
+use crate::error::{Error, Phase, Secrets, snippet};
 
-/// Removes credentials, query values and the fragment from a URL.
+/// Query keys whose values are secrets: a key is one if, lowercased, it
+/// contains one of these…
+pub(crate) const SECRET_KEY_PARTS: [&str; 12] = [
+    "token",
+    "key",
+    "secret",
+    "passw",
+    "pwd",
+    "sig",
+    "auth",
+    "code",
+    "session",
+    "credential",
+    "jwt",
+    "otp",
+];
+/// …or is one of these.
+pub(crate) const SECRET_KEYS: [&str; 7] = ["pin", "pass", "pw", "ssn", "cvv", "cvc", "nonce"];
+
+/// True if the values of query key `key` are secrets by name.
+pub(crate) fn secret_key(key: &str) -> bool {
+    let k = percent_decode(key).to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|p| k.contains(p)) || SECRET_KEYS.contains(&k.as_str())
+}
+
+/// A URL as messages show it: no credentials, no fragment, the values of
+/// secret-looking query keys (see [`secret_key`]) as `***`, the other
+/// values as they are (so a failed item of a batch can be told apart),
+/// control characters percent-encoded.
 ///
-/// `https://user:pw@host/p?token=abc&x=1#f` becomes
-/// `https://***@host/p?token=***&x=***`. Text that is not a URL (no
-/// scheme) gets the same rules as far as they fit: `user:pw@host/x`
-/// becomes `***@host/x`.
+/// `https://user:pw@host/p?token=abc&page=2#f` becomes
+/// `https://***@host/p?token=***&page=2`. Text that is not a URL (no
+/// scheme, `//user:pw@host`, `http//user:pw@host`) gets the same rules as
+/// far as they fit: `user:pw@host/x` becomes `***@host/x`.
 pub(crate) fn redact_url(url: &str) -> String {
     // A control character (a CR/LF a caller let into a URL) is shown
     // percent-encoded: a message stays one line, and no log line is forged.
@@ -30,21 +58,14 @@ pub(crate) fn redact_url(url: &str) -> String {
         None => (url, None),
     };
     let mut out = String::with_capacity(url.len());
-    let (scheme, rest) = match base.find("://") {
-        Some(i) => base.split_at(i + 3),
-        None => ("", base),
-    };
-    out.push_str(scheme);
-    let auth_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(auth_end);
-    match authority.rfind('@') {
-        Some(at) => {
-            out.push_str("***@");
-            out.push_str(&authority[at + 1..]);
+    match userinfo_span(base) {
+        Some((start, at)) => {
+            out.push_str(&base[..start]);
+            out.push_str("***");
+            out.push_str(&base[at..]);
         }
-        None => out.push_str(authority),
+        None => out.push_str(base),
     }
-    out.push_str(path);
     if let Some(q) = query {
         out.push('?');
         for (i, pair) in q.split('&').enumerate() {
@@ -52,73 +73,155 @@ pub(crate) fn redact_url(url: &str) -> String {
                 out.push('&');
             }
             match pair.split_once('=') {
-                Some((k, _)) => {
+                Some((k, _)) if secret_key(k) => {
                     out.push_str(k);
                     out.push_str("=***");
                 }
-                None => out.push_str(pair),
+                _ => out.push_str(pair),
             }
         }
     }
     out
 }
 
-/// The secret parts of a URL: its userinfo (and each part of it) and its
-/// query values, as they appear in the URL and percent-decoded.
-pub(crate) fn url_secrets(url: &str) -> Vec<String> {
+/// Where the userinfo of `base` (a URL without query and fragment) starts
+/// and where its `@` is, if it has one: after the last `//` before the
+/// `@` (or at the start), with no `/` in between.
+fn userinfo_span(base: &str) -> Option<(usize, usize)> {
+    let at = base.rfind('@')?;
+    let start = base[..at].rfind("//").map_or(0, |i| i + 2);
+    (!base[start..at].contains('/')).then_some((start, at))
+}
+
+/// The secrets of a URL: the password of its userinfo (the user name when
+/// there is no password: an API key given as the user), the Basic
+/// credentials ureq derives from it, and the values of query keys that
+/// are secret by name, that `secret_keys` marks, or all of them with
+/// `all_query`.
+pub(crate) fn url_secrets(url: &str, secret_keys: &[String], all_query: bool) -> Vec<String> {
     let mut out = Vec::new();
     let base = url.split(['?', '#']).next().unwrap_or("");
-    let rest = base.find("://").map_or(base, |i| &base[i + 3..]);
-    let auth_end = rest.find('/').unwrap_or(rest.len());
-    if let Some(at) = rest[..auth_end].rfind('@') {
-        let userinfo = &rest[..at];
-        for part in std::iter::once(userinfo).chain(userinfo.split(':')) {
-            out.push(part.to_string());
-            out.push(percent_decode(part));
+    if let Some((start, at)) = userinfo_span(base) {
+        let userinfo = &base[start..at];
+        let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let secret = if pass.is_empty() { user } else { pass };
+        out.push(secret.to_string());
+        out.push(percent_decode(secret));
+        let basic = format!("{}:{}", percent_decode(user), percent_decode(pass));
+        out.push(base64_encode(basic.as_bytes()));
+        if !pass.is_empty() {
+            out.push(userinfo.to_string());
         }
     }
     if let Some((_, q)) = url.split_once('?') {
         let q = q.split('#').next().unwrap_or("");
         for pair in q.split('&') {
-            if let Some((_, v)) = pair.split_once('=') {
-                out.push(v.to_string());
-                out.push(percent_decode(v));
+            if let Some((k, v)) = pair.split_once('=') {
+                let marked = secret_keys
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&percent_decode(k)));
+                if all_query || marked || secret_key(k) {
+                    out.push(v.to_string());
+                    out.push(percent_decode(v));
+                }
             }
         }
     }
     out
 }
 
-/// The secret parts of a header value: the whole value and, for a scheme
-/// such as `Bearer <token>`, the token.
+/// The secrets of a secret header's value: the whole value; for a scheme
+/// such as `Bearer <token>`, the token; for `Basic`, the credentials it
+/// encodes and their password.
 pub(crate) fn header_secrets(value: &str) -> Vec<String> {
     let mut out = vec![value.to_string()];
-    if let Some((_, token)) = value.split_once(' ') {
-        out.push(token.trim().to_string());
-    }
-    out
-}
-
-/// Replaces every secret of `secrets` that appears in `text` with `***`.
-/// Secrets shorter than 3 characters are left alone: replacing a `1`
-/// everywhere would garble the text without protecting anything.
-pub(crate) fn scrub_with(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    let mut sorted: Vec<&String> = secrets.iter().filter(|s| s.len() >= 3).collect();
-    // Longest first, so a secret that contains another is replaced whole.
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for s in sorted {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
+    if let Some((scheme, token)) = value.split_once(' ') {
+        let token = token.trim();
+        out.push(token.to_string());
+        if scheme.eq_ignore_ascii_case("basic")
+            && let Some(plain) = base64_decode(token)
+        {
+            if let Some((_, pass)) = plain.split_once(':') {
+                out.push(pass.to_string());
+            }
+            out.push(plain);
         }
     }
     out
 }
 
-/// Replaces every secret part of `url` that appears in `text`.
+/// Every form in which a secret may come back from a server: as given,
+/// percent-encoded, percent-decoded, and escaped in JSON. Empty ones are
+/// dropped; the longest come first, so a secret that contains another is
+/// replaced whole.
+pub(crate) fn secret_forms(secrets: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in secrets {
+        if s.is_empty() {
+            continue;
+        }
+        let mut encoded = String::new();
+        crate::prepare::encode_into(&mut encoded, &s);
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        let json = json
+            .strip_prefix('"')
+            .and_then(|j| j.strip_suffix('"'))
+            .unwrap_or("")
+            .to_string();
+        // As Python's `json.dumps` writes it: non-ASCII as `\uXXXX`.
+        let mut ascii = String::with_capacity(json.len());
+        for c in json.chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+        let decoded = percent_decode(&s);
+        for form in [s, encoded, json, ascii, decoded] {
+            if !form.is_empty() && !out.contains(&form) {
+                out.push(form);
+            }
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// Replaces every secret of `secrets` that appears in `text` with `***`,
+/// whatever its length: the caller said it is a secret.
+pub(crate) fn scrub_with(text: &str, secrets: &[String]) -> String {
+    let mut out: Option<String> = None;
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let cur = out.as_deref().unwrap_or(text);
+        if cur.contains(s.as_str()) {
+            out = Some(cur.replace(s.as_str(), "***"));
+        }
+    }
+    out.unwrap_or_else(|| text.to_string())
+}
+
+/// Replaces every secret part of `url` that appears in `text` (ureq's
+/// own messages, which may quote the URL).
 pub(crate) fn scrub(text: &str, url: &str) -> String {
     let out = text.replace(url, &redact_url(url));
-    scrub_with(&out, &url_secrets(url))
+    scrub_with(&out, &secret_forms(url_secrets(url, &[], false)))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn base64_decode(text: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -145,7 +248,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Errors made from a request's raw data: every URL redacted, every
-/// secret of the request scrubbed from text that came from elsewhere.
+/// secret of the request scrubbed from text that came from elsewhere
+/// (ureq's messages); a server's own words (an error status's body and
+/// headers) are kept as they came, with the secrets to leave out of them
+/// when shown.
 impl Error {
     pub(crate) fn timeout(phase: Phase, method: &str, url: &str) -> Error {
         Error::Timeout {
@@ -160,6 +266,7 @@ impl Error {
             url: redact_url(url),
             reason: reason.into(),
         }
+        .scrubbed(&url_only(url))
     }
 
     pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
@@ -172,21 +279,14 @@ impl Error {
             json,
             retry_after: None,
             headers: Box::default(),
+            secrets: url_only(url),
         }
-        .scrubbed(&url_secrets(url))
     }
 
-    /// An error status with its response headers: `Set-Cookie` values
-    /// hidden, and the request's secrets scrubbed when `scrubbed` runs.
+    /// An error status with its response headers, as the server sent them.
     pub(crate) fn with_headers(mut self, from: &ureq::http::HeaderMap) -> Error {
         if let Error::Status { headers, .. } = &mut self {
-            let mut kept = from.clone();
-            if let ureq::http::header::Entry::Occupied(mut cookies) = kept.entry("set-cookie") {
-                for v in cookies.iter_mut() {
-                    *v = ureq::http::HeaderValue::from_static("***");
-                }
-            }
-            **headers = kept;
+            **headers = from.clone();
         }
         self
     }
@@ -198,17 +298,19 @@ impl Error {
             message,
             snippet: snippet(&String::from_utf8_lossy(body)),
         }
-        .scrubbed(&url_secrets(url))
+        .scrubbed(&url_only(url))
     }
 
-    /// Replaces every secret of the request (URL credentials, query
-    /// values, secret header values) in the text this error carries from
-    /// elsewhere: a server's body that echoes the request, ureq's messages.
-    pub(crate) fn scrubbed(self, secrets: &[String]) -> Error {
+    /// Leaves the request's `secrets` out of this error: replaced in text
+    /// that came from elsewhere (ureq's messages, a snippet of a body) and
+    /// in the shown URL (a query value the caller marked secret), and kept
+    /// with a status error so that showing it leaves them out.
+    pub(crate) fn scrubbed(self, secrets: &Secrets) -> Error {
         if secrets.is_empty() {
             return self;
         }
-        let s = |t: String| scrub_with(&t, secrets);
+        let s = |t: String| secrets.scrub(&t);
+        let u = |t: String| secrets.scrub_url(&t);
         match self {
             Error::Status {
                 code,
@@ -217,32 +319,18 @@ impl Error {
                 body,
                 json,
                 retry_after,
-                mut headers,
-            } => {
-                let body = s(body);
-                for (_, v) in headers.iter_mut() {
-                    let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                    let clean = s(text.clone());
-                    if clean != text {
-                        *v = ureq::http::HeaderValue::from_str(&clean)
-                            .unwrap_or(ureq::http::HeaderValue::from_static("***"));
-                    }
-                }
-                let json = json.map(|j| {
-                    Box::new(
-                        serde_json::from_str(&s(j.to_string())).unwrap_or(serde_json::Value::Null),
-                    )
-                });
-                Error::Status {
-                    code,
-                    method,
-                    url,
-                    body,
-                    json,
-                    retry_after,
-                    headers,
-                }
-            }
+                headers,
+                ..
+            } => Error::Status {
+                code,
+                method,
+                url: u(url),
+                body,
+                json,
+                retry_after,
+                headers,
+                secrets: secrets.clone(),
+            },
             Error::GaveUp { attempts, reason } => Error::GaveUp {
                 attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
                 reason,
@@ -255,7 +343,7 @@ impl Error {
             } => Error::Transport {
                 kind,
                 method,
-                url,
+                url: u(url),
                 message: s(message),
             },
             Error::Decode {
@@ -265,17 +353,82 @@ impl Error {
                 snippet,
             } => Error::Decode {
                 method,
-                url,
+                url: u(url),
                 message: s(message),
                 snippet: s(snippet),
             },
             Error::InvalidRequest { url, reason } => Error::InvalidRequest {
-                url,
+                url: u(url),
                 reason: s(reason),
+            },
+            Error::Timeout { phase, method, url } => Error::Timeout {
+                phase,
+                method,
+                url: u(url),
+            },
+            Error::TooLarge { method, url, limit } => Error::TooLarge {
+                method,
+                url: u(url),
+                limit,
+            },
+            Error::Redirect {
+                code,
+                method,
+                url,
+                location,
+            } => Error::Redirect {
+                code,
+                method,
+                url: u(url),
+                location: s(location),
             },
             other => other,
         }
     }
+}
+
+impl Error {
+    /// Hides, in the URL this error shows, the values of the query keys
+    /// `query` marks (or all of them): for an error made before the
+    /// request's secrets were known.
+    pub(crate) fn hide_query(self, query: &crate::prepare::QuerySecrets) -> Error {
+        if !query.all && query.keys.is_empty() {
+            return self;
+        }
+        let hide = |url: String| -> String {
+            let Some((base, q)) = url.split_once('?') else {
+                return url;
+            };
+            let pairs: Vec<String> = q
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _))
+                        if query.all
+                            || query
+                                .keys
+                                .iter()
+                                .any(|m| m.eq_ignore_ascii_case(&percent_decode(k))) =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        };
+        match self {
+            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
+                url: hide(url),
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The secrets a URL alone shows (before the request's own are known).
+fn url_only(url: &str) -> Secrets {
+    Secrets::new(secret_forms(url_secrets(url, &[], false)))
 }
 
 #[cfg(test)]
@@ -287,23 +440,52 @@ mod tests {
     fn redacts_userinfo_query_and_fragment() {
         assert_eq!(
             redact_url("https://user:pw@host:8/p/q?token=abc&x=1&flag#frag"),
-            "https://***@host:8/p/q?token=***&x=***&flag"
+            "https://***@host:8/p/q?token=***&x=1&flag"
         );
         assert_eq!(redact_url("http://127.0.0.1:80/a"), "http://127.0.0.1:80/a");
-        assert_eq!(redact_url("not a url?k=v"), "not a url?k=***");
+        assert_eq!(redact_url("not a url?k=v"), "not a url?k=v");
+        assert_eq!(redact_url("not a url?api_key=v"), "not a url?api_key=***");
+        assert_eq!(
+            redact_url("//alice:pw@host/x?pin=42"),
+            "//***@host/x?pin=***"
+        );
+        assert_eq!(redact_url("http//alice:pw@host/x"), "http//***@host/x");
+        assert_eq!(
+            redact_url("https://h/users/bob@example.com"),
+            "https://h/users/bob@example.com"
+        );
         assert_eq!(redact_url("user:hunter2@host/x"), "***@host/x");
     }
 
     #[test]
     fn scrub_removes_secrets_from_foreign_text() {
-        let url = "http://alice:hunter2@h/p?key=s3cret&k2=a%20b%2Fc";
-        let text = format!("failed {url} and hunter2 and s3cret and a b/c");
+        let url = "http://alice:hunter2@h/p?key=s3cret&token2=a%20b%2Fc&page=2";
+        let text = format!("failed {url} and hunter2 and s3cret and a b/c, user alice, page 2");
         let out = scrub(&text, url);
+        // A user name with a password, and an ordinary value, are not
+        // secrets: the text keeps them.
+        assert!(out.contains("user alice, page 2"), "{out}");
         assert!(!out.contains("hunter2"), "{out}");
         assert!(!out.contains("s3cret"), "{out}");
         assert!(!out.contains("a b/c"), "{out}");
         let out = scrub_with("auth was Bearer tok-123", &header_secrets("Bearer tok-123"));
         assert_eq!(out, "auth was ***");
+    }
+
+    #[test]
+    fn secrets_of_any_length_are_scrubbed_in_every_form() {
+        for len in [1usize, 2, 4096] {
+            let secret: String = (0..len)
+                .map(|i| char::from(b'!' + (i * 7 % 90) as u8))
+                .collect();
+            let secrets = crate::error::Secrets::new(secret_forms(vec![secret.clone()]));
+            let mut enc = String::new();
+            crate::prepare::encode_into(&mut enc, &secret);
+            let json = serde_json::to_string(&secret).unwrap();
+            let text = format!("raw[{secret}] enc[{enc}] json{json}");
+            let out = secrets.scrub(&text);
+            assert_eq!(out, "raw[***] enc[***] json\"***\"", "{len}");
+        }
     }
 
     #[test]

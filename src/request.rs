@@ -2,11 +2,12 @@
 //! its terminals (`json`, `send`, `fire`) that hand it to the pool.
 
 use crate::error::Error;
+use crate::error::Secrets;
 use crate::hedge::Hedge;
 use crate::pending::Pending;
 use crate::pool::{JobSpec, Pool};
 use crate::prepare::{Prepared, Raw, Spec};
-use crate::redact::redact_url;
+use crate::redact::{redact_url, secret_forms};
 use crate::response::Response;
 use crate::retry::Retry;
 use crate::send::Attempts;
@@ -49,6 +50,7 @@ pub struct RequestBuilder {
     deadline: Option<Duration>,
     follow_redirects: bool,
     secret_headers: Vec<String>,
+    secret_query: Vec<String>,
     retry: Option<Retry>,
     hedge: Option<Hedge>,
     no_block: bool,
@@ -69,6 +71,7 @@ impl RequestBuilder {
             deadline: None,
             follow_redirects: false,
             secret_headers: Vec::new(),
+            secret_query: Vec::new(),
             retry: None,
             hedge: None,
             no_block: false,
@@ -96,11 +99,32 @@ impl RequestBuilder {
         self.header("Authorization", &format!("Bearer {token}"))
     }
 
-    /// Adds a query parameter, percent-encoded, to the URL. Query values
-    /// are never shown in errors.
+    /// Adds a query parameter, percent-encoded, to the URL.
+    ///
+    /// Errors and logs show query values, so a failed item of a batch can
+    /// be told apart, except for keys that are secret by name (any key
+    /// that contains `token`, `key`, `secret`, `passw`, `pwd`, `sig`,
+    /// `auth`, `code`, `session`, `credential`, `jwt` or `otp`, or is
+    /// `pin`, `pass`, `pw`, `ssn`, `cvv`, `cvc` or `nonce`, in any case),
+    /// keys marked with [`secret_query`](RequestBuilder::secret_query) or
+    /// [`Builder::secret_query_keys`](crate::Builder::secret_query_keys),
+    /// and all of them with
+    /// [`Builder::redact_all_query_values`](crate::Builder::redact_all_query_values).
     pub fn query(mut self, name: &str, value: impl fmt::Display) -> Self {
         self.query.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// Adds a query parameter whose value is a secret: never shown in an
+    /// error or a log line, nor where a server echoes it back.
+    ///
+    /// ```no_run
+    /// let pool = reqpool::Pool::new(2);
+    /// let r = pool.get("http://127.0.0.1:8000/geo").query("q", "paris").secret_query("account", "acme-7").send();
+    /// ```
+    pub fn secret_query(mut self, name: &str, value: impl fmt::Display) -> Self {
+        self.secret_query.push(name.to_string());
+        self.query(name, value)
     }
 
     /// Sends `body` serialized as JSON, with `Content-Type: application/json`.
@@ -356,10 +380,11 @@ impl RequestBuilder {
 
     /// Validates the request and applies the pool's defaults.
     pub(crate) fn prepare(self) -> Result<(Pool, Options, Arc<Prepared>), Error> {
-        if let Some(reason) = self.error {
-            return Err(Error::invalid(&self.url, reason));
-        }
         let defaults = self.pool.inner().defaults();
+        let query = defaults.query.with(&self.secret_query);
+        if let Some(reason) = self.error {
+            return Err(Error::invalid(&self.url, reason).hide_query(&query));
+        }
         let spec = Spec::new(Raw {
             method: &self.method,
             url: self.url,
@@ -369,8 +394,9 @@ impl RequestBuilder {
             content_type: self.content_type,
             follow: self.follow_redirects,
             secret: self.secret_headers,
-        })?;
-        let secrets = spec.secrets();
+        })
+        .map_err(|e| e.hide_query(&query))?;
+        let secrets = Secrets::new(secret_forms(spec.secrets(&query)));
         let prepared = Prepared {
             spec,
             timeout: self.timeout.unwrap_or(defaults.timeout),
@@ -382,6 +408,7 @@ impl RequestBuilder {
             budget: defaults.budget.clone(),
             max_bytes: defaults.max_response_bytes,
             secrets,
+            query,
         };
         let opts = Options {
             hedge: self.hedge.or(defaults.hedge),

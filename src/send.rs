@@ -368,11 +368,14 @@ fn exchange(
             h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
     }
-    // A request without a body is sent without one: no `Content-Length: 0`
-    // on a GET.
+    // A GET (or HEAD, DELETE, …) without a body goes without body headers;
+    // a POST, PUT or PATCH without one says `Content-Length: 0` (RFC 9110
+    // §8.6), never an empty chunked body.
     crate::wire::reset_opened();
+    let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
     let run = match hop.body {
         Some(body) => builder.body(body).map(|r| agent.run(r)),
+        None if needs_length => builder.body(&[][..]).map(|r| agent.run(r)),
         None => builder.body(()).map(|r| agent.run(r)),
     };
     let run = run.map_err(|e| Error::invalid(url, e.to_string()))?;
@@ -701,7 +704,7 @@ mod tests {
 
     #[test]
     fn classifies_ureq_errors() {
-        let url = "http://u:pw12345@h.invalid/p?k=secretv";
+        let url = "http://u:pw12345@h.invalid/p?key=secretv";
         let dns = Error::from_ureq(
             ureq::Error::Io(std::io::Error::other(
                 "failed to lookup address information: Name or service not known",

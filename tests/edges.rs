@@ -668,6 +668,7 @@ fn urls_go_out_as_users_write_them() {
                 "q": req.q("q"),
                 "page": req.q("page"),
                 "content_length": req.headers.get("content-length"),
+                "transfer_encoding": req.headers.get("transfer-encoding"),
                 "user_agent": req.headers.get("user-agent"),
             }),
         )
@@ -683,8 +684,12 @@ fn urls_go_out_as_users_write_them() {
         (v["q"].as_str(), v["page"].as_str()),
         (Some("1"), Some("2"))
     );
-    // No body, no body headers.
+    // No body, no body headers on a GET; a POST without a body says
+    // Content-Length: 0, never an empty chunked body.
     assert_eq!(v["content_length"], Value::Null);
+    let v: Value = pool.post(&server.url("/p")).json().wait().unwrap();
+    assert_eq!(v["content_length"], "0");
+    assert_eq!(v["transfer_encoding"], Value::Null);
     // An explicit user agent wins over a custom agent's default.
     let agent: reqpool::ureq::Agent = reqpool::ureq::Agent::config_builder().build().into();
     let pool = Pool::builder()
@@ -726,7 +731,13 @@ fn an_error_status_keeps_its_headers_without_secrets() {
         Some(r#"Bearer realm="api", error="invalid_token""#)
     );
     assert_eq!(e.header("X-Request-Id"), Some("req-42"));
-    assert_eq!(e.header("set-cookie"), Some("***"));
+    // The accessors give the server's words as sent; Display and Debug
+    // leave the secrets out.
+    assert_eq!(
+        e.header("set-cookie"),
+        Some("session=s3cr3t-cookie; HttpOnly")
+    );
+    assert_eq!(e.header("x-echo"), Some("Bearer tok-secret-1234"));
     assert_eq!(e.header("no-such"), None);
     let shown = format!("{e} {e:?} {e:#?}");
     for secret in ["tok-secret-1234", "q-secret-9", "s3cr3t-cookie"] {
