@@ -171,7 +171,7 @@ pub enum Error {
     /// The server answered, and the answer holds nothing that fits: a
     /// lookup that found nothing, a tier of a [`fallback`](crate::fallback)
     /// with no result. Made by [`Error::no_match`]; a closure or a
-    /// [`then`](crate::Pending::then) returns it so that the caller can tell
+    /// [`and_then`](crate::Pending::and_then) returns it so that the caller can tell
     /// "nothing there" from a failure.
     NoMatch {
         /// What was not found.
