@@ -652,17 +652,24 @@ fn io_kind(io: &std::io::Error) -> TransportKind {
 /// platform's library) said.
 fn tls_check(text: &str) -> &'static str {
     let t = text.to_ascii_lowercase();
-    if t.contains("unknownissuer")
+    if t.contains("causedasendentity") {
+        "certificate not trusted: the server's certificate is a CA certificate used as \
+         its own, as `openssl req -x509` makes by default; sign the server's certificate \
+         with that CA instead (mkcert, or openssl with basicConstraints=CA:FALSE), or \
+         use Builder::tls_native(true) (feature native-tls), which accepts it as curl does"
+    } else if t.contains("unknownissuer")
         || t.contains("unknown issuer")
         || t.contains("unable to get local issuer")
         || t.contains("self-signed")
         || t.contains("self signed")
     {
-        "certificate not trusted (unknown issuer)"
+        "certificate not trusted (unknown issuer): add the CA that signed it with \
+         Builder::tls_root_certs_pem"
     } else if t.contains("badsignature") || t.contains("bad signature") {
         "certificate not trusted (bad signature)"
     } else if t.contains("expired") || t.contains("notvalidyet") {
-        "certificate expired or not yet valid"
+        "certificate expired or not yet valid: check the server's certificate dates \
+         and this machine's clock"
     } else if t.contains("notvalidforname")
         || t.contains("hostname mismatch")
         || t.contains("not valid for name")

@@ -254,6 +254,36 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// What `openssl req -x509` (and `uvicorn --ssl-certfile` users) make:
+    /// one self-signed certificate for 127.0.0.1, marked as a CA, used as
+    /// the server's own. `ca_pem` is that certificate.
+    pub fn self_signed_dev() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        TestCa {
+            ca_pem: cert.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
 /// Handshakes a TLS server saw, by kind.
 #[derive(Default)]
 pub struct Handshakes {

@@ -1,0 +1,187 @@
+//! What errors tell a user: the right kind and words on every way in,
+//! secrets left out of everything shown while the server's words stay as
+//! they came, and a dev certificate's refusal that says what to do.
+
+mod common;
+
+use common::{Fault, FaultServer, Reply, Server, TestCa, TlsServer, bounded, closed_port_url};
+use reqpool::{Error, Phase, Pool};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A server that echoes everything it got: headers, query, body.
+fn echo_server(status: u16) -> Server {
+    Server::with_handler(move |req, _| {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        Reply::json(
+            status,
+            json!({"path": req.path, "query": req.query, "headers": req.headers, "body": body}),
+        )
+        .header(
+            "X-Echo-Auth",
+            req.headers.get("authorization").map_or("", String::as_str),
+        )
+    })
+}
+
+#[test]
+fn a_closures_request_cut_off_by_its_limit_is_a_timeout() {
+    let silent = FaultServer::start(Fault::Silent);
+    let pool = Pool::builder()
+        .workers(2)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = silent.url("/x");
+    // With `?` (From<ureq::Error>) and with `map_err(Error::other)`.
+    let (u1, u2) = (url.clone(), url.clone());
+    let with_q = pool.submit(move |agent| Ok(agent.get(&u1).call().map(drop)?));
+    let with_other =
+        pool.submit(move |agent| agent.get(&u2).call().map(drop).map_err(Error::other));
+    let u3 = url.clone();
+    let mut party = pool
+        .burst(
+            1,
+            LIMIT,
+            |_| Ok(()),
+            move |agent, ()| agent.get(&u3).call().map(drop).map_err(Error::other),
+        )
+        .unwrap();
+    for (what, p) in [
+        ("?", with_q),
+        ("Error::other", with_other),
+        ("burst", party.remove(0)),
+    ] {
+        let e = bounded(LIMIT, move || p.wait()).unwrap_err();
+        assert!(e.is_timeout(), "{what}: {e:?}");
+        assert_ne!(e.timeout_phase(), Some(Phase::Queued), "{what}");
+    }
+    // A refused connection is a connect failure, not "other".
+    let refused = closed_port_url("/x");
+    let e = pool
+        .submit(move |agent| Ok(agent.get(&refused).call().map(drop)?))
+        .wait()
+        .unwrap_err();
+    assert!(e.is_connect() && !e.maybe_sent(), "{e:?}");
+}
+
+#[test]
+fn first_success_and_fallback_list_errors_in_submission_order() {
+    let pool = Pool::new(3);
+    let slow = pool.submit(|_| -> Result<u32, Error> {
+        std::thread::sleep(Duration::from_millis(50));
+        Err(Error::other("slow one failed"))
+    });
+    let fast = pool.submit(|_| -> Result<u32, Error> { Err(Error::other("fast one failed")) });
+    let all = reqpool::first_success(vec![slow, fast]).unwrap_err();
+    let order: Vec<usize> = all.errors.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, [0, 1]);
+    assert_eq!(
+        all.to_string(),
+        "all 2 handles failed: #0: slow one failed; #1: fast one failed"
+    );
+    // "Nothing there" has a name of its own.
+    let tiers: Vec<Box<dyn FnOnce() -> reqpool::Pending<u32>>> = vec![
+        Box::new(|| pool.submit(|_| Err(Error::no_match("no store in the district")))),
+        Box::new(|| pool.submit(|_| Err(Error::no_match("no store in the province")))),
+    ];
+    let all = reqpool::fallback(tiers).unwrap_err();
+    assert!(all.errors.iter().all(|(_, e)| e.is_no_match()));
+    assert!(
+        all.to_string()
+            .contains("#1: no match: no store in the province"),
+        "{all}"
+    );
+}
+
+#[test]
+fn secrets_are_left_out_of_everything_shown_and_nothing_else_is() {
+    let server = echo_server(401);
+    let pool = Pool::builder()
+        .workers(2)
+        .secret_query_keys(&["account"])
+        .build()
+        .unwrap();
+    // A user name like `api` is no secret; its password is, and so is the
+    // Basic header ureq makes of them.
+    let url = server.url("/orders").replace("http://", "http://api:pa55@");
+    let e = pool
+        .get(&url)
+        .query("pin", 90817)
+        .query("phone", "5551234")
+        .query("account", "acme-7")
+        .secret_query("customer", "cust-99")
+        .secret_header("X-Key", "k")
+        .send()
+        .wait()
+        .unwrap_err();
+    let shown = format!("{e} | {e:?} | {e:#?}");
+    for secret in ["pa55", "YXBpOnBhNTU=", "90817", "acme-7", "cust-99", "\"k\""] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    // The failed item can be told apart: other query values are shown.
+    assert!(
+        e.to_string().contains("phone=5551234"),
+        "{}",
+        e.url().unwrap()
+    );
+    assert!(e.url().unwrap().contains("pin=***"), "{}", e.url().unwrap());
+    // The server's words are the server's: untouched, `api` included.
+    let body = e.body_json().unwrap();
+    assert_eq!(body["headers"]["authorization"], "Basic YXBpOnBhNTU=");
+    assert_eq!(body["query"]["pin"], "90817");
+    assert!(e.body_text().unwrap().contains("user-agent"));
+    assert_eq!(e.header("x-echo-auth"), Some("Basic YXBpOnBhNTU="));
+    // Every value hidden, on request.
+    let strict = Pool::builder()
+        .workers(1)
+        .redact_all_query_values(true)
+        .build()
+        .unwrap();
+    let e = strict
+        .get(&server.url("/orders"))
+        .query("phone", "5551234")
+        .send()
+        .wait()
+        .unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("5551234"), "{e:?}");
+}
+
+#[test]
+fn a_url_that_does_not_parse_shows_neither_its_password_nor_a_second_line() {
+    let pool = Pool::new(1);
+    for url in [
+        "//alice:pw-7@host/x",
+        "http//alice:pw-7@host/x",
+        "alice:pw-7@host/x",
+        "http://alice:pw-7@127.0.0.1:99999/x",
+        "http://h/x\r\nX-Forged: 1",
+    ] {
+        let e = pool.get(url).send().wait().unwrap_err();
+        let shown = format!("{e} | {e:?}");
+        assert!(!shown.contains("pw-7"), "{shown}");
+        assert!(!e.to_string().contains(['\r', '\n']), "{e}");
+    }
+}
+
+#[test]
+fn a_self_signed_dev_certificate_is_refused_with_what_to_do() {
+    let dev = TestCa::self_signed_dev();
+    let server = TlsServer::start(&dev, None, |_, _| Reply::json(200, json!({"ok": true})));
+    let pool = Pool::builder()
+        .workers(1)
+        .tls_root_certs_pem(&dev.ca_pem)
+        .build()
+        .unwrap();
+    let e = pool
+        .get(&server.url("/x"))
+        .json::<Value>()
+        .wait()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("openssl req -x509"), "{text}");
+    assert!(text.contains("tls_native"), "{text}");
+    assert!(!e.maybe_sent() && !e.is_retryable());
+}
