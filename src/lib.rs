@@ -149,7 +149,6 @@
 mod builder;
 mod burst;
 mod deadline;
-mod details;
 mod error;
 mod hedge;
 mod hosts;

@@ -136,12 +136,10 @@ impl Pool {
     fn shutdown_until(&self, deadline: Deadline, cancel: bool) -> Shutdown {
         let inner = self.inner();
         let before = inner.stats();
+        // With `cancel`, this also cuts off the requests in flight: their
+        // sockets are shut down, and a job that fails now resolves as
+        // cancelled.
         inner.close(cancel);
-        if cancel {
-            // Cut off the requests in flight: their sockets are shut down,
-            // and a job that fails now resolves as cancelled.
-            inner.interrupt();
-        }
         let own = self.on_own_worker();
         let mut left = if own {
             inner.outstanding().get()

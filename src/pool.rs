@@ -323,15 +323,20 @@ impl Inner {
         self.counters.snapshot()
     }
 
-    /// Refuses new jobs from now on; with `cancel`, also resolves every job
-    /// that waits (queued, parked behind a host cap, or between two steps)
-    /// as cancelled, at once, even while every worker is busy.
+    /// Refuses new jobs from now on; with `cancel`, also cuts off every
+    /// request in flight and resolves every job that waits (queued, parked
+    /// behind a host cap, or between two steps) as cancelled, at once,
+    /// even while every worker is busy.
     pub(crate) fn close(&self, cancel: bool) {
         self.closed.store(true, Ordering::Release);
         if !cancel {
             return;
         }
         self.cancel_queued.store(true, Ordering::Release);
+        // Cut off the requests in flight first: by the time a queued or
+        // parked job is seen cancelled, no request of the pool can still
+        // get its answer through.
+        self.interrupt();
         while let Ok(job) = self.queue_rx.try_recv() {
             job.cancel();
         }

@@ -6,7 +6,7 @@ use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::error::Secrets;
 use crate::hedge::Hedge;
-use crate::redact::{header_secrets, secret_forms, url_secrets};
+use crate::redact::{encode_into, header_secrets, secret_forms, url_secrets};
 use crate::retry::{Budget, Retry};
 use crate::task::{Label, Limits};
 use std::sync::Arc;
@@ -422,23 +422,6 @@ fn with_query(url: &str, query: &[(String, String)]) -> Result<String, Error> {
     }
     parsed.set_query(Some(&q));
     Ok(parsed.into())
-}
-
-/// Percent-encodes `s` for a query or form (RFC 3986 unreserved kept).
-pub(crate) fn encode_into(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => {
-                out.push('%');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 15)] as char);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

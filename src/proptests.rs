@@ -42,7 +42,7 @@ fn secret() -> impl Strategy<Value = String> {
 
 fn encoded(s: &str) -> String {
     let mut out = String::new();
-    crate::prepare::encode_into(&mut out, s);
+    crate::redact::encode_into(&mut out, s);
     out
 }
 

@@ -1,8 +1,7 @@
-//! Keeping secrets out of every message: URLs without credentials or query
-//! values, and foreign text (ureq's messages, a server's body that echoes
-//! the request) with the request's secrets replaced.
-
-use crate::error::{Error, Phase, Secrets, snippet};
+//! Text functions that keep secrets out of messages: a URL as messages
+//! show it, the secrets of a URL and of a header value in every form a
+//! server may echo them, and replacing them in text. The error type uses
+//! them (`error::make`); nothing here knows the error.
 
 /// Query keys whose values are secrets: a key is one if, lowercased, it
 /// contains one of these…
@@ -161,7 +160,7 @@ pub(crate) fn secret_forms(secrets: impl IntoIterator<Item = String>) -> Vec<Str
             continue;
         }
         let mut encoded = String::new();
-        crate::prepare::encode_into(&mut encoded, &s);
+        encode_into(&mut encoded, &s);
         let json = serde_json::to_string(&s).unwrap_or_default();
         let json = json
             .strip_prefix('"')
@@ -224,217 +223,30 @@ fn base64_decode(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Percent-encodes `s` for a query or a form: everything but RFC 3986's
+/// unreserved characters (`A-Z a-z 0-9 - _ . ~`).
+pub(crate) fn encode_into(out: &mut String, s: &str) {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    out.extend(utf8_percent_encode(s, QUERY));
 }
 
-/// Errors made from a request's raw data: every URL redacted, every
-/// secret of the request scrubbed from text that came from elsewhere
-/// (ureq's messages); a server's own words (an error status's body and
-/// headers) are kept as they came, with the secrets to leave out of them
-/// when shown.
-impl Error {
-    pub(crate) fn timeout(phase: Phase, method: &str, url: &str) -> Error {
-        Error::Timeout {
-            phase,
-            method: method.to_string(),
-            url: redact_url(url),
-        }
-    }
-
-    pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
-        Error::InvalidRequest {
-            url: redact_url(url),
-            reason: reason.into(),
-        }
-        .scrubbed(&url_only(url))
-    }
-
-    pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
-        let json = serde_json::from_slice(body).ok().map(Box::new);
-        Error::Status {
-            code,
-            method: method.to_string(),
-            url: redact_url(url),
-            body: String::from_utf8_lossy(body).into_owned(),
-            json,
-            retry_after: None,
-            headers: Box::default(),
-            secrets: url_only(url),
-        }
-    }
-
-    /// An error status with its response headers, as the server sent them.
-    pub(crate) fn with_headers(mut self, from: &ureq::http::HeaderMap) -> Error {
-        if let Error::Status { headers, .. } = &mut self {
-            **headers = from.clone();
-        }
-        self
-    }
-
-    pub(crate) fn decode(method: &str, url: &str, message: String, body: &[u8]) -> Error {
-        Error::Decode {
-            method: method.to_string(),
-            url: redact_url(url),
-            message,
-            snippet: snippet(&String::from_utf8_lossy(body)),
-        }
-        .scrubbed(&url_only(url))
-    }
-
-    /// Leaves the request's `secrets` out of this error: replaced in text
-    /// that came from elsewhere (ureq's messages, a snippet of a body) and
-    /// in the shown URL (a query value the caller marked secret), and kept
-    /// with a status error so that showing it leaves them out.
-    pub(crate) fn scrubbed(self, secrets: &Secrets) -> Error {
-        if secrets.is_empty() {
-            return self;
-        }
-        let s = |t: String| secrets.scrub(&t);
-        let u = |t: String| secrets.scrub_url(&t);
-        match self {
-            Error::Status {
-                code,
-                method,
-                url,
-                body,
-                json,
-                retry_after,
-                headers,
-                ..
-            } => Error::Status {
-                code,
-                method,
-                url: u(url),
-                body,
-                json,
-                retry_after,
-                headers,
-                secrets: secrets.clone(),
-            },
-            Error::GaveUp { attempts, reason } => Error::GaveUp {
-                attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
-                reason,
-            },
-            Error::Transport {
-                kind,
-                method,
-                url,
-                message,
-            } => Error::Transport {
-                kind,
-                method,
-                url: u(url),
-                message: s(message),
-            },
-            Error::Decode {
-                method,
-                url,
-                message,
-                snippet,
-            } => Error::Decode {
-                method,
-                url: u(url),
-                message: s(message),
-                snippet: s(snippet),
-            },
-            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
-                url: u(url),
-                reason: s(reason),
-            },
-            Error::Timeout { phase, method, url } => Error::Timeout {
-                phase,
-                method,
-                url: u(url),
-            },
-            Error::TooLarge { method, url, limit } => Error::TooLarge {
-                method,
-                url: u(url),
-                limit,
-            },
-            Error::Redirect {
-                code,
-                method,
-                url,
-                location,
-            } => Error::Redirect {
-                code,
-                method,
-                url: u(url),
-                location: s(location),
-            },
-            other => other,
-        }
-    }
-}
-
-impl Error {
-    /// Hides, in the URL this error shows, the values of the query keys
-    /// `query` marks (or all of them): for an error made before the
-    /// request's secrets were known.
-    pub(crate) fn hide_query(self, query: &crate::prepare::QuerySecrets) -> Error {
-        if !query.all && query.keys.is_empty() {
-            return self;
-        }
-        let hide = |url: String| -> String {
-            let Some((base, q)) = url.split_once('?') else {
-                return url;
-            };
-            let pairs: Vec<String> = q
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _))
-                        if query.all
-                            || query
-                                .keys
-                                .iter()
-                                .any(|m| m.eq_ignore_ascii_case(&percent_decode(k))) =>
-                    {
-                        format!("{k}=***")
-                    }
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{base}?{}", pairs.join("&"))
-        };
-        match self {
-            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
-                url: hide(url),
-                reason,
-            },
-            other => other,
-        }
-    }
-}
-
-/// The secrets a URL alone shows (before the request's own are known).
-fn url_only(url: &str) -> Secrets {
-    Secrets::new(secret_forms(url_secrets(url, &[], false)))
+/// Percent-decodes `s` as a query or form value (`+` is a space); broken
+/// escapes are left as they are.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::one_line;
 
     #[test]
     fn redacts_userinfo_query_and_fragment() {
@@ -480,7 +292,7 @@ mod tests {
                 .collect();
             let secrets = crate::error::Secrets::new(secret_forms(vec![secret.clone()]));
             let mut enc = String::new();
-            crate::prepare::encode_into(&mut enc, &secret);
+            encode_into(&mut enc, &secret);
             let json = serde_json::to_string(&secret).unwrap();
             let text = format!("raw[{secret}] enc[{enc}] json{json}");
             let out = secrets.scrub(&text);
@@ -489,12 +301,8 @@ mod tests {
     }
 
     #[test]
-    fn one_line_folds_and_cuts() {
-        assert_eq!(
-            one_line("<html>\n  <h1>x</h1>\r\n</html>", 100),
-            "<html> <h1>x</h1> </html>"
-        );
-        assert_eq!(one_line("abcdef", 3), "abc…");
+    fn percent_decoding_leaves_broken_escapes() {
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
     }
 }

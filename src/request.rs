@@ -157,9 +157,9 @@ impl RequestBuilder {
             if i > 0 {
                 out.push('&');
             }
-            crate::prepare::encode_into(&mut out, k.as_ref());
+            crate::redact::encode_into(&mut out, k.as_ref());
             out.push('=');
-            crate::prepare::encode_into(&mut out, &v.to_string());
+            crate::redact::encode_into(&mut out, &v.to_string());
         }
         self.body = Some(out.into_bytes());
         self.content_type = Some("application/x-www-form-urlencoded");

@@ -118,7 +118,14 @@ fn secrets_are_left_out_of_everything_shown_and_nothing_else_is() {
         .wait()
         .unwrap_err();
     let shown = format!("{e} | {e:?} | {e:#?}");
-    for secret in ["pa55", "YXBpOnBhNTU=", "90817", "acme-7", "cust-99", "\"k\""] {
+    for secret in [
+        "pa55",
+        "YXBpOnBhNTU=",
+        "90817",
+        "acme-7",
+        "cust-99",
+        "\"k\"",
+    ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     // The failed item can be told apart: other query values are shown.

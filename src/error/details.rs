@@ -89,6 +89,14 @@ impl TransportKind {
     }
 }
 
+/// `connection refused`, `host not found`, `tls failure`, … (as in the
+/// error's message).
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a request that failed was not tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

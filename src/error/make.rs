@@ -1,0 +1,188 @@
+//! Errors made from a request's raw data, and the request's secrets left
+//! out of them: the one place where an error gets its redaction.
+
+use super::{Error, Phase, Secrets, snippet};
+use crate::redact::{redact_url, secret_forms, url_secrets};
+
+/// Errors made from a request's raw data: every URL redacted, every
+/// secret of the request scrubbed from text that came from elsewhere
+/// (ureq's messages); a server's own words (an error status's body and
+/// headers) are kept as they came, with the secrets to leave out of them
+/// when shown.
+impl Error {
+    pub(crate) fn timeout(phase: Phase, method: &str, url: &str) -> Error {
+        Error::Timeout {
+            phase,
+            method: method.to_string(),
+            url: redact_url(url),
+        }
+    }
+
+    pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidRequest {
+            url: redact_url(url),
+            reason: reason.into(),
+        }
+        .scrubbed(&url_only(url))
+    }
+
+    pub(crate) fn status_error(code: u16, method: &str, url: &str, body: &[u8]) -> Error {
+        let json = serde_json::from_slice(body).ok().map(Box::new);
+        Error::Status {
+            code,
+            method: method.to_string(),
+            url: redact_url(url),
+            body: String::from_utf8_lossy(body).into_owned(),
+            json,
+            retry_after: None,
+            headers: Box::default(),
+            secrets: url_only(url),
+        }
+    }
+
+    /// An error status with its response headers, as the server sent them.
+    pub(crate) fn with_headers(mut self, from: &ureq::http::HeaderMap) -> Error {
+        if let Error::Status { headers, .. } = &mut self {
+            **headers = from.clone();
+        }
+        self
+    }
+
+    pub(crate) fn decode(method: &str, url: &str, message: String, body: &[u8]) -> Error {
+        Error::Decode {
+            method: method.to_string(),
+            url: redact_url(url),
+            message,
+            snippet: snippet(&String::from_utf8_lossy(body)),
+        }
+        .scrubbed(&url_only(url))
+    }
+
+    /// Leaves the request's `secrets` out of this error: replaced in text
+    /// that came from elsewhere (ureq's messages, a snippet of a body) and
+    /// in the shown URL (a query value the caller marked secret), and kept
+    /// with a status error so that showing it leaves them out.
+    pub(crate) fn scrubbed(self, secrets: &Secrets) -> Error {
+        if secrets.is_empty() {
+            return self;
+        }
+        let s = |t: String| secrets.scrub(&t);
+        let u = |t: String| secrets.scrub_url(&t);
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                json,
+                retry_after,
+                headers,
+                ..
+            } => Error::Status {
+                code,
+                method,
+                url: u(url),
+                body,
+                json,
+                retry_after,
+                headers,
+                secrets: secrets.clone(),
+            },
+            Error::GaveUp { attempts, reason } => Error::GaveUp {
+                attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
+                reason,
+            },
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => Error::Transport {
+                kind,
+                method,
+                url: u(url),
+                message: s(message),
+            },
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => Error::Decode {
+                method,
+                url: u(url),
+                message: s(message),
+                snippet: s(snippet),
+            },
+            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
+                url: u(url),
+                reason: s(reason),
+            },
+            Error::Timeout { phase, method, url } => Error::Timeout {
+                phase,
+                method,
+                url: u(url),
+            },
+            Error::TooLarge { method, url, limit } => Error::TooLarge {
+                method,
+                url: u(url),
+                limit,
+            },
+            Error::Redirect {
+                code,
+                method,
+                url,
+                location,
+            } => Error::Redirect {
+                code,
+                method,
+                url: u(url),
+                location: s(location),
+            },
+            other => other,
+        }
+    }
+}
+
+impl Error {
+    /// Hides, in the URL this error shows, the values of the query keys
+    /// `query` marks (or all of them): for an error made before the
+    /// request's secrets were known.
+    pub(crate) fn hide_query(self, query: &crate::prepare::QuerySecrets) -> Error {
+        if !query.all && query.keys.is_empty() {
+            return self;
+        }
+        let hide = |url: String| -> String {
+            let Some((base, q)) = url.split_once('?') else {
+                return url;
+            };
+            let pairs: Vec<String> = q
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _))
+                        if query.all
+                            || query.keys.iter().any(|m| {
+                                m.eq_ignore_ascii_case(&crate::redact::percent_decode(k))
+                            }) =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        };
+        match self {
+            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
+                url: hide(url),
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The secrets a URL alone shows (before the request's own are known).
+fn url_only(url: &str) -> Secrets {
+    Secrets::new(secret_forms(url_secrets(url, &[], false)))
+}
