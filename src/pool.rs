@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Set by `shutdown_now`: queued jobs resolve as cancelled.
     cancel_queued: AtomicBool,
+    /// Set when the agent was shut down to interrupt blocked I/O.
+    interrupted: AtomicBool,
     hosts: Option<Hosts<Dispatch>>,
     latencies: Latencies,
     timer: OnceLock<Timer>,
@@ -161,6 +163,10 @@ impl TaskHooks for Inner {
 
     fn cancelling(&self) -> bool {
         self.cancel_queued.load(Ordering::Acquire)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Acquire)
     }
 
     fn delivered(&self) {
@@ -353,6 +359,7 @@ impl Inner {
     /// Interrupts requests blocked on the network: their connections are
     /// shut down.
     pub(crate) fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Release);
         self.agent.clone().shutdown();
     }
 
@@ -439,6 +446,7 @@ impl Pool {
             fired: Gate::new(),
             closed: AtomicBool::new(false),
             cancel_queued: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
             hosts: s.hosts.any().then(|| Hosts::new(s.hosts)),
             latencies: Latencies::default(),
             timer: OnceLock::new(),

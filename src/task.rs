@@ -215,6 +215,9 @@ pub(crate) trait TaskHooks: Send + Sync {
     fn cancelled_running(&self);
     /// True once a `shutdown_now` began: a job that fails now was cut off.
     fn cancelling(&self) -> bool;
+    /// True once `shutdown_timeout` shut the agent down: a transport
+    /// failure now was the pool's doing.
+    fn interrupted(&self) -> bool;
     /// The task's result has been delivered (continuations included).
     fn delivered(&self);
 }
@@ -307,10 +310,19 @@ where
             (Ok(_), _) => Outcome::Succeeded,
             (Err(_), _) => Outcome::Failed,
         };
-        let result = if cut_off {
-            Err(Error::Cancelled)
-        } else {
-            result
+        let result = match result {
+            _ if cut_off => Err(Error::Cancelled),
+            // The pool shut its connections down: say so, not "reset".
+            Err(Error::Transport {
+                kind, method, url, ..
+            }) if self.hooks.interrupted() => Err(Error::Transport {
+                kind,
+                method,
+                url,
+                message: "cut off by shutdown_timeout: the pool shut its connections down"
+                    .to_string(),
+            }),
+            r => r,
         };
         self.hooks.finished(self.queued_at, started, outcome);
         self.slot.deliver(result);

@@ -192,6 +192,10 @@ fn shutdown_timeout_interrupts_a_request_stuck_on_the_network() {
     assert_eq!(report.abandoned, 0, "{report:?}");
     let err = bounded(LIMIT, move || stuck.wait()).unwrap_err();
     assert!(err.transport_kind().is_some(), "{err:?}");
+    assert!(
+        err.to_string().contains("cut off by shutdown_timeout"),
+        "{err}"
+    );
 }
 
 #[test]
