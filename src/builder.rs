@@ -508,6 +508,32 @@ impl Builder {
     }
 }
 
+/// The ways to a pool that go through the builder (here, so that the pool
+/// does not depend on the layer above it).
+impl Pool {
+    /// A pool of `workers` threads with the default settings (see
+    /// [`Builder`](crate::Builder)).
+    ///
+    /// Dropping its last handle blocks until queued work is done (see
+    /// [`Pool`]); make one pool per program.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `workers` is zero; use [`Pool::builder`] to get an error
+    /// instead.
+    pub fn new(workers: usize) -> Pool {
+        match Pool::builder().workers(workers).build() {
+            Ok(p) => p,
+            Err(e) => panic!("reqpool::Pool::new({workers}): {e}"),
+        }
+    }
+
+    /// A builder for every setting of a pool.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
 /// Logs what the caller's agent and the builder both set, and which wins.
 fn warn_conflicts(c: &ureq::config::Config, b: &Builder) {
     let t = c.timeouts();

@@ -11,7 +11,7 @@ use crate::sync::Gate;
 use crate::task::on_worker_of;
 use crate::task::{Control, Ctx, Label, Limits, Outcome, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
-use crate::worker::{Dispatch, worker_loop};
+use crate::worker::{Dispatch, Queue, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -141,7 +141,7 @@ impl TaskHooks for Inner {
         self.counters.slept();
         self.later(until, move |inner| {
             if task.resume(ticket) {
-                inner.execute(Dispatch::new(Arc::clone(inner), task));
+                inner.execute(Dispatch::new(Arc::clone(inner) as Arc<dyn Queue>, task));
             }
         });
     }
@@ -174,6 +174,24 @@ impl TaskHooks for Inner {
         // of a fired job have run, so a drain that sees zero has nothing
         // left to do.
         self.outstanding.done();
+    }
+}
+
+impl Queue for Inner {
+    fn cancelling(&self) -> bool {
+        Inner::cancelling(self)
+    }
+    fn caps_hosts(&self) -> bool {
+        Inner::caps_hosts(self)
+    }
+    fn admit(&self, host: &Arc<str>, job: Dispatch) -> Admit<Dispatch> {
+        Inner::admit(self, host, job)
+    }
+    fn throttle(&self, at: Instant, job: Dispatch) {
+        Inner::throttle(self, at, job)
+    }
+    fn release_host(&self, host: &Arc<str>) {
+        Inner::release_host(self, host)
     }
 }
 
@@ -236,7 +254,10 @@ impl Inner {
         let task = Task::new(job, spec.limits, hooks, spec.label, host, spec.detached);
         self.counters.queued();
         self.outstanding.add();
-        self.execute(Dispatch::new(Arc::clone(self), task.clone()));
+        self.execute(Dispatch::new(
+            Arc::clone(self) as Arc<dyn Queue>,
+            task.clone(),
+        ));
         Pending::new(task.clone(), task)
     }
 
@@ -375,28 +396,6 @@ impl Inner {
 }
 
 impl Pool {
-    /// A pool of `workers` threads with the default settings (see
-    /// [`Builder`](crate::Builder)).
-    ///
-    /// Dropping its last handle blocks until queued work is done (see
-    /// [`Pool`]); make one pool per program.
-    ///
-    /// # Panics
-    ///
-    /// Panics if `workers` is zero; use [`Pool::builder`] to get an error
-    /// instead.
-    pub fn new(workers: usize) -> Pool {
-        match Pool::builder().workers(workers).build() {
-            Ok(p) => p,
-            Err(e) => panic!("reqpool::Pool::new({workers}): {e}"),
-        }
-    }
-
-    /// A builder for every setting of a pool.
-    pub fn builder() -> crate::Builder {
-        crate::Builder::default()
-    }
-
     /// Starts the workers.
     ///
     /// # Errors

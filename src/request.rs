@@ -383,7 +383,7 @@ impl RequestBuilder {
         let defaults = self.pool.inner().defaults();
         let query = defaults.query.with(&self.secret_query);
         if let Some(reason) = self.error {
-            return Err(Error::invalid(&self.url, reason).hide_query(&query));
+            return Err(Error::invalid(&self.url, reason).hide_query(&query.keys, query.all));
         }
         let spec = Spec::new(Raw {
             method: &self.method,
@@ -395,7 +395,7 @@ impl RequestBuilder {
             follow: self.follow_redirects,
             secret: self.secret_headers,
         })
-        .map_err(|e| e.hide_query(&query))?;
+        .map_err(|e| e.hide_query(&query.keys, query.all))?;
         let secrets = Secrets::new(secret_forms(spec.secrets(&query)));
         let prepared = Prepared {
             spec,

@@ -3,10 +3,26 @@
 
 use crate::error::Error;
 use crate::hosts::{Admit, Admitted};
-use crate::pool::Inner;
 use crate::task::{Control, QUEUED};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
+use std::time::Instant;
+
+/// What a job on its way to a worker needs of its pool: no more, so that
+/// this module does not depend on the pool's insides.
+pub(crate) trait Queue: Send + Sync {
+    /// True once a `shutdown_now` began: a job taken now is cancelled.
+    fn cancelling(&self) -> bool;
+    /// True if the pool has per-host policies (a job must be admitted).
+    fn caps_hosts(&self) -> bool;
+    /// Asks the host's policies whether the job starts now.
+    fn admit(&self, host: &Arc<str>, job: Dispatch) -> Admit<Dispatch>;
+    /// Holds a job that waits for its host's token until `at`, off the
+    /// workers.
+    fn throttle(&self, at: Instant, job: Dispatch);
+    /// Passes a finished job's host slot on to a parked job, or frees it.
+    fn release_host(&self, host: &Arc<str>);
+}
 
 /// What each worker thread runs: jobs from the queue until the pool is
 /// gone. Nothing escapes it by unwinding (a job's panic is caught in the
@@ -20,7 +36,7 @@ pub(crate) fn worker_loop(id: usize, rx: Receiver<Dispatch>) {
 
 /// One queued job on its way to a worker.
 pub(crate) struct Dispatch {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<dyn Queue>,
     pub(crate) task: Arc<dyn Control>,
     /// The job holds a slot of its host's cap.
     holds_slot: bool,
@@ -50,7 +66,7 @@ impl Admitted for Dispatch {
 }
 
 impl Dispatch {
-    pub(crate) fn new(inner: Arc<Inner>, task: Arc<dyn Control>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Queue>, task: Arc<dyn Control>) -> Self {
         Dispatch {
             inner,
             task,

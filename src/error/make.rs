@@ -146,10 +146,10 @@ impl Error {
 
 impl Error {
     /// Hides, in the URL this error shows, the values of the query keys
-    /// `query` marks (or all of them): for an error made before the
-    /// request's secrets were known.
-    pub(crate) fn hide_query(self, query: &crate::prepare::QuerySecrets) -> Error {
-        if !query.all && query.keys.is_empty() {
+    /// `keys` marks (any case), or all of them with `all`: for an error
+    /// made before the request's secrets were known.
+    pub(crate) fn hide_query(self, keys: &[String], all: bool) -> Error {
+        if !all && keys.is_empty() {
             return self;
         }
         let hide = |url: String| -> String {
@@ -160,8 +160,8 @@ impl Error {
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
                     Some((k, _))
-                        if query.all
-                            || query.keys.iter().any(|m| {
+                        if all
+                            || keys.iter().any(|m| {
                                 m.eq_ignore_ascii_case(&crate::redact::percent_decode(k))
                             }) =>
                     {
