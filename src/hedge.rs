@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::pending::Pending;
 use crate::slot::Slot;
 use crate::sync::lock;
-use crate::task::{Control, RUNNING};
+use crate::task::{Control, State};
 use crate::timer::Due;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -159,7 +159,7 @@ pub(crate) fn race<T: Send + 'static>(
     schedule(
         at,
         Box::new(move || {
-            if first_ctl.state() != RUNNING || !race.second() {
+            if first_ctl.state() != State::Running || !race.second() {
                 return;
             }
             let copy = second();

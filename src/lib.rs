@@ -172,6 +172,7 @@ mod sync;
 mod task;
 mod timer;
 mod tls;
+mod wait;
 mod wire;
 mod worker;
 

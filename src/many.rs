@@ -3,12 +3,12 @@
 
 use crate::deadline::Deadline;
 use crate::error::Error;
-use crate::pending::{Pending, help, next_look, overdue};
+use crate::pending::Pending;
 use crate::pool::Pool;
 use crate::sync::lock;
-use crate::task::on_worker_of;
-use crate::task::{Control, QUEUED, SLEEPING};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use crate::task::Control;
+use crate::wait::{Waiting, wait};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -77,32 +77,34 @@ pub fn wait_any<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<Any<T>, E
     if pending.is_empty() {
         return Err(Error::usage("wait_any needs at least one handle"));
     }
-    loop {
+    let (i, result) = wait(&mut AnyOf(&pending), Deadline::NEVER)
+        .ok_or_else(|| Error::usage("wait_any ended without a result"))?;
+    Ok(pick(pending, i, result))
+}
+
+/// The first of several handles to finish, as something to wait for.
+struct AnyOf<'a, T>(&'a [Pending<T>]);
+
+impl<T: Send + 'static> Waiting for AnyOf<'_, T> {
+    type Out = (usize, Result<T, Error>);
+
+    fn ready(&mut self) -> Option<Self::Out> {
         // Finished ones first, without registering on any.
-        if let Some(i) = pending.iter().position(Pending::is_finished)
-            && let Some(result) = pending[i].try_wait()
-        {
-            return Ok(pick(pending, i, result));
-        }
-        // On a worker of their pool, run one that waits for a worker.
-        if let Some(p) = pending.iter().find(|p| runnable_here(&*p.control())) {
-            help(&*p.control(), Deadline::NEVER);
-            continue;
-        }
-        for (i, p) in pending.iter().enumerate() {
-            if let Some(e) = overdue(&*p.control()) {
-                return Ok(pick(pending, i, Err(e)));
-            }
-        }
-        let look = pending
-            .iter()
-            .map(|p| next_look(&*p.control()))
-            .fold(Deadline::NEVER, Deadline::min);
-        if let Some(i) = first_landed(&pending, look)
-            && let Some(result) = pending[i].try_wait()
-        {
-            return Ok(pick(pending, i, result));
-        }
+        let i = self.0.iter().position(Pending::is_finished)?;
+        Some((i, self.0[i].try_wait()?))
+    }
+
+    fn jobs(&self) -> Vec<Arc<dyn Control>> {
+        self.0.iter().map(Pending::control).collect()
+    }
+
+    fn gave_up(&mut self, i: usize, err: Error) -> Option<Self::Out> {
+        Some((i, Err(err)))
+    }
+
+    fn block(&mut self, look: Deadline) -> Option<Self::Out> {
+        let i = first_landed(self.0, look)?;
+        Some((i, self.0[i].try_wait()?))
     }
 }
 
@@ -128,12 +130,6 @@ fn first_landed<T: Send + 'static>(pending: &[Pending<T>], look: Deadline) -> Op
         p.unwatch(&tx);
     }
     landed
-}
-
-/// True if the calling thread should run `ctl` itself: it is a worker of
-/// the job's pool and the job waits for a worker (or for its next step).
-fn runnable_here(ctl: &dyn Control) -> bool {
-    matches!(ctl.state(), QUEUED | SLEEPING) && on_worker_of(ctl.pool())
 }
 
 /// Takes handle `index` out of `pending`, with its result.
@@ -318,6 +314,45 @@ struct Entry<K> {
     tag: Arc<Mutex<Option<K>>>,
 }
 
+/// The next job of a set to finish, as something to wait for; `None` when
+/// nothing is left.
+struct Next<'a, K, T>(&'a mut Completions<K, T>);
+
+impl<K: Send + 'static, T: Send + 'static> Waiting for Next<'_, K, T> {
+    type Out = Option<(K, Result<T, Error>)>;
+
+    fn ready(&mut self) -> Option<Self::Out> {
+        let set = &mut *self.0;
+        if set.progress.in_flight == 0 {
+            return Some(None);
+        }
+        if let Ok(got) = set.rx.try_recv() {
+            return Some(Some(set.count(got)));
+        }
+        set.waiting.retain(|e| lock(&e.tag).is_some());
+        None
+    }
+
+    fn jobs(&self) -> Vec<Arc<dyn Control>> {
+        self.0.waiting.iter().map(|e| Arc::clone(&e.ctl)).collect()
+    }
+
+    fn gave_up(&mut self, i: usize, err: Error) -> Option<Self::Out> {
+        // Its result may have taken the tag first: then it is in the
+        // channel, and comes out of the next `ready`.
+        let tag = lock(&self.0.waiting.get(i)?.tag).take()?;
+        Some(Some(self.0.count((tag, Err(err)))))
+    }
+
+    fn block(&mut self, look: Deadline) -> Option<Self::Out> {
+        let got = match look.instant() {
+            Some(t) => self.0.rx.recv_deadline(t).ok()?,
+            None => self.0.rx.recv().ok()?,
+        };
+        Some(Some(self.0.count(got)))
+    }
+}
+
 impl<K: Send + 'static, T: Send + 'static> Default for Completions<K, T> {
     fn default() -> Self {
         Self::new()
@@ -364,43 +399,7 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
 
     /// Blocks the current thread until the next job finishes, or `until`.
     fn next_until(&mut self, until: Deadline) -> Option<(K, Result<T, Error>)> {
-        loop {
-            if self.progress.in_flight == 0 {
-                return None;
-            }
-            if let Ok(got) = self.rx.try_recv() {
-                return Some(self.count(got));
-            }
-            self.waiting.retain(|e| lock(&e.tag).is_some());
-            // On a worker of their pool, run one that waits for a worker.
-            if let Some(e) = self.waiting.iter().find(|e| runnable_here(&*e.ctl)) {
-                help(&*e.ctl, until);
-                continue;
-            }
-            let mut look = until;
-            let mut gave_up = None;
-            for e in &self.waiting {
-                if let Some(err) = overdue(&*e.ctl)
-                    && let Some(tag) = lock(&e.tag).take()
-                {
-                    gave_up = Some((tag, Err(err)));
-                    break;
-                }
-                look = look.min(next_look(&*e.ctl));
-            }
-            if let Some(got) = gave_up {
-                return Some(self.count(got));
-            }
-            let got = match look.instant() {
-                Some(t) => self.rx.recv_deadline(t),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match got {
-                Ok(got) => return Some(self.count(got)),
-                Err(_) if until.passed() => return None,
-                Err(_) => {}
-            }
-        }
+        wait(&mut Next(self), until).flatten()
     }
 
     fn count(&mut self, (tag, result): (K, Result<T, Error>)) -> (K, Result<T, Error>) {

@@ -5,84 +5,15 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
 use crate::slot::{Sink, Slot, Then};
 use crate::task::on_worker_of;
-use crate::task::{Bound, Control, DONE, Finished, QUEUED, RUNNING, Ran, SLEEPING};
+use crate::task::{Bound, Control, Finished, Ran, State};
+use crate::wait::Waiting;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long a waiter gives a running job past its limit before it stops
-/// waiting for it. Requests cannot overrun their limit (the socket is cut
-/// off at it); this is for closure jobs blocked on something else.
-pub(crate) const GRACE: Duration = Duration::from_millis(250);
-
-/// How often a waiter looks at a job that has not started, to learn its
-/// limit once a worker takes it.
-const RECHECK: Duration = Duration::from_millis(50);
-
 /// How long `wait` looks for a result before it blocks.
 const SPIN: Duration = Duration::from_micros(20);
-
-/// When a waiter on `ctl` must look at it again.
-pub(crate) fn next_look(ctl: &dyn Control) -> Deadline {
-    match ctl.bound() {
-        Bound::Started(limit) => limit.plus(GRACE),
-        Bound::Queued(deadline) => deadline.min(Deadline::after(RECHECK)),
-    }
-}
-
-/// Deals with a job whose time has come, seen by a waiter: a queued job
-/// past its deadline resolves with a queue timeout (the result is then in
-/// its slot); a job past its limit and the grace is given up on, with
-/// the error returned here.
-pub(crate) fn overdue(ctl: &dyn Control) -> Option<Error> {
-    if ctl.runs_here() {
-        // A job waiting on its own result would wait for ever.
-        return Some(Error::usage(
-            "a job waited on its own Pending: its result exists only once it returns",
-        ));
-    }
-    match ctl.bound() {
-        Bound::Queued(deadline) if deadline.passed() => {
-            ctl.expire();
-            None
-        }
-        Bound::Started(limit) if limit.plus(GRACE).passed() => {
-            ctl.cancel();
-            Some(ctl.timeout_error(Phase::Deadline))
-        }
-        _ => None,
-    }
-}
-
-/// Runs `ctl`'s queued or sleeping steps on the calling thread if it is a
-/// worker of the job's pool: a worker waiting for a job that needs a
-/// worker would otherwise wait for ever. Stops at `until`.
-pub(crate) fn help(ctl: &dyn Control, until: Deadline) {
-    if !on_worker_of(ctl.pool()) {
-        return;
-    }
-    loop {
-        match ctl.state() {
-            QUEUED => {
-                if ctl.run() == Ran::No {
-                    return;
-                }
-            }
-            SLEEPING => {
-                let Some((when, ticket)) = ctl.sleep() else {
-                    return;
-                };
-                let stop = until.min(Deadline::at(when));
-                std::thread::sleep(stop.left().min(Duration::from_secs(3600)));
-                if until.passed() || !ctl.resume(ticket) {
-                    return;
-                }
-            }
-            _ => return,
-        }
-    }
-}
 
 /// The result of a job that runs on the pool, to collect later.
 ///
@@ -195,25 +126,10 @@ impl<T: Send + 'static> Pending<T> {
         self.wait_until(Deadline::at(deadline))
     }
 
-    /// The one wait loop of a handle: for the result, the job's own limit,
-    /// or the caller's `until`, whichever comes first.
+    /// A wait of this handle: for the result, the job's own limit, or the
+    /// caller's `until`, whichever comes first (see `wait.rs`).
     fn wait_until(&self, until: Deadline) -> Option<Result<T, Error>> {
-        loop {
-            help(&*self.ctl, until);
-            if let Some(r) = self.try_wait() {
-                return Some(r);
-            }
-            if let Some(e) = overdue(&*self.ctl) {
-                self.slot().spend();
-                return Some(Err(e));
-            }
-            let look = next_look(&*self.ctl).min(until);
-            match self.slot().take_by(look) {
-                Some(r) => return Some(r),
-                None if until.passed() => return None,
-                None => {}
-            }
-        }
+        crate::wait::wait(&mut One(self), until)
     }
 
     /// Returns the result if the job has finished; never blocks.
@@ -372,9 +288,9 @@ struct Relay {
 }
 
 impl Control for Relay {
-    fn state(&self) -> u8 {
+    fn state(&self) -> State {
         match self.first.state() {
-            DONE if self.own.get().is_some() => RUNNING,
+            State::Done if self.own.get().is_some() => State::Running,
             s => s,
         }
     }
@@ -386,7 +302,7 @@ impl Control for Relay {
             Some(own) => Bound::Started(*own),
             None => match self.first.bound() {
                 // Between the first job's end and the step's start.
-                Bound::Started(_) if self.first.state() == DONE => {
+                Bound::Started(_) if self.first.state() == State::Done => {
                     Bound::Started(Deadline::after(self.first.timeout()))
                 }
                 b => b,
@@ -434,14 +350,38 @@ impl Control for Relay {
 impl<T> fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.ctl.state() {
-            QUEUED => "queued",
-            RUNNING => "running",
-            SLEEPING => "waiting between steps",
-            DONE => "done",
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Sleeping => "waiting between steps",
+            State::Done => "done",
             _ => "cancelled",
         };
         f.debug_struct("Pending")
             .field("state", &state)
             .finish_non_exhaustive()
+    }
+}
+
+/// One handle as something to wait for.
+struct One<'a, T>(&'a Pending<T>);
+
+impl<T: Send + 'static> Waiting for One<'_, T> {
+    type Out = Result<T, Error>;
+
+    fn ready(&mut self) -> Option<Self::Out> {
+        self.0.try_wait()
+    }
+
+    fn jobs(&self) -> Vec<Arc<dyn Control>> {
+        vec![Arc::clone(&self.0.ctl)]
+    }
+
+    fn gave_up(&mut self, _: usize, err: Error) -> Option<Self::Out> {
+        self.0.slot().spend();
+        Some(Err(err))
+    }
+
+    fn block(&mut self, look: Deadline) -> Option<Self::Out> {
+        self.0.slot().take_by(look)
     }
 }

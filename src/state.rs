@@ -10,18 +10,35 @@ use loom::sync::atomic::{AtomicU32, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub(crate) const QUEUED: u8 = 0;
-pub(crate) const RUNNING: u8 = 1;
-pub(crate) const DONE: u8 = 2;
-pub(crate) const CANCELLED: u8 = 3;
-pub(crate) const SLEEPING: u8 = 4;
-
-fn pack(ticket: u32, state: u8) -> u32 {
-    (ticket << 8) | u32::from(state)
+/// Where a task is in its life. The atomic word that holds it is this
+/// module's own business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Waiting for a worker (or for the timer to hand it back).
+    Queued = 0,
+    /// A step of it runs now.
+    Running = 1,
+    /// Over, its result delivered.
+    Done = 2,
+    /// Cancelled (its result is `Cancelled`).
+    Cancelled = 3,
+    /// Between two steps, in the timer.
+    Sleeping = 4,
 }
 
-fn state_of(word: u32) -> u8 {
-    (word & 0xff) as u8
+fn pack(ticket: u32, state: State) -> u32 {
+    (ticket << 8) | state as u32
+}
+
+fn state_of(word: u32) -> State {
+    match word & 0xff {
+        0 => State::Queued,
+        1 => State::Running,
+        2 => State::Done,
+        3 => State::Cancelled,
+        _ => State::Sleeping,
+    }
 }
 
 /// The state of one task.
@@ -34,10 +51,10 @@ pub(crate) struct Running(u32);
 
 impl TaskState {
     pub(crate) fn new() -> TaskState {
-        TaskState(AtomicU32::new(pack(0, QUEUED)))
+        TaskState(AtomicU32::new(pack(0, State::Queued)))
     }
 
-    pub(crate) fn get(&self) -> u8 {
+    pub(crate) fn get(&self) -> State {
         state_of(self.0.load(Ordering::Acquire))
     }
 
@@ -48,23 +65,23 @@ impl TaskState {
     }
 
     /// Queued → `to` (running, or done for an expiry or a refusal).
-    pub(crate) fn take_queued(&self, to: u8) -> Option<Running> {
+    pub(crate) fn take_queued(&self, to: State) -> Option<Running> {
         let word = self.0.load(Ordering::Acquire);
-        (state_of(word) == QUEUED && self.swap_from(word, pack(word >> 8, to)))
+        (state_of(word) == State::Queued && self.swap_from(word, pack(word >> 8, to)))
             .then_some(Running(word))
     }
 
     /// Queued or sleeping → cancelled. Returns what it was.
-    pub(crate) fn cancel_waiting(&self) -> Option<u8> {
+    pub(crate) fn cancel_waiting(&self) -> Option<State> {
         let mut word = self.0.load(Ordering::Acquire);
         loop {
             let s = state_of(word);
-            if s != QUEUED && s != SLEEPING {
+            if s != State::Queued && s != State::Sleeping {
                 return None;
             }
             match self.0.compare_exchange(
                 word,
-                pack(word >> 8, CANCELLED),
+                pack(word >> 8, State::Cancelled),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -77,32 +94,35 @@ impl TaskState {
     /// Running → cancelled (a cancel in flight).
     pub(crate) fn cancel_running(&self) -> bool {
         let word = self.0.load(Ordering::Acquire);
-        state_of(word) == RUNNING && self.swap_from(word, pack(word >> 8, CANCELLED))
+        state_of(word) == State::Running && self.swap_from(word, pack(word >> 8, State::Cancelled))
     }
 
     /// Running → done, unless a cancel in flight won.
     pub(crate) fn finish(&self) -> bool {
         let word = self.0.load(Ordering::Acquire);
-        state_of(word) == RUNNING && self.swap_from(word, pack(word >> 8, DONE))
+        state_of(word) == State::Running && self.swap_from(word, pack(word >> 8, State::Done))
     }
 
     /// Running (the step that started at `r`) → sleeping with a new
     /// ticket, unless a cancel in flight won.
     pub(crate) fn sleep(&self, r: Running) -> Option<u32> {
         let ticket = (r.0 >> 8).wrapping_add(1) & 0x00ff_ffff;
-        self.swap_from(pack(r.0 >> 8, RUNNING), pack(ticket, SLEEPING))
-            .then_some(ticket)
+        self.swap_from(
+            pack(r.0 >> 8, State::Running),
+            pack(ticket, State::Sleeping),
+        )
+        .then_some(ticket)
     }
 
     /// Sleeping with `ticket` → queued (the timer or a waiter wakes it).
     pub(crate) fn resume(&self, ticket: u32) -> bool {
-        self.swap_from(pack(ticket, SLEEPING), pack(ticket, QUEUED))
+        self.swap_from(pack(ticket, State::Sleeping), pack(ticket, State::Queued))
     }
 
     /// The ticket of a sleeping task.
     pub(crate) fn sleeping(&self) -> Option<u32> {
         let word = self.0.load(Ordering::Acquire);
-        (state_of(word) == SLEEPING).then_some(word >> 8)
+        (state_of(word) == State::Sleeping).then_some(word >> 8)
     }
 }
 
@@ -130,19 +150,19 @@ mod model {
     /// A worker's life of the task: a first step that sleeps (a retry),
     /// then the timer's wake-up and a last step that delivers.
     fn worker(st: &TaskState, d: &Delivery) {
-        let Some(r) = st.take_queued(RUNNING) else {
+        let Some(r) = st.take_queued(State::Running) else {
             return;
         };
         let Some(ticket) = st.sleep(r) else { return }; // cancelled in flight
-        if st.resume(ticket) && st.take_queued(RUNNING).is_some() && st.finish() {
-            d.deliver(DONE);
+        if st.resume(ticket) && st.take_queued(State::Running).is_some() && st.finish() {
+            d.deliver(State::Done as u8);
         }
     }
 
     /// A cancel, or `shutdown_now`: waiting, or in flight.
     fn cancel(st: &TaskState, d: &Delivery) {
         if st.cancel_waiting().is_some() || st.cancel_running() {
-            d.deliver(CANCELLED);
+            d.deliver(State::Cancelled as u8);
         }
     }
 
@@ -154,8 +174,8 @@ mod model {
         {
             return;
         }
-        if st.take_queued(RUNNING).is_some() && st.finish() {
-            d.deliver(DONE);
+        if st.take_queued(State::Running).is_some() && st.finish() {
+            d.deliver(State::Done as u8);
         }
     }
 
@@ -171,7 +191,7 @@ mod model {
             // Whoever won, the result was delivered exactly once (so its
             // waiter wakes), and the state agrees with what was delivered.
             assert_eq!(d.count.load(Ordering::SeqCst), 1);
-            assert_eq!(d.what.load(Ordering::SeqCst), st.get());
+            assert_eq!(d.what.load(Ordering::SeqCst), st.get() as u8);
         });
     }
 
@@ -203,7 +223,7 @@ mod model {
             a.join().unwrap();
             b.join().unwrap();
             assert_eq!(d.count.load(Ordering::SeqCst), 1);
-            assert_eq!(d.what.load(Ordering::SeqCst), st.get());
+            assert_eq!(d.what.load(Ordering::SeqCst), st.get() as u8);
         });
     }
 
@@ -219,7 +239,7 @@ mod model {
             t.join().unwrap();
             worker(&st, &d);
             assert_eq!(d.count.load(Ordering::SeqCst), 1);
-            assert_eq!(st.get(), CANCELLED);
+            assert_eq!(st.get(), State::Cancelled);
         });
     }
 }

@@ -37,8 +37,8 @@ pub(crate) fn on_worker_of(id: usize) -> bool {
     id != 0 && WORKER_OF.with(std::cell::Cell::get) == id
 }
 
+pub(crate) use crate::state::State;
 use crate::state::TaskState;
-pub(crate) use crate::state::{CANCELLED, DONE, QUEUED, RUNNING, SLEEPING};
 
 /// What one step of a job comes to.
 pub(crate) enum Step<T> {
@@ -95,7 +95,7 @@ pub(crate) trait Label: Send + Sync {
 
 /// The type-erased face of a task, held by its `Pending` and the pool.
 pub(crate) trait Control: Send + Sync {
-    fn state(&self) -> u8;
+    fn state(&self) -> State;
     /// The pool the task belongs to (0: none).
     fn pool(&self) -> usize;
     /// How far a waiter may wait.
@@ -136,8 +136,8 @@ pub(crate) trait Control: Send + Sync {
 pub(crate) struct Finished;
 
 impl Control for Finished {
-    fn state(&self) -> u8 {
-        DONE
+    fn state(&self) -> State {
+        State::Done
     }
     fn pool(&self) -> usize {
         0
@@ -389,7 +389,7 @@ where
     }
 
     fn aborted(&self) -> bool {
-        self.state.get() == CANCELLED
+        self.state.get() == State::Cancelled
     }
 
     fn detached(&self) -> bool {
@@ -412,7 +412,7 @@ where
     T: Send + 'static,
     F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
 {
-    fn state(&self) -> u8 {
+    fn state(&self) -> State {
         self.state.get()
     }
 
@@ -443,7 +443,7 @@ where
         if self.has_begun() || !self.limits.deadline.passed() {
             return false;
         }
-        if self.state.take_queued(DONE).is_none() {
+        if self.state.take_queued(State::Done).is_none() {
             return false;
         }
         drop(lock(&self.work).job.take());
@@ -454,7 +454,7 @@ where
     }
 
     fn reject(&self, err: Error) -> bool {
-        if self.state.take_queued(DONE).is_none() {
+        if self.state.take_queued(State::Done).is_none() {
             return false;
         }
         drop(lock(&self.work).job.take());
@@ -465,7 +465,7 @@ where
     }
 
     fn run(&self) -> Ran {
-        let Some(running) = self.state.take_queued(RUNNING) else {
+        let Some(running) = self.state.take_queued(State::Running) else {
             return Ran::No;
         };
         let first = !self.begun.swap(true, std::sync::atomic::Ordering::AcqRel);

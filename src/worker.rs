@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::hosts::{Admit, Admitted};
-use crate::task::{Control, QUEUED};
+use crate::task::{Control, State};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,7 +98,7 @@ impl Dispatch {
             self.cancel();
             return;
         }
-        if self.task.state() != QUEUED {
+        if self.task.state() != State::Queued {
             // Cancelled, expired, or run inline by a waiter.
             self.release();
             return;

@@ -1,0 +1,135 @@
+//! The one wait protocol: how any wait on jobs of a pool — a `Pending`'s,
+//! `wait_any`, `first_success`, `fallback`, `Completions` — looks at its
+//! jobs, helps them along, gives up on them, and blocks. The rules (the
+//! grace past a job's limit, running a queued job inline on a worker of
+//! its pool, a job waiting on itself) live here and nowhere else.
+
+use crate::deadline::Deadline;
+use crate::error::{Error, Phase};
+use crate::task::{Bound, Control, Ran, State, on_worker_of};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a wait is for: one handle, the first of several, the next of a
+/// completion set.
+pub(crate) trait Waiting {
+    /// What the wait returns.
+    type Out;
+    /// A result that is there now, if any (never blocks).
+    fn ready(&mut self) -> Option<Self::Out>;
+    /// The jobs waited on, in a fixed order (their indices for `gave_up`).
+    fn jobs(&self) -> Vec<Arc<dyn Control>>;
+    /// Job `i` was given up on with `err`; what the wait returns then, or
+    /// `None` to go on waiting for the others.
+    fn gave_up(&mut self, i: usize, err: Error) -> Option<Self::Out>;
+    /// Blocks until a result may be there, or `look` passes.
+    fn block(&mut self, look: Deadline) -> Option<Self::Out>;
+}
+
+/// The one wait loop: a result, or a job given up on, or `until` (then
+/// `None`). On a worker of a job's pool, a job that waits for a worker
+/// runs here instead (nested waits cannot deadlock); no look at a job is
+/// further apart than its limit plus the grace.
+pub(crate) fn wait<W: Waiting>(w: &mut W, until: Deadline) -> Option<W::Out> {
+    loop {
+        if let Some(r) = w.ready() {
+            return Some(r);
+        }
+        let jobs = w.jobs();
+        if let Some(c) = jobs.iter().find(|c| runnable_here(&***c)) {
+            help(&**c, until);
+            continue;
+        }
+        let mut look = until;
+        for (i, c) in jobs.iter().enumerate() {
+            if let Some(err) = overdue(&**c)
+                && let Some(r) = w.gave_up(i, err)
+            {
+                return Some(r);
+            }
+            look = look.min(next_look(&**c));
+        }
+        if let Some(r) = w.block(look) {
+            return Some(r);
+        }
+        if until.passed() {
+            return None;
+        }
+    }
+}
+
+/// True if the calling thread should run `ctl` itself: it is a worker of
+/// the job's pool and the job waits for a worker (or for its next step).
+fn runnable_here(ctl: &dyn Control) -> bool {
+    matches!(ctl.state(), State::Queued | State::Sleeping) && on_worker_of(ctl.pool())
+}
+
+/// How long a waiter gives a running job past its limit before it stops
+/// waiting for it. Requests cannot overrun their limit (the socket is cut
+/// off at it); this is for closure jobs blocked on something else.
+pub(crate) const GRACE: Duration = Duration::from_millis(250);
+
+/// How often a waiter looks at a job that has not started, to learn its
+/// limit once a worker takes it.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// When a waiter on `ctl` must look at it again.
+fn next_look(ctl: &dyn Control) -> Deadline {
+    match ctl.bound() {
+        Bound::Started(limit) => limit.plus(GRACE),
+        Bound::Queued(deadline) => deadline.min(Deadline::after(RECHECK)),
+    }
+}
+
+/// Deals with a job whose time has come, seen by a waiter: a queued job
+/// past its deadline resolves with a queue timeout (the result is then in
+/// its slot); a job past its limit and the grace is given up on, with
+/// the error returned here.
+fn overdue(ctl: &dyn Control) -> Option<Error> {
+    if ctl.runs_here() {
+        // A job waiting on its own result would wait for ever.
+        return Some(Error::usage(
+            "a job waited on its own Pending: its result exists only once it returns",
+        ));
+    }
+    match ctl.bound() {
+        Bound::Queued(deadline) if deadline.passed() => {
+            ctl.expire();
+            None
+        }
+        Bound::Started(limit) if limit.plus(GRACE).passed() => {
+            ctl.cancel();
+            Some(ctl.timeout_error(Phase::Deadline))
+        }
+        _ => None,
+    }
+}
+
+/// Runs `ctl`'s queued or sleeping steps on the calling thread if it is a
+/// worker of the job's pool: a worker waiting for a job that needs a
+/// worker would otherwise wait for ever. Stops at `until`.
+fn help(ctl: &dyn Control, until: Deadline) {
+    if !on_worker_of(ctl.pool()) {
+        return;
+    }
+    loop {
+        match ctl.state() {
+            State::Queued => {
+                if ctl.run() == Ran::No {
+                    return;
+                }
+            }
+            State::Sleeping => {
+                let Some((when, ticket)) = ctl.sleep() else {
+                    return;
+                };
+                let stop = until.min(Deadline::at(when));
+                std::thread::sleep(stop.left().min(Duration::from_secs(3600)));
+                if until.passed() || !ctl.resume(ticket) {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
+}
