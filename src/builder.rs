@@ -1,12 +1,12 @@
 //! `Builder`: every knob of a `Pool`, with safe defaults.
 
+use crate::agent::{AgentSettings, pool_agent};
 use crate::error::Error;
 use crate::hosts::{Breaker, Policies, Rate};
 use crate::pool::{ErrorHook, Pool, Settings};
 use crate::prepare::{QuerySecrets, RequestDefaults};
 use crate::retry::{Budget, Retry};
 use crate::tls::Tls;
-use crate::wire::{AgentSettings, pool_agent};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

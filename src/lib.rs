@@ -146,6 +146,7 @@
 //!
 //! Rust 1.85. Raising it is a minor release, never a patch release.
 
+mod agent;
 mod builder;
 mod burst;
 mod deadline;

@@ -5,7 +5,7 @@ use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::pool::{Inner, Pool};
 use crate::sync::lock;
-use crate::task::on_worker_of;
+use crate::worker::on_worker_of;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 

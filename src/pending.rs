@@ -4,9 +4,9 @@
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
 use crate::slot::{Sink, Slot, Then};
-use crate::task::on_worker_of;
 use crate::task::{Bound, Control, Finished, Ran, State};
 use crate::wait::Waiting;
+use crate::worker::on_worker_of;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};

@@ -106,15 +106,14 @@ impl PollJob {
             Err(e) => return Pending::ready(Err(e)),
         };
         let inner = pool.inner();
+        let limits = Limits {
+            timeout,
+            deadline: start.limits().deadline,
+        };
         let spec = JobSpec {
-            limits: Limits {
-                timeout,
-                deadline: start.limits().deadline,
-            },
             host: inner.caps_hosts().then(|| start.spec.host()).flatten(),
-            block: true,
             label: Some(start.clone() as Arc<dyn Label>),
-            detached: false,
+            ..JobSpec::new(limits, true)
         };
         let mut stage = Stage::Start(Attempts::default());
         inner.submit(spec, move |ctx: &Ctx<'_>| match &mut stage {

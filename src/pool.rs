@@ -8,9 +8,9 @@ use crate::pending::Pending;
 use crate::prepare::RequestDefaults;
 use crate::stats::{Counters, Stats};
 use crate::sync::Gate;
-use crate::task::on_worker_of;
 use crate::task::{Control, Ctx, Label, Limits, Outcome, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
+use crate::worker::on_worker_of;
 use crate::worker::{Dispatch, Queue, worker_loop};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::fmt;
@@ -77,6 +77,21 @@ pub(crate) struct JobSpec {
     pub(crate) label: Option<Arc<dyn Label>>,
     /// A detached fire: done once its request is written.
     pub(crate) detached: bool,
+}
+
+impl JobSpec {
+    /// A job with these limits that names no request and counts against no
+    /// host (a closure); a request sets `host`, `label` and `detached` on
+    /// top of it.
+    pub(crate) fn new(limits: Limits, block: bool) -> JobSpec {
+        JobSpec {
+            limits,
+            host: None,
+            block,
+            label: None,
+            detached: false,
+        }
+    }
 }
 
 /// Shared by the handles and by every queued job.
@@ -524,14 +539,7 @@ impl Pool {
         F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
     {
         let inner = self.inner();
-        let spec = JobSpec {
-            limits: inner.defaults.limits(),
-            host: None,
-            block,
-            label: None,
-            detached: false,
-        };
-        inner.submit(spec, one_step(job))
+        inner.submit(JobSpec::new(inner.defaults.limits(), block), one_step(job))
     }
 
     /// A snapshot of the pool's counters and latencies; cheap enough to call

@@ -453,11 +453,10 @@ fn start<T: Send + 'static>(
                 decode,
             );
             let spec = JobSpec {
-                limits: req.limits(),
                 host: host.clone(),
-                block,
                 label: Some(req.clone()),
                 detached: opts.detached,
+                ..JobSpec::new(req.limits(), block)
             };
             inner.submit(spec, job)
         }

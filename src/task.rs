@@ -21,22 +21,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-thread_local! {
-    /// The id of the pool whose worker this thread is (0: none).
-    static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the calling thread as a worker of pool `id`, for good.
-pub(crate) fn become_worker_of(id: usize) {
-    WORKER_OF.with(|w| w.set(id));
-}
-
-/// True if the calling thread is a worker of pool `id`: a wait there on a
-/// queued job of that pool must run it instead.
-pub(crate) fn on_worker_of(id: usize) -> bool {
-    id != 0 && WORKER_OF.with(std::cell::Cell::get) == id
-}
-
 pub(crate) use crate::state::State;
 use crate::state::TaskState;
 

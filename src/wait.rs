@@ -6,7 +6,8 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase};
-use crate::task::{Bound, Control, Ran, State, on_worker_of};
+use crate::task::{Bound, Control, Ran, State};
+use crate::worker::on_worker_of;
 use std::sync::Arc;
 use std::time::Duration;
 

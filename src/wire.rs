@@ -1,5 +1,5 @@
-//! The wire: the agent a pool builds, and the guard on every connection
-//! that makes a request's time limit a true total.
+//! The wire: the guard on every connection of a pool's agent that makes a
+//! request's time limit a true total, and lets a cancel cut a request off.
 //!
 //! ureq bounds each phase of a request (connect, send, wait for the head,
 //! read the body) with its own budget that starts when the phase starts, so
@@ -319,99 +319,6 @@ impl Transport for Guarded {
     fn is_tls(&self) -> bool {
         self.inner.is_tls()
     }
-}
-
-/// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
-/// the end of time, so a limit of more than about a century is no limit.
-pub(crate) fn phase_limit(d: Duration) -> Option<Duration> {
-    (d < Duration::from_secs(100 * 365 * 86_400)).then_some(d)
-}
-
-/// The settings of the agent a pool builds.
-pub(crate) struct AgentSettings<'a> {
-    pub(crate) workers: usize,
-    /// Set by the caller (else the pool's own, or the caller's agent's).
-    pub(crate) user_agent: Option<&'a str>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Option<Duration>,
-    /// TLS settings made on the builder (else the defaults, or the caller's
-    /// agent's).
-    pub(crate) tls: Option<ureq::tls::TlsConfig>,
-    /// The proxy chosen on the builder: `Some(None)` for none.
-    pub(crate) proxy: Option<Option<ureq::Proxy>>,
-}
-
-/// The agent a pool builds for itself, from the builder's settings and, if
-/// given, the configuration of the caller's agent (proxy, TLS, user agent,
-/// idle pool and buffers are taken from it).
-///
-/// Whatever the base, the pool's own rules are set on the agent itself, so
-/// no request needs a configuration of its own (a request with one would
-/// not share the agent's TLS setup and sessions): redirects and error
-/// statuses are left to reqpool, the connect and response limits are the
-/// pool's, and every connection carries the [`Guard`].
-///
-/// No `timeout_global`/`timeout_per_call`: with either set, ureq 3.5
-/// resolves the host on a new OS thread for every request, which costs
-/// about 6x in throughput. The total is enforced by the guard instead.
-pub(crate) fn pool_agent(
-    s: &AgentSettings<'_>,
-    base: Option<&ureq::config::Config>,
-) -> ureq::Agent {
-    let b = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(phase_limit(s.connect_timeout))
-        .timeout_recv_response(s.response_timeout.and_then(phase_limit));
-    let b = match base {
-        None => b
-            .proxy(s.proxy.clone().flatten())
-            .user_agent(s.user_agent.unwrap_or(DEFAULT_USER_AGENT))
-            // Exactly what is decoded: gzip and br by ureq, deflate here.
-            .accept_encoding("gzip, deflate, br")
-            .tls_config(s.tls.clone().unwrap_or_default())
-            .max_idle_connections(s.workers.max(10))
-            .max_idle_connections_per_host(s.workers.max(3))
-            // ureq's 128 KiB send buffer per connection is far more than a
-            // request line, headers and a JSON body need before they are
-            // flushed; 16 KiB keeps a pool of many workers small.
-            .output_buffer_size(16 * 1024),
-        Some(c) => b
-            .proxy(s.proxy.clone().unwrap_or_else(|| c.proxy().cloned()))
-            // An explicit `Builder::user_agent` wins over the agent's.
-            .user_agent(match s.user_agent {
-                Some(ua) => ureq::config::AutoHeaderValue::from(ua),
-                None => c.user_agent().clone(),
-            })
-            .accept(c.accept().clone())
-            .accept_encoding(c.accept_encoding().clone())
-            .tls_config(s.tls.clone().unwrap_or_else(|| c.tls_config().clone()))
-            .https_only(c.https_only())
-            .ip_family(c.ip_family())
-            .no_delay(c.no_delay())
-            .max_response_header_size(c.max_response_header_size())
-            .input_buffer_size(c.input_buffer_size())
-            .output_buffer_size(c.output_buffer_size())
-            .max_idle_connections(c.max_idle_connections())
-            .max_idle_connections_per_host(c.max_idle_connections_per_host())
-            .max_idle_age(c.max_idle_age())
-            .allow_non_standard_methods(c.allow_non_standard_methods())
-            .timeout_per_read(c.timeout_per_read())
-            .timeout_per_write(c.timeout_per_write()),
-    };
-    guarded(b.build())
-}
-
-/// The `User-Agent` of a pool's own agent.
-pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_VERSION"));
-
-/// An agent with `cfg` and the guard on its connections.
-pub(crate) fn guarded(cfg: ureq::config::Config) -> ureq::Agent {
-    ureq::Agent::with_parts(
-        cfg,
-        Guard::default(),
-        ureq::unversioned::resolver::DefaultResolver::default(),
-    )
 }
 
 #[cfg(test)]

@@ -24,11 +24,27 @@ pub(crate) trait Queue: Send + Sync {
     fn release_host(&self, host: &Arc<str>);
 }
 
+thread_local! {
+    /// The id of the pool whose worker this thread is (0: none).
+    static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as a worker of pool `id`, for good.
+pub(crate) fn become_worker_of(id: usize) {
+    WORKER_OF.with(|w| w.set(id));
+}
+
+/// True if the calling thread is a worker of pool `id`: a wait there on a
+/// queued job of that pool must run it instead.
+pub(crate) fn on_worker_of(id: usize) -> bool {
+    id != 0 && WORKER_OF.with(std::cell::Cell::get) == id
+}
+
 /// What each worker thread runs: jobs from the queue until the pool is
 /// gone. Nothing escapes it by unwinding (a job's panic is caught in the
 /// task), so the pool never loses a worker.
 pub(crate) fn worker_loop(id: usize, rx: Receiver<Dispatch>) {
-    crate::task::become_worker_of(id);
+    become_worker_of(id);
     while let Ok(job) = rx.recv() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job.go()));
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Fault, FaultServer, Reply, Server, bounded, closed_port_url};
+use common::{Fault, FaultServer, LIMIT, Reply, Server, bounded, closed_port_url};
 use crossbeam_channel::{Receiver, bounded as channel};
 use reqpool::{Breaker, Error, Pending, Phase, Pool, Retry};
 use serde_json::{Value, json};
@@ -15,8 +15,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// Every way a POST reaches the pool.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{Fault, FaultServer, Reply, Server, TestCa, TlsServer, bounded, closed_port_url};
+use common::{
+    Fault, FaultServer, LIMIT, Reply, Server, TestCa, TlsServer, bounded, closed_port_url,
+};
 use reqpool::{Error, Phase, Pool};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// A server that echoes everything it got: headers, query, body.
 fn echo_server(status: u16) -> Server {

@@ -4,13 +4,11 @@
 
 mod common;
 
-use common::{Fault, FaultServer, Reply, Server, bounded};
+use common::{Fault, FaultServer, LIMIT, Reply, Server, bounded};
 use reqpool::{Breaker, Error, Pool};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 /// The most arrivals within any `window`.
 fn densest(times: &[Instant], window: Duration) -> usize {

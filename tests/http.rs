@@ -3,12 +3,10 @@
 
 mod common;
 
-use common::{Fault, FaultServer, Server, bounded, closed_port_url};
+use common::{Fault, FaultServer, LIMIT, Server, bounded, closed_port_url};
 use reqpool::{Error, Phase, Pool, TransportKind};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 struct Job {

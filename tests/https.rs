@@ -4,14 +4,12 @@
 
 mod common;
 
-use common::{Reply, Server, TestCa, TlsServer, bounded, default_routes};
+use common::{LIMIT, Reply, Server, TestCa, TlsServer, bounded, default_routes};
 use reqpool::{Error, Pool, Retry, TransportKind};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 fn pool_trusting(ca: &TestCa, workers: usize) -> reqpool::Builder {
     Pool::builder()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, bounded, closed_port_url};
+use common::{LIMIT, Server, bounded, closed_port_url};
 use crossbeam_channel::bounded as channel;
 use reqpool::{Error, Pending, Pool};
 use std::process::Command;
@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(30);
 const CHILD_URL: &str = "REQPOOL_CHILD_URL";
 
 /// The child's side: fire 500 POSTs and return without flushing. Does

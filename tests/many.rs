@@ -3,14 +3,12 @@
 
 mod common;
 
-use common::{Reply, Server, bounded};
+use common::{LIMIT, Reply, Server, bounded};
 use crossbeam_channel::bounded as channel;
 use reqpool::{Completions, Error, Pending, Pool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn wait_all_keeps_order_and_every_error() {

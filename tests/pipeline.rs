@@ -4,15 +4,13 @@
 
 mod common;
 
-use common::{Fault, FaultServer, Reply, Server, bounded};
+use common::{Fault, FaultServer, LIMIT, Reply, Server, bounded};
 use crossbeam_channel::{Receiver, bounded as channel};
 use reqpool::{Completions, Error, Hedge, Pending, Phase, Pool, Retry};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// Every way a request reaches the pool.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,12 +3,10 @@
 
 mod common;
 
-use common::bounded;
+use common::{LIMIT, bounded};
 use crossbeam_channel::bounded as channel;
 use reqpool::{Error, Pending, Pool};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn zero_workers_is_an_error_not_a_panic() {

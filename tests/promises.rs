@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::{Reply, Server, bounded};
+use common::{LIMIT, Reply, Server, bounded};
 use reqpool::{Completions, Error, Pool};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(30);
 const CHILD_URL: &str = "REQPOOL_PROMISE_URL";
 const CHILD_MODE: &str = "REQPOOL_PROMISE_MODE";
 

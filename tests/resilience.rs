@@ -3,15 +3,13 @@
 
 mod common;
 
-use common::{Fault, FaultServer, Reply, Server, Shared, bounded};
+use common::{Fault, FaultServer, LIMIT, Reply, Server, Shared, bounded};
 use reqpool::{Error, Hedge, Pool, Retry, TransportKind};
 use serde_json::json;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 fn fast_retry() -> Retry {
     Retry::standard().backoff(Duration::from_millis(1), Duration::from_millis(5))

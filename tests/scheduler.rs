@@ -3,15 +3,13 @@
 
 mod common;
 
-use common::{Reply, Server, bounded};
+use common::{LIMIT, Reply, Server, bounded};
 use crossbeam_channel::{Receiver, bounded as channel};
 use reqpool::{Error, Pool, Retry};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 /// A server whose `/hang` tells the test when a request is in and then
 /// answers only after 20 s; `/json` answers at once.

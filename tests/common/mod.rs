@@ -16,6 +16,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The bound on any wait of a test: a bug fails the test instead of
+/// hanging CI.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
 /// How long any server-side wait may last before it gives up.
 pub const SERVER_WAIT: Duration = Duration::from_secs(10);
 
