@@ -155,6 +155,8 @@ mod hedge;
 mod hosts;
 mod lifecycle;
 mod many;
+#[cfg(feature = "outbox")]
+mod outbox;
 mod pending;
 mod poll;
 mod pool;
@@ -184,6 +186,10 @@ pub use crate::hosts::Breaker;
 pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
+};
+#[cfg(feature = "outbox")]
+pub use crate::outbox::{
+    DeadJob, Delivered, Durability, JobId, Outbox, OutboxOptions, OutboxStats,
 };
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;

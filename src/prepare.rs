@@ -265,6 +265,65 @@ impl Prepared {
     }
 }
 
+/// A request as a durable outbox writes it: what goes on the wire, and
+/// nothing secret.
+#[cfg(feature = "outbox")]
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    /// Every header, the content type included.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<Vec<u8>>,
+    /// The caller's `Idempotency-Key`, if it set one.
+    pub(crate) key: Option<String>,
+}
+
+#[cfg(feature = "outbox")]
+impl Prepared {
+    /// This request as an outbox stores it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if it carries a secret (URL credentials, a secret
+    /// header, a secret query value): secrets never go to disk.
+    pub(crate) fn stored(&self) -> Result<Stored, Error> {
+        if !self.secrets.is_empty() {
+            return Err(Error::usage(
+                "the outbox writes no secret to disk, and this request carries one (URL \
+                 credentials, an Authorization, Cookie or secret header, or a secret query \
+                 value); send it with the pool directly, or leave the secret out",
+            ));
+        }
+        let spec = &self.spec;
+        let mut headers: Vec<(String, String)> = spec
+            .headers
+            .0
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        if let Some(ct) = spec.content_type {
+            headers.push(("content-type".to_string(), ct.to_string()));
+        }
+        let key = headers
+            .iter()
+            .find(|(k, _)| k == "idempotency-key")
+            .map(|(_, v)| v.clone());
+        Ok(Stored {
+            method: spec.method.to_string(),
+            url: spec.url.clone(),
+            headers,
+            body: spec.body.clone(),
+            key,
+        })
+    }
+}
+
 /// A method as given, in any case: `post` is `POST`.
 fn parse_method(method: &str, url: &str) -> Result<Method, Error> {
     let upper = method.to_ascii_uppercase();

@@ -1,0 +1,681 @@
+//! A durable outbox on SQLite (feature `outbox`): requests written to a
+//! file before `enqueue` returns, delivered by an ordinary pool with an
+//! `Idempotency-Key`, marked done once the server answered, replayed when
+//! the file is opened again after a crash, and kept as dead letters when
+//! they cannot be delivered.
+
+use crate::error::Error;
+use crate::pool::Pool;
+use crate::prepare::Stored;
+use crate::request::RequestBuilder;
+use crate::response::Response;
+use crate::sync::lock;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The schema this version writes; a file with a newer one is refused.
+const SCHEMA: i64 = 1;
+/// How much of a reply body is kept for [`Outbox::reply`].
+const REPLY_CAP: usize = 64 * 1024;
+
+const PENDING: i64 = 0;
+const IN_FLIGHT: i64 = 1;
+const DELIVERED: i64 = 2;
+const DEAD: i64 = 3;
+
+/// The id of a job in an outbox file; stable across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job {}", self.0)
+    }
+}
+
+/// What survives what: each commit of the outbox file is flushed as far as
+/// this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// A job is in the file once `enqueue` returns, and survives a killed
+    /// process (WAL with `synchronous=NORMAL`). The default.
+    #[default]
+    Process,
+    /// As `Process`, and also survives a power loss: an fsync per commit
+    /// (`synchronous=FULL`), much slower.
+    PowerLoss,
+}
+
+/// How many jobs of an outbox are where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OutboxStats {
+    /// Waiting for their (next) delivery.
+    pub pending: u64,
+    /// Handed to the pool, not answered yet.
+    pub in_flight: u64,
+    /// Answered by the server.
+    pub delivered: u64,
+    /// Given up on: see [`Outbox::dead`].
+    pub dead: u64,
+}
+
+/// A job the outbox gave up on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadJob {
+    /// Its id.
+    pub id: JobId,
+    /// Its idempotency key.
+    pub key: String,
+    /// The request, as `METHOD url` with the URL redacted.
+    pub request: String,
+    /// The error of its last delivery.
+    pub last_error: String,
+    /// How many deliveries were tried.
+    pub attempts: u32,
+}
+
+/// A server's answer to a delivered job, as kept in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivered {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body (at most 64 KiB of it).
+    pub body: Vec<u8>,
+}
+
+/// The settings of an outbox; [`Outbox::open`] takes the defaults.
+#[derive(Debug, Clone)]
+pub struct OutboxOptions {
+    durability: Durability,
+    keep_replies: bool,
+    max_attempts: u32,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        OutboxOptions {
+            durability: Durability::Process,
+            keep_replies: true,
+            max_attempts: 5,
+        }
+    }
+}
+
+impl OutboxOptions {
+    /// The defaults: [`Durability::Process`], replies kept, 5 deliveries
+    /// at most.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What a commit survives. Defaults to [`Durability::Process`].
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Keeps each reply's status and body (64 KiB at most) for
+    /// [`Outbox::reply`]. Off for pure fire-and-forget: a delivered job
+    /// then keeps only its key. Defaults to true.
+    pub fn keep_replies(mut self, yes: bool) -> Self {
+        self.keep_replies = yes;
+        self
+    }
+
+    /// Deliveries at most before a job that keeps failing with a retryable
+    /// error is dead (each delivery also follows the pool's own retry
+    /// policy). At least 1; defaults to 5.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Blocks while it opens (or creates) the outbox file at `path` with
+    /// these settings; see [`Outbox::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::open`].
+    pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
+        Outbox::start(path.as_ref(), pool, self)
+    }
+}
+
+/// Requests that outlive the process: written to a local SQLite file before
+/// [`enqueue`](Outbox::enqueue) returns, delivered by a pool, marked done
+/// once the server answered, and replayed when the file is opened again.
+///
+/// Every job carries an `Idempotency-Key` (the caller's, or one generated
+/// and stored with it), sent on every delivery: a job in flight when the
+/// process died is sent again after the restart, and the key lets the
+/// server recognise the repeat. `enqueue` with a key already in the file
+/// returns the existing job and sends nothing, so a re-run script passes
+/// the same keys and only the missing items go out.
+///
+/// ```no_run
+/// # fn main() -> Result<(), reqpool::Error> {
+/// use std::time::Duration;
+/// let pool = reqpool::Pool::new(16);
+/// let outbox = reqpool::Outbox::open("calls.db", &pool)?; // replays what a previous run left
+/// let id = outbox.enqueue(
+///     pool.post("http://127.0.0.1:8000/orders")
+///         .json_body(&serde_json::json!({"id": 17}))
+///         .idempotency_key("order-17"),
+/// )?; // in the file when it returns
+/// assert_eq!(outbox.flush_timeout(Duration::from_secs(60)), 0);
+/// let reply = outbox.reply(id)?.expect("delivered");
+/// println!("{} {}", reply.status, String::from_utf8_lossy(&reply.body));
+/// # Ok(()) }
+/// ```
+///
+/// What is stored: method, URL, headers and body. Secrets are not: a
+/// request with URL credentials, a secret header (`Authorization`,
+/// `Cookie`, `secret_header`) or a secret query value is refused with
+/// [`Error::Usage`]. The file is created readable by its owner only.
+/// One process at a time: a second `open` of a file in use fails.
+pub struct Outbox {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    db: Mutex<Connection>,
+    pool: Pool,
+    path: PathBuf,
+    options: OutboxOptions,
+    /// Wakes the dispatcher (a new job, a delivery done, closing) and
+    /// the flushers.
+    signal: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("path", &self.shared.path)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql(e: rusqlite::Error) -> Error {
+    Error::usage(format!("outbox file: {e}"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A fresh idempotency key: 128 random bits, hex.
+fn new_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::from("reqpool-");
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+impl Outbox {
+    /// Blocks while it opens (or creates) the outbox file at `path`, with
+    /// the default [`OutboxOptions`], and starts delivering through `pool`
+    /// what the file holds: jobs left pending, and jobs that were in flight
+    /// when a previous process died (they are sent again, with their key).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the file is not an outbox, was written by a
+    /// newer version, cannot be created or written (a read-only folder, a
+    /// full disk), or is open in another process.
+    pub fn open(path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
+        Outbox::start(path.as_ref(), pool, OutboxOptions::default())
+    }
+
+    /// The settings of an outbox, to open it with.
+    pub fn options() -> OutboxOptions {
+        OutboxOptions::default()
+    }
+
+    fn start(path: &Path, pool: &Pool, options: OutboxOptions) -> Result<Outbox, Error> {
+        create_private(path)?;
+        let db = Connection::open(path).map_err(sql)?;
+        let sync = match options.durability {
+            Durability::Process => "NORMAL",
+            Durability::PowerLoss => "FULL",
+        };
+        // Exclusive: a second process gets "database is locked" at once
+        // instead of delivering the same jobs.
+        db.execute_batch(&format!(
+            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
+        ))
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+                Error::usage("outbox file is open in another process")
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                Error::usage("not an outbox file (not a SQLite database)")
+            }
+            e => sql(e),
+        })?;
+        let version: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        if version > SCHEMA {
+            return Err(Error::usage(format!(
+                "outbox file has schema {version}, newer than this version's {SCHEMA}"
+            )));
+        }
+        let tables: i64 = db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name!='jobs'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if version == 0 && tables > 0 {
+            return Err(Error::usage(
+                "not an outbox file (a SQLite database of something else)",
+            ));
+        }
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS jobs (
+                 id INTEGER PRIMARY KEY,
+                 key TEXT NOT NULL UNIQUE,
+                 method TEXT NOT NULL,
+                 url TEXT NOT NULL,
+                 headers TEXT NOT NULL,
+                 body BLOB,
+                 state INTEGER NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 next_at INTEGER NOT NULL DEFAULT 0,
+                 last_error TEXT,
+                 status INTEGER,
+                 reply BLOB
+             );
+             CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+             PRAGMA user_version = 1;",
+        )
+        .map_err(sql)?;
+        // What was in flight when the last process died goes again.
+        db.execute(
+            "UPDATE jobs SET state = ?1 WHERE state = ?2",
+            params![PENDING, IN_FLIGHT],
+        )
+        .map_err(sql)?;
+        let shared = Arc::new(Shared {
+            db: Mutex::new(db),
+            pool: pool.clone(),
+            path: path.to_path_buf(),
+            options,
+            signal: Mutex::new(false),
+            cond: Condvar::new(),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("reqpool-outbox".into())
+            .spawn(move || dispatch(&s))
+            .map_err(|e| Error::usage(format!("could not start the outbox thread: {e}")))?;
+        Ok(Outbox {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Writes `request` to the file and returns its id once it is there
+    /// (durable as [`Durability`] says); the pool delivers it in the
+    /// background with its `Idempotency-Key`. Blocks for the commit.
+    ///
+    /// A key already in the file returns that job's id and sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] for a request that cannot be built,
+    /// [`Error::Usage`] for one that carries a secret (nothing is written)
+    /// or when the file cannot be written.
+    pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
+        let (_, _, prepared) = request.prepare()?;
+        let stored = prepared.stored()?;
+        let key = stored.key.clone().unwrap_or_else(new_key);
+        let headers =
+            serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
+        let id = {
+            let db = lock(&self.shared.db);
+            if let Some(id) = db
+                .query_row("SELECT id FROM jobs WHERE key = ?1", [&key], |r| r.get(0))
+                .optional()
+                .map_err(sql)?
+            {
+                return Ok(JobId(id));
+            }
+            db.execute(
+                "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key, stored.method, stored.url, headers, stored.body, PENDING],
+            )
+            .map_err(sql)?;
+            db.last_insert_rowid()
+        };
+        self.shared.wake();
+        Ok(JobId(id))
+    }
+
+    /// Blocks until every job is delivered or dead, or `limit` passes;
+    /// returns how many are neither (pending, in flight, or waiting for a
+    /// later attempt).
+    pub fn flush_timeout(&self, limit: Duration) -> usize {
+        let stop = Instant::now().checked_add(limit);
+        loop {
+            let left = self
+                .stats()
+                .map_or(usize::MAX, |s| (s.pending + s.in_flight) as usize);
+            if left == 0 {
+                return 0;
+            }
+            let now = Instant::now();
+            if stop.is_some_and(|s| now >= s) {
+                return left;
+            }
+            let wait = stop.map_or(Duration::from_millis(100), |s| s - now);
+            let guard = lock(&self.shared.signal);
+            let _ = self
+                .shared
+                .cond
+                .wait_timeout(guard, wait.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// How many jobs are pending, in flight, delivered and dead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the file cannot be read.
+    pub fn stats(&self) -> Result<OutboxStats, Error> {
+        let db = lock(&self.shared.db);
+        let mut st = db
+            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")
+            .map_err(sql)?;
+        let mut out = OutboxStats::default();
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql)?;
+        for row in rows {
+            let (state, n) = row.map_err(sql)?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match state {
+                PENDING => out.pending = n,
+                IN_FLIGHT => out.in_flight = n,
+                DELIVERED => out.delivered = n,
+                _ => out.dead = n,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The jobs given up on, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the file cannot be read.
+    pub fn dead(&self) -> Result<Vec<DeadJob>, Error> {
+        let db = lock(&self.shared.db);
+        let mut st = db
+            .prepare("SELECT id, key, method, url, coalesce(last_error, ''), attempts FROM jobs WHERE state = ?1 ORDER BY id")
+            .map_err(sql)?;
+        let rows = st
+            .query_map([DEAD], |r| {
+                Ok(DeadJob {
+                    id: JobId(r.get(0)?),
+                    key: r.get(1)?,
+                    request: format!(
+                        "{} {}",
+                        r.get::<_, String>(2)?,
+                        crate::redact::redact_url(&r.get::<_, String>(3)?)
+                    ),
+                    last_error: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// Puts a dead job back to pending, with its attempts reset; false if
+    /// `id` is not dead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the file cannot be written.
+    pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
+        let n = lock(&self.shared.db)
+            .execute(
+                "UPDATE jobs SET state = ?1, attempts = 0, next_at = 0 WHERE id = ?2 AND state = ?3",
+                params![PENDING, id.0, DEAD],
+            )
+            .map_err(sql)?;
+        self.shared.wake();
+        Ok(n == 1)
+    }
+
+    /// The server's answer to job `id`, if it was delivered and replies
+    /// are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the file cannot be read.
+    pub fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
+        let db = lock(&self.shared.db);
+        let row: Option<(Option<i64>, Option<Vec<u8>>)> = db
+            .query_row(
+                "SELECT status, reply FROM jobs WHERE id = ?1 AND state = ?2",
+                params![id.0, DELIVERED],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        Ok(row.and_then(|(status, body)| {
+            Some(Delivered {
+                status: u16::try_from(status?).ok()?,
+                body: body.unwrap_or_default(),
+            })
+        }))
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        *lock(&self.shared.signal) = true;
+        self.shared.cond.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn wake(&self) {
+        self.cond.notify_all();
+    }
+
+    fn closing(&self) -> bool {
+        *lock(&self.signal)
+    }
+
+    /// Records how the delivery of job `id` ended.
+    fn finish(&self, id: i64, attempts: u32, result: Result<Response, Error>) {
+        let db = lock(&self.db);
+        let r = match result {
+            Ok(resp) => {
+                let (status, body) = if self.options.keep_replies {
+                    let mut body = resp.body().to_vec();
+                    body.truncate(REPLY_CAP);
+                    (Some(i64::from(resp.status())), Some(body))
+                } else {
+                    (None, None)
+                };
+                // The request itself is no longer needed; the key stays,
+                // so the same job is never sent again.
+                db.execute(
+                    "UPDATE jobs SET state = ?1, status = ?2, reply = ?3, body = NULL, headers = '[]', attempts = ?4 WHERE id = ?5",
+                    params![DELIVERED, status, body, attempts, id],
+                )
+            }
+            Err(Error::Cancelled | Error::Closed) => db.execute(
+                "UPDATE jobs SET state = ?1 WHERE id = ?2",
+                params![PENDING, id],
+            ),
+            Err(e) => {
+                let text = e.to_string();
+                if final_error(&e) || attempts >= self.options.max_attempts {
+                    log::warn!(
+                        "reqpool: outbox job {id} is dead after {attempts} attempt(s): {text}"
+                    );
+                    db.execute(
+                        "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3 WHERE id = ?4",
+                        params![DEAD, text, attempts, id],
+                    )
+                } else {
+                    let wait = 1_000i64.saturating_mul(1 << attempts.min(8));
+                    db.execute(
+                        "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3, next_at = ?4 WHERE id = ?5",
+                        params![PENDING, text, attempts, now_ms().saturating_add(wait), id],
+                    )
+                }
+            }
+        };
+        drop(db);
+        if let Err(e) = r {
+            log::error!("reqpool: outbox could not record job {id}: {e}");
+        }
+        self.wake();
+    }
+}
+
+/// A failure that another delivery cannot cure: a final status (4xx but
+/// 408, 425, 429), a request that cannot be built or followed.
+fn final_error(e: &Error) -> bool {
+    match e.status() {
+        Some(code) if (400..500).contains(&code) => !matches!(code, 408 | 425 | 429),
+        Some(_) => false,
+        None => !e.is_retryable(),
+    }
+}
+
+/// The dispatcher: hands due jobs to the pool, and sleeps until the next
+/// one is due or something changes.
+fn dispatch(s: &Arc<Shared>) {
+    while !s.closing() {
+        let due = claim_due(s).unwrap_or_else(|e| {
+            log::error!("reqpool: outbox could not read its file: {e}");
+            Vec::new()
+        });
+        for (id, attempts, stored) in due {
+            deliver(s, id, attempts + 1, stored);
+        }
+        let next = next_due(s).unwrap_or(None);
+        let wait = match next {
+            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+            None => Duration::from_secs(1),
+        }
+        .min(Duration::from_secs(1));
+        let guard = lock(&s.signal);
+        if !*guard {
+            let _ = s
+                .cond
+                .wait_timeout(guard, wait.max(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// Marks the jobs due now as in flight and returns them.
+fn claim_due(s: &Shared) -> Result<Vec<(i64, u32, Stored)>, rusqlite::Error> {
+    let mut db = lock(&s.db);
+    let tx = db.transaction()?;
+    let mut out = Vec::new();
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT id, key, method, url, headers, body, attempts FROM jobs WHERE state = ?1 AND next_at <= ?2 ORDER BY next_at, id LIMIT 512",
+        )?;
+        let rows = st.query_map(params![PENDING, now_ms()], |r| {
+            let headers: String = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, u32>(6)?,
+                Stored {
+                    key: Some(r.get(1)?),
+                    method: r.get(2)?,
+                    url: r.get(3)?,
+                    headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    body: r.get(5)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    for (id, _, _) in &out {
+        tx.execute(
+            "UPDATE jobs SET state = ?1 WHERE id = ?2",
+            params![IN_FLIGHT, id],
+        )?;
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn next_due(s: &Shared) -> Result<Option<i64>, rusqlite::Error> {
+    lock(&s.db).query_row(
+        "SELECT min(next_at) FROM jobs WHERE state = ?1",
+        [PENDING],
+        |r| r.get(0),
+    )
+}
+
+/// Hands one job to the pool; its end is recorded by `finish`.
+fn deliver(s: &Arc<Shared>, id: i64, attempts: u32, stored: Stored) {
+    let mut req = s.pool.request(&stored.method, &stored.url);
+    for (k, v) in &stored.headers {
+        if !k.eq_ignore_ascii_case("idempotency-key") {
+            req = req.header(k, v);
+        }
+    }
+    if let Some(key) = &stored.key {
+        req = req.idempotency_key(key);
+    }
+    if let Some(body) = stored.body {
+        // Its content type is among the stored headers.
+        req = req.body(body);
+    }
+    let s2 = Arc::clone(s);
+    req.send()
+        .on_complete(Box::new(move |r| s2.finish(id, attempts, r)));
+}
+
+/// Creates the file readable and writable by its owner only, if it does
+/// not exist (SQLite gives its journal files the same permissions).
+fn create_private(path: &Path) -> Result<(), Error> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .map(drop)
+        .map_err(|e| Error::usage(format!("cannot create the outbox file: {e}")))
+}
