@@ -353,23 +353,29 @@ impl Outbox {
         let key = stored.key.clone().unwrap_or_else(new_key);
         let headers =
             serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
-        let id = {
-            let db = lock(&self.shared.db);
-            if let Some(id) = db
-                .query_row("SELECT id FROM jobs WHERE key = ?1", [&key], |r| r.get(0))
-                .optional()
-                .map_err(sql)?
-            {
-                return Ok(JobId(id));
-            }
-            db.execute(
-                "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key, stored.method, stored.url, headers, stored.body, PENDING],
+        let db = lock(&self.shared.db);
+        // One statement in the common case (a new key), prepared once.
+        let inserted = db
+            .prepare_cached(
+                "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(key) DO NOTHING",
             )
+            .and_then(|mut st| {
+                st.execute(params![key, stored.method, stored.url, headers, stored.body, PENDING])
+            })
             .map_err(sql)?;
+        let id = if inserted == 1 {
             db.last_insert_rowid()
+        } else {
+            // The key is in the file already: that job, nothing sent again.
+            db.prepare_cached("SELECT id FROM jobs WHERE key = ?1")
+                .and_then(|mut st| st.query_row([&key], |r| r.get(0)))
+                .map_err(sql)?
         };
-        self.shared.wake();
+        drop(db);
+        if inserted == 1 {
+            self.shared.wake();
+        }
         Ok(JobId(id))
     }
 
@@ -533,9 +539,11 @@ impl Shared {
                     params![DELIVERED, status, body, attempts, id],
                 )
             }
+            // Not tried (the pool was shut down, or the job cancelled): it
+            // waits a second rather than spin on a pool that takes nothing.
             Err(Error::Cancelled | Error::Closed) => db.execute(
-                "UPDATE jobs SET state = ?1 WHERE id = ?2",
-                params![PENDING, id],
+                "UPDATE jobs SET state = ?1, next_at = ?2 WHERE id = ?3",
+                params![PENDING, now_ms().saturating_add(1_000), id],
             ),
             Err(e) => {
                 let text = e.to_string();

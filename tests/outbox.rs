@@ -327,3 +327,30 @@ fn a_killed_process_loses_nothing_and_resends_only_what_was_in_flight() {
     assert!(twice <= 8, "{twice} jobs sent twice");
     assert!(keys.values().all(|&n| n <= 2));
 }
+
+#[test]
+fn a_shut_down_pool_keeps_the_jobs_for_the_next_run() {
+    let dir = TempDir::new("closed");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(1);
+    pool.shutdown();
+    let path = dir.file("calls.db");
+    let outbox = Outbox::open(&path, &pool).unwrap();
+    let id = outbox
+        .enqueue(
+            pool.post(&server.url("/orders"))
+                .json_body(&json!({}))
+                .idempotency_key("later"),
+        )
+        .unwrap();
+    // Nothing can go out through a closed pool: the job waits, unsent.
+    assert_eq!(outbox.flush_timeout(Duration::from_millis(300)), 1);
+    assert_eq!(outbox.stats().unwrap().dead, 0);
+    drop(outbox);
+    assert!(keys.lock().unwrap().is_empty());
+    // The next run delivers it.
+    let pool = Pool::new(1);
+    let outbox = Outbox::open(&path, &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
+}
