@@ -9,12 +9,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Reply, Server};
 use reqpool::{Durability, Outbox, Pool};
 use serde_json::json;
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const JOBS: usize = 10_000;
@@ -67,19 +66,8 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let db = dir.join("batch.db");
 
-    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let s = seen.clone();
-    let server = Server::with_handler(move |req, _| {
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .cloned()
-            .unwrap_or_default();
-        *s.lock().unwrap().entry(key).or_default() += 1;
-        std::thread::sleep(Duration::from_millis(2));
-        Reply::json(200, json!({"ok": true}))
-    });
-    let url = server.url("/items");
+    let (server, seen) = common::keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/items?ms=2");
 
     // Kill somewhere between 10 % and 90 % of the batch.
     let nanos = SystemTime::now()

@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::{LIMIT, Reply, Server};
+use common::{LIMIT, keyed_server};
 use reqpool::{Error, Outbox, Pool};
 use serde_json::json;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A fresh folder under the system's temp dir, removed at the end.
@@ -39,27 +38,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A server that records the `Idempotency-Key` of every request to
-/// `/orders` and answers with `status`.
-fn keyed_server(status: Arc<AtomicUsize>) -> (Server, Arc<Mutex<HashMap<String, usize>>>) {
-    let keys: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let k = keys.clone();
-    let server = Server::with_handler(move |req, _| {
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .cloned()
-            .unwrap_or_default();
-        *k.lock().unwrap().entry(key.clone()).or_default() += 1;
-        if let Some(ms) = req.q("ms").and_then(|m| m.parse().ok()) {
-            std::thread::sleep(Duration::from_millis(ms));
-        }
-        let code = status.load(Ordering::SeqCst) as u16;
-        Reply::json(code, json!({"key": key, "body": req.json()}))
-    });
-    (server, keys)
 }
 
 #[test]

@@ -650,6 +650,28 @@ fn misbehave(mut stream: TcpStream, fault: Fault) {
     }
 }
 
+/// A server that records the `Idempotency-Key` of every request to
+/// it, waits `?ms=N` if asked, and answers with `status` and a JSON of
+/// the key and the request's body.
+pub fn keyed_server(status: Arc<AtomicUsize>) -> (Server, Arc<Mutex<HashMap<String, usize>>>) {
+    let keys: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let k = keys.clone();
+    let server = Server::with_handler(move |req, _| {
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default();
+        *k.lock().unwrap().entry(key.clone()).or_default() += 1;
+        if let Some(ms) = req.q("ms").and_then(|m| m.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        let code = status.load(Ordering::SeqCst) as u16;
+        Reply::json(code, serde_json::json!({"key": key, "body": req.json()}))
+    });
+    (server, keys)
+}
+
 /// A port on 127.0.0.1 where nothing listens: port 1 (tcpmux, never in
 /// use here), checked; a freed ephemeral port could be taken again by
 /// another test's server in the meantime.
