@@ -100,12 +100,13 @@
 //! | too slow (connect, response, body, queue, deadline) | [`Error::Timeout`] with a [`Phase`] |
 //! | reply is not the JSON asked for | [`Error::Decode`] with a snippet of the body |
 //! | reply larger than the cap | [`Error::TooLarge`] |
-//! | redirect on a request with a body | [`Error::Redirect`] |
+//! | redirect on a request with a body, without a `Location`, or to one that does not resolve | [`Error::Redirect`] |
 //! | the job panicked | [`Error::Panicked`] with the message |
 //! | [`Pending::cancel`], `shutdown_now`, a loser of `first_success` | [`Error::Cancelled`] |
 //! | the pool was shut down | [`Error::Closed`] |
 //! | a configuration or usage mistake | [`Error::Usage`] |
 //! | a burst called off | [`Error::Aborted`] |
+//! | the server answered with nothing that fits | [`Error::NoMatch`] |
 //! | retried and failed | [`Error::GaveUp`] with a [`GaveUpReason`] |
 //!
 //! # Panics in jobs
