@@ -181,7 +181,10 @@ impl OutboxOptions {
 /// What is stored: method, URL, headers and body. Secrets are not: a
 /// request with URL credentials, a secret header (`Authorization`,
 /// `Cookie`, `secret_header`) or a secret query value is refused with
-/// [`Error::Usage`]. The file is created readable by its owner only.
+/// [`Error::Usage`]. The file is created readable by its owner only. A job
+/// given up on (a final status, or `max_attempts` deliveries) is logged at
+/// `warn` and handed to the pool's [`on_error`](crate::Builder::on_error)
+/// hook.
 /// One process at a time: a second `open` of a file in use fails.
 pub struct Outbox {
     shared: Arc<Shared>,
@@ -554,6 +557,7 @@ impl Shared {
                     log::warn!(
                         "reqpool: outbox job {id} is dead after {attempts} attempt(s): {text}"
                     );
+                    self.pool.inner().report(&format!("outbox job {id}"), &e);
                     db.execute(
                         "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3 WHERE id = ?4",
                         params![DEAD, text, attempts, id],

@@ -286,20 +286,25 @@ impl Inner {
             if let Err(e) = r {
                 inner.counters.fired_failed();
                 log::warn!("reqpool: fire-and-forget job {label} failed: {e}");
-                if let Some(hook) = &inner.on_error {
-                    // A hook that panics must not keep the job from being
-                    // counted done, or `flush` would wait for ever.
-                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&e)));
-                    if let Err(p) = run {
-                        log::error!(
-                            "reqpool: the on_error hook panicked on {label}: {}",
-                            crate::error::panic_message(&*p)
-                        );
-                    }
-                }
+                inner.report(&label, &e);
             }
             inner.fired.done();
         }));
+    }
+
+    /// Hands `err` (of the job `label`) to the `on_error` hook, if there is
+    /// one. A hook that panics is caught and logged: it must not keep the
+    /// job from being counted done, or `flush` would wait for ever.
+    pub(crate) fn report(&self, label: &str, err: &Error) {
+        if let Some(hook) = &self.on_error {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(err)));
+            if let Err(p) = run {
+                log::error!(
+                    "reqpool: the on_error hook panicked on {label}: {}",
+                    crate::error::panic_message(&*p)
+                );
+            }
+        }
     }
 
     /// Runs `f` at `when` on the pool's timer thread.

@@ -100,7 +100,17 @@ fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
     let dir = TempDir::new("dead");
     let status = Arc::new(AtomicUsize::new(422));
     let (server, keys) = keyed_server(status.clone());
-    let pool = Pool::new(2);
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let h = hooked.clone();
+    let pool = Pool::builder()
+        .workers(2)
+        .on_error(move |e| {
+            if e.status() == Some(422) {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
     let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
     let id = outbox
         .enqueue(
@@ -122,6 +132,8 @@ fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
         "{}",
         dead[0].request
     );
+    // The pool's error hook heard of it.
+    assert_eq!(hooked.load(Ordering::SeqCst), 1);
     // Fixed on the server's side: requeued, delivered.
     status.store(200, Ordering::SeqCst);
     assert!(outbox.requeue(id).unwrap());
