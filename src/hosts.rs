@@ -446,30 +446,23 @@ impl<J: Admitted> Hosts<J> {
             let open = Circuit::Open {
                 until: Deadline::from(now, b.cool_down),
             };
-            match o {
-                Observed::Failed => {
-                    h.consecutive = h.consecutive.saturating_add(1);
-                    if h.circuit == Circuit::Probing || h.consecutive >= b.failures {
-                        h.circuit = open;
-                    }
-                }
-                Observed::Throttled { status, .. } if b.counts(status) => {
-                    h.consecutive = h.consecutive.saturating_add(1);
-                    if h.circuit == Circuit::Probing || h.consecutive >= b.failures {
-                        h.circuit = open;
-                    }
-                }
-                // A 429 not counted: the count stays, and a probe that got
-                // one has not shown the host healthy.
-                Observed::Throttled { .. } => {
-                    if h.circuit == Circuit::Probing {
-                        h.circuit = open;
-                    }
-                }
+            // A 429 not counted as a failure still leaves the count as it
+            // is, and a probe that got one has not shown the host healthy.
+            let failed = match o {
                 Observed::Answered => {
                     h.consecutive = 0;
                     h.circuit = Circuit::Closed;
+                    false
                 }
+                Observed::Failed => true,
+                Observed::Throttled { status, .. } => b.counts(status),
+            };
+            if failed {
+                h.consecutive = h.consecutive.saturating_add(1);
+            }
+            let counted_out = failed && h.consecutive >= b.failures;
+            if o != Observed::Answered && (h.circuit == Circuit::Probing || counted_out) {
+                h.circuit = open;
             }
         }
         if p.adaptive && h.bucket.is_none() && matches!(o, Observed::Throttled { .. }) {

@@ -200,13 +200,22 @@ impl Queue for Inner {
         Inner::caps_hosts(self)
     }
     fn admit(&self, host: &Arc<str>, job: Dispatch) -> Admit<Dispatch> {
-        Inner::admit(self, host, job)
+        match &self.hosts {
+            Some(hosts) => hosts.admit(host, job),
+            None => Admit::Go(job),
+        }
     }
     fn throttle(&self, at: Instant, job: Dispatch) {
-        Inner::throttle(self, at, job)
+        self.counters.throttled(true);
+        self.later(at, move |inner| {
+            inner.counters.throttled(false);
+            inner.execute(job);
+        });
     }
     fn release_host(&self, host: &Arc<str>) {
-        Inner::release_host(self, host)
+        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
+            self.execute(next);
+        }
     }
 }
 
@@ -320,24 +329,6 @@ impl Inner {
         let _ = self.queue.send(job);
     }
 
-    /// Asks the host's policies whether the job starts now.
-    pub(crate) fn admit(&self, host: &Arc<str>, job: Dispatch) -> Admit<Dispatch> {
-        match &self.hosts {
-            Some(hosts) => hosts.admit(host, job),
-            None => Admit::Go(job),
-        }
-    }
-
-    /// Holds a job that waits for a token of its host's rate limit in the
-    /// timer until `at`, off the workers.
-    pub(crate) fn throttle(&self, at: Instant, job: Dispatch) {
-        self.counters.throttled(true);
-        self.later(at, move |inner| {
-            inner.counters.throttled(false);
-            inner.execute(job);
-        });
-    }
-
     /// Runs `f` with the pool at `at`, on the timer thread.
     fn later(&self, at: Instant, f: impl FnOnce(&Arc<Inner>) + Send + 'static) {
         let Some(inner) = self.me.upgrade() else {
@@ -345,13 +336,6 @@ impl Inner {
         };
         let again = Arc::clone(&inner);
         inner.schedule(at, Box::new(move || f(&again)));
-    }
-
-    /// Passes a finished job's host slot on to a parked job, or frees it.
-    pub(crate) fn release_host(&self, host: &Arc<str>) {
-        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
-            self.execute(next);
-        }
     }
 
     pub(crate) fn id(&self) -> usize {

@@ -137,11 +137,9 @@ pub(crate) struct Raw<'a> {
 impl Spec {
     /// Checks what the caller gave and builds the spec.
     pub(crate) fn new(raw: Raw<'_>) -> Result<Spec, Error> {
-        let mut url = normalize_url(&raw.url)?;
-        if !raw.query.is_empty() {
-            url = with_query(&url, raw.query)?;
-        }
-        parse_url(&url)?;
+        // Parsed once: the `url` crate's form, checked (and cached) as an
+        // `http::Uri` too.
+        let mut url = normalize_url(&raw.url, raw.query)?;
         let method = parse_method(raw.method, &url)?;
         let mut headers = Headers::default();
         for (k, v) in raw.headers {
@@ -422,22 +420,26 @@ pub(crate) fn join_url(base: &str, location: &str) -> Result<String, Error> {
 /// A caller's URL as it goes on the wire: parsed by the WHATWG rules
 /// (through the `url` crate), so a non-ASCII path or a space is
 /// percent-encoded instead of sent raw or refused, a port out of range is
-/// refused here, and the fragment (never sent) is dropped.
+/// refused here, and the fragment (never sent) is dropped; with `query`
+/// appended to its query string. Checked as an `http::Uri` as well.
 ///
 /// # Errors
 ///
 /// [`Error::InvalidRequest`] with what is wrong, at once.
-pub(crate) fn normalize_url(raw: &str) -> Result<String, Error> {
+pub(crate) fn normalize_url(raw: &str, query: &[(String, String)]) -> Result<String, Error> {
     thread_local! {
-        /// The last URL this thread normalized: a batch goes to one URL.
+        /// The last URL without extra query this thread normalized: a
+        /// batch goes to one URL.
         static LAST: std::cell::RefCell<(String, String)> = const {
             std::cell::RefCell::new((String::new(), String::new()))
         };
     }
-    if let Some(hit) = LAST.with(|l| {
-        let l = l.borrow();
-        (!l.0.is_empty() && l.0 == raw).then(|| l.1.clone())
-    }) {
+    if query.is_empty()
+        && let Some(hit) = LAST.with(|l| {
+            let l = l.borrow();
+            (!l.0.is_empty() && l.0 == raw).then(|| l.1.clone())
+        })
+    {
         return Ok(hit);
     }
     if let Some(c) = raw.chars().find(|c| c.is_control()) {
@@ -460,27 +462,25 @@ pub(crate) fn normalize_url(raw: &str) -> Result<String, Error> {
         e => Error::invalid(raw, format!("not a valid url: {e}")),
     })?;
     parsed.set_fragment(None);
-    let out = String::from(parsed);
-    check_url(&out)?;
-    LAST.with(|l| *l.borrow_mut() = (raw.to_string(), out.clone()));
-    Ok(out)
-}
-
-/// `url` with `query` appended to its query string, each name and value
-/// percent-encoded.
-fn with_query(url: &str, query: &[(String, String)]) -> Result<String, Error> {
-    let mut parsed = url::Url::parse(url).map_err(|e| Error::invalid(url, e.to_string()))?;
-    let mut q = parsed.query().unwrap_or("").to_string();
-    for (k, v) in query {
-        if !q.is_empty() {
-            q.push('&');
+    if !query.is_empty() {
+        // Each name and value percent-encoded, after the URL's own query.
+        let mut q = parsed.query().unwrap_or("").to_string();
+        for (k, v) in query {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            encode_into(&mut q, k);
+            q.push('=');
+            encode_into(&mut q, v);
         }
-        encode_into(&mut q, k);
-        q.push('=');
-        encode_into(&mut q, v);
+        parsed.set_query(Some(&q));
     }
-    parsed.set_query(Some(&q));
-    Ok(parsed.into())
+    let out = String::from(parsed);
+    parse_url(&out)?;
+    if query.is_empty() {
+        LAST.with(|l| *l.borrow_mut() = (raw.to_string(), out.clone()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -516,16 +516,16 @@ mod tests {
     #[test]
     fn urls_go_out_percent_encoded() {
         assert_eq!(
-            normalize_url("http://h:1/caf\u{e9} x?q=\u{e9}#f").unwrap(),
+            normalize_url("http://h:1/caf\u{e9} x?q=\u{e9}#f", &[]).unwrap(),
             "http://h:1/caf%C3%A9%20x?q=%C3%A9"
         );
-        let e = normalize_url("http://127.0.0.1:99999/").unwrap_err();
+        let e = normalize_url("http://127.0.0.1:99999/", &[]).unwrap_err();
         assert!(matches!(e, Error::InvalidRequest { .. }), "{e}");
-        assert!(normalize_url("http://h/a\r\nX: y").is_err());
+        assert!(normalize_url("http://h/a\r\nX: y", &[]).is_err());
         let long = format!("http://h/?q={}", "a".repeat(70_000));
-        let e = normalize_url(&long).unwrap_err().to_string();
+        let e = normalize_url(&long, &[]).unwrap_err().to_string();
         assert!(e.contains("longer than"), "{e}");
-        let q = with_query("http://h/p?a=1", &[("b".into(), "x y".into())]).unwrap();
+        let q = normalize_url("http://h/p?a=1#f", &[("b".into(), "x y".into())]).unwrap();
         assert_eq!(q, "http://h/p?a=1&b=x%20y");
     }
 
@@ -534,8 +534,8 @@ mod tests {
         assert!(parse_url("127.0.0.1:80/x").is_err());
         assert!(parse_url("ftp://h/x").is_err());
         assert!(parse_url("http:///x").is_err());
-        assert!(normalize_url("http:///x").is_err());
-        assert!(normalize_url("//alice:pw@host/x").is_err());
+        assert!(normalize_url("http:///x", &[]).is_err());
+        assert!(normalize_url("//alice:pw@host/x", &[]).is_err());
         assert!(parse_url("not a url").is_err());
         assert!(parse_url("http://127.0.0.1:1/x").is_ok());
         let e = parse_url("user:hunter2@host/x").unwrap_err().to_string();

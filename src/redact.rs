@@ -67,20 +67,45 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
     if let Some(q) = query {
         out.push('?');
-        for (i, pair) in q.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((k, _)) if secret_key(k) => {
-                    out.push_str(k);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
+        hide_pairs(&mut out, q, |k, _| secret_key(k));
     }
     out
+}
+
+/// `url` with the value of every query pair that `hide(key, value)` picks
+/// shown as `***`; the rest of the URL as it is.
+pub(crate) fn hide_query_values(url: &str, hide: impl Fn(&str, &str) -> bool) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    out.push('?');
+    hide_pairs(&mut out, query, hide);
+    out
+}
+
+/// Appends `query` to `out`, each value that `hide` picks as `***`.
+fn hide_pairs(out: &mut String, query: &str, hide: impl Fn(&str, &str) -> bool) {
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((k, v)) if hide(k, v) => {
+                out.push_str(k);
+                out.push_str("=***");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+}
+
+/// True if query key `key` (as it appears in a URL) is one of `marked`, in
+/// any case.
+pub(crate) fn marked_key(key: &str, marked: &[String]) -> bool {
+    let k = percent_decode(key);
+    marked.iter().any(|m| m.eq_ignore_ascii_case(&k))
 }
 
 /// Where the userinfo of `base` (a URL without query and fragment) starts
@@ -116,10 +141,7 @@ pub(crate) fn url_secrets(url: &str, secret_keys: &[String], all_query: bool) ->
         let q = q.split('#').next().unwrap_or("");
         for pair in q.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
-                let marked = secret_keys
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(&percent_decode(k)));
-                if all_query || marked || secret_key(k) {
+                if all_query || marked_key(k, secret_keys) || secret_key(k) {
                     out.push(v.to_string());
                     out.push(percent_decode(v));
                 }

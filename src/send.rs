@@ -204,6 +204,12 @@ fn execute(
     next_hop: &mut Option<NextHop>,
 ) -> Exec {
     let spec = &req.spec;
+    let start = match spec.uri() {
+        Ok(uri) => uri,
+        Err(e) => return Exec::Done(Err(e)),
+    };
+    // The first host: a hop elsewhere goes through that host's policies.
+    let first = start.authority().cloned();
     let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
         Some(n) => {
             // It was answered before it waited: the first server has it.
@@ -219,14 +225,10 @@ fn execute(
             (hop, n.redirects, true)
         }
         None => {
-            let uri = match spec.uri() {
-                Ok(uri) => uri,
-                Err(e) => return Exec::Done(Err(e)),
-            };
             let hop = Hop {
                 method: spec.method.clone(),
                 url: Cow::Borrowed(&spec.url),
-                uri,
+                uri: start,
                 headers: Cow::Borrowed(&spec.headers),
                 content_type: spec.content_type,
                 body: spec.body.as_deref(),
@@ -234,7 +236,6 @@ fn execute(
             (hop, 0, false)
         }
     };
-    let first = spec.uri().ok().and_then(|u| u.authority().cloned());
     loop {
         let host = ctx
             .hosts

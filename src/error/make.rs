@@ -152,25 +152,8 @@ impl Error {
         if !all && keys.is_empty() {
             return self;
         }
-        let hide = |url: String| -> String {
-            let Some((base, q)) = url.split_once('?') else {
-                return url;
-            };
-            let pairs: Vec<String> = q
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _))
-                        if all
-                            || keys.iter().any(|m| {
-                                m.eq_ignore_ascii_case(&crate::redact::percent_decode(k))
-                            }) =>
-                    {
-                        format!("{k}=***")
-                    }
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{base}?{}", pairs.join("&"))
+        let hide = |url: String| {
+            crate::redact::hide_query_values(&url, |k, _| all || crate::redact::marked_key(k, keys))
         };
         match self {
             Error::InvalidRequest { url, reason } => Error::InvalidRequest {

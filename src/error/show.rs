@@ -33,25 +33,9 @@ impl Secrets {
     /// A shown URL with the values of its query that are secrets as `***`
     /// (exact values only: the rest of the URL is left as it is).
     pub(crate) fn scrub_url(&self, url: &str) -> String {
-        let Some((base, query)) = url.split_once('?') else {
-            return url.to_string();
-        };
-        let mut out = String::with_capacity(url.len());
-        out.push_str(base);
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((k, v)) if !v.is_empty() && v != "***" && self.0.iter().any(|s| s == v) => {
-                    out.push_str(k);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
-        out
+        crate::redact::hide_query_values(url, |_, v| {
+            !v.is_empty() && v != "***" && self.0.iter().any(|s| s == v)
+        })
     }
 
     pub(crate) fn forms(&self) -> &[String] {
