@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::pending::Pending;
 use crate::slot::Slot;
 use crate::sync::lock;
-use crate::task::{Control, State};
+use crate::task::{Job, State};
 use crate::timer::Due;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -100,7 +100,7 @@ struct Race<T> {
     done: AtomicBool,
     running: AtomicUsize,
     /// Both copies, so the winner's success cancels the loser in flight.
-    copies: Mutex<Vec<Arc<dyn Control>>>,
+    copies: Mutex<Vec<Arc<dyn Job>>>,
 }
 
 impl<T: Send + 'static> Race<T> {
@@ -149,9 +149,11 @@ pub(crate) fn race<T: Send + 'static>(
     let Some(at) = Instant::now().checked_add(delay) else {
         return first; // never: no second copy
     };
+    let Some(ctl) = first.job() else {
+        return first; // resolved already: nothing to race
+    };
     let slot = Arc::new(Slot::new());
     let race = Race::new(Arc::clone(&slot));
-    let ctl = first.control();
     lock(&race.copies).push(Arc::clone(&ctl));
     let r = Arc::clone(&race);
     first.on_complete(Box::new(move |res| r.offer(res)));
@@ -163,7 +165,7 @@ pub(crate) fn race<T: Send + 'static>(
                 return;
             }
             let copy = second();
-            lock(&race.copies).push(copy.control());
+            lock(&race.copies).extend(copy.job());
             copy.on_complete(Box::new(move |res| race.offer(res)));
         }),
     );

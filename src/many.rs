@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::pending::Pending;
 use crate::pool::Pool;
 use crate::sync::lock;
-use crate::task::Control;
+use crate::task::Job;
 use crate::wait::{Waiting, wait};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::VecDeque;
@@ -94,8 +94,9 @@ impl<T: Send + 'static> Waiting for AnyOf<'_, T> {
         Some((i, self.0[i].try_wait()?))
     }
 
-    fn jobs(&self) -> Vec<Arc<dyn Control>> {
-        self.0.iter().map(Pending::control).collect()
+    fn jobs(&self) -> Vec<(usize, Arc<dyn Job>)> {
+        let jobs = self.0.iter().enumerate();
+        jobs.filter_map(|(i, p)| Some((i, p.job()?))).collect()
     }
 
     fn gave_up(&mut self, i: usize, err: Error) -> Option<Self::Out> {
@@ -196,7 +197,7 @@ impl std::error::Error for AllFailed {}
 /// assert_eq!((index, value), (2, "nationwide: 1 match"));
 /// ```
 pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usize, T), AllFailed> {
-    let controls: Vec<Arc<dyn Control>> = pending.iter().map(Pending::control).collect();
+    let jobs: Vec<Arc<dyn Job>> = pending.iter().filter_map(Pending::job).collect();
     let mut set = Completions::new();
     for (i, p) in pending.into_iter().enumerate() {
         set.push(i, p);
@@ -205,8 +206,8 @@ pub fn first_success<T: Send + 'static>(pending: Vec<Pending<T>>) -> Result<(usi
     for (i, result) in set {
         match result {
             Ok(v) => {
-                for c in &controls {
-                    c.cancel();
+                for j in &jobs {
+                    j.cancel();
                 }
                 return Ok((i, v));
             }
@@ -310,7 +311,7 @@ pub struct Completions<K, T> {
 /// A job of a set: its control, and its tag until its result (or the
 /// give-up at its limit) takes it — whichever comes first, once.
 struct Entry<K> {
-    ctl: Arc<dyn Control>,
+    job: Option<Arc<dyn Job>>,
     tag: Arc<Mutex<Option<K>>>,
 }
 
@@ -333,8 +334,11 @@ impl<K: Send + 'static, T: Send + 'static> Waiting for Next<'_, K, T> {
         None
     }
 
-    fn jobs(&self) -> Vec<Arc<dyn Control>> {
-        self.0.waiting.iter().map(|e| Arc::clone(&e.ctl)).collect()
+    fn jobs(&self) -> Vec<(usize, Arc<dyn Job>)> {
+        let waiting = self.0.waiting.iter().enumerate();
+        waiting
+            .filter_map(|(i, e)| Some((i, e.job.clone()?)))
+            .collect()
     }
 
     fn gave_up(&mut self, i: usize, err: Error) -> Option<Self::Out> {
@@ -386,7 +390,7 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
         self.progress.in_flight += 1;
         let tag = Arc::new(Mutex::new(Some(tag)));
         self.waiting.push(Entry {
-            ctl: pending.control(),
+            job: pending.job(),
             tag: Arc::clone(&tag),
         });
         let tx = self.tx.clone();
@@ -433,7 +437,8 @@ impl<K: Send + 'static, T: Send + 'static> Completions<K, T> {
     /// many were cancelled. Their results (`Cancelled`) still come out of
     /// `next`.
     pub fn cancel_rest(&self) -> usize {
-        self.waiting.iter().filter(|e| e.ctl.cancel()).count()
+        let jobs = self.waiting.iter().filter_map(|e| e.job.as_ref());
+        jobs.filter(|j| j.cancel()).count()
     }
 }
 

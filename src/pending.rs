@@ -4,7 +4,7 @@
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};
 use crate::slot::{Sink, Slot, Then};
-use crate::task::{Bound, Control, Finished, Ran, State};
+use crate::task::{Bound, Job, Ran, State};
 use crate::wait::Waiting;
 use crate::worker::on_worker_of;
 use std::fmt;
@@ -38,17 +38,24 @@ const SPIN: Duration = Duration::from_micros(20);
 pub struct Pending<T> {
     /// Where the result lands (for a task: the task itself).
     sink: Arc<dyn Sink<T>>,
-    ctl: Arc<dyn Control>,
+    /// The job behind it; none for a handle resolved at once.
+    job: Option<Arc<dyn Job>>,
 }
 
 impl<T: Send + 'static> Pending<T> {
-    pub(crate) fn new(sink: Arc<dyn Sink<T>>, ctl: Arc<dyn Control>) -> Self {
-        Pending { sink, ctl }
+    pub(crate) fn new(sink: Arc<dyn Sink<T>>, job: Arc<dyn Job>) -> Self {
+        Pending {
+            sink,
+            job: Some(job),
+        }
     }
 
     /// A handle that is already resolved (bad input, closed pool).
     pub(crate) fn ready(result: Result<T, Error>) -> Self {
-        Pending::new(Arc::new(Slot::ready(result)), Arc::new(Finished))
+        Pending {
+            sink: Arc::new(Slot::ready(result)),
+            job: None,
+        }
     }
 
     fn slot(&self) -> &Slot<T> {
@@ -85,7 +92,7 @@ impl<T: Send + 'static> Pending<T> {
             return r;
         }
         self.wait_until(Deadline::NEVER)
-            .unwrap_or_else(|| Err(self.ctl.timeout_error(Phase::Deadline)))
+            .unwrap_or_else(|| Err(self.timeout_error()))
     }
 
     /// Blocks the current thread for at most `timeout`, waiting for the job.
@@ -171,7 +178,7 @@ impl<T: Send + 'static> Pending<T> {
     /// # Ok::<(), reqpool::Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
-        self.ctl.cancel()
+        self.job.as_ref().is_some_and(|j| j.cancel())
     }
 
     /// Transforms the result with `f` on the worker, as soon as the job
@@ -211,23 +218,26 @@ impl<T: Send + 'static> Pending<T> {
     {
         let slot = Arc::new(Slot::new());
         let relay = slot.clone();
+        let Some(first) = self.job() else {
+            // Resolved already: the step runs here, now.
+            self.on_complete(Box::new(move |r| {
+                relay.deliver(r.and_then(|v| guarded(f, v)))
+            }));
+            return Pending {
+                sink: slot,
+                job: None,
+            };
+        };
         let ctl = Arc::new(Relay {
-            first: self.ctl.clone(),
+            first,
             own: OnceLock::new(),
         });
         let step = ctl.clone();
         self.on_complete(Box::new(move |r| {
-            let out = match r {
-                Ok(v) => {
-                    let _ = step.own.set(Deadline::after(step.first.timeout()));
-                    catch_unwind(AssertUnwindSafe(move || f(v))).unwrap_or_else(|p| {
-                        Err(Error::Panicked {
-                            message: panic_message(&*p),
-                        })
-                    })
-                }
-                Err(e) => Err(e),
-            };
+            let out = r.and_then(|v| {
+                let _ = step.own.set(Deadline::after(step.first.timeout()));
+                guarded(f, v)
+            });
             relay.deliver(out);
         }));
         Pending::new(slot, ctl)
@@ -246,7 +256,7 @@ impl<T: Send + 'static> Pending<T> {
     /// and then the caller and the worker both stay awake. The spin yields
     /// the CPU between looks, so workers are not starved.
     fn spin(&self) -> Option<Result<T, Error>> {
-        if on_worker_of(self.ctl.pool()) {
+        if self.job.as_ref().is_some_and(|j| on_worker_of(j.pool())) {
             return None; // help instead
         }
         let start = Instant::now();
@@ -266,8 +276,16 @@ impl<T: Send + 'static> Pending<T> {
         }
     }
 
-    pub(crate) fn control(&self) -> Arc<dyn Control> {
-        self.ctl.clone()
+    /// The job behind the handle, if it is not resolved already.
+    pub(crate) fn job(&self) -> Option<Arc<dyn Job>> {
+        self.job.clone()
+    }
+
+    fn timeout_error(&self) -> Error {
+        match &self.job {
+            Some(j) => j.timeout_error(Phase::Deadline),
+            None => Error::timeout(Phase::Deadline, "", ""),
+        }
     }
 
     /// Sends `index` on `tx` when the result lands; true if it is there.
@@ -280,14 +298,23 @@ impl<T: Send + 'static> Pending<T> {
     }
 }
 
-/// The control of a continuation: the first job's until it finishes, then
+/// Runs a continuation's step, a panic in it as its error.
+fn guarded<T, U>(f: impl FnOnce(T) -> Result<U, Error>, v: T) -> Result<U, Error> {
+    catch_unwind(AssertUnwindSafe(move || f(v))).unwrap_or_else(|p| {
+        Err(Error::Panicked {
+            message: panic_message(&*p),
+        })
+    })
+}
+
+/// The job of a continuation: the first job's until it finishes, then
 /// a budget of its own.
 struct Relay {
-    first: Arc<dyn Control>,
+    first: Arc<dyn Job>,
     own: OnceLock<Deadline>,
 }
 
-impl Control for Relay {
+impl Job for Relay {
     fn state(&self) -> State {
         match self.first.state() {
             State::Done if self.own.get().is_some() => State::Running,
@@ -315,23 +342,14 @@ impl Control for Relay {
     fn expire(&self) -> bool {
         self.first.expire()
     }
-    fn reject(&self, err: Error) -> bool {
-        self.first.reject(err)
-    }
     fn run(&self) -> Ran {
         self.first.run()
     }
     fn resume(&self, ticket: u32) -> bool {
         self.first.resume(ticket)
     }
-    fn start_clock(&self) -> Deadline {
-        self.first.start_clock()
-    }
     fn runs_here(&self) -> bool {
         self.first.runs_here()
-    }
-    fn begun(&self) -> bool {
-        self.first.begun()
     }
     fn sleep(&self) -> Option<(Instant, u32)> {
         self.first.sleep()
@@ -342,14 +360,11 @@ impl Control for Relay {
     fn timeout_error(&self, phase: Phase) -> Error {
         self.first.timeout_error(phase)
     }
-    fn host(&self) -> Option<&Arc<str>> {
-        self.first.host()
-    }
 }
 
 impl<T> fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.ctl.state() {
+        let state = match self.job.as_ref().map_or(State::Done, |j| j.state()) {
             State::Queued => "queued",
             State::Running => "running",
             State::Sleeping => "waiting between steps",
@@ -372,8 +387,8 @@ impl<T: Send + 'static> Waiting for One<'_, T> {
         self.0.try_wait()
     }
 
-    fn jobs(&self) -> Vec<Arc<dyn Control>> {
-        vec![Arc::clone(&self.0.ctl)]
+    fn jobs(&self) -> Vec<(usize, Arc<dyn Job>)> {
+        self.0.job().map(|j| (0, j)).into_iter().collect()
     }
 
     fn gave_up(&mut self, _: usize, err: Error) -> Option<Self::Out> {

@@ -8,7 +8,7 @@ use crate::pending::Pending;
 use crate::prepare::RequestDefaults;
 use crate::stats::{Counters, Stats};
 use crate::sync::Gate;
-use crate::task::{Control, Ctx, Label, Limits, Outcome, Step, Task, TaskHooks};
+use crate::task::{Ctx, Label, Limits, Outcome, Queued, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
 use crate::worker::on_worker_of;
 use crate::worker::{Dispatch, Queue, worker_loop};
@@ -152,7 +152,7 @@ impl TaskHooks for Inner {
         self.counters.resumed();
     }
 
-    fn slept(&self, task: Arc<dyn Control>, until: Instant, ticket: u32) {
+    fn slept(&self, task: Arc<dyn Queued>, until: Instant, ticket: u32) {
         self.counters.slept();
         self.later(until, move |inner| {
             if task.resume(ticket) {

@@ -77,94 +77,48 @@ pub(crate) trait Label: Send + Sync {
     fn url(&self) -> &str;
 }
 
-/// The type-erased face of a task, held by its `Pending` and the pool.
-pub(crate) trait Control: Send + Sync {
+/// A job as its waiters see it: a `Pending`, the wait loop, a hedge.
+pub(crate) trait Job: Send + Sync {
     fn state(&self) -> State;
-    /// The pool the task belongs to (0: none).
+    /// The pool the job belongs to.
     fn pool(&self) -> usize;
     /// How far a waiter may wait.
     fn bound(&self) -> Bound;
-    /// Moves a queued or sleeping task to cancelled and resolves it.
+    /// Moves a queued or sleeping job to cancelled and resolves it (or
+    /// cuts off the step that runs).
     fn cancel(&self) -> bool;
-    /// Resolves a task that has not started by its submission deadline
+    /// Resolves a job that has not started by its submission deadline
     /// with a queue timeout. False if it has started or is over.
     fn expire(&self) -> bool;
-    /// Resolves a queued task with `err` without running it (a host whose
-    /// circuit is open). False if it was not queued.
-    fn reject(&self, err: Error) -> bool;
-    /// Runs one step of a queued task on the calling thread.
+    /// Runs one step of a queued job on the calling thread.
     fn run(&self) -> Ran;
-    /// Hands a sleeping task back to the queue state, if `ticket` is still
+    /// Hands a sleeping job back to the queue state, if `ticket` is still
     /// its current sleep. The caller then queues it (or runs it).
     fn resume(&self, ticket: u32) -> bool;
+    /// True if a step of this job is running on the calling thread (a
+    /// wait on it from here would wait on itself).
+    fn runs_here(&self) -> bool;
+    /// The current sleep of a sleeping job: when, and its ticket.
+    fn sleep(&self) -> Option<(Instant, u32)>;
+    /// The job's own `timeout` (a continuation gets as much).
+    fn timeout(&self) -> Duration;
+    /// A timeout error naming the job's request.
+    fn timeout_error(&self, phase: Phase) -> Error;
+}
+
+/// A job as the pool's queue sees it on its way to a worker: besides
+/// what a waiter does, it can be refused, and it counts against a host.
+pub(crate) trait Queued: Job {
+    /// Resolves a queued job with `err` without running it (a host whose
+    /// circuit is open). False if it was not queued.
+    fn reject(&self, err: Error) -> bool;
     /// Starts the job's clock if it has not started (a wait for its
     /// host's rate limit counts against its `timeout`); returns its limit.
     fn start_clock(&self) -> Deadline;
     /// True once a step of the job has run (it left the queue).
     fn begun(&self) -> bool;
-    /// True if a step of this job is running on the calling thread (a
-    /// wait on it from here would wait on itself).
-    fn runs_here(&self) -> bool;
-    /// The current sleep of a sleeping task: when, and its ticket.
-    fn sleep(&self) -> Option<(Instant, u32)>;
-    /// The job's own `timeout` (a continuation gets as much).
-    fn timeout(&self) -> Duration;
-    /// A timeout error naming the task's request.
-    fn timeout_error(&self, phase: Phase) -> Error;
-    /// The host the task counts against, for a per-host cap.
+    /// The host the job counts against, for a per-host cap.
     fn host(&self) -> Option<&Arc<str>>;
-}
-
-/// The control of a result that exists without a job (resolved at once, or
-/// relayed from another task).
-pub(crate) struct Finished;
-
-impl Control for Finished {
-    fn state(&self) -> State {
-        State::Done
-    }
-    fn pool(&self) -> usize {
-        0
-    }
-    fn bound(&self) -> Bound {
-        Bound::Started(Deadline::NEVER)
-    }
-    fn cancel(&self) -> bool {
-        false
-    }
-    fn expire(&self) -> bool {
-        false
-    }
-    fn reject(&self, _: Error) -> bool {
-        false
-    }
-    fn run(&self) -> Ran {
-        Ran::No
-    }
-    fn resume(&self, _: u32) -> bool {
-        false
-    }
-    fn start_clock(&self) -> Deadline {
-        Deadline::NEVER
-    }
-    fn begun(&self) -> bool {
-        true
-    }
-    fn runs_here(&self) -> bool {
-        false
-    }
-    fn sleep(&self) -> Option<(Instant, u32)> {
-        None
-    }
-    fn timeout(&self) -> Duration {
-        Duration::MAX
-    }
-    fn timeout_error(&self, phase: Phase) -> Error {
-        Error::timeout(phase, "", "")
-    }
-    fn host(&self) -> Option<&Arc<str>> {
-        None
-    }
 }
 
 /// How a task that ran came to its end.
@@ -188,7 +142,7 @@ pub(crate) trait TaskHooks: Send + Sync {
     fn resumed(&self);
     /// A task went to sleep between steps: run it again at `until` (if
     /// `ticket` is still its sleep then).
-    fn slept(&self, task: Arc<dyn Control>, until: Instant, ticket: u32);
+    fn slept(&self, task: Arc<dyn Queued>, until: Instant, ticket: u32);
     /// The task was cancelled (`sleeping`: between steps) or expired in
     /// the queue, without running (again).
     fn skipped(&self, sleeping: bool, cancelled: bool);
@@ -391,7 +345,7 @@ where
     }
 }
 
-impl<T, F> Control for Task<T, F>
+impl<T, F> Job for Task<T, F>
 where
     T: Send + 'static,
     F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
@@ -433,17 +387,6 @@ where
         drop(lock(&self.work).job.take());
         self.hooks.skipped(false, false);
         self.slot.deliver(Err(self.timeout_error(Phase::Queued)));
-        self.hooks.delivered();
-        true
-    }
-
-    fn reject(&self, err: Error) -> bool {
-        if self.state.take_queued(State::Done).is_none() {
-            return false;
-        }
-        drop(lock(&self.work).job.take());
-        self.hooks.skipped(false, false);
-        self.slot.deliver(Err(err));
         self.hooks.delivered();
         true
     }
@@ -518,24 +461,12 @@ where
         self.state.resume(ticket)
     }
 
-    fn start_clock(&self) -> Deadline {
-        self.clock().1
-    }
-
-    fn begun(&self) -> bool {
-        self.has_begun()
-    }
-
     fn runs_here(&self) -> bool {
         crate::wire::running_here(InFlight::id(self))
     }
 
     fn timeout(&self) -> Duration {
         self.limits.timeout
-    }
-
-    fn host(&self) -> Option<&Arc<str>> {
-        self.host.as_ref()
     }
 
     fn timeout_error(&self, phase: Phase) -> Error {
@@ -549,5 +480,34 @@ where
         let ticket = self.state.sleeping()?;
         let until = lock(&self.work).wake?;
         Some((until, ticket))
+    }
+}
+
+impl<T, F> Queued for Task<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Ctx<'_>) -> Step<T> + Send + 'static,
+{
+    fn reject(&self, err: Error) -> bool {
+        if self.state.take_queued(State::Done).is_none() {
+            return false;
+        }
+        drop(lock(&self.work).job.take());
+        self.hooks.skipped(false, false);
+        self.slot.deliver(Err(err));
+        self.hooks.delivered();
+        true
+    }
+
+    fn start_clock(&self) -> Deadline {
+        self.clock().1
+    }
+
+    fn begun(&self) -> bool {
+        self.has_begun()
+    }
+
+    fn host(&self) -> Option<&Arc<str>> {
+        self.host.as_ref()
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase};
-use crate::task::{Bound, Control, Ran, State};
+use crate::task::{Bound, Job, Ran, State};
 use crate::worker::on_worker_of;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,8 @@ pub(crate) trait Waiting {
     type Out;
     /// A result that is there now, if any (never blocks).
     fn ready(&mut self) -> Option<Self::Out>;
-    /// The jobs waited on, in a fixed order (their indices for `gave_up`).
-    fn jobs(&self) -> Vec<Arc<dyn Control>>;
+    /// The jobs waited on, each with its index for `gave_up`.
+    fn jobs(&self) -> Vec<(usize, Arc<dyn Job>)>;
     /// Job `i` was given up on with `err`; what the wait returns then, or
     /// `None` to go on waiting for the others.
     fn gave_up(&mut self, i: usize, err: Error) -> Option<Self::Out>;
@@ -37,18 +37,18 @@ pub(crate) fn wait<W: Waiting>(w: &mut W, until: Deadline) -> Option<W::Out> {
             return Some(r);
         }
         let jobs = w.jobs();
-        if let Some(c) = jobs.iter().find(|c| runnable_here(&***c)) {
-            help(&**c, until);
+        if let Some((_, j)) = jobs.iter().find(|(_, j)| runnable_here(&**j)) {
+            help(&**j, until);
             continue;
         }
         let mut look = until;
-        for (i, c) in jobs.iter().enumerate() {
-            if let Some(err) = overdue(&**c)
-                && let Some(r) = w.gave_up(i, err)
+        for (i, j) in &jobs {
+            if let Some(err) = overdue(&**j)
+                && let Some(r) = w.gave_up(*i, err)
             {
                 return Some(r);
             }
-            look = look.min(next_look(&**c));
+            look = look.min(next_look(&**j));
         }
         if let Some(r) = w.block(look) {
             return Some(r);
@@ -59,10 +59,10 @@ pub(crate) fn wait<W: Waiting>(w: &mut W, until: Deadline) -> Option<W::Out> {
     }
 }
 
-/// True if the calling thread should run `ctl` itself: it is a worker of
+/// True if the calling thread should run `job` itself: it is a worker of
 /// the job's pool and the job waits for a worker (or for its next step).
-fn runnable_here(ctl: &dyn Control) -> bool {
-    matches!(ctl.state(), State::Queued | State::Sleeping) && on_worker_of(ctl.pool())
+fn runnable_here(job: &dyn Job) -> bool {
+    matches!(job.state(), State::Queued | State::Sleeping) && on_worker_of(job.pool())
 }
 
 /// How long a waiter gives a running job past its limit before it stops
@@ -74,9 +74,9 @@ pub(crate) const GRACE: Duration = Duration::from_millis(250);
 /// limit once a worker takes it.
 const RECHECK: Duration = Duration::from_millis(50);
 
-/// When a waiter on `ctl` must look at it again.
-fn next_look(ctl: &dyn Control) -> Deadline {
-    match ctl.bound() {
+/// When a waiter on `job` must look at it again.
+fn next_look(job: &dyn Job) -> Deadline {
+    match job.bound() {
         Bound::Started(limit) => limit.plus(GRACE),
         Bound::Queued(deadline) => deadline.min(Deadline::after(RECHECK)),
     }
@@ -86,47 +86,47 @@ fn next_look(ctl: &dyn Control) -> Deadline {
 /// past its deadline resolves with a queue timeout (the result is then in
 /// its slot); a job past its limit and the grace is given up on, with
 /// the error returned here.
-fn overdue(ctl: &dyn Control) -> Option<Error> {
-    if ctl.runs_here() {
+fn overdue(job: &dyn Job) -> Option<Error> {
+    if job.runs_here() {
         // A job waiting on its own result would wait for ever.
         return Some(Error::usage(
             "a job waited on its own Pending: its result exists only once it returns",
         ));
     }
-    match ctl.bound() {
+    match job.bound() {
         Bound::Queued(deadline) if deadline.passed() => {
-            ctl.expire();
+            job.expire();
             None
         }
         Bound::Started(limit) if limit.plus(GRACE).passed() => {
-            ctl.cancel();
-            Some(ctl.timeout_error(Phase::Deadline))
+            job.cancel();
+            Some(job.timeout_error(Phase::Deadline))
         }
         _ => None,
     }
 }
 
-/// Runs `ctl`'s queued or sleeping steps on the calling thread if it is a
+/// Runs `job`'s queued or sleeping steps on the calling thread if it is a
 /// worker of the job's pool: a worker waiting for a job that needs a
 /// worker would otherwise wait for ever. Stops at `until`.
-fn help(ctl: &dyn Control, until: Deadline) {
-    if !on_worker_of(ctl.pool()) {
+fn help(job: &dyn Job, until: Deadline) {
+    if !on_worker_of(job.pool()) {
         return;
     }
     loop {
-        match ctl.state() {
+        match job.state() {
             State::Queued => {
-                if ctl.run() == Ran::No {
+                if job.run() == Ran::No {
                     return;
                 }
             }
             State::Sleeping => {
-                let Some((when, ticket)) = ctl.sleep() else {
+                let Some((when, ticket)) = job.sleep() else {
                     return;
                 };
                 let stop = until.min(Deadline::at(when));
                 std::thread::sleep(stop.left().min(Duration::from_secs(3600)));
-                if until.passed() || !ctl.resume(ticket) {
+                if until.passed() || !job.resume(ticket) {
                     return;
                 }
             }

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::hosts::{Admit, Admitted};
-use crate::task::{Control, State};
+use crate::task::{Queued, State};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,7 +53,7 @@ pub(crate) fn worker_loop(id: usize, rx: Receiver<Dispatch>) {
 /// One queued job on its way to a worker.
 pub(crate) struct Dispatch {
     inner: Arc<dyn Queue>,
-    pub(crate) task: Arc<dyn Control>,
+    pub(crate) task: Arc<dyn Queued>,
     /// The job holds a slot of its host's cap.
     holds_slot: bool,
     /// The job holds a token of its host's rate limit.
@@ -82,7 +82,7 @@ impl Admitted for Dispatch {
 }
 
 impl Dispatch {
-    pub(crate) fn new(inner: Arc<dyn Queue>, task: Arc<dyn Control>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Queue>, task: Arc<dyn Queued>) -> Self {
         Dispatch {
             inner,
             task,
