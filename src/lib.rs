@@ -150,6 +150,7 @@
 mod agent;
 mod builder;
 mod burst;
+mod closure;
 mod deadline;
 mod error;
 mod hedge;
@@ -172,6 +173,7 @@ mod send;
 mod slot;
 mod state;
 mod stats;
+mod submit;
 mod sync;
 mod task;
 mod timer;

@@ -464,73 +464,6 @@ impl Pool {
         &self.handle.inner
     }
 
-    /// Runs `job` on a worker with the pool's shared agent.
-    ///
-    /// Use it for anything the request builder does not cover. The job
-    /// gets the pool's limits: it has the pool's
-    /// [`timeout`](crate::Builder::timeout) from its start (and its
-    /// [`deadline`](crate::Builder::deadline) from now, if set), every
-    /// request it makes through `agent` is cut off when that runs out, and
-    /// [`Pending::wait`] gives up on it shortly after. Requests through the
-    /// agent follow the pool's connect and response limits, and — unlike
-    /// the request builder — return a status of 400 and up as a response,
-    /// not an error, and do not follow redirects.
-    ///
-    /// Blocks only if the pool has a bounded queue and it is full.
-    ///
-    /// # Errors
-    ///
-    /// The `Pending` resolves with the closure's own error, with
-    /// [`Error::Panicked`] if it panics (the worker lives on), with a
-    /// timeout if it outlives its limit, and at once with [`Error::Closed`]
-    /// after a shutdown.
-    ///
-    /// ```
-    /// let pool = reqpool::Pool::new(2);
-    /// let answer = pool.submit(|_agent| Ok(21 * 2));
-    /// assert_eq!(answer.wait()?, 42);
-    /// # Ok::<(), reqpool::Error>(())
-    /// ```
-    ///
-    /// The closure must be `Send`:
-    ///
-    /// ```compile_fail
-    /// let pool = reqpool::Pool::new(1);
-    /// let rc = std::rc::Rc::new(1);
-    /// let job = pool.submit(move |_| Ok(*rc));
-    /// ```
-    pub fn submit<T, F>(&self, job: F) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
-    {
-        self.submit_closure(true, job)
-    }
-
-    /// Like [`submit`](Pool::submit), but never blocks (`try_` always means
-    /// that here).
-    ///
-    /// # Errors
-    ///
-    /// As [`submit`](Pool::submit), and with a full bounded queue the
-    /// `Pending` resolves at once with [`Error::QueueFull`].
-    pub fn try_submit<T, F>(&self, job: F) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
-    {
-        self.submit_closure(false, job)
-    }
-
-    pub(crate) fn submit_closure<T, F>(&self, block: bool, job: F) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
-    {
-        let inner = self.inner();
-        inner.submit(JobSpec::new(inner.defaults.limits(), block), one_step(job))
-    }
-
     /// A snapshot of the pool's counters and latencies; cheap enough to call
     /// every second from a progress loop.
     pub fn stats(&self) -> Stats {
@@ -551,32 +484,6 @@ impl Pool {
 
     pub(crate) fn on_own_worker(&self) -> bool {
         on_worker_of(self.inner().id)
-    }
-}
-
-/// A closure job as a job of one step.
-pub(crate) fn one_step<T, F>(job: F) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static
-where
-    T: Send + 'static,
-    F: FnOnce(&ureq::Agent) -> Result<T, Error> + Send + 'static,
-{
-    let mut job = Some(job);
-    move |ctx: &Ctx<'_>| match job.take() {
-        Some(f) => Step::Done(f(ctx.agent).map_err(classified)),
-        None => Step::Done(Err(Error::Closed)),
-    }
-}
-
-/// A closure's error as the request builder would have said it: a ureq
-/// error wrapped with `Error::other` becomes a timeout with its phase or a
-/// transport failure with its kind.
-fn classified(e: Error) -> Error {
-    match e {
-        Error::Other(b) => match b.downcast::<ureq::Error>() {
-            Ok(u) => Error::from_ureq(*u, "", ""),
-            Err(b) => Error::Other(b),
-        },
-        e => e,
     }
 }
 

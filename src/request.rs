@@ -5,18 +5,17 @@ use crate::error::Error;
 use crate::error::Secrets;
 use crate::hedge::Hedge;
 use crate::pending::Pending;
-use crate::pool::{JobSpec, Pool};
+use crate::pool::Pool;
 use crate::prepare::{Prepared, Raw, Spec};
 use crate::redact::{redact_url, secret_forms};
 use crate::response::Response;
 use crate::retry::Retry;
-use crate::send::Attempts;
-use crate::task::{Ctx, Step};
+use crate::submit::{Decode, Options, start};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A request being put together; it runs when [`json`](RequestBuilder::json),
 /// [`send`](RequestBuilder::send) or [`fire`](RequestBuilder::fire) hands it
@@ -334,11 +333,8 @@ impl RequestBuilder {
         if inner.is_closed() {
             return Err(Error::Closed);
         }
-        let (pool, mut opts, prepared) = self.prepare()?;
-        if detached {
-            opts.detached = true;
-            opts.hedge = None;
-        }
+        let (pool, opts, prepared) = self.prepare()?;
+        let opts = if detached { opts.detached() } else { opts };
         let pending = start(&pool, opts, prepared, |_, _| Ok(()));
         inner.track_fired(label, pending);
         Ok(())
@@ -410,98 +406,8 @@ impl RequestBuilder {
             secrets,
             query,
         };
-        let opts = Options {
-            hedge: self.hedge.or(defaults.hedge),
-            block: !self.no_block,
-            detached: false,
-        };
+        let opts = Options::new(self.hedge.or(defaults.hedge), !self.no_block);
         Ok((self.pool, opts, Arc::new(prepared)))
-    }
-}
-
-/// How a prepared request is handed to the pool.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Options {
-    hedge: Option<Hedge>,
-    block: bool,
-    detached: bool,
-}
-
-/// The one way a request reaches the pool: as a job whose steps are its
-/// attempts, hedged when the request is idempotent and a hedge is set.
-fn start<T: Send + 'static>(
-    pool: &Pool,
-    opts: Options,
-    req: Arc<Prepared>,
-    decode: Decode<T>,
-) -> Pending<T> {
-    let inner = Arc::clone(pool.inner());
-    let hedge = opts.hedge.filter(|_| req.spec.idempotent());
-    let host = if inner.caps_hosts() || hedge.is_some() {
-        req.spec.host()
-    } else {
-        None
-    };
-    let measure = hedge.is_some_and(|h| h.measures());
-    let submit = {
-        let (inner, req, host) = (Arc::clone(&inner), Arc::clone(&req), host.clone());
-        move |block: bool| {
-            let job = request_job(
-                Arc::clone(&inner),
-                Arc::clone(&req),
-                host.clone().filter(|_| measure),
-                decode,
-            );
-            let spec = JobSpec {
-                host: host.clone(),
-                label: Some(req.clone()),
-                detached: opts.detached,
-                ..JobSpec::new(req.limits(), block)
-            };
-            inner.submit(spec, job)
-        }
-    };
-    let first = submit(opts.block);
-    let delay = match (hedge, &host) {
-        (Some(h), Some(host)) => h.delay(inner.latencies(), host),
-        _ => None,
-    };
-    match delay {
-        Some(delay) => crate::hedge::race(
-            first,
-            delay,
-            |at, f| inner.schedule(at, f),
-            move || submit(false),
-        ),
-        None => first,
-    }
-}
-
-/// What turns a response into a request's result: a plain function, so
-/// a queued request carries no allocation for it.
-type Decode<T> = fn(Response, &Prepared) -> Result<T, Error>;
-
-/// The job of one request: its attempts, then `decode`.
-fn request_job<T: Send + 'static>(
-    inner: Arc<crate::pool::Inner>,
-    req: Arc<Prepared>,
-    measure: Option<Arc<str>>,
-    decode: Decode<T>,
-) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static {
-    let mut attempts = Attempts::default();
-    let mut started = None;
-    move |ctx: &Ctx<'_>| {
-        let t0 = *started.get_or_insert_with(Instant::now);
-        match req.step(&mut attempts, ctx) {
-            Step::Sleep(at) => Step::Sleep(at),
-            Step::Done(Ok(resp)) => {
-                if let Some(h) = &measure {
-                    inner.latencies().record(h, t0.elapsed());
-                }
-                Step::Done(decode(resp, &req))
-            }
-            Step::Done(Err(e)) => Step::Done(Err(e)),
-        }
     }
 }
 
