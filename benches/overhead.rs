@@ -6,10 +6,12 @@
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
+#[path = "support/config.rs"]
+mod support;
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use crossbeam_channel::bounded;
 use std::hint::black_box;
-use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("overhead");
@@ -54,16 +56,9 @@ fn bench(c: &mut Criterion) {
     let _ = echo.join();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config(100);
     targets = bench
 }
 criterion_main!(benches);

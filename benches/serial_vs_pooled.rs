@@ -11,9 +11,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "support/config.rs"]
+mod support;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     let server = common::Server::start();
@@ -57,17 +59,9 @@ fn grid(c: &mut Criterion, server: &common::Server, delay_ms: u64) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config(10);
     targets = bench
 }
 criterion_main!(benches);

@@ -20,9 +20,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "support/config.rs"]
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::time::Duration;
 
 const BATCH: u64 = 1000;
 
@@ -102,17 +104,9 @@ fn bench(c: &mut Criterion) {
     group(c, name, &tls.url("/json"), Some(&ca));
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config(10);
     targets = bench
 }
 criterion_main!(benches);

@@ -252,58 +252,16 @@ impl Budget {
     }
 }
 
-/// Parses a `Retry-After` value: delay-seconds or an HTTP date
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`). A date in the past means now.
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date (any of
+/// the three forms RFC 9110 allows, by the `httpdate` crate). A date in
+/// the past means now.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = parse_http_date(v)?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now)))
-}
-
-/// IMF-fixdate to seconds since the Unix epoch.
-fn parse_http_date(v: &str) -> Option<u64> {
-    // "Sun, 06 Nov 1994 08:49:37 GMT"
-    let rest = v.split_once(", ")?.1;
-    let mut it = rest.split_whitespace();
-    let day: u64 = it.next()?.parse().ok()?;
-    let month = match it.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|x| x.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if it.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day as i64);
-    u64::try_from(days * 86_400 + (h * 3600 + m * 60 + s) as i64).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -313,10 +271,6 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_dates() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
         assert_eq!(
             parse_retry_after("120", now),
             Some(Duration::from_secs(120))
@@ -334,12 +288,14 @@ mod tests {
             parse_retry_after("Sun, 32 Nov 1994 08:00:00 GMT", now),
             None
         );
-        let y2k = parse_http_date("Sat, 01 Jan 2000 00:00:00 GMT").unwrap();
-        assert_eq!(y2k, 946_684_800);
-        assert_eq!(
-            parse_http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
-            Some(1_835_481_599)
-        );
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        for old in ["Sunday, 06-Nov-94 08:50:07 GMT", "Sun Nov  6 08:50:07 1994"] {
+            assert_eq!(
+                parse_retry_after(old, now),
+                Some(Duration::from_secs(30)),
+                "{old}"
+            );
+        }
     }
 
     #[test]

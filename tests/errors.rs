@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::{
-    Fault, FaultServer, LIMIT, Reply, Server, TestCa, TlsServer, bounded, closed_port_url,
-};
+use common::*;
 use reqpool::{Error, Phase, Pool};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -191,4 +189,129 @@ fn a_self_signed_dev_certificate_is_refused_with_what_to_do() {
     assert!(text.contains("openssl req -x509"), "{text}");
     assert!(text.contains("tls_native"), "{text}");
     assert!(!e.maybe_sent() && !e.is_retryable());
+}
+
+#[test]
+fn secrets_never_show() {
+    let url = format!("{}?token=s3cr3tvalue&page=2", closed_port_url("/p"))
+        .replace("http://", "http://alice:hunter2@");
+    let pool = Pool::new(1);
+    let err = bounded(LIMIT, {
+        let url = url.clone();
+        move || pool.get_json::<serde_json::Value>(&url).wait()
+    })
+    .unwrap_err();
+    for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("s3cr3tvalue"), "{shown}");
+        assert!(shown.contains("token=***"), "{shown}");
+    }
+    // Invalid requests are redacted too.
+    let pool = Pool::new(1);
+    let err = pool
+        .get("http://bob:pw123456@127.0.0.1:1/?key=abcdef")
+        .header("bad header", "x")
+        .send()
+        .wait()
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("pw123456") && !shown.contains("abcdef"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn secrets_are_absent_from_every_error_form() {
+    let url_secrets = ["hunter2", "s3cretval", "alice"];
+    let check = |err: &Error| {
+        for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+            for s in url_secrets.iter().chain(&["t0ken-abc", "k3y-xyz"]) {
+                assert!(!shown.contains(s), "{s} in {shown}");
+            }
+        }
+    };
+    let with_secrets = |base: String| {
+        format!("{base}?api_key=s3cretval").replace("http://", "http://alice:hunter2@")
+    };
+    let server = Server::start();
+    let silent = FaultServer::start(Fault::Silent);
+    let pool = Pool::builder()
+        .timeout(Duration::from_millis(300))
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let targets = [
+        with_secrets(server.url("/status")),         // status error
+        with_secrets(server.url("/text")),           // decode error
+        with_secrets(common::closed_port_url("/x")), // refused, retried
+        with_secrets(silent.url("/x")),              // timeout
+        with_secrets("http://[::1".to_string()),     // invalid url
+    ];
+    for url in targets {
+        let err = bounded(LIMIT, {
+            let pool = pool.clone();
+            move || {
+                pool.get(&url)
+                    .bearer_auth("t0ken-abc")
+                    .secret_header("X-Api-Key", "k3y-xyz")
+                    .json::<serde_json::Value>()
+                    .wait()
+            }
+        })
+        .unwrap_err();
+        check(&err);
+    }
+}
+
+#[test]
+fn no_secret_in_any_output_even_when_the_server_echoes_it() {
+    // The server puts everything it got into its error body.
+    let server = Server::with_handler(|req, _| {
+        let all = format!("{req:?}");
+        let code = if req.path == "/ok" { 200 } else { 401 };
+        Reply::text(code, "text/plain", &format!("invalid api_key: {all}"))
+    });
+    let secrets = [
+        "sk-QUERY-123",
+        "hdr-SECRET-456",
+        "tok-BEARER-789",
+        "pw-USER-000",
+    ];
+    let pool = Pool::builder()
+        .retry(
+            reqpool::Retry::standard()
+                .statuses(&[401])
+                .backoff(Duration::from_millis(1), Duration::from_millis(2)),
+        )
+        .build()
+        .unwrap();
+    let base = server.url("/");
+    let with_user = base.replace("http://", "http://alice:pw-USER-000@");
+    for path in ["fail", "ok"] {
+        let req = pool
+            .get(&format!("{with_user}{path}"))
+            .query("api_key", "sk-QUERY-123")
+            .secret_header("X-Api-Key", "hdr-SECRET-456")
+            .bearer_auth("tok-BEARER-789");
+        let err = bounded(LIMIT, move || req.json::<Value>().wait()).unwrap_err();
+        let shown = format!("{err} {err:?} {err:#?}");
+        for s in secrets {
+            assert!(!shown.contains(s), "{path}: {s} in {shown}");
+        }
+        // The server's own words are its own: kept as it sent them.
+        if let Some(body) = err.body_text() {
+            assert!(body.contains("invalid api_key: Req"), "{body}");
+            assert!(body.contains("sk-QUERY-123"), "{body}");
+        }
+    }
+    // A URL that does not parse.
+    let err = pool
+        .get("alice:pw-USER-000@127.0.0.1/x")
+        .send()
+        .wait()
+        .unwrap_err();
+    let shown = format!("{err} {err:?} {err:#?}");
+    assert!(!shown.contains("pw-USER-000"), "{shown}");
 }

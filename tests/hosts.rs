@@ -1,13 +1,14 @@
-//! Being a good client of a rate-limited API: a rate limit per host on
-//! every request path, a pause of the whole host on `Retry-After`, and a
-//! circuit breaker that fails fast without connecting.
+//! Being a good client of one host: a cap on requests in flight, a rate
+//! limit, a pause of the whole host on `Retry-After`, and a circuit
+//! breaker that fails fast without connecting.
 
 mod common;
 
-use common::{Fault, FaultServer, LIMIT, Reply, Server, bounded};
-use reqpool::{Breaker, Error, Pool};
+use common::*;
+use reqpool::{Breaker, Error, Phase, Pool};
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The most arrivals within any `window`.
@@ -243,4 +244,171 @@ fn retries_never_go_into_an_open_circuit() {
     assert!(err.is_circuit_open());
     // The fresh-connection try and the retry opened it; no more after.
     assert!(fault.connections.load(Ordering::SeqCst) <= 3);
+}
+
+#[test]
+fn per_host_cap_holds_while_other_hosts_flow() {
+    let slow = holding();
+    let fast = Server::start();
+    let pool = Pool::builder().workers(4).max_per_host(1).build().unwrap();
+    let held: Vec<_> = (0..3)
+        .map(|_| pool.get_json::<serde_json::Value>(&slow.server.url("/hold")))
+        .collect();
+    let quick: Vec<_> = (0..20)
+        .map(|_| pool.get_json::<serde_json::Value>(&fast.url("/json")))
+        .collect();
+    // Every request to the other host finishes while the slow host holds
+    // one request (and its other two wait off the workers).
+    let done = bounded(LIMIT, move || reqpool::wait_all(quick));
+    assert!(done.iter().all(Result::is_ok));
+    assert_eq!(slow.max_inside.load(Ordering::SeqCst), 1);
+    {
+        let (lock, cv) = &*slow.gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    let held = bounded(LIMIT, move || reqpool::wait_all(held));
+    assert!(held.iter().all(Result::is_ok));
+    assert_eq!(
+        slow.max_inside.load(Ordering::SeqCst),
+        1,
+        "the cap was exceeded"
+    );
+    assert_eq!(pool.stats().succeeded, 23);
+}
+
+/// A server that records the most requests it had in flight at once.
+fn concurrency_server() -> (Server, Arc<AtomicUsize>) {
+    let now = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let (n, m) = (now.clone(), max.clone());
+    let server = Server::with_handler(move |_, _| {
+        let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+        m.fetch_max(c, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(40));
+        n.fetch_sub(1, Ordering::SeqCst);
+        Reply::json(200, json!({"ok": true}))
+    });
+    (server, max)
+}
+
+#[test]
+fn the_host_cap_holds_on_every_request_path() {
+    for path in [Path::Json, Path::Send, Path::Fire, Path::Poll] {
+        let (server, max) = concurrency_server();
+        let (pool, errors) = pool_with(Pool::builder().workers(4).max_per_host(1));
+        let waits: Vec<_> = (0..6)
+            .map(|_| through(&pool, &errors, path, &Call::get(&server.url("/x"))))
+            .collect();
+        for w in waits {
+            if let Err(e) = bounded(LIMIT, w) {
+                panic!("{path:?}: {e}");
+            }
+        }
+        assert_eq!(max.load(Ordering::SeqCst), 1, "{path:?} broke the host cap");
+    }
+}
+
+#[test]
+fn the_breaker_sees_a_host_that_answers_503_on_every_path() {
+    for (status, count_429, reaching) in [(503, false, 2), (429, true, 2), (429, false, 7)] {
+        for path in PATHS {
+            let server = Server::with_handler(move |_, _| Reply::json(status, json!({})));
+            let (pool, errors) = pool_with(
+                Pool::builder().workers(1).circuit_breaker(
+                    Breaker::new()
+                        .failures(2)
+                        .count_429(count_429)
+                        .cool_down(Duration::MAX),
+                ),
+            );
+            let url = server.url("/x");
+            for _ in 0..7 {
+                let _ = send_through(&pool, &errors, path, "GET", &url, false);
+            }
+            let hits = if path == Path::FireDetached {
+                hits_when(&server, "/x", 7)
+            } else {
+                server.shared.hits("/x")
+            };
+            // Closures use the agent directly: the breaker is the request
+            // builder's, and a closure is never refused. A detached fire
+            // never reads the answer, so it cannot see a 503.
+            let want = if matches!(path, Path::Burst | Path::Submit | Path::FireDetached) {
+                7
+            } else {
+                reaching
+            };
+            assert_eq!(hits, want, "{status} count_429={count_429} {path:?}");
+        }
+    }
+}
+
+#[test]
+fn a_cool_down_of_max_keeps_the_circuit_open() {
+    let server = Server::with_handler(|_, _| Reply::json(503, json!({})));
+    let pool = Pool::builder()
+        .workers(1)
+        .circuit_breaker(Breaker::new().failures(1).cool_down(Duration::MAX))
+        .build()
+        .unwrap();
+    let _ = pool.get(&server.url("/x")).send().wait();
+    let e = pool.get(&server.url("/x")).send().wait().unwrap_err();
+    match e {
+        Error::CircuitOpen { retry_in, .. } => assert!(retry_in > Duration::from_secs(1 << 40)),
+        e => panic!("{e}"),
+    }
+    assert_eq!(server.shared.hits("/x"), 1);
+}
+
+#[test]
+fn a_rate_limit_wait_counts_against_the_timeout() {
+    let server = Server::start();
+    let pool = Pool::builder()
+        .workers(2)
+        .max_rate_per_host(1, Duration::from_secs(3600))
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let url = server.url("/json");
+    assert!(pool.get(&url).send().wait().is_ok());
+    let t0 = Instant::now();
+    let e = bounded(LIMIT, {
+        let p = pool.get(&url).send();
+        move || p.wait()
+    })
+    .unwrap_err();
+    assert_eq!(e.timeout_phase(), Some(Phase::Throttled), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // A token due within the limit is waited for, and the request succeeds.
+    let pool = Pool::builder()
+        .workers(2)
+        .max_rate_per_host(1, Duration::from_millis(100))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(pool.get(&url).send().wait().is_ok());
+    }
+}
+
+#[test]
+fn a_rate_period_that_is_not_a_rate_is_refused_at_build() {
+    for per in [
+        Duration::MAX,
+        Duration::ZERO,
+        Duration::from_secs(367 * 86_400),
+    ] {
+        let e = Pool::builder()
+            .max_rate_per_host(10, per)
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, Error::Usage { .. }), "{per:?}: {e}");
+    }
+    assert!(
+        Pool::builder()
+            .max_rate_per_host(10_000, Duration::from_secs(86_400))
+            .build()
+            .is_ok()
+    );
 }

@@ -1,73 +1,61 @@
-//! Fire-and-forget, drain on drop (in a child process), shutdown,
-//! backpressure, self-deadlock and stats.
+//! A pool's life: building it, fire-and-forget with accounting, flush,
+//! shutdown (now, with a timeout, inside a job), a bounded queue, the
+//! drain at exit however the pool is held (in child processes), stats.
 
 mod common;
 
-use common::{LIMIT, Server, bounded, closed_port_url};
+use std::sync::LazyLock;
+
+use common::*;
 use crossbeam_channel::bounded as channel;
 use reqpool::{Error, Pending, Pool};
-use std::process::Command;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-const CHILD_URL: &str = "REQPOOL_CHILD_URL";
-
-/// The child's side: fire 500 POSTs and return without flushing. Does
-/// nothing unless the parent test started this binary with `CHILD_URL`.
 #[test]
-fn child_fires_500_and_returns() {
-    let Ok(url) = std::env::var(CHILD_URL) else {
-        return;
-    };
-    let pool = Pool::builder()
+fn zero_workers_is_an_error_not_a_panic() {
+    let err = Pool::builder().workers(0).build().unwrap_err();
+    assert!(matches!(err, Error::Usage { .. }));
+    assert!(err.to_string().contains("at least one worker"));
+}
+
+#[test]
+fn threads_the_os_refuses_are_an_error_not_a_panic() {
+    // A stack no machine can map: the first spawn fails.
+    let e = Pool::builder()
         .workers(4)
-        .drain_timeout(Duration::from_secs(20))
-        .on_error(|e| println!("HOOK {e}"))
+        .stack_size(usize::MAX / 2)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::Usage { .. }), "{e}");
+    assert!(e.to_string().contains("could not start"), "{e}");
+}
+
+#[test]
+fn a_panicking_error_hook_does_not_stall_flush() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let pool = Pool::builder()
+        .workers(2)
+        .on_error(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            panic!("hook bug");
+        })
         .build()
         .unwrap();
-    for i in 0..500 {
-        pool.post(&url)
-            .json_body(&serde_json::json!({ "i": i }))
-            .fire()
-            .unwrap();
+    let url = closed_port_url("/x");
+    for _ in 0..5 {
+        pool.get(&url).fire().unwrap();
     }
-    // Returning drops the pool: that alone must deliver every request.
-}
-
-fn run_child(url: &str) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let url = url.to_string();
-    bounded(LIMIT, move || {
-        Command::new(exe)
-            .args([
-                "--exact",
-                "child_fires_500_and_returns",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_URL, url)
-            .output()
-            .unwrap()
-    })
-}
-
-#[test]
-fn fired_requests_all_arrive_when_main_just_returns() {
-    let server = Server::start();
-    let out = run_child(&server.url("/echo"));
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(server.shared.hits("/echo"), 500);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("HOOK"));
-}
-
-#[test]
-fn fired_failures_reach_the_hook_and_the_child_exits() {
-    let out = run_child(&closed_port_url("/gone"));
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let hooks = stdout.matches("HOOK connection refused").count();
-    assert_eq!(hooks, 500, "{stdout}");
+    let p = pool.clone();
+    assert_eq!(bounded(LIMIT, move || p.flush()), 0);
+    assert_eq!(pool.flush_timeout(Duration::ZERO), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(pool.stats().fired_failed, 5);
+    // The workers are all still there.
+    assert_eq!(pool.submit(|_| Ok(3)).wait().unwrap(), 3);
 }
 
 #[test]
@@ -138,39 +126,167 @@ fn flush_and_shutdown_inside_a_job_do_not_wait_on_themselves() {
 }
 
 #[test]
-fn shutdown_now_with_1000_queued_behind_2_busy_workers() {
+fn fire_detached_is_done_once_written() {
+    // The server keeps every body, then takes 5 s to answer.
+    let bodies = Arc::new(AtomicUsize::new(0));
+    let b = bodies.clone();
+    let server = Server::with_handler(move |req, _| {
+        if req.json().is_some_and(|v| v["n"].is_number()) {
+            b.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+        Reply::json(200, json!({}))
+    });
     let pool = Pool::new(2);
+    for n in 0..20 {
+        pool.post(&server.url("/ingest"))
+            .json_body(&json!({ "n": n }))
+            .fire_detached()
+            .unwrap();
+    }
+    // Done long before one reply could come (5 s each, 2 workers: 50 s).
+    let p = pool.clone();
+    assert_eq!(bounded(Duration::from_secs(4), move || p.flush()), 0);
+    let s = pool.stats();
+    assert_eq!((s.fired, s.fired_failed), (20, 0), "{s:?}");
+    // Every body arrives (the server reads it before it sleeps).
+    let deadline = std::time::Instant::now() + LIMIT;
+    while bodies.load(Ordering::SeqCst) < 20 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(bodies.load(Ordering::SeqCst), 20);
+    // A refused connection is a failure, reported like fire's.
+    pool.post(&common::closed_port_url("/x"))
+        .fire_detached()
+        .unwrap();
+    pool.flush();
+    assert_eq!(pool.stats().fired_failed, 1);
+}
+
+#[test]
+fn dropping_the_last_handle_drains_queued_work() {
+    let pool = Pool::new(1);
+    let (tx, rx) = channel::<usize>(100);
+    for i in 0..50 {
+        let tx = tx.clone();
+        drop(pool.submit(move |_| {
+            tx.send(i).unwrap();
+            Ok(())
+        }));
+    }
+    bounded(LIMIT, move || drop(pool));
+    assert_eq!(rx.len(), 50, "every queued job ran before drop returned");
+}
+
+#[test]
+fn every_pending_resolves_after_the_pool_is_gone() {
+    let pool = Pool::builder()
+        .workers(1)
+        .drain_timeout(Duration::ZERO)
+        .build()
+        .unwrap();
     let (release, gate) = channel::<()>(0);
-    let (started_tx, started_rx) = channel::<()>(2);
-    let mut all: Vec<Pending<u32>> = (0..2)
-        .map(|_| {
-            let (gate, started) = (gate.clone(), started_tx.clone());
-            pool.submit(move |_| {
-                started.send(()).unwrap();
-                gate.recv().map(|_| 1).map_err(Error::other)
-            })
-        })
-        .collect();
-    started_rx.recv_timeout(LIMIT).unwrap();
-    started_rx.recv_timeout(LIMIT).unwrap();
-    all.extend((0..998).map(|i| pool.submit(move |_| Ok(i))));
+    let first = pool.submit(move |_| gate.recv().map_err(Error::other));
+    let rest: Vec<Pending<u32>> = (0..10).map(|i| pool.submit(move |_| Ok(i))).collect();
+    drop(pool);
+    release.send(()).unwrap();
+    first.wait().unwrap();
+    let got = bounded(LIMIT, move || {
+        rest.into_iter().map(|p| p.wait().unwrap()).sum::<u32>()
+    });
+    assert_eq!(got, 45);
+}
+
+#[test]
+fn shutdown_closes_the_pool() {
+    let pool = Pool::new(2);
+    let done = pool.submit(|_| Ok(1));
+    let report = pool.shutdown();
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(done.wait().unwrap(), 1);
+    let late = pool.submit(|_| Ok(2));
+    assert!(matches!(late.wait(), Err(Error::Closed)));
+    assert!(matches!(pool.fire(|_| Ok(())), Err(Error::Closed)));
+}
+
+#[test]
+fn shutdown_now_cancels_the_queue_at_once() {
+    let pool = Pool::new(2);
+    // Both workers hold a busy job before anything else is queued, so the
+    // shutdown cannot cancel the busy jobs themselves.
+    let mut hold = hold_workers(&pool, 2);
+    let queued: Vec<Pending<u32>> = (0..1000).map(|i| pool.submit(move |_| Ok(i))).collect();
     let p2 = pool.clone();
     let shut = std::thread::spawn(move || p2.shutdown_now());
-    let mut cancelled = 0;
-    // The 998 queued ones resolve while the workers are still busy.
-    for p in all.drain(2..) {
-        match p.wait_timeout(LIMIT) {
-            Some(Err(Error::Cancelled)) => cancelled += 1,
-            other => panic!("{other:?}"),
-        }
+    // The queued jobs resolve while both workers are still busy.
+    let cancelled = bounded(LIMIT, move || {
+        queued
+            .into_iter()
+            .filter(|p| {
+                matches!(
+                    p.wait_timeout(Duration::from_secs(10)),
+                    Some(Err(Error::Cancelled))
+                )
+            })
+            .count()
+    });
+    hold.release();
+    for b in std::mem::take(&mut hold.jobs) {
+        b.wait().unwrap();
     }
-    release.send(()).unwrap();
-    release.send(()).unwrap();
-    let done: u32 = all.into_iter().map(|p| p.wait().unwrap()).sum();
     let report = bounded(LIMIT, move || shut.join().unwrap());
-    assert_eq!((cancelled, done), (998, 2));
-    assert_eq!(report.cancelled + report.finished + report.abandoned, 1000);
-    assert_eq!((report.cancelled, report.finished), (998, 2));
+    assert_eq!(cancelled, 1000);
+    assert_eq!(report.cancelled, 1000);
+    assert_eq!(report.finished, 2);
+}
+
+#[test]
+fn shutdown_now_cancels_requests_in_flight() {
+    let (server, arrived) = hanging_server();
+    let pool = Pool::new(1);
+    let running = pool.get_json::<Value>(&server.url("/hang"));
+    arrived.recv_timeout(LIMIT).unwrap();
+    let queued = pool.get_json::<Value>(&server.url("/json"));
+    let p = pool.clone();
+    let report = bounded(Duration::from_secs(10), move || p.shutdown_now());
+    assert_eq!(report.abandoned, 0, "{report:?}");
+    assert!(running.wait().unwrap_err().is_cancelled());
+    assert!(queued.wait().unwrap_err().is_cancelled());
+    assert_eq!(pool.stats().cancelled, 2);
+}
+
+#[test]
+fn shutdown_now_cancels_jobs_parked_behind_a_host_cap() {
+    let slow = holding();
+    let pool = Pool::builder().workers(2).max_per_host(1).build().unwrap();
+    let mut all: Vec<_> = (0..3)
+        .map(|_| pool.get_json::<serde_json::Value>(&slow.server.url("/hold")))
+        .collect();
+    // One request holds the host's only slot; wait until it is inside.
+    let t0 = std::time::Instant::now();
+    while slow.server.shared.requests.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed() < LIMIT, "the first request never arrived");
+        std::thread::yield_now();
+    }
+    let p2 = pool.clone();
+    let shut = std::thread::spawn(move || p2.shutdown_now());
+    let parked: Vec<_> = all.drain(1..).collect();
+    for p in parked {
+        assert!(matches!(p.wait_timeout(LIMIT), Some(Err(Error::Cancelled))));
+    }
+    {
+        let (lock, cv) = &*slow.gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    // The one in flight is cut off too.
+    let err = bounded(LIMIT, move || all.pop().unwrap().wait()).unwrap_err();
+    assert!(err.is_cancelled(), "{err:?}");
+    let report = bounded(LIMIT, move || shut.join().unwrap());
+    assert_eq!(
+        (report.cancelled, report.finished, report.abandoned),
+        (3, 0, 0)
+    );
 }
 
 #[test]
@@ -198,6 +314,32 @@ fn shutdown_timeout_interrupts_a_request_stuck_on_the_network() {
 }
 
 #[test]
+fn bounded_queue_try_submit_reports_full() {
+    let pool = Pool::builder().workers(1).max_queued(2).build().unwrap();
+    let hold = hold_workers(&pool, 1);
+    let a = pool.try_submit(|_| Ok(1));
+    let b = pool.try_submit(|_| Ok(2));
+    let c = pool.try_submit(|_| Ok(3));
+    assert!(matches!(c.wait(), Err(Error::QueueFull)));
+    drop(hold);
+    assert_eq!(a.wait().unwrap() + b.wait().unwrap(), 3);
+}
+
+#[test]
+fn try_send_reports_a_full_queue_at_once() {
+    let server = Server::start();
+    let pool = Pool::builder().workers(1).max_queued(1).build().unwrap();
+    let hold = hold_workers(&pool, 1);
+    let queued = pool.get(&server.url("/json")).try_send();
+    let refused = pool
+        .get(&server.url("/json"))
+        .try_json::<serde_json::Value>();
+    assert!(matches!(refused.wait(), Err(Error::QueueFull)));
+    drop(hold);
+    assert_eq!(bounded(LIMIT, move || queued.wait()).unwrap().status(), 200);
+}
+
+#[test]
 fn bounded_queue_keeps_100k_jobs_flat_and_correct() {
     let pool = Pool::builder().workers(4).max_queued(64).build().unwrap();
     let (tx, rx) = channel::<Pending<u64>>(1024);
@@ -217,18 +359,6 @@ fn bounded_queue_keeps_100k_jobs_flat_and_correct() {
     assert_eq!(sum, (0..100_000u64).sum::<u64>());
     assert!(max_queued <= 64, "queue held {max_queued}");
     assert_eq!(pool.stats().succeeded, 100_000);
-}
-
-#[test]
-fn nested_wait_with_one_worker_resolves() {
-    let pool = Pool::new(1);
-    let p2 = pool.clone();
-    let outer = pool.submit(move |_| {
-        let a = p2.submit(|_| Ok(1));
-        let b = p2.submit(|_| Ok(2)).map(|x| x * 10);
-        Ok(a.wait()? + b.wait()?)
-    });
-    assert_eq!(bounded(LIMIT, move || outer.wait()).unwrap(), 21);
 }
 
 #[test]
@@ -272,4 +402,106 @@ fn stats_add_up_after_a_mixed_batch() {
     assert_eq!(s.run_time.count, 12);
     assert_eq!(s.queue_time.count, 12);
     assert!(s.run_time.p50 <= s.run_time.p99 && s.run_time.p99 <= s.run_time.max);
+}
+
+const CHILD_URL: &str = "REQPOOL_CHILD_URL";
+const CHILD_MODE: &str = "REQPOOL_CHILD_MODE";
+
+static GLOBAL: LazyLock<Pool> = LazyLock::new(|| Pool::new(4));
+
+/// The child's side, for each way of holding a pool: it leaves work
+/// behind and returns. Does nothing unless the parent test started this
+/// binary with `CHILD_URL`.
+#[test]
+fn child_leaves_work_behind_and_returns() {
+    let (Ok(url), Ok(mode)) = (std::env::var(CHILD_URL), std::env::var(CHILD_MODE)) else {
+        return;
+    };
+    match mode.as_str() {
+        // 500 fired POSTs, and the pool dropped by returning: that alone
+        // must deliver every request.
+        "dropped" => {
+            let pool = Pool::builder()
+                .workers(4)
+                .drain_timeout(Duration::from_secs(20))
+                .on_error(|e| println!("HOOK {e}"))
+                .build()
+                .unwrap();
+            for i in 0..500 {
+                pool.post(&url)
+                    .json_body(&json!({ "i": i }))
+                    .fire()
+                    .unwrap();
+            }
+        }
+        // A pool in a static is never dropped.
+        "static" => {
+            for i in 0..500 {
+                GLOBAL
+                    .post(&url)
+                    .json_body(&json!({ "i": i }))
+                    .fire()
+                    .unwrap();
+            }
+        }
+        // Every queued job holds a clone of the pool: dropping main's
+        // handle is not the last drop.
+        "held" => {
+            let pool = Pool::new(1);
+            for i in 0..6 {
+                let p = pool.clone();
+                let url = url.clone();
+                pool.fire(move |_| {
+                    p.post(&url)
+                        .json_body(&json!({ "i": i }))
+                        .send()
+                        .wait()
+                        .map(drop)
+                })
+                .unwrap();
+            }
+        }
+        _ => panic!("unknown mode {mode}"),
+    }
+}
+
+fn leave_work_behind(url: &str, mode: &str) -> std::process::Output {
+    run_child(
+        "child_leaves_work_behind_and_returns",
+        &[(CHILD_URL, url), (CHILD_MODE, mode)],
+    )
+}
+
+#[test]
+fn fired_requests_all_arrive_when_main_just_returns() {
+    let server = Server::start();
+    let out = leave_work_behind(&server.url("/echo"), "dropped");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(server.shared.hits("/echo"), 500);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("HOOK"));
+}
+
+#[test]
+fn fired_failures_reach_the_hook_and_the_child_exits() {
+    let out = leave_work_behind(&closed_port_url("/gone"), "dropped");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hooks = stdout.matches("HOOK connection refused").count();
+    assert_eq!(hooks, 500, "{stdout}");
+}
+
+#[test]
+fn a_pool_in_a_static_loses_nothing_at_exit() {
+    let server = Server::start();
+    let out = leave_work_behind(&server.url("/echo"), "static");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(server.shared.hits("/echo"), 500);
+}
+
+#[test]
+fn a_pool_held_by_its_own_jobs_loses_nothing_at_exit() {
+    let server = Server::start();
+    let out = leave_work_behind(&server.url("/echo"), "held");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(server.shared.hits("/echo"), 6);
 }

@@ -1,11 +1,13 @@
-//! Many handles at once: all, any, first success, completion order, ordered
-//! map, bursts and polling jobs.
+//! Many handles at once: all, any, first success, fallback, completion
+//! order, ordered map, bursts and polling jobs, and the losers they
+//! cancel.
 
 mod common;
 
-use common::{LIMIT, Reply, Server, bounded};
+use common::*;
 use crossbeam_channel::bounded as channel;
 use reqpool::{Completions, Error, Pending, Pool};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -394,4 +396,86 @@ fn polling_job_without_a_status_url_is_a_decode_error() {
         .unwrap_err();
     assert!(err.is_decode(), "{err:?}");
     assert!(err.to_string().contains("no status url"), "{err}");
+}
+
+#[test]
+fn wait_all_submits_a_lazy_iterator_before_it_waits() {
+    // The server answers only when all 6 requests are in: submitted one by
+    // one as the previous finished, they would never all be.
+    let server = Server::start();
+    let pool = Pool::new(6);
+    let url = server.url("/barrier?n=6");
+    let results = bounded(LIMIT, move || {
+        reqpool::wait_all((0..6).map(|_| pool.get_json::<Value>(&url)))
+    });
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+}
+
+#[test]
+fn first_success_and_hedging_cancel_their_losers_in_flight() {
+    let (server, arrived) = hanging_server();
+    let pool = Pool::new(2);
+    let slow = pool.get_json::<Value>(&server.url("/hang"));
+    arrived.recv_timeout(LIMIT).unwrap();
+    let fast = pool.get_json::<Value>(&server.url("/json"));
+    let (i, _) = bounded(LIMIT, move || reqpool::first_success(vec![slow, fast])).unwrap();
+    assert_eq!(i, 1);
+    // Both workers are free: two more requests run at once.
+    let url = server.url("/barrier?n=2");
+    let both = bounded(Duration::from_secs(15), {
+        let pool = pool.clone();
+        move || reqpool::wait_all((0..2).map(|_| pool.get_json::<Value>(&url)))
+    });
+    assert!(both.iter().all(Result::is_ok), "{both:?}");
+}
+
+#[test]
+fn a_poll_job_waits_between_polls_off_the_workers() {
+    // 8 poll jobs, each done on its 3rd poll, 50 ms apart, through one
+    // worker: while one waits, the others poll.
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p2 = polls.clone();
+    let server = Server::with_handler(move |req, _| {
+        if req.method == "POST" {
+            return Reply::json(
+                202,
+                json!({"status_url": format!("/s/{}", req.q("id").unwrap_or("0"))}),
+            );
+        }
+        let n = p2.fetch_add(1, Ordering::SeqCst);
+        Reply::json(200, json!({"n": n}))
+    });
+    let pool = Pool::new(1);
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        u32,
+    >::new()));
+    let jobs: Vec<_> = (0..8)
+        .map(|i| {
+            let seen = seen.clone();
+            pool.post(&server.url("/start"))
+                .query("id", i)
+                .poll()
+                .every(Duration::from_millis(50))
+                .until(move |_| {
+                    let mut s = seen.lock().unwrap();
+                    let c = s.entry(i.to_string()).or_default();
+                    *c += 1;
+                    *c >= 3
+                })
+        })
+        .collect();
+    let results = bounded(LIMIT, move || reqpool::wait_all(jobs));
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The polls of different jobs interleave: the first job's third poll
+    // came after other jobs had polled.
+    let firsts: Vec<u64> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap()["n"].as_u64().unwrap())
+        .collect();
+    assert!(
+        firsts.iter().max().unwrap() - firsts.iter().min().unwrap() < 8,
+        "{firsts:?}"
+    );
+    assert_eq!(pool.stats().scheduled, 0);
 }

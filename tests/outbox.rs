@@ -5,40 +5,13 @@
 
 mod common;
 
-use common::{LIMIT, keyed_server};
+use common::*;
 use reqpool::{Error, Outbox, Pool};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// A fresh folder under the system's temp dir, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "reqpool-outbox-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn a_job_is_delivered_once_with_its_key_and_its_reply_is_kept() {
@@ -277,19 +250,10 @@ fn a_killed_process_loses_nothing_and_resends_only_what_was_in_flight() {
     let db = dir.file("calls.db");
     let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
     let url = server.url("/orders?ms=20");
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "child_enqueues_and_delivers_until_killed",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env(CHILD_DB, &db)
-        .env(CHILD_URL, &url)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(
+        "child_enqueues_and_delivers_until_killed",
+        &[(CHILD_DB, db.to_str().unwrap()), (CHILD_URL, &url)],
+    );
     // Kill it (SIGKILL) once a fifth of the batch has reached the server.
     let t0 = Instant::now();
     while keys.lock().unwrap().len() < JOBS / 5 {

@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{LIMIT, Reply, Server, TestCa, TlsServer, bounded, default_routes};
+use common::*;
 use reqpool::{Error, Pool, Retry, TransportKind};
 use serde_json::{Value, json};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -335,4 +336,26 @@ fn the_platform_store_does_not_trust_a_test_ca() {
     assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err:?}");
     assert!(!err.maybe_sent(), "{err:?}");
     assert_eq!(server.shared.requests.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn tls_to_a_plain_http_server_is_a_tls_error() {
+    // A plain-HTTP server that answers the TLS hello with an HTTP error.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 512];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let pool = Pool::new(1);
+    let url = format!("https://{addr}/json");
+    let err = bounded(LIMIT, move || {
+        pool.get_json::<serde_json::Value>(&url).wait()
+    })
+    .unwrap_err();
+    assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err:?}");
 }

@@ -1,0 +1,311 @@
+//! What an answer becomes: typed JSON, an error status with its body and
+//! headers, a reply that is not JSON, bodies in gzip, deflate and br, a
+//! bomb, and the size cap to the byte.
+
+mod common;
+
+use common::*;
+use reqpool::{Error, Pool};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Job {
+    tag: String,
+    items: Vec<u32>,
+}
+
+#[derive(Deserialize, Debug)]
+struct Done {
+    status: String,
+    count: u32,
+}
+
+#[test]
+fn typed_json_round_trip() {
+    let server = Server::start();
+    let pool = Pool::new(2);
+    let job = Job {
+        tag: "a".into(),
+        items: vec![1, 2, 3],
+    };
+    let echoed: Job = bounded(LIMIT, {
+        let (pool, url, job) = (pool.clone(), server.url("/echo"), job.clone());
+        move || pool.post_json::<Job>(&url, &job).wait()
+    })
+    .unwrap();
+    assert_eq!(echoed, job);
+
+    let done: Done = pool.get_json(&server.url("/json")).wait().unwrap();
+    assert_eq!((done.status.as_str(), done.count), ("completed", 1));
+
+    let v: serde_json::Value = pool.get_json(&server.url("/json")).wait().unwrap();
+    assert_eq!(v["count"], 1);
+}
+
+#[test]
+fn fastapi_422_keeps_its_detail() {
+    let server = Server::start();
+    let pool = Pool::new(1);
+    let err = pool
+        .post_json::<serde_json::Value>(&server.url("/422"), &serde_json::json!({"tag": 1}))
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    let detail = &err.body_json().expect("json body")["detail"];
+    assert_eq!(detail[0]["msg"], "field required");
+    assert!(matches!(&err, Error::Status { code: 422, method, .. } if method == "POST"));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("http status 422 (POST http://127.0.0.1:"),
+        "{shown}"
+    );
+    assert!(shown.contains("field required"), "{shown}");
+}
+
+#[test]
+fn html_500_is_a_status_error_with_text() {
+    let server = Server::start();
+    let pool = Pool::new(1);
+    let err = pool
+        .get_json::<serde_json::Value>(&server.url("/html500"))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Status {
+            code: 500,
+            json: None,
+            ..
+        }
+    ));
+    assert!(err.body_text().unwrap().contains("Internal Server Error"));
+    assert!(!err.is_retryable());
+}
+
+#[test]
+fn non_json_200_is_a_decode_error_with_a_snippet() {
+    let server = Server::start();
+    let pool = Pool::new(1);
+    let err = pool
+        .get_json::<Done>(&server.url("/text"))
+        .wait()
+        .unwrap_err();
+    assert!(err.is_decode(), "{err:?}");
+    match &err {
+        Error::Decode { snippet, .. } => assert_eq!(snippet, "hello, this is not json"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("hello, this is not json"));
+}
+
+#[test]
+fn send_returns_status_headers_and_body() {
+    let server = Server::start();
+    let pool = Pool::new(1);
+    let resp = pool
+        .request("PUT", &server.url("/headers"))
+        .header("X-Trace", "abc")
+        .query("q", "a b")
+        .body("raw")
+        .send()
+        .wait()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let seen: serde_json::Value = resp.json().unwrap();
+    assert_eq!(seen["x-trace"], "abc");
+    assert!(seen["user-agent"].as_str().unwrap().starts_with("reqpool/"));
+    assert_eq!(server.shared.log.lock().unwrap()[0].1, "PUT");
+}
+
+#[test]
+fn an_error_status_keeps_its_headers_without_secrets() {
+    let server = Server::with_handler(|req, _| {
+        let echo = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        Reply::json(401, json!({"detail": "expired"}))
+            .header(
+                "WWW-Authenticate",
+                r#"Bearer realm="api", error="invalid_token""#,
+            )
+            .header("X-Echo", &echo)
+            .header("X-Request-Id", "req-42")
+            .header("Set-Cookie", "session=s3cr3t-cookie; HttpOnly")
+    });
+    let pool = Pool::new(1);
+    let r = pool
+        .get(&server.url("/me?key=q-secret-9"))
+        .bearer_auth("tok-secret-1234")
+        .send()
+        .wait();
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.header("www-authenticate"),
+        Some(r#"Bearer realm="api", error="invalid_token""#)
+    );
+    assert_eq!(e.header("X-Request-Id"), Some("req-42"));
+    // The accessors give the server's words as sent; Display and Debug
+    // leave the secrets out.
+    assert_eq!(
+        e.header("set-cookie"),
+        Some("session=s3cr3t-cookie; HttpOnly")
+    );
+    assert_eq!(e.header("x-echo"), Some("Bearer tok-secret-1234"));
+    assert_eq!(e.header("no-such"), None);
+    let shown = format!("{e} {e:?} {e:#?}");
+    for secret in ["tok-secret-1234", "q-secret-9", "s3cr3t-cookie"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
+#[test]
+fn gzip_deflate_and_br_bodies_are_decoded_and_others_named() {
+    use std::io::Write as _;
+    let zlib = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"ok":true,"via":"deflate"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let raw_deflate = {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"ok":true,"via":"raw deflate"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let gzip = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"ok":true,"via":"gzip"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    // `{"ok":true,"via":"br"}`, compressed by Python's brotli module.
+    let br: Vec<u8> = vec![
+        139, 10, 128, 123, 34, 111, 107, 34, 58, 116, 114, 117, 101, 44, 34, 118, 105, 97, 34, 58,
+        34, 98, 114, 34, 125, 3,
+    ];
+    let seen_accept = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = seen_accept.clone();
+    let server = Server::with_handler(move |req, _| {
+        *seen.lock().unwrap() = req
+            .headers
+            .get("accept-encoding")
+            .cloned()
+            .unwrap_or_default();
+        let (enc, body) = match req.path.as_str() {
+            "/deflate" => ("deflate", zlib.clone()),
+            "/raw-deflate" => ("deflate", raw_deflate.clone()),
+            "/gzip" => ("gzip", gzip.clone()),
+            "/br" => ("br", br.clone()),
+            _ => ("zstd", vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0]),
+        };
+        let mut reply = Reply::json(200, json!({})).header("Content-Encoding", enc);
+        reply.body = body;
+        reply
+    });
+    let pool = Pool::new(1);
+    for (path, via) in [
+        ("/deflate", "deflate"),
+        ("/raw-deflate", "raw deflate"),
+        ("/gzip", "gzip"),
+        ("/br", "br"),
+    ] {
+        let v: Value = pool.get(&server.url(path)).json().wait().unwrap();
+        assert_eq!(v["via"], via, "{path}");
+        let resp = pool.get(&server.url(path)).send().wait().unwrap();
+        assert_eq!(resp.header("content-encoding"), None, "{path}: decoded");
+    }
+    assert_eq!(*seen_accept.lock().unwrap(), "gzip, deflate, br");
+    let e = pool
+        .get(&server.url("/zstd"))
+        .json::<Value>()
+        .wait()
+        .unwrap_err();
+    assert!(e.to_string().contains("zstd-encoded"), "{e}");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn gzip_bomb_fails_as_too_large() {
+    // 16 MiB of zeros compress to ~16 KiB; the cap counts decoded bytes.
+    let bomb = Arc::new(gzip(&vec![0u8; 16 << 20]));
+    assert!(bomb.len() < 100_000);
+    let server = Server::with_handler(move |_, _| {
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            headers: vec![],
+            body: bomb.to_vec(),
+        }
+        .header("Content-Encoding", "gzip")
+    });
+    let pool = Pool::builder().max_response_bytes(1 << 20).build().unwrap();
+    let url = server.url("/bomb");
+    let err = bounded(LIMIT, move || pool.get(&url).send().wait()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                limit: 1_048_576,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn body_of_exactly_the_limit_is_accepted_one_more_byte_is_not() {
+    let server = Server::with_handler(|req, _| {
+        let n: usize = req.q("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+        Reply::text(200, "application/octet-stream", &"x".repeat(n))
+    });
+    let pool = Pool::builder().max_response_bytes(1000).build().unwrap();
+    let ok = pool
+        .get(&server.url("/bytes?n=1000"))
+        .send()
+        .wait()
+        .unwrap();
+    assert_eq!(ok.body().len(), 1000);
+    let err = pool
+        .get(&server.url("/bytes?n=1001"))
+        .send()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { limit: 1000, .. }),
+        "{err:?}"
+    );
+    // Gzipped, the same rule on decoded bytes.
+    let server = Server::with_handler(|req, _| {
+        let n: usize = req.q("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+        Reply {
+            status: 200,
+            content_type: "application/octet-stream",
+            headers: vec![],
+            body: gzip(&vec![b'y'; n]),
+        }
+        .header("Content-Encoding", "gzip")
+    });
+    assert_eq!(
+        pool.get(&server.url("/g?n=1000"))
+            .send()
+            .wait()
+            .unwrap()
+            .body()
+            .len(),
+        1000
+    );
+    assert!(matches!(
+        pool.get(&server.url("/g?n=1001")).send().wait(),
+        Err(Error::TooLarge { .. })
+    ));
+}
