@@ -449,18 +449,24 @@ fn hedging_never_sends_a_post_twice() {
 }
 
 #[test]
-fn retry_waits_off_the_workers() {
-    // One worker, two requests that are each answered 503 with
-    // Retry-After: 1 once: while one waits its second, the other runs, so
-    // the server sees the second request before the first one's retry.
-    let count = Arc::new(AtomicUsize::new(0));
+fn a_retry_after_waits_in_the_timer_off_the_workers() {
+    // One worker; `a` and `b` are answered 503 with Retry-After: 1 once,
+    // `c` every time. While they wait their second, the worker runs other
+    // jobs, the waits count as scheduled, and a job between attempts can
+    // be cancelled.
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (c, s) = (count.clone(), seen.clone());
+    let (tx, arrived) = channel::<()>(16);
+    let s = seen.clone();
     let server = Server::with_handler(move |req, _| {
         let who = req.q("who").unwrap_or("").to_string();
-        s.lock().unwrap().push(who.clone());
-        let n = c.fetch_add(1, Ordering::SeqCst);
-        if n < 2 {
+        let again = {
+            let mut seen = s.lock().unwrap();
+            let again = seen.contains(&who);
+            seen.push(who.clone());
+            again
+        };
+        let _ = tx.send(());
+        if who == "c" || !again {
             Reply::json(503, json!({})).header("Retry-After", "1")
         } else {
             Reply::json(200, json!({"who": who}))
@@ -471,47 +477,30 @@ fn retry_waits_off_the_workers() {
         .retry(Retry::standard())
         .build()
         .unwrap();
-    let a = pool
-        .get(&server.url("/r"))
-        .query("who", "a")
-        .json::<Value>();
-    let b = pool
-        .get(&server.url("/r"))
-        .query("who", "b")
-        .json::<Value>();
-    let stats = pool.clone();
-    let (a, b) = bounded(LIMIT, move || (a.wait(), b.wait()));
-    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
-    assert_eq!(*seen.lock().unwrap(), ["a", "b", "a", "b"]);
-    assert_eq!(stats.stats().scheduled, 0);
-}
-
-#[test]
-fn retry_after_waits_in_the_timer_and_shows_in_stats() {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let (tx, rx) = channel::<()>(4);
-    let server = Server::with_handler(move |_, _| {
-        if c.fetch_add(1, Ordering::SeqCst) == 0 {
-            let _ = tx.send(());
-            Reply::json(503, json!({})).header("Retry-After", "1")
-        } else {
-            Reply::json(200, json!({"ok": true}))
-        }
-    });
-    let pool = Pool::builder()
-        .workers(1)
-        .retry(Retry::standard())
-        .build()
-        .unwrap();
-    let job = pool.get_json::<Value>(&server.url("/r"));
-    rx.recv_timeout(LIMIT).unwrap();
-    // While it waits its second, the worker runs other jobs, and the job
-    // is counted as scheduled.
+    let get = |who: &str| {
+        pool.get(&server.url("/r"))
+            .query("who", who)
+            .json::<Value>()
+    };
+    let (a, b, c) = (get("a"), get("b"), get("c"));
+    for _ in 0..3 {
+        arrived.recv_timeout(LIMIT).unwrap();
+    }
     let quick = pool.submit(|_| Ok(7));
     assert_eq!(bounded(LIMIT, move || quick.wait()).unwrap(), 7);
-    assert_eq!(pool.stats().scheduled, 1);
-    assert!(job.cancel(), "a job between attempts can be cancelled");
-    assert!(job.wait().unwrap_err().is_cancelled());
+    assert_eq!(pool.stats().scheduled, 3);
+    assert!(c.cancel(), "a job between attempts can be cancelled");
+    assert!(c.wait().unwrap_err().is_cancelled());
+    let (a, b) = bounded(LIMIT, move || (a.wait(), b.wait()));
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    // Each retry came after the other's first try, not before.
+    let order: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| *w != "c")
+        .cloned()
+        .collect();
+    assert_eq!(order, ["a", "b", "a", "b"]);
     assert_eq!(pool.stats().scheduled, 0);
 }
