@@ -2,9 +2,12 @@
 //! through a durable outbox, is killed (SIGKILL) at a random point by this
 //! example, and is simply run again; the totals say what reached the
 //! server once, twice, or never.
-//! Also the enqueue rate with each durability setting.
+//! Also the enqueue rate with each durability setting, delivery through
+//! the outbox against plain `fire`, and the file's size after a history of
+//! delivered jobs (`HISTORY=n`, default 50,000).
 //!
 //! `cargo run --release --features outbox --example resumable_batch`
+//! (`RUNS=20` kills and restarts 20 times).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -56,16 +59,49 @@ fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() == 4 && args[1] == "--child" {
-        run(std::path::Path::new(&args[2]), &args[3]);
-        return;
+/// Requests a second through plain `fire` and through an outbox (keys,
+/// replies off, retention zero), 16 workers each, same server; and the
+/// outbox file's size (with its WAL) after the run.
+fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> (f64, f64, u64) {
+    let pool = Pool::new(16);
+    let t0 = Instant::now();
+    for i in 0..n {
+        pool.post(url)
+            .json_body(&json!({"item": i}))
+            .fire()
+            .expect("fire");
     }
-    let dir = std::env::temp_dir().join(format!("reqpool-resumable-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let db = dir.join("batch.db");
+    assert_eq!(pool.flush(), 0);
+    let fire = n as f64 / t0.elapsed().as_secs_f64();
+    let path = dir.join("history.db");
+    let _ = std::fs::remove_file(&path);
+    let outbox = Outbox::options()
+        .keep_replies(false)
+        .retention(Duration::ZERO)
+        .open(&path, &pool)
+        .expect("open");
+    let t0 = Instant::now();
+    for i in 0..n {
+        outbox
+            .enqueue(
+                pool.post(url)
+                    .json_body(&json!({"item": i}))
+                    .idempotency_key(&format!("history-{i}")),
+            )
+            .expect("enqueue");
+    }
+    assert_eq!(outbox.flush_timeout(Duration::from_secs(600)), 0);
+    let through = n as f64 / t0.elapsed().as_secs_f64();
+    drop(outbox);
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let wal = path.with_extension("db-wal");
+    (fire, through, size(&path) + size(&wal))
+}
 
+/// One run of the script killed (SIGKILL) at a random point, then run
+/// again on the same file; returns how many items reached the server
+/// twice, more than twice, and never.
+fn kill_and_rerun(db: &std::path::Path) -> (usize, usize, usize) {
     let (server, seen) = common::keyed_server(Arc::new(AtomicUsize::new(200)));
     let url = server.url("/items?ms=2");
 
@@ -98,7 +134,7 @@ fn main() {
     // in flight go out again, with their keys; items the killed run never
     // enqueued are enqueued now; items already in the file are skipped.
     let t1 = Instant::now();
-    let outbox = run(&db, &url);
+    let outbox = run(db, &url);
     let left = outbox.flush_timeout(Duration::ZERO);
     let stats = outbox.stats().expect("stats");
     let seen = seen.lock().unwrap();
@@ -106,6 +142,7 @@ fn main() {
     let twice = seen.values().filter(|&&n| n == 2).count();
     let more = seen.values().filter(|&&n| n > 2).count();
     let lost = JOBS - seen.len();
+    drop(seen); // the server's handler takes this lock
     println!(
         "restart delivered the rest in {:.2?}: {} delivered, {} dead, {left} left",
         t1.elapsed(),
@@ -113,13 +150,51 @@ fn main() {
         stats.dead
     );
     println!("sent once: {once}, sent twice: {twice}, more: {more}, lost: {lost}");
-    drop(outbox);
+    (twice, more, lost)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--child" {
+        run(std::path::Path::new(&args[2]), &args[3]);
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("reqpool-resumable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let (mut twice_all, mut lost_all, mut more_all) = (0, 0, 0);
+    for run_no in 0..runs {
+        let db = dir.join(format!("batch-{run_no}.db"));
+        let (twice, more, lost) = kill_and_rerun(&db);
+        twice_all += twice;
+        more_all += more;
+        lost_all += lost;
+    }
+    if runs > 1 {
+        println!(
+            "{runs} runs killed at random points: lost {lost_all}, sent twice {twice_all}, more than twice {more_all}"
+        );
+    }
+    let server = common::Server::start();
 
     let rate = enqueue_rate(&dir, Durability::Process, 20_000);
     let rate_fsync = enqueue_rate(&dir, Durability::PowerLoss, 2_000);
     println!(
         "enqueue from one thread: {rate:.0} jobs/s (Durability::Process), {rate_fsync:.0} jobs/s (Durability::PowerLoss, an fsync per commit)"
     );
+    let n: usize = std::env::var("HISTORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let (fire, through, bytes) = delivery_vs_fire(&dir, &server.url("/echo"), n);
+    println!(
+        "{n} POSTs, 16 workers: fire {fire:.0} req/s, through the outbox {through:.0} req/s ({:.2}x); file after {n} delivered jobs (replies off, retention 0): {} KiB",
+        through / fire,
+        bytes / 1024
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(lost, 0, "jobs were lost");
+    assert_eq!(lost_all, 0, "jobs were lost");
 }

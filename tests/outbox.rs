@@ -69,6 +69,45 @@ fn a_job_is_delivered_once_with_its_key_and_its_reply_is_kept() {
 }
 
 #[test]
+fn delivered_jobs_can_be_forgotten_by_hand_or_by_retention() {
+    let dir = TempDir::new("forget");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let url = server.url("/orders");
+    let order = |i: usize| {
+        pool.post(&url)
+            .json_body(&json!({"order": i}))
+            .idempotency_key(&format!("order-{i}"))
+    };
+    // By hand: a delivered job goes with its key and reply.
+    let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
+    let id = outbox.enqueue(order(1)).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.reply(id).unwrap().is_some());
+    assert!(outbox.forget(id).unwrap());
+    assert!(!outbox.forget(id).unwrap(), "forgotten once");
+    assert_eq!(outbox.reply(id).unwrap(), None);
+    assert_eq!(outbox.stats().unwrap(), reqpool::OutboxStats::default());
+    drop(outbox);
+    // Retention zero: delivered jobs leave the file at once; the file
+    // holds pending work only.
+    let outbox = Outbox::options()
+        .keep_replies(false)
+        .retention(Duration::ZERO)
+        .open(dir.file("zero.db"), &pool)
+        .unwrap();
+    for i in 0..300 {
+        outbox.enqueue(order(i)).unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.stats().unwrap(), reqpool::OutboxStats::default());
+    let keys = keys.lock().unwrap();
+    assert!((0..300).all(|i| keys.get(&format!("order-{i}")) >= Some(&1)));
+    // Forgetting never touches work that is not done.
+    assert!(!outbox.forget(reqpool::JobId(i64::MAX)).unwrap());
+}
+
+#[test]
 fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
     let dir = TempDir::new("dead");
     let status = Arc::new(AtomicUsize::new(422));

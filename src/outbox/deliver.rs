@@ -8,13 +8,39 @@ use crate::response::Response;
 use crate::sync::lock;
 use rusqlite::params;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Jobs handed to the pool at most at once (or 4 per worker, if more).
+const CLAIM: usize = 512;
+
+/// How often delivered jobs past their retention are removed.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
+
+/// How one delivery ended, to be written.
+pub(super) struct Answer {
+    id: i64,
+    attempts: u32,
+    end: End,
+}
+
+enum End {
+    /// Answered: the reply, if kept.
+    Delivered {
+        status: Option<i64>,
+        body: Option<Vec<u8>>,
+    },
+    /// To be tried again at `at` (ms since the epoch).
+    Later { at: i64, error: Option<String> },
+    /// Given up.
+    Dead { error: String },
+}
 
 impl Shared {
-    /// Records how the delivery of job `id` ended.
+    /// Notes how the delivery of job `id` ended; the dispatcher writes it
+    /// with the others of the moment in one transaction.
     fn finish(&self, id: i64, attempts: u32, result: Result<Response, Error>) {
-        let db = lock(&self.db);
-        let r = match result {
+        let end = match result {
             Ok(resp) => {
                 let (status, body) = if self.options.keep_replies {
                     let mut body = resp.body().to_vec();
@@ -23,19 +49,14 @@ impl Shared {
                 } else {
                     (None, None)
                 };
-                // The request itself is no longer needed; the key stays,
-                // so the same job is never sent again.
-                db.execute(
-                    "UPDATE jobs SET state = ?1, status = ?2, reply = ?3, body = NULL, headers = '[]', attempts = ?4 WHERE id = ?5",
-                    params![DELIVERED, status, body, attempts, id],
-                )
+                End::Delivered { status, body }
             }
             // Not tried (the pool was shut down, or the job cancelled): it
             // waits a second rather than spin on a pool that takes nothing.
-            Err(Error::Cancelled | Error::Closed) => db.execute(
-                "UPDATE jobs SET state = ?1, next_at = ?2 WHERE id = ?3",
-                params![PENDING, now_ms().saturating_add(1_000), id],
-            ),
+            Err(Error::Cancelled | Error::Closed) => End::Later {
+                at: now_ms().saturating_add(1_000),
+                error: None,
+            },
             Err(e) => {
                 let text = e.to_string();
                 if final_error(&e) || attempts >= self.options.max_attempts {
@@ -43,25 +64,96 @@ impl Shared {
                         "reqpool: outbox job {id} is dead after {attempts} attempt(s): {text}"
                     );
                     self.pool.inner().report(&format!("outbox job {id}"), &e);
-                    db.execute(
-                        "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3 WHERE id = ?4",
-                        params![DEAD, text, attempts, id],
-                    )
+                    End::Dead { error: text }
                 } else {
                     let wait = 1_000i64.saturating_mul(1 << attempts.min(8));
-                    db.execute(
-                        "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3, next_at = ?4 WHERE id = ?5",
-                        params![PENDING, text, attempts, now_ms().saturating_add(wait), id],
-                    )
+                    End::Later {
+                        at: now_ms().saturating_add(wait),
+                        error: Some(text),
+                    }
                 }
             }
         };
-        drop(db);
-        if let Err(e) = r {
-            log::error!("reqpool: outbox could not record job {id}: {e}");
+        lock(&self.answers).push(Answer { id, attempts, end });
+        self.claimed.fetch_sub(1, Ordering::AcqRel);
+        if self.closing() {
+            // No dispatcher any more: write it now.
+            self.write_answers();
         }
-        self.wake();
+        self.answered();
     }
+
+    /// Writes the answers noted so far, in one transaction.
+    pub(super) fn write_answers(&self) {
+        let answers = std::mem::take(&mut *lock(&self.answers));
+        if answers.is_empty() {
+            return;
+        }
+        let mut db = lock(&self.db);
+        if let Err(e) = write(&mut db, &answers, self.options.retention.is_zero()) {
+            log::error!(
+                "reqpool: outbox could not record {} answer(s): {e}",
+                answers.len()
+            );
+        }
+    }
+}
+
+/// One transaction for many answers. A delivered job keeps its key (and
+/// its reply) with the time of delivery in `next_at`, for the retention;
+/// with no retention it goes at once.
+fn write(
+    db: &mut rusqlite::Connection,
+    answers: &[Answer],
+    forget: bool,
+) -> Result<(), rusqlite::Error> {
+    let tx = db.transaction()?;
+    for a in answers {
+        let (id, attempts) = (a.id, a.attempts);
+        match &a.end {
+            End::Delivered { .. } if forget => {
+                tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            End::Delivered { status, body } => {
+                // The request itself is no longer needed; the key stays,
+                // so the same job is never sent again.
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = ?1, status = ?2, reply = ?3, body = NULL, headers = '[]', attempts = ?4, next_at = ?5 WHERE id = ?6",
+                )?
+                .execute(params![DELIVERED, status, body, attempts, now_ms(), id])?;
+            }
+            End::Later { at, error: None } => {
+                tx.prepare_cached("UPDATE jobs SET state = ?1, next_at = ?2 WHERE id = ?3")?
+                    .execute(params![PENDING, at, id])?;
+            }
+            End::Later {
+                at,
+                error: Some(text),
+            } => {
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3, next_at = ?4 WHERE id = ?5",
+                )?
+                .execute(params![PENDING, text, attempts, at, id])?;
+            }
+            End::Dead { error } => {
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3 WHERE id = ?4",
+                )?
+                .execute(params![DEAD, error, attempts, id])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Removes delivered jobs older than `keep`.
+fn purge(s: &Shared, keep: Duration) -> Result<usize, rusqlite::Error> {
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    let before = now_ms().saturating_sub(keep_ms);
+    lock(&s.db)
+        .prepare_cached("DELETE FROM jobs WHERE state = ?1 AND next_at < ?2")?
+        .execute(params![DELIVERED, before])
 }
 
 /// A failure that another delivery cannot cure: a final status (4xx but
@@ -74,45 +166,77 @@ fn final_error(e: &Error) -> bool {
     }
 }
 
-/// The dispatcher: hands due jobs to the pool, and sleeps until the next
-/// one is due or something changes.
+/// The dispatcher: writes answers as they come (each write takes every
+/// answer that came during the last), hands due jobs to the pool at most
+/// every `GATHER` (one claim for many enqueues), and sleeps until one of
+/// them has work.
 pub(super) fn dispatch(s: &Arc<Shared>) {
-    while !s.closing() {
-        // Let the enqueues and answers of the next moment gather: one
-        // claim for many jobs instead of a write per wake-up.
-        std::thread::sleep(GATHER);
-        let due = claim_due(s).unwrap_or_else(|e| {
-            log::error!("reqpool: outbox could not read its file: {e}");
-            Vec::new()
-        });
-        for (id, attempts, stored) in due {
-            deliver(s, id, attempts + 1, stored);
+    let mut last_purge = Instant::now();
+    let mut last_claim: Option<Instant> = None;
+    let mut idle_until = Instant::now();
+    loop {
+        s.write_answers();
+        if s.closing() {
+            break;
         }
-        let next = next_due(s).unwrap_or(None);
-        let wait = match next {
-            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
-            None => Duration::from_secs(1),
+        if last_claim.is_none_or(|t| t.elapsed() >= GATHER) {
+            if s.options.retention != Duration::MAX && last_purge.elapsed() >= PURGE_EVERY {
+                last_purge = Instant::now();
+                if let Err(e) = purge(s, s.options.retention) {
+                    log::error!("reqpool: outbox could not remove old jobs: {e}");
+                }
+            }
+            lock(&s.signal).work = false;
+            claim(s);
+            last_claim = Some(Instant::now());
+            let next = next_due(s).unwrap_or(None);
+            let wait = match next {
+                Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+                None => Duration::from_secs(1),
+            };
+            idle_until = Instant::now() + wait.clamp(GATHER, Duration::from_secs(1));
         }
-        .min(Duration::from_secs(1));
-        let guard = lock(&s.signal);
-        if !*guard {
-            let _ = s
-                .cond
-                .wait_timeout(guard, wait.max(Duration::from_millis(1)));
-        }
+        let next_claim = last_claim.map_or_else(Instant::now, |t| t + GATHER);
+        s.wait_for_work(next_claim.max(Instant::now()), idle_until);
+    }
+    s.write_answers();
+}
+
+/// Hands due jobs to the pool: enough to keep every worker busy until the
+/// next round, not the whole file.
+fn claim(s: &Arc<Shared>) {
+    let limit = (4 * s.pool.workers()).max(CLAIM);
+    let room = limit.saturating_sub(s.claimed.load(Ordering::Acquire));
+    let due = claim_due(s, room).unwrap_or_else(|e| {
+        log::error!("reqpool: outbox could not read its file: {e}");
+        Vec::new()
+    });
+    s.claimed.fetch_add(due.len(), Ordering::AcqRel);
+    for (id, attempts, stored) in due {
+        deliver(s, id, attempts + 1, stored);
     }
 }
 
-/// Marks the jobs due now as in flight and returns them.
-fn claim_due(s: &Shared) -> Result<Vec<(i64, u32, Stored)>, rusqlite::Error> {
-    let mut db = lock(&s.db);
-    let tx = db.transaction()?;
-    let mut out = Vec::new();
-    {
-        let mut st = tx.prepare_cached(
-            "SELECT id, key, method, url, headers, body, attempts FROM jobs WHERE state = ?1 AND next_at <= ?2 ORDER BY next_at, id LIMIT 512",
-        )?;
-        let rows = st.query_map(params![PENDING, now_ms()], |r| {
+/// Marks the jobs due now as in flight (at most `room`) and returns them,
+/// in one statement.
+fn claim_due(s: &Shared, room: usize) -> Result<Vec<(i64, u32, Stored)>, rusqlite::Error> {
+    if room == 0 {
+        return Ok(Vec::new());
+    }
+    let db = lock(&s.db);
+    let mut st = db.prepare_cached(
+        "UPDATE jobs SET state = ?1 WHERE id IN (
+             SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4)
+         RETURNING id, key, method, url, headers, body, attempts",
+    )?;
+    let rows = st.query_map(
+        params![
+            IN_FLIGHT,
+            PENDING,
+            now_ms(),
+            i64::try_from(room).unwrap_or(i64::MAX)
+        ],
+        |r| {
             let headers: String = r.get(4)?;
             Ok((
                 r.get::<_, i64>(0)?,
@@ -125,19 +249,9 @@ fn claim_due(s: &Shared) -> Result<Vec<(i64, u32, Stored)>, rusqlite::Error> {
                     body: r.get(5)?,
                 },
             ))
-        })?;
-        for row in rows {
-            out.push(row?);
-        }
-    }
-    for (id, _, _) in &out {
-        tx.execute(
-            "UPDATE jobs SET state = ?1 WHERE id = ?2",
-            params![IN_FLIGHT, id],
-        )?;
-    }
-    tx.commit()?;
-    Ok(out)
+        },
+    )?;
+    rows.collect()
 }
 
 fn next_due(s: &Shared) -> Result<Option<i64>, rusqlite::Error> {

@@ -14,6 +14,7 @@ use deliver::dispatch;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,7 +63,8 @@ pub struct OutboxStats {
     pub pending: u64,
     /// Handed to the pool, not answered yet.
     pub in_flight: u64,
-    /// Answered by the server.
+    /// Answered by the server, and still in the file (see
+    /// [`OutboxOptions::retention`] and [`Outbox::forget`]).
     pub delivered: u64,
     /// Given up on: see [`Outbox::dead`].
     pub dead: u64,
@@ -100,6 +102,7 @@ pub struct OutboxOptions {
     durability: Durability,
     keep_replies: bool,
     max_attempts: u32,
+    retention: Duration,
 }
 
 impl Default for OutboxOptions {
@@ -108,6 +111,7 @@ impl Default for OutboxOptions {
             durability: Durability::Process,
             keep_replies: true,
             max_attempts: 5,
+            retention: Duration::MAX,
         }
     }
 }
@@ -138,6 +142,19 @@ impl OutboxOptions {
     /// policy). At least 1; defaults to 5.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
+        self
+    }
+
+    /// How long a delivered job stays in the file: its key (so a re-run
+    /// that enqueues the same key sends nothing) and its reply. After
+    /// that it is removed, and the file's space is reused: the file grows
+    /// with pending work and this window, not with history. A re-run
+    /// after the window sends a removed job's key again (the server's
+    /// idempotency window should be longer). `Duration::ZERO` removes a
+    /// job as soon as it is delivered; [`Outbox::forget`] removes one
+    /// by hand. Defaults to `Duration::MAX` (kept).
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.retention = keep;
         self
     }
 
@@ -197,9 +214,14 @@ struct Shared {
     pool: Pool,
     path: PathBuf,
     options: OutboxOptions,
+    /// How deliveries ended, not yet written: the dispatcher writes
+    /// them in one transaction.
+    answers: Mutex<Vec<deliver::Answer>>,
+    /// Jobs handed to the pool and not yet answered.
+    claimed: AtomicUsize,
     /// Wakes the dispatcher (a new job, a delivery done, closing) and
     /// the flushers.
-    signal: Mutex<bool>,
+    signal: Mutex<Signal>,
     cond: Condvar,
 }
 
@@ -329,7 +351,9 @@ impl Outbox {
             pool: pool.clone(),
             path: path.to_path_buf(),
             options,
-            signal: Mutex::new(false),
+            answers: Mutex::new(Vec::new()),
+            claimed: AtomicUsize::new(0),
+            signal: Mutex::new(Signal::default()),
             cond: Condvar::new(),
         });
         let s = Arc::clone(&shared);
@@ -381,7 +405,7 @@ impl Outbox {
         };
         drop(db);
         if inserted == 1 {
-            self.shared.wake();
+            self.shared.more_work();
         }
         Ok(JobId(id))
     }
@@ -479,7 +503,24 @@ impl Outbox {
                 params![PENDING, id.0, DEAD],
             )
             .map_err(sql)?;
-        self.shared.wake();
+        self.shared.more_work();
+        Ok(n == 1)
+    }
+
+    /// Removes a delivered or dead job from the file: its key, its reply,
+    /// its last error. Pending and in-flight jobs stay. True if it was
+    /// removed. Blocks for the commit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if the file cannot be written.
+    pub fn forget(&self, id: JobId) -> Result<bool, Error> {
+        let n = lock(&self.shared.db)
+            .execute(
+                "DELETE FROM jobs WHERE id = ?1 AND state IN (?2, ?3)",
+                params![id.0, DELIVERED, DEAD],
+            )
+            .map_err(sql)?;
         Ok(n == 1)
     }
 
@@ -510,7 +551,7 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        *lock(&self.shared.signal) = true;
+        lock(&self.shared.signal).closing = true;
         self.shared.cond.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -519,15 +560,56 @@ impl Drop for Outbox {
 }
 
 impl Shared {
-    /// Wakes the dispatcher and the flushers.
-    fn wake(&self) {
+    /// Tells the dispatcher there is work to claim (after its gathering
+    /// pause), and wakes the flushers.
+    fn more_work(&self) {
+        lock(&self.signal).work = true;
         self.cond.notify_all();
+    }
+
+    /// Tells the dispatcher there are answers to write (at once), and
+    /// wakes the flushers.
+    fn answered(&self) {
+        lock(&self.signal).answered = true;
+        self.cond.notify_all();
+    }
+
+    /// Blocks the dispatcher until answers come, work comes and
+    /// `next_claim` passes, `idle_until` passes, or the outbox closes.
+    fn wait_for_work(&self, next_claim: Instant, idle_until: Instant) {
+        let mut g = lock(&self.signal);
+        loop {
+            if g.closing || g.answered {
+                break;
+            }
+            let until = if g.work { next_claim } else { idle_until };
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            g = self
+                .cond
+                .wait_timeout(g, until - now)
+                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+        }
+        g.answered = false;
     }
 
     /// True once the outbox is being dropped.
     fn closing(&self) -> bool {
-        *lock(&self.signal)
+        lock(&self.signal).closing
     }
+}
+
+/// What the dispatcher waits for.
+#[derive(Debug, Default)]
+struct Signal {
+    /// The outbox is being dropped.
+    closing: bool,
+    /// Jobs were enqueued or re-queued since the last claim.
+    work: bool,
+    /// Deliveries ended since the last write.
+    answered: bool,
 }
 
 /// Creates the file readable and writable by its owner only, if it does
