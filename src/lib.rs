@@ -148,6 +148,7 @@
 //! Rust 1.85. Raising it is a minor release, never a patch release.
 
 mod agent;
+mod attempt;
 mod builder;
 mod burst;
 mod closure;
@@ -182,6 +183,7 @@ mod wait;
 mod wire;
 mod worker;
 
+pub use crate::attempt::Attempt;
 pub use crate::builder::Builder;
 pub use crate::error::{Error, GaveUpReason, Phase, Secrets, TransportKind};
 pub use crate::hedge::Hedge;

@@ -2,6 +2,7 @@
 //! validated once on the caller's thread, the pool's defaults applied, the
 //! secrets to keep out of messages collected.
 
+use crate::attempt::Hooks;
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::error::Secrets;
@@ -27,6 +28,8 @@ pub(crate) struct RequestDefaults {
     pub(crate) budget: Option<Arc<Budget>>,
     pub(crate) hedge: Option<Hedge>,
     pub(crate) query: QuerySecrets,
+    /// `before_attempt` and `bearer_from`.
+    pub(crate) hooks: Hooks,
 }
 
 /// Which query values are secrets, besides those of keys secret by name.
@@ -111,6 +114,8 @@ pub(crate) struct Prepared {
     pub(crate) secrets: Secrets,
     /// Which query values are secrets (for the URLs of a poll job).
     pub(crate) query: QuerySecrets,
+    /// The pool's per-attempt hooks.
+    pub(crate) hooks: Hooks,
 }
 
 impl Label for Prepared {
@@ -259,6 +264,7 @@ impl Prepared {
             max_bytes: self.max_bytes,
             secrets,
             query: self.query.clone(),
+            hooks: self.hooks.clone(),
         })
     }
 }
@@ -290,7 +296,9 @@ impl Prepared {
             return Err(Error::usage(
                 "the outbox writes no secret to disk, and this request carries one (URL \
                  credentials, an Authorization, Cookie or secret header, or a secret query \
-                 value); send it with the pool directly, or leave the secret out",
+                 value); add it at delivery instead, with Builder::bearer_from or \
+                 Builder::before_attempt (Attempt::secret_header), or send the request with \
+                 the pool directly",
             ));
         }
         let spec = &self.spec;

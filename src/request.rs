@@ -405,6 +405,7 @@ impl RequestBuilder {
             max_bytes: defaults.max_response_bytes,
             secrets,
             query,
+            hooks: defaults.hooks.clone(),
         };
         let opts = Options::new(self.hedge.or(defaults.hedge), !self.no_block);
         Ok((self.pool, opts, Arc::new(prepared)))

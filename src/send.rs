@@ -2,6 +2,7 @@
 //! job, with the wait before the next one spent in the pool's timer),
 //! redirects, and one exchange on the wire.
 
+use crate::attempt::Attempt;
 use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
 use crate::hosts::Observed;
@@ -24,6 +25,8 @@ const MAX_REDIRECTS: u32 = 5;
 pub(crate) struct Attempts {
     failed: Vec<Error>,
     fresh_tried: bool,
+    /// A 401 to a `bearer_from` token was answered with a new token.
+    reauthorized: bool,
     /// The request's own limit, fixed when its first attempt starts.
     limit: Option<Deadline>,
     /// A redirect hop to another host that waits for a token of that
@@ -77,7 +80,8 @@ impl Prepared {
             }
             let mut seen = Seen::default();
             let result = with_limit(limit, || {
-                execute(ctx, limit, self, &mut seen, &mut st.next_hop)
+                let number = st.failed.len() as u32 + 1;
+                execute(ctx, limit, self, number, &mut seen, &mut st.next_hop)
             });
             let result = match result {
                 Exec::Done(r) => r,
@@ -90,8 +94,23 @@ impl Prepared {
                     return Step::Done(Ok(Response::detached(&self.spec.method, &self.spec.url)));
                 }
                 Err(_) if crate::wire::aborted() => return Step::Done(Err(Error::Cancelled)),
-                Err(e) => e.scrubbed(&self.secrets),
+                Err(e) => e.scrubbed(&self.secrets.with(&seen.secrets)),
             };
+            // A 401 to a token from `bearer_from`: a new token, and the
+            // request once more, whatever the policy (it was not processed).
+            if err.status() == Some(401)
+                && !st.reauthorized
+                && let Some((host, generation)) = seen.token.take()
+                && let Some(tokens) = &self.hooks.tokens
+            {
+                st.reauthorized = true;
+                if let Err(e) = tokens.refresh(&host, generation) {
+                    st.failed.push(err);
+                    return Step::Done(Err(self.give_up(st, e, None)));
+                }
+                st.failed.push(err);
+                continue;
+            }
             let facts = Facts {
                 err: &err,
                 attempt: st.failed.len() as u32 + 1,
@@ -180,6 +199,10 @@ struct Seen {
     /// The failing exchange ran on a kept-alive connection that an earlier
     /// request had used (not one opened for it).
     reused: bool,
+    /// Values the pool's hooks set that are secrets.
+    secrets: Vec<String>,
+    /// The host and generation of the `bearer_from` token last sent.
+    token: Option<(String, u64)>,
 }
 
 /// How one run of a request's attempt ends.
@@ -200,6 +223,7 @@ fn execute(
     ctx: &Ctx<'_>,
     limit: Deadline,
     req: &Prepared,
+    number: u32,
     seen: &mut Seen,
     next_hop: &mut Option<NextHop>,
 ) -> Exec {
@@ -275,7 +299,7 @@ fn execute(
         }
         has_token = false;
         let done = |r| Exec::Done(r);
-        let resp = exchange(ctx.agent, &hop, req, seen);
+        let resp = exchange(ctx.agent, &hop, req, number, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
         if let Some((hosts, name)) = host
@@ -352,6 +376,7 @@ fn exchange(
     agent: &ureq::Agent,
     hop: &Hop<'_>,
     req: &Prepared,
+    number: u32,
     seen: &mut Seen,
 ) -> Result<Response, Error> {
     let method = hop.method.as_str();
@@ -366,6 +391,14 @@ fn exchange(
         }
         if let Some(ct) = hop.content_type {
             h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        if !req.hooks.is_empty() {
+            let body = hop.body.unwrap_or_default();
+            let attempt = Attempt::new(method, url, body, number);
+            let host = hop.uri.host().unwrap_or_default();
+            let applied = req.hooks.apply(attempt, host, h)?;
+            seen.secrets.extend(applied.secrets);
+            seen.token = applied.token;
         }
     }
     // A GET (or HEAD, DELETE, …) without a body goes without body headers;

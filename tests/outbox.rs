@@ -219,6 +219,46 @@ fn secrets_never_reach_the_file() {
 }
 
 #[test]
+fn credentials_are_added_at_delivery_and_never_written() {
+    let dir = TempDir::new("delivery-auth");
+    let path = dir.file("calls.db");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let pool = Pool::builder()
+        .bearer_from(|_| Ok("tok-SECRET-2".to_string()))
+        .before_attempt(move |a| {
+            s.lock().unwrap().push(a.number());
+            a.secret_header("X-Signature", "sig-SECRET-3");
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let outbox = Outbox::open(&path, &pool).unwrap();
+    let e = outbox
+        .enqueue(pool.post(&server.url("/o")).bearer_auth("x"))
+        .unwrap_err();
+    assert!(e.to_string().contains("bearer_from"), "says how: {e}");
+    for i in 0..5 {
+        let req = pool
+            .post(&server.url("/orders"))
+            .json_body(&json!({"i": i}))
+            .idempotency_key(&format!("auth-{i}"));
+        outbox.enqueue(req).unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().len(), 5);
+    assert_eq!(seen.lock().unwrap().len(), 5, "hooked at each delivery");
+    drop(outbox);
+    for f in std::fs::read_dir(&dir.0).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        for secret in [&b"tok-SECRET-2"[..], b"sig-SECRET-3"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+        }
+    }
+}
+
+#[test]
 fn bad_files_and_a_second_opener_get_clear_errors() {
     let dir = TempDir::new("bad");
     let pool = Pool::new(1);

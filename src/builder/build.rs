@@ -77,6 +77,7 @@ impl Builder {
                 keys: self.secret_query_keys.into(),
                 all: self.redact_all_query,
             },
+            hooks: self.hooks,
         };
         let settings = Settings {
             workers: self.workers,

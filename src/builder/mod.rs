@@ -2,6 +2,7 @@
 
 mod build;
 
+use crate::attempt::Hooks;
 use crate::error::Error;
 use crate::hosts::{Breaker, Rate};
 use crate::pool::ErrorHook;
@@ -52,6 +53,7 @@ pub struct Builder {
     hedge: Option<crate::hedge::Hedge>,
     secret_query_keys: Vec<String>,
     redact_all_query: bool,
+    hooks: Hooks,
 }
 
 impl Default for Builder {
@@ -82,6 +84,7 @@ impl Default for Builder {
             hedge: None,
             secret_query_keys: Vec::new(),
             redact_all_query: false,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -414,6 +417,63 @@ impl Builder {
         self
     }
 
+    /// Calls `hook` on the worker just before each attempt of a request
+    /// made through the request builder (`json`, `send`, `fire`, poll
+    /// jobs, the outbox): the first try, each retry, each redirect hop,
+    /// each hedged copy. It sees the attempt's method, URL, exact body and
+    /// number, and may set headers on it: a signature over the bytes and
+    /// the time (AWS SigV4, an HMAC), or a `traceparent`. Values set with
+    /// [`Attempt::secret_header`](crate::Attempt::secret_header) are
+    /// redacted like [`RequestBuilder::secret_header`](crate::RequestBuilder::secret_header).
+    /// An `Err` fails that attempt with that error (retried as the policy
+    /// says). Closures given to [`Pool::submit`](crate::Pool::submit) use
+    /// the agent directly and are not hooked.
+    ///
+    /// ```
+    /// let pool = reqpool::Pool::builder()
+    ///     .before_attempt(|a| {
+    ///         a.header("X-Attempt", &a.number().to_string());
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn before_attempt(
+        mut self,
+        f: impl Fn(&mut crate::Attempt<'_>) -> Result<(), Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.before = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Supplies `Authorization: Bearer …` for every request (made through
+    /// the request builder) that has no `Authorization` of its own: `f`
+    /// gets the request's host and returns its token, asked once per host
+    /// and kept. After a `401` the token is asked for again and the
+    /// request is sent once more with the new one, whatever the retry
+    /// policy — a POST too: a 401 means it was not processed. Requests
+    /// that got a 401 with the same token share one new token (no
+    /// stampede on the token endpoint). Tokens are redacted like
+    /// [`bearer_auth`](crate::RequestBuilder::bearer_auth), which wins
+    /// over `f`. An `Err` from `f` fails the attempt with it. Through an
+    /// [`Outbox`](crate::Outbox) the token is added at delivery, so it
+    /// never reaches the file.
+    ///
+    /// ```
+    /// let pool = reqpool::Pool::builder()
+    ///     .bearer_from(|host| Ok(format!("token-for-{host}")))
+    ///     .build()?;
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn bearer_from(
+        mut self,
+        f: impl Fn(&str) -> Result<String, Error> + Send + Sync + 'static,
+    ) -> Self {
+        let tokens = crate::attempt::Tokens::new(Box::new(f));
+        self.hooks.tokens = Some(std::sync::Arc::new(tokens));
+        self
+    }
+
     /// Hedges every idempotent request: see [`Hedge`](crate::Hedge).
     /// Defaults to no hedging.
     pub fn hedge(mut self, hedge: crate::hedge::Hedge) -> Self {
@@ -454,6 +514,7 @@ impl fmt::Debug for Builder {
             .field("adaptive_rate", &self.adaptive)
             .field("circuit_breaker", &self.breaker)
             .field("hedge", &self.hedge)
+            .field("hooks", &self.hooks)
             .finish()
     }
 }

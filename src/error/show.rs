@@ -41,6 +41,15 @@ impl Secrets {
     pub(crate) fn forms(&self) -> &[String] {
         &self.0
     }
+
+    /// These and `more` (raw values, in every form).
+    pub(crate) fn with(&self, more: &[String]) -> Secrets {
+        if more.is_empty() {
+            return self.clone();
+        }
+        let all = self.0.iter().chain(more).cloned();
+        Secrets::new(crate::redact::secret_forms(all))
+    }
 }
 
 impl fmt::Debug for Secrets {
