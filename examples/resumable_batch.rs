@@ -59,10 +59,18 @@ fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// Requests a second through plain `fire` and through an outbox (keys,
-/// replies off, retention zero), 16 workers each, same server; and the
-/// outbox file's size (with its WAL) after the run.
-fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> (f64, f64, u64) {
+/// Requests a second through plain `fire`, and through an outbox (keys,
+/// replies off, retention zero; 16 workers each, same server): enqueue and
+/// delivery together, and the delivery alone of a file that a producer
+/// (`deliver(false)`) filled; and the file's size (with its WAL) after.
+struct Rates {
+    fire: f64,
+    together: f64,
+    delivery: f64,
+    bytes: u64,
+}
+
+fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     let pool = Pool::new(16);
     let t0 = Instant::now();
     for i in 0..n {
@@ -73,29 +81,45 @@ fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> (f64, f64, u6
     }
     assert_eq!(pool.flush(), 0);
     let fire = n as f64 / t0.elapsed().as_secs_f64();
+    let options = || {
+        Outbox::options()
+            .keep_replies(false)
+            .retention(Duration::ZERO)
+    };
+    let enqueue = |outbox: &Outbox, run: &str| {
+        for i in 0..n {
+            let req = pool
+                .post(url)
+                .json_body(&json!({"item": i}))
+                .idempotency_key(&format!("{run}-{i}"));
+            outbox.enqueue(req).expect("enqueue");
+        }
+    };
     let path = dir.join("history.db");
     let _ = std::fs::remove_file(&path);
-    let outbox = Outbox::options()
-        .keep_replies(false)
-        .retention(Duration::ZERO)
-        .open(&path, &pool)
-        .expect("open");
+    let outbox = options().open(&path, &pool).expect("open");
     let t0 = Instant::now();
-    for i in 0..n {
-        outbox
-            .enqueue(
-                pool.post(url)
-                    .json_body(&json!({"item": i}))
-                    .idempotency_key(&format!("history-{i}")),
-            )
-            .expect("enqueue");
-    }
+    enqueue(&outbox, "together");
     assert_eq!(outbox.flush_timeout(Duration::from_secs(600)), 0);
-    let through = n as f64 / t0.elapsed().as_secs_f64();
+    let together = n as f64 / t0.elapsed().as_secs_f64();
     drop(outbox);
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let wal = path.with_extension("db-wal");
-    (fire, through, size(&path) + size(&wal))
+    let bytes = size(&path) + size(&wal);
+    // A producer fills the file; a deliverer opens it and sends it all.
+    let producer = options().deliver(false).open(&path, &pool).expect("open");
+    enqueue(&producer, "replay");
+    drop(producer);
+    let t0 = Instant::now();
+    let outbox = options().open(&path, &pool).expect("open");
+    assert_eq!(outbox.flush_timeout(Duration::from_secs(600)), 0);
+    let delivery = n as f64 / t0.elapsed().as_secs_f64();
+    Rates {
+        fire,
+        together,
+        delivery,
+        bytes,
+    }
 }
 
 /// One run of the script killed (SIGKILL) at a random point, then run
@@ -189,11 +213,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
-    let (fire, through, bytes) = delivery_vs_fire(&dir, &server.url("/echo"), n);
+    let r = delivery_vs_fire(&dir, &server.url("/echo"), n);
     println!(
-        "{n} POSTs, 16 workers: fire {fire:.0} req/s, through the outbox {through:.0} req/s ({:.2}x); file after {n} delivered jobs (replies off, retention 0): {} KiB",
-        through / fire,
-        bytes / 1024
+        "{n} POSTs, 16 workers: fire {:.0} req/s; outbox, enqueue and delivery together {:.0} req/s ({:.2}x), delivery of a filled file {:.0} req/s ({:.2}x); file after {n} delivered jobs (replies off, retention 0): {} KiB",
+        r.fire,
+        r.together,
+        r.together / r.fire,
+        r.delivery,
+        r.delivery / r.fire,
+        r.bytes / 1024
     );
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(lost_all, 0, "jobs were lost");

@@ -185,7 +185,7 @@ mod worker;
 
 pub use crate::attempt::Attempt;
 pub use crate::builder::Builder;
-pub use crate::error::{Error, GaveUpReason, Phase, Secrets, TransportKind};
+pub use crate::error::{Error, GaveUpReason, Phase, Secrets, StorageKind, TransportKind};
 pub use crate::hedge::Hedge;
 pub use crate::hosts::Breaker;
 pub use crate::lifecycle::Shutdown;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use reqpool::{Error, Outbox, Pool};
+use reqpool::{Error, Outbox, Pool, StorageKind};
 use serde_json::json;
 
 use std::sync::Arc;
@@ -259,13 +259,46 @@ fn credentials_are_added_at_delivery_and_never_written() {
 }
 
 #[test]
+fn a_producer_only_writes_and_a_later_outbox_delivers() {
+    let dir = TempDir::new("producer");
+    let path = dir.file("calls.db");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let producer = Outbox::options().deliver(false).open(&path, &pool).unwrap();
+    for i in 0..20 {
+        let req = pool
+            .post(&server.url("/orders"))
+            .json_body(&json!({"i": i}))
+            .idempotency_key(&format!("p-{i}"));
+        producer.enqueue(req).unwrap();
+    }
+    // Nothing goes out from a producer: a flush waits for nothing.
+    assert_eq!(producer.flush_timeout(Duration::from_millis(50)), 20);
+    assert!(keys.lock().unwrap().is_empty());
+    drop(producer);
+    let outbox = Outbox::open(&path, &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().len(), 20);
+}
+
+#[test]
 fn bad_files_and_a_second_opener_get_clear_errors() {
     let dir = TempDir::new("bad");
     let pool = Pool::new(1);
     let garbage = dir.file("garbage.db");
     std::fs::write(&garbage, vec![b'x'; 8192]).unwrap();
     let e = Outbox::open(&garbage, &pool).unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::NotAnOutbox), "{e}");
     assert!(e.to_string().contains("not an outbox"), "{e}");
+    // Another program's SQLite database: refused, and left as it was.
+    let other = dir.file("other.db");
+    let notes = rusqlite::Connection::open(&other).unwrap();
+    notes.execute_batch("CREATE TABLE notes (x TEXT)").unwrap();
+    drop(notes);
+    let before = std::fs::read(&other).unwrap();
+    let e = Outbox::open(&other, &pool).unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::NotAnOutbox), "{e}");
+    assert!(std::fs::read(&other).unwrap() == before, "left as it was");
     let newer = dir.file("newer.db");
     {
         let o = Outbox::open(&newer, &pool).unwrap();
@@ -276,13 +309,16 @@ fn bad_files_and_a_second_opener_get_clear_errors() {
         assert!(c, "could not mark the schema newer");
     }
     let e = Outbox::open(&newer, &pool).unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::NewerVersion), "{e}");
     assert!(e.to_string().contains("newer"), "{e}");
     let busy = dir.file("busy.db");
     let first = Outbox::open(&busy, &pool).unwrap();
     let e = Outbox::open(&busy, &pool).unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::InUse), "{e}");
     assert!(e.to_string().contains("another process"), "{e}");
     drop(first);
     let e = Outbox::open(dir.file("no/such/folder/x.db"), &pool).unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::Io), "{e}");
     assert!(e.to_string().contains("cannot create"), "{e}");
 }
 

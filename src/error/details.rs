@@ -97,6 +97,40 @@ impl fmt::Display for TransportKind {
     }
 }
 
+/// Why an outbox's file could not be used: what an
+/// [`Error::Storage`](crate::Error::Storage) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageKind {
+    /// The file is not an outbox: not a SQLite database, or one that
+    /// another program made.
+    NotAnOutbox,
+    /// The file was written by a newer version of reqpool.
+    NewerVersion,
+    /// Another process has the file open.
+    InUse,
+    /// The file or its folder cannot be written.
+    ReadOnly,
+    /// The disk (or a quota) is full: nothing of the write was kept.
+    Full,
+    /// Any other failure to read or write it.
+    Io,
+}
+
+/// `not an outbox`, `in use by another process`, `disk full`, …
+impl fmt::Display for StorageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageKind::NotAnOutbox => "not an outbox",
+            StorageKind::NewerVersion => "written by a newer version",
+            StorageKind::InUse => "in use by another process",
+            StorageKind::ReadOnly => "read-only",
+            StorageKind::Full => "disk full",
+            StorageKind::Io => "i/o failure",
+        })
+    }
+}
+
 /// Why a request that failed was not tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

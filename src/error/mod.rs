@@ -10,7 +10,7 @@ mod make;
 mod show;
 
 pub(crate) use details::panic_message;
-pub use details::{GaveUpReason, Phase, TransportKind};
+pub use details::{GaveUpReason, Phase, StorageKind, TransportKind};
 pub use show::Secrets;
 pub(crate) use show::snippet;
 
@@ -177,6 +177,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An outbox's file could not be used (feature `outbox`): see
+    /// [`StorageKind`]. Nothing was half-written: the failed write is
+    /// rolled back whole.
+    Storage {
+        /// What went wrong.
+        kind: StorageKind,
+        /// The file and what SQLite said.
+        reason: String,
+    },
     /// The server answered, and the answer holds nothing that fits: a
     /// lookup that found nothing, a tier of a [`fallback`](crate::fallback)
     /// with no result. Made by [`Error::no_match`]; a closure or a
@@ -247,6 +256,7 @@ impl Error {
                 | Error::Closed
                 | Error::QueueFull
                 | Error::Usage { .. }
+                | Error::Storage { .. }
                 | Error::Aborted { .. }
                 | Error::CircuitOpen { .. }
         )
@@ -430,6 +440,22 @@ impl Error {
     /// fits.
     pub fn is_no_match(&self) -> bool {
         matches!(self.last_attempt(), Error::NoMatch { .. })
+    }
+
+    /// The kind of an [`Error::Storage`].
+    pub fn storage_kind(&self) -> Option<StorageKind> {
+        match self {
+            Error::Storage { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    #[cfg_attr(not(feature = "outbox"), allow(dead_code))]
+    pub(crate) fn storage(kind: StorageKind, reason: impl Into<String>) -> Error {
+        Error::Storage {
+            kind,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn usage(reason: impl Into<String>) -> Error {

@@ -217,6 +217,11 @@ impl fmt::Debug for Error {
                 .finish(),
             Error::Aborted { reason } => f.debug_struct("Aborted").field("reason", reason).finish(),
             Error::Usage { reason } => f.debug_struct("Usage").field("reason", reason).finish(),
+            Error::Storage { kind, reason } => f
+                .debug_struct("Storage")
+                .field("kind", kind)
+                .field("reason", reason)
+                .finish(),
             Error::NoMatch { what } => f.debug_struct("NoMatch").field("what", what).finish(),
             Error::Other(e) => f.debug_tuple("Other").field(e).finish(),
         }
@@ -308,6 +313,7 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("pool is shut down; the job did not run"),
             Error::QueueFull => f.write_str("pool queue is full"),
             Error::Usage { reason } => write!(f, "usage error: {reason}"),
+            Error::Storage { kind, reason } => write!(f, "outbox file {kind}: {reason}"),
             Error::Aborted { reason } => write!(f, "burst aborted: {reason}"),
             Error::CircuitOpen { host, retry_in } => write!(
                 f,

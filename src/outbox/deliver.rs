@@ -96,6 +96,9 @@ impl Shared {
                 answers.len()
             );
         }
+        drop(db);
+        lock(&self.signal).writes += 1;
+        self.written.notify_all();
     }
 }
 

@@ -5,8 +5,12 @@
 //! they cannot be delivered.
 
 mod deliver;
+mod file;
+mod options;
 
-use crate::error::Error;
+pub use options::{Durability, OutboxOptions};
+
+use crate::error::{Error, StorageKind};
 use crate::pool::Pool;
 use crate::request::RequestBuilder;
 use crate::sync::lock;
@@ -39,20 +43,6 @@ impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "job {}", self.0)
     }
-}
-
-/// What survives what: each commit of the outbox file is flushed as far as
-/// this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// A job is in the file once `enqueue` returns, and survives a killed
-    /// process (WAL with `synchronous=NORMAL`). The default.
-    #[default]
-    Process,
-    /// As `Process`, and also survives a power loss: an fsync per commit
-    /// (`synchronous=FULL`), much slower.
-    PowerLoss,
 }
 
 /// How many jobs of an outbox are where.
@@ -96,79 +86,6 @@ pub struct Delivered {
     pub body: Vec<u8>,
 }
 
-/// The settings of an outbox; [`Outbox::open`] takes the defaults.
-#[derive(Debug, Clone)]
-pub struct OutboxOptions {
-    durability: Durability,
-    keep_replies: bool,
-    max_attempts: u32,
-    retention: Duration,
-}
-
-impl Default for OutboxOptions {
-    fn default() -> Self {
-        OutboxOptions {
-            durability: Durability::Process,
-            keep_replies: true,
-            max_attempts: 5,
-            retention: Duration::MAX,
-        }
-    }
-}
-
-impl OutboxOptions {
-    /// The defaults: [`Durability::Process`], replies kept, 5 deliveries
-    /// at most.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// What a commit survives. Defaults to [`Durability::Process`].
-    pub fn durability(mut self, d: Durability) -> Self {
-        self.durability = d;
-        self
-    }
-
-    /// Keeps each reply's status and body (64 KiB at most) for
-    /// [`Outbox::reply`]. Off for pure fire-and-forget: a delivered job
-    /// then keeps only its key. Defaults to true.
-    pub fn keep_replies(mut self, yes: bool) -> Self {
-        self.keep_replies = yes;
-        self
-    }
-
-    /// Deliveries at most before a job that keeps failing with a retryable
-    /// error is dead (each delivery also follows the pool's own retry
-    /// policy). At least 1; defaults to 5.
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
-        self
-    }
-
-    /// How long a delivered job stays in the file: its key (so a re-run
-    /// that enqueues the same key sends nothing) and its reply. After
-    /// that it is removed, and the file's space is reused: the file grows
-    /// with pending work and this window, not with history. A re-run
-    /// after the window sends a removed job's key again (the server's
-    /// idempotency window should be longer). `Duration::ZERO` removes a
-    /// job as soon as it is delivered; [`Outbox::forget`] removes one
-    /// by hand. Defaults to `Duration::MAX` (kept).
-    pub fn retention(mut self, keep: Duration) -> Self {
-        self.retention = keep;
-        self
-    }
-
-    /// Blocks while it opens (or creates) the outbox file at `path` with
-    /// these settings; see [`Outbox::open`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Outbox::open`].
-    pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
-        Outbox::start(path.as_ref(), pool, self)
-    }
-}
-
 /// Requests that outlive the process: written to a local SQLite file before
 /// [`enqueue`](Outbox::enqueue) returns, delivered by a pool, marked done
 /// once the server answered, and replayed when the file is opened again.
@@ -199,7 +116,10 @@ impl OutboxOptions {
 /// What is stored: method, URL, headers and body. Secrets are not: a
 /// request with URL credentials, a secret header (`Authorization`,
 /// `Cookie`, `secret_header`) or a secret query value is refused with
-/// [`Error::Usage`]. The file is created readable by its owner only. A job
+/// [`Error::Usage`] (add such values at delivery with
+/// [`Builder::bearer_from`](crate::Builder::bearer_from) or
+/// [`Builder::before_attempt`](crate::Builder::before_attempt)). The file
+/// is created readable by its owner only. A job
 /// given up on (a final status, or `max_attempts` deliveries) is logged at
 /// `warn` and handed to the pool's [`on_error`](crate::Builder::on_error)
 /// hook.
@@ -223,6 +143,8 @@ struct Shared {
     /// the flushers.
     signal: Mutex<Signal>,
     cond: Condvar,
+    /// Wakes the flushers when answers were written.
+    written: Condvar,
 }
 
 impl fmt::Debug for Outbox {
@@ -234,8 +156,17 @@ impl fmt::Debug for Outbox {
     }
 }
 
+/// A failure of the file as a typed error, by SQLite's error code.
 fn sql(e: rusqlite::Error) -> Error {
-    Error::usage(format!("outbox file: {e}"))
+    use rusqlite::ErrorCode as C;
+    let kind = match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => StorageKind::InUse,
+        Some(C::NotADatabase) => StorageKind::NotAnOutbox,
+        Some(C::ReadOnly) => StorageKind::ReadOnly,
+        Some(C::DiskFull) => StorageKind::Full,
+        _ => StorageKind::Io,
+    };
+    Error::storage(kind, e.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -268,9 +199,10 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if the file is not an outbox, was written by a
+    /// [`Error::Storage`] if the file is not an outbox, was written by a
     /// newer version, cannot be created or written (a read-only folder, a
-    /// full disk), or is open in another process.
+    /// full disk), or is open in another process: its
+    /// [`StorageKind`](crate::StorageKind) says which.
     pub fn open(path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
         Outbox::start(path.as_ref(), pool, OutboxOptions::default())
     }
@@ -281,71 +213,7 @@ impl Outbox {
     }
 
     fn start(path: &Path, pool: &Pool, options: OutboxOptions) -> Result<Outbox, Error> {
-        create_private(path)?;
-        let db = Connection::open(path).map_err(sql)?;
-        let sync = match options.durability {
-            Durability::Process => "NORMAL",
-            Durability::PowerLoss => "FULL",
-        };
-        // Exclusive: a second process gets "database is locked" at once
-        // instead of delivering the same jobs.
-        db.execute_batch(&format!(
-            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
-        ))
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
-                Error::usage("outbox file is open in another process")
-            }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
-                Error::usage("not an outbox file (not a SQLite database)")
-            }
-            e => sql(e),
-        })?;
-        let version: i64 = db
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql)?;
-        if version > SCHEMA {
-            return Err(Error::usage(format!(
-                "outbox file has schema {version}, newer than this version's {SCHEMA}"
-            )));
-        }
-        let tables: i64 = db
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name!='jobs'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
-        if version == 0 && tables > 0 {
-            return Err(Error::usage(
-                "not an outbox file (a SQLite database of something else)",
-            ));
-        }
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS jobs (
-                 id INTEGER PRIMARY KEY,
-                 key TEXT NOT NULL UNIQUE,
-                 method TEXT NOT NULL,
-                 url TEXT NOT NULL,
-                 headers TEXT NOT NULL,
-                 body BLOB,
-                 state INTEGER NOT NULL,
-                 attempts INTEGER NOT NULL DEFAULT 0,
-                 next_at INTEGER NOT NULL DEFAULT 0,
-                 last_error TEXT,
-                 status INTEGER,
-                 reply BLOB
-             );
-             CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
-             PRAGMA user_version = 1;",
-        )
-        .map_err(sql)?;
-        // What was in flight when the last process died goes again.
-        db.execute(
-            "UPDATE jobs SET state = ?1 WHERE state = ?2",
-            params![PENDING, IN_FLIGHT],
-        )
-        .map_err(sql)?;
+        let db = file::open(path, options.durability)?;
         let shared = Arc::new(Shared {
             db: Mutex::new(db),
             pool: pool.clone(),
@@ -355,7 +223,14 @@ impl Outbox {
             claimed: AtomicUsize::new(0),
             signal: Mutex::new(Signal::default()),
             cond: Condvar::new(),
+            written: Condvar::new(),
         });
+        if !shared.options.deliver {
+            return Ok(Outbox {
+                shared,
+                thread: None,
+            });
+        }
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("reqpool-outbox".into())
@@ -376,8 +251,8 @@ impl Outbox {
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] for a request that cannot be built,
-    /// [`Error::Usage`] for one that carries a secret (nothing is written)
-    /// or when the file cannot be written.
+    /// [`Error::Usage`] for one that carries a secret (nothing is
+    /// written), [`Error::Storage`] when the file cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
         let (_, _, prepared) = request.prepare()?;
         let stored = prepared.stored()?;
@@ -416,9 +291,8 @@ impl Outbox {
     pub fn flush_timeout(&self, limit: Duration) -> usize {
         let stop = Instant::now().checked_add(limit);
         loop {
-            let left = self
-                .stats()
-                .map_or(usize::MAX, |s| (s.pending + s.in_flight) as usize);
+            let seen = lock(&self.shared.signal).writes;
+            let left = self.unfinished().unwrap_or(usize::MAX);
             if left == 0 {
                 return 0;
             }
@@ -426,20 +300,32 @@ impl Outbox {
             if stop.is_some_and(|s| now >= s) {
                 return left;
             }
+            // Until the next write of answers (or a while, for retries
+            // that come due).
             let wait = stop.map_or(Duration::from_millis(100), |s| s - now);
             let guard = lock(&self.shared.signal);
-            let _ = self
-                .shared
-                .cond
-                .wait_timeout(guard, wait.min(Duration::from_millis(100)));
+            if guard.writes == seen {
+                let _ = self
+                    .shared
+                    .written
+                    .wait_timeout(guard, wait.min(Duration::from_millis(100)));
+            }
         }
+    }
+
+    /// Jobs pending or in flight (an indexed count).
+    fn unfinished(&self) -> Result<usize, rusqlite::Error> {
+        lock(&self.shared.db)
+            .prepare_cached("SELECT count(*) FROM jobs WHERE state IN (?1, ?2)")?
+            .query_row(params![PENDING, IN_FLIGHT], |r| r.get::<_, i64>(0))
+            .map(|n| usize::try_from(n).unwrap_or(0))
     }
 
     /// How many jobs are pending, in flight, delivered and dead.
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if the file cannot be read.
+    /// [`Error::Storage`] if the file cannot be read.
     pub fn stats(&self) -> Result<OutboxStats, Error> {
         let db = lock(&self.shared.db);
         let mut st = db
@@ -466,7 +352,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if the file cannot be read.
+    /// [`Error::Storage`] if the file cannot be read.
     pub fn dead(&self) -> Result<Vec<DeadJob>, Error> {
         let db = lock(&self.shared.db);
         let mut st = db
@@ -495,7 +381,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if the file cannot be written.
+    /// [`Error::Storage`] if the file cannot be written.
     pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
         let n = lock(&self.shared.db)
             .execute(
@@ -513,7 +399,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if the file cannot be written.
+    /// [`Error::Storage`] if the file cannot be written.
     pub fn forget(&self, id: JobId) -> Result<bool, Error> {
         let n = lock(&self.shared.db)
             .execute(
@@ -529,7 +415,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] if the file cannot be read.
+    /// [`Error::Storage`] if the file cannot be read.
     pub fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
         let db = lock(&self.shared.db);
         let row: Option<(Option<i64>, Option<Vec<u8>>)> = db
@@ -561,14 +447,13 @@ impl Drop for Outbox {
 
 impl Shared {
     /// Tells the dispatcher there is work to claim (after its gathering
-    /// pause), and wakes the flushers.
+    /// pause).
     fn more_work(&self) {
         lock(&self.signal).work = true;
         self.cond.notify_all();
     }
 
-    /// Tells the dispatcher there are answers to write (at once), and
-    /// wakes the flushers.
+    /// Tells the dispatcher there are answers to write (at once).
     fn answered(&self) {
         lock(&self.signal).answered = true;
         self.cond.notify_all();
@@ -610,19 +495,6 @@ struct Signal {
     work: bool,
     /// Deliveries ended since the last write.
     answered: bool,
-}
-
-/// Creates the file readable and writable by its owner only, if it does
-/// not exist (SQLite gives its journal files the same permissions).
-fn create_private(path: &Path) -> Result<(), Error> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
-        .map(drop)
-        .map_err(|e| Error::usage(format!("cannot create the outbox file: {e}")))
+    /// Writes of answers so far (the flushers look again after each).
+    writes: u64,
 }

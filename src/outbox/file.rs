@@ -1,0 +1,102 @@
+//! The outbox's file: opened (created owner-only), checked (an outbox of
+//! this version or older, not another program's database, not in use
+//! elsewhere), brought to the current schema, and its jobs in flight when
+//! the last process died handed back to the queue.
+
+use super::{IN_FLIGHT, PENDING, SCHEMA, sql};
+use crate::error::{Error, StorageKind};
+use crate::outbox::Durability;
+use rusqlite::{Connection, params};
+use std::path::Path;
+
+/// Opens the outbox file at `path`, with `durability`.
+pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Error> {
+    create_private(path)?;
+    let db = Connection::open(path).map_err(sql)?;
+    // A file in use fails at once, instead of after rusqlite's 5 s wait.
+    db.busy_timeout(std::time::Duration::ZERO).map_err(sql)?;
+    let sync = match durability {
+        Durability::Process => "NORMAL",
+        Durability::PowerLoss => "FULL",
+    };
+    // Exclusive: a second process gets "database is locked" at once
+    // instead of delivering the same jobs.
+    db.execute_batch("PRAGMA locking_mode=EXCLUSIVE;")
+        .map_err(sql)?;
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    if version > SCHEMA {
+        return Err(Error::storage(
+            StorageKind::NewerVersion,
+            format!("schema {version}, newer than this version's {SCHEMA}"),
+        ));
+    }
+    let tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name!='jobs'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    if version == 0 && tables > 0 {
+        return Err(Error::storage(
+            StorageKind::NotAnOutbox,
+            "a SQLite database of something else",
+        ));
+    }
+    // Only now the first write: another program's database is left as
+    // it was.
+    db.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
+    ))
+    .map_err(sql)?;
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS jobs (
+             id INTEGER PRIMARY KEY,
+             key TEXT NOT NULL UNIQUE,
+             method TEXT NOT NULL,
+             url TEXT NOT NULL,
+             headers TEXT NOT NULL,
+             body BLOB,
+             state INTEGER NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL DEFAULT 0,
+             last_error TEXT,
+             status INTEGER,
+             reply BLOB
+         );
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+         PRAGMA user_version = 1;",
+    )
+    .map_err(sql)?;
+    // What was in flight when the last process died goes again.
+    db.execute(
+        "UPDATE jobs SET state = ?1 WHERE state = ?2",
+        params![PENDING, IN_FLIGHT],
+    )
+    .map_err(sql)?;
+    Ok(db)
+}
+
+/// Creates the file readable and writable by its owner only, if it does
+/// not exist (SQLite gives its journal files the same permissions).
+fn create_private(path: &Path) -> Result<(), Error> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path).map(drop).map_err(|e| {
+        let kind = match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                StorageKind::ReadOnly
+            }
+            std::io::ErrorKind::StorageFull => StorageKind::Full,
+            _ => StorageKind::Io,
+        };
+        Error::storage(kind, format!("cannot create {}: {e}", path.display()))
+    })
+}
