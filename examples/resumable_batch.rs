@@ -44,11 +44,12 @@ fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 
     let pool = Pool::new(1);
     let path = dir.join(format!("rate-{durability:?}.db"));
     let _ = std::fs::remove_file(&path);
+    // A producer: the enqueues alone, nothing delivered meanwhile.
     let outbox = Outbox::options()
         .durability(durability)
+        .deliver(false)
         .open(&path, &pool)
         .expect("open");
-    // Nothing listens: the jobs stay pending (and are not delivered).
     let url = common::closed_port_url("/x");
     let t0 = Instant::now();
     for i in 0..n {

@@ -111,13 +111,23 @@ fn write(
     forget: bool,
 ) -> Result<(), rusqlite::Error> {
     let tx = db.transaction()?;
+    if forget {
+        // The delivered ones go in one statement.
+        let gone: Vec<i64> = answers
+            .iter()
+            .filter(|a| matches!(a.end, End::Delivered { .. }))
+            .map(|a| a.id)
+            .collect();
+        if !gone.is_empty() {
+            let ids = serde_json::to_string(&gone).unwrap_or_default();
+            tx.prepare_cached("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")?
+                .execute([ids])?;
+        }
+    }
     for a in answers {
         let (id, attempts) = (a.id, a.attempts);
         match &a.end {
-            End::Delivered { .. } if forget => {
-                tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-                    .execute([id])?;
-            }
+            End::Delivered { .. } if forget => {}
             End::Delivered { status, body } => {
                 // The request itself is no longer needed; the key stays,
                 // so the same job is never sent again.

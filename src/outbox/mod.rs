@@ -449,14 +449,20 @@ impl Shared {
     /// Tells the dispatcher there is work to claim (after its gathering
     /// pause).
     fn more_work(&self) {
-        lock(&self.signal).work = true;
-        self.cond.notify_all();
+        // Only the first since the last claim wakes it: the rest wait for
+        // the same claim anyway.
+        let was = std::mem::replace(&mut lock(&self.signal).work, true);
+        if !was {
+            self.cond.notify_all();
+        }
     }
 
     /// Tells the dispatcher there are answers to write (at once).
     fn answered(&self) {
-        lock(&self.signal).answered = true;
-        self.cond.notify_all();
+        let was = std::mem::replace(&mut lock(&self.signal).answered, true);
+        if !was {
+            self.cond.notify_all();
+        }
     }
 
     /// Blocks the dispatcher until answers come, work comes and
