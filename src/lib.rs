@@ -179,6 +179,7 @@ mod sync;
 mod task;
 mod timer;
 mod tls;
+mod trace;
 mod wait;
 mod wire;
 mod worker;

@@ -11,6 +11,7 @@ use crate::redact::redact_url;
 use crate::response::Response;
 use crate::retry::{Decision, Facts, parse_retry_after};
 use crate::task::{Ctx, Step};
+use crate::trace::AttemptSpan;
 use crate::wire::with_limit;
 use std::borrow::Cow;
 use std::io::Read;
@@ -46,6 +47,14 @@ struct NextHop {
     redirects: u32,
 }
 
+impl Attempts {
+    /// How many attempts were made (the one that ended the request
+    /// included).
+    pub(crate) fn made(&self) -> u32 {
+        self.failed.len() as u32 + 1
+    }
+}
+
 impl Prepared {
     /// Runs attempts of this request until one succeeds, the policy gives
     /// up, or it must wait before the next one (then it returns when).
@@ -79,14 +88,20 @@ impl Prepared {
                 return Step::Done(Err(self.give_up(st, err, None)));
             }
             let mut seen = Seen::default();
-            let result = with_limit(limit, || {
-                let number = st.failed.len() as u32 + 1;
-                execute(ctx, limit, self, number, &mut seen, &mut st.next_hop)
+            let number = st.failed.len() as u32 + 1;
+            let trace = AttemptSpan::new(self.spec.method.as_str(), &self.spec.url, number);
+            let result = trace.run(|| {
+                with_limit(limit, || {
+                    execute(ctx, limit, self, number, &mut seen, &mut st.next_hop)
+                })
             });
             let result = match result {
                 Exec::Done(r) => r,
                 Exec::Wait(at) => return Step::Sleep(at),
             };
+            if let Ok(resp) = &result {
+                trace.answered(resp.status, resp.body.len());
+            }
             let err = match result {
                 Ok(resp) => return Step::Done(Ok(resp)),
                 Err(e) if is_marker(&e, crate::wire::DETACHED) => {
@@ -96,6 +111,7 @@ impl Prepared {
                 Err(_) if crate::wire::aborted() => return Step::Done(Err(Error::Cancelled)),
                 Err(e) => e.scrubbed(&self.secrets.with(&seen.secrets)),
             };
+            trace.failed(&err);
             // A 401 to a token from `bearer_from`: a new token, and the
             // request once more, whatever the policy (it was not processed).
             if err.status() == Some(401)
@@ -104,6 +120,7 @@ impl Prepared {
                 && let Some(tokens) = &self.hooks.tokens
             {
                 st.reauthorized = true;
+                trace.retried("401 with a bearer_from token: a new token");
                 if let Err(e) = tokens.refresh(&host, generation) {
                     st.failed.push(err);
                     return Step::Done(Err(self.give_up(st, e, None)));
@@ -123,6 +140,7 @@ impl Prepared {
             };
             match self.retry.decide(&facts) {
                 Decision::Fresh => {
+                    trace.retried("a kept-alive connection failed: a fresh one");
                     st.fresh_tried = true;
                     st.failed.push(err);
                 }
@@ -133,6 +151,7 @@ impl Prepared {
                         let reason = crate::error::GaveUpReason::BudgetExhausted;
                         return Step::Done(Err(self.give_up(st, err, Some(reason))));
                     }
+                    trace.retried(&format!("after {wait:?}"));
                     st.failed.push(err);
                     return Step::Sleep(Instant::now() + wait);
                 }

@@ -9,6 +9,7 @@ use crate::prepare::Prepared;
 use crate::response::Response;
 use crate::send::Attempts;
 use crate::task::{Ctx, Step};
+use crate::trace::JobSpan;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,6 +58,7 @@ pub(crate) fn start<T: Send + 'static>(
         None
     };
     let measure = hedge.is_some_and(|h| h.measures());
+    let span = JobSpan::new(req.spec.method.as_str(), &req.spec.url);
     let submit = {
         let (inner, req, host) = (Arc::clone(&inner), Arc::clone(&req), host.clone());
         move |block: bool| {
@@ -65,6 +67,7 @@ pub(crate) fn start<T: Send + 'static>(
                 Arc::clone(&req),
                 host.clone().filter(|_| measure),
                 decode,
+                span.clone(),
             );
             let spec = JobSpec {
                 host: host.clone(),
@@ -101,20 +104,29 @@ fn request_job<T: Send + 'static>(
     req: Arc<Prepared>,
     measure: Option<Arc<str>>,
     decode: Decode<T>,
+    span: JobSpan,
 ) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static {
     let mut attempts = Attempts::default();
     let mut started = None;
     move |ctx: &Ctx<'_>| {
+        let first = started.is_none();
         let t0 = *started.get_or_insert_with(Instant::now);
-        match req.step(&mut attempts, ctx) {
+        span.in_step(first, || match req.step(&mut attempts, ctx) {
             Step::Sleep(at) => Step::Sleep(at),
             Step::Done(Ok(resp)) => {
                 if let Some(h) = &measure {
                     inner.latencies().record(h, t0.elapsed());
                 }
-                Step::Done(decode(resp, &req))
+                let status = resp.status;
+                let result = decode(resp, &req);
+                span.ended(&result, Some(status), attempts.made());
+                Step::Done(result)
             }
-            Step::Done(Err(e)) => Step::Done(Err(e)),
-        }
+            Step::Done(Err(e)) => {
+                let result = Err(e);
+                span.ended::<T>(&result, None, attempts.made());
+                Step::Done(result)
+            }
+        })
     }
 }

@@ -456,7 +456,7 @@ impl Builder {
     /// stampede on the token endpoint). Tokens are redacted like
     /// [`bearer_auth`](crate::RequestBuilder::bearer_auth), which wins
     /// over `f`. An `Err` from `f` fails the attempt with it. Through an
-    /// [`Outbox`](crate::Outbox) the token is added at delivery, so it
+    /// `Outbox` (feature `outbox`) the token is added at delivery, so it
     /// never reaches the file.
     ///
     /// ```

@@ -1,0 +1,197 @@
+//! `tracing` spans (feature `tracing`): one per job, from its submission
+//! (its queue wait, its outcome), and one per attempt inside it, with the
+//! field names of OpenTelemetry's HTTP client conventions. The span that
+//! was current where the job was submitted is the job span's parent,
+//! although the job runs on a worker. Without the feature these are
+//! empty types the compiler removes.
+
+use crate::error::Error;
+#[cfg(feature = "tracing")]
+use std::time::Instant;
+
+/// The span of one job.
+#[derive(Clone, Debug)]
+pub(crate) struct JobSpan {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+    #[cfg(feature = "tracing")]
+    submitted: Instant,
+}
+
+/// The span of one attempt, while it is entered.
+pub(crate) struct AttemptSpan {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+impl JobSpan {
+    /// A job of `method url` (the URL redacted), submitted now, as a
+    /// child of the caller's current span.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn new(method: &str, url: &str) -> JobSpan {
+        #[cfg(feature = "tracing")]
+        {
+            let span = tracing::info_span!(
+                "reqpool.job",
+                otel.name = %method,
+                http.request.method = %method,
+                url.full = %crate::redact::redact_url(url),
+                server.address = %host(url),
+                reqpool.queue_wait_ms = tracing::field::Empty,
+                reqpool.attempts = tracing::field::Empty,
+                reqpool.outcome = tracing::field::Empty,
+                http.response.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            JobSpan {
+                span,
+                submitted: Instant::now(),
+            }
+        }
+        #[cfg(not(feature = "tracing"))]
+        JobSpan {}
+    }
+
+    /// Runs one step of the job inside its span; the first step records
+    /// how long the job waited for a worker.
+    pub(crate) fn in_step<R>(&self, first: bool, f: impl FnOnce() -> R) -> R {
+        #[cfg(feature = "tracing")]
+        {
+            if first {
+                let waited = self.submitted.elapsed().as_secs_f64() * 1000.0;
+                self.span.record("reqpool.queue_wait_ms", waited);
+            }
+            self.span.in_scope(f)
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            let _ = first;
+            f()
+        }
+    }
+
+    /// The job ended with `result` after `attempts` attempts.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn ended<T>(&self, result: &Result<T, Error>, status: Option<u16>, attempts: u32) {
+        #[cfg(feature = "tracing")]
+        {
+            self.span.record("reqpool.attempts", attempts);
+            match result {
+                Ok(_) => {
+                    self.span.record("reqpool.outcome", "ok");
+                    if let Some(code) = status {
+                        self.span.record("http.response.status_code", code);
+                    }
+                }
+                Err(e) => {
+                    self.span.record("reqpool.outcome", "error");
+                    if let Some(code) = e.last_attempt().status() {
+                        self.span.record("http.response.status_code", code);
+                    }
+                    self.span.record("error.type", error_type(e.last_attempt()));
+                }
+            }
+        }
+    }
+}
+
+impl AttemptSpan {
+    /// Attempt `number` (1 for the first try) of `method url`, a child of
+    /// the job's span.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn new(method: &str, url: &str, number: u32) -> AttemptSpan {
+        #[cfg(feature = "tracing")]
+        {
+            let span = tracing::info_span!(
+                "reqpool.attempt",
+                otel.name = %method,
+                http.request.method = %method,
+                url.full = %crate::redact::redact_url(url),
+                server.address = %host(url),
+                http.request.resend_count = number.saturating_sub(1),
+                http.response.status_code = tracing::field::Empty,
+                http.response.body.size = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+                reqpool.retry = tracing::field::Empty,
+            );
+            AttemptSpan { span }
+        }
+        #[cfg(not(feature = "tracing"))]
+        AttemptSpan {}
+    }
+
+    /// Runs the attempt inside its span.
+    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        #[cfg(feature = "tracing")]
+        {
+            self.span.in_scope(f)
+        }
+        #[cfg(not(feature = "tracing"))]
+        f()
+    }
+
+    /// The server answered `code` with a body of `bytes`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn answered(&self, code: u16, bytes: usize) {
+        #[cfg(feature = "tracing")]
+        {
+            self.span.record("http.response.status_code", code);
+            self.span.record("http.response.body.size", bytes as u64);
+        }
+    }
+
+    /// The attempt failed with `err`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn failed(&self, err: &Error) {
+        #[cfg(feature = "tracing")]
+        {
+            if let Some(code) = err.status() {
+                self.span.record("http.response.status_code", code);
+            }
+            self.span.record("error.type", error_type(err));
+        }
+    }
+
+    /// Another attempt follows, for `why`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn retried(&self, why: &str) {
+        #[cfg(feature = "tracing")]
+        self.span.record("reqpool.retry", why);
+    }
+}
+
+/// The host of `url` (`server.address`).
+#[cfg(feature = "tracing")]
+fn host(url: &str) -> String {
+    let uri = url.parse::<ureq::http::Uri>().ok();
+    uri.and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `error.type`: the status code of an error status, else a short class
+/// of the failure (low cardinality, as the conventions ask).
+#[cfg(feature = "tracing")]
+fn error_type(e: &Error) -> String {
+    use crate::error::TransportKind as K;
+    match e {
+        Error::Status { code, .. } => code.to_string(),
+        Error::Timeout { .. } => "timeout".into(),
+        Error::Transport { kind, .. } => match kind {
+            K::Refused => "connection_refused",
+            K::Dns => "dns",
+            K::Tls => "tls",
+            K::Reset => "connection_reset",
+            K::Protocol => "protocol",
+            K::Proxy => "proxy",
+            _ => "transport",
+        }
+        .into(),
+        Error::Decode { .. } => "decode".into(),
+        Error::TooLarge { .. } => "too_large".into(),
+        Error::Redirect { .. } => "redirect".into(),
+        Error::InvalidRequest { .. } => "invalid_request".into(),
+        Error::Cancelled => "cancelled".into(),
+        Error::CircuitOpen { .. } => "circuit_open".into(),
+        _ => "_OTHER".into(),
+    }
+}

@@ -1,0 +1,218 @@
+//! `tracing` spans (feature `tracing`): a job span per request whose
+//! parent is the span that was current where it was submitted (although
+//! it runs on a worker), an attempt span per attempt inside it, with the
+//! OpenTelemetry HTTP client field names, recorded by a subscriber.
+//! `cargo test --features tracing --test tracing`.
+#![cfg(feature = "tracing")]
+
+mod common;
+
+use common::*;
+use reqpool::{Pool, Retry};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+/// One span as the recorder saw it.
+#[derive(Debug, Clone, Default)]
+struct Span {
+    name: String,
+    parent: Option<u64>,
+    fields: HashMap<String, String>,
+}
+
+/// A subscriber that keeps every span, its parent and its fields.
+#[derive(Default)]
+struct Recorder {
+    next: AtomicU64,
+    spans: Mutex<HashMap<u64, Span>>,
+}
+
+thread_local! {
+    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+impl Subscriber for &'static Recorder {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let parent = match attrs.parent() {
+            Some(p) => Some(p.into_u64()),
+            None if attrs.is_contextual() => ENTERED.with(|e| e.borrow().last().copied()),
+            None => None,
+        };
+        let mut span = Span {
+            name: attrs.metadata().name().to_string(),
+            parent,
+            fields: HashMap::new(),
+        };
+        attrs.record(&mut Fields(&mut span.fields));
+        self.spans.lock().unwrap().insert(id, span);
+        Id::from_u64(id)
+    }
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        if let Some(span) = self.spans.lock().unwrap().get_mut(&id.into_u64()) {
+            values.record(&mut Fields(&mut span.fields));
+        }
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, id: &Id) {
+        ENTERED.with(|e| e.borrow_mut().push(id.into_u64()));
+    }
+    fn exit(&self, id: &Id) {
+        ENTERED.with(|e| {
+            let mut e = e.borrow_mut();
+            if let Some(i) = e.iter().rposition(|&x| x == id.into_u64()) {
+                e.remove(i);
+            }
+        });
+    }
+}
+
+/// The process's recorder (a global default: jobs run on other threads).
+fn recorder() -> &'static Recorder {
+    static R: OnceLock<&'static Recorder> = OnceLock::new();
+    R.get_or_init(|| {
+        let r: &'static Recorder = Box::leak(Box::default());
+        tracing::subscriber::set_global_default(r).unwrap();
+        r
+    })
+}
+
+/// The spans whose `url.full` contains `marker`, with the spans by id.
+fn spans_for(marker: &str) -> (Vec<(u64, Span)>, HashMap<u64, Span>) {
+    let all = recorder().spans.lock().unwrap().clone();
+    let mut mine: Vec<(u64, Span)> = all
+        .iter()
+        .filter(|(_, s)| s.fields.get("url.full").is_some_and(|u| u.contains(marker)))
+        .map(|(id, s)| (*id, s.clone()))
+        .collect();
+    mine.sort_by_key(|(id, _)| *id);
+    (mine, all)
+}
+
+#[test]
+fn a_job_span_is_a_child_of_the_submitters_span_with_an_attempt_inside() {
+    let rec = recorder();
+    let server = Server::start();
+    let pool = Pool::new(2);
+    let url = format!("{}?api_key=s3cret-k3y&page=2", server.url("/echo"));
+    let caller = tracing::info_span!("nightly_batch");
+    let caller_id = caller.id().unwrap().into_u64();
+    let job = caller.in_scope(|| pool.post(&url).json_body(&json!({"a": 1})).json::<Value>());
+    bounded(LIMIT, move || job.wait()).unwrap();
+    let _ = rec;
+    let (mine, all) = spans_for("/echo?");
+    let job: Vec<_> = mine
+        .iter()
+        .filter(|(_, s)| s.name == "reqpool.job")
+        .collect();
+    let attempts: Vec<_> = mine
+        .iter()
+        .filter(|(_, s)| s.name == "reqpool.attempt")
+        .collect();
+    assert_eq!((job.len(), attempts.len()), (1, 1), "{mine:#?}");
+    let (job_id, job) = job[0];
+    assert_eq!(
+        job.parent,
+        Some(caller_id),
+        "the caller's span is the parent"
+    );
+    assert_eq!(all[&caller_id].name, "nightly_batch");
+    let f = &job.fields;
+    assert_eq!(f["http.request.method"], "POST");
+    assert_eq!(f["server.address"], "127.0.0.1");
+    assert_eq!(f["reqpool.outcome"], "ok");
+    assert_eq!(f["http.response.status_code"], "200");
+    assert_eq!(f["reqpool.attempts"], "1");
+    assert!(f["reqpool.queue_wait_ms"].parse::<f64>().unwrap() >= 0.0);
+    // The URL is redacted: a secret-looking query value never shows.
+    assert!(!f["url.full"].contains("s3cret-k3y"), "{}", f["url.full"]);
+    assert!(f["url.full"].contains("page=2"), "{}", f["url.full"]);
+    let (_, attempt) = attempts[0];
+    assert_eq!(
+        attempt.parent,
+        Some(*job_id),
+        "the attempt is inside the job"
+    );
+    assert_eq!(attempt.fields["http.request.resend_count"], "0");
+    assert_eq!(attempt.fields["http.response.status_code"], "200");
+    assert_eq!(attempt.fields["http.response.body.size"], "7");
+}
+
+#[test]
+fn retries_are_attempt_spans_with_their_reasons() {
+    recorder();
+    let n = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&n);
+    let server = Server::with_handler(move |_, _| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::json(503, json!({}))
+        } else {
+            Reply::json(200, json!({"ok": true}))
+        }
+    });
+    let pool = Pool::builder()
+        .retry(Retry::standard().backoff(Duration::from_millis(1), Duration::from_millis(5)))
+        .build()
+        .unwrap();
+    let job = pool.get(&server.url("/retried")).json::<Value>();
+    bounded(LIMIT, move || job.wait()).unwrap();
+    let (mine, _) = spans_for("/retried");
+    let job: Vec<_> = mine
+        .iter()
+        .filter(|(_, s)| s.name == "reqpool.job")
+        .collect();
+    let attempts: Vec<_> = mine
+        .iter()
+        .filter(|(_, s)| s.name == "reqpool.attempt")
+        .collect();
+    assert_eq!((job.len(), attempts.len()), (1, 2), "{mine:#?}");
+    assert_eq!(job[0].1.fields["reqpool.attempts"], "2");
+    let (first, second) = (&attempts[0].1.fields, &attempts[1].1.fields);
+    assert_eq!(first["http.request.resend_count"], "0");
+    assert_eq!(first["http.response.status_code"], "503");
+    assert_eq!(first["error.type"], "503");
+    assert!(first["reqpool.retry"].starts_with("after "), "{first:?}");
+    assert_eq!(second["http.request.resend_count"], "1");
+    assert_eq!(second["http.response.status_code"], "200");
+    assert!(attempts.iter().all(|(_, a)| a.parent == Some(job[0].0)));
+}
+
+#[test]
+fn a_fired_job_and_a_failure_are_traced_too() {
+    recorder();
+    let pool = Pool::new(1);
+    let caller = tracing::info_span!("fire_and_forget");
+    let caller_id = caller.id().unwrap().into_u64();
+    caller.in_scope(|| pool.get(&closed_port_url("/refused-here")).fire().unwrap());
+    assert_eq!(bounded(LIMIT, move || pool.flush()), 0);
+    let (mine, _) = spans_for("/refused-here");
+    let job = mine
+        .iter()
+        .find(|(_, s)| s.name == "reqpool.job")
+        .expect("a job span");
+    assert_eq!(job.1.parent, Some(caller_id));
+    assert_eq!(job.1.fields["reqpool.outcome"], "error");
+    assert_eq!(job.1.fields["error.type"], "connection_refused");
+}
