@@ -178,7 +178,6 @@ pub(crate) struct Task<T, F> {
     work: Mutex<Work<F>>,
     slot: Slot<T>,
     hooks: Arc<dyn TaskHooks>,
-    label: Option<Arc<dyn Label>>,
     /// A detached fire: done once its request is written.
     detached: bool,
 }
@@ -191,6 +190,10 @@ struct Work<F> {
     wake: Option<Instant>,
     /// The connection the running step uses now, for a cancel in flight.
     conn: Option<Weak<Conn>>,
+    /// What names the request in errors raised outside of it (for a
+    /// request: the request itself, body included, so it goes when the
+    /// job is over, not when its handle does).
+    label: Option<Arc<dyn Label>>,
 }
 
 impl<T, F> Task<T, F>
@@ -218,18 +221,28 @@ where
                 job: Some(job),
                 wake: None,
                 conn: None,
+                label,
             }),
             slot: Slot::new(),
             hooks,
-            label,
             detached,
         })
     }
 
     /// Ends a task that ran: delivers its result, unless it was cancelled
     /// while it ran (the canceller delivered then).
+    /// The job is over: its closure, its request and its connection go
+    /// now (dropped outside the lock); the handle keeps only the result.
+    fn over(&self) {
+        let parts = {
+            let mut w = lock(&self.work);
+            (w.job.take(), w.label.take(), w.conn.take())
+        };
+        drop(parts);
+    }
+
     fn finish(&self, result: Result<T, Error>, started: Instant, panicked: bool) {
-        drop(lock(&self.work).conn.take());
+        self.over();
         if !self.state.finish() {
             self.hooks
                 .finished(self.queued_at, started, Outcome::Cancelled);
@@ -369,7 +382,7 @@ where
         if self.state.cancel_waiting().is_none() {
             return self.cancel_running();
         }
-        drop(lock(&self.work).job.take());
+        self.over();
         // Started before: it is counted among the scheduled, not the queued.
         self.hooks.skipped(self.has_begun(), true);
         self.slot.deliver(Err(Error::Cancelled));
@@ -384,7 +397,7 @@ where
         if self.state.take_queued(State::Done).is_none() {
             return false;
         }
-        drop(lock(&self.work).job.take());
+        self.over();
         self.hooks.skipped(false, false);
         self.slot.deliver(Err(self.timeout_error(Phase::Queued)));
         self.hooks.delivered();
@@ -432,7 +445,7 @@ where
                 }
                 // Not a plain store: a cancel in flight may have won.
                 let Some(ticket) = self.state.sleep(running) else {
-                    drop(lock(&self.work).job.take());
+                    self.over();
                     self.hooks
                         .finished(self.queued_at, started, Outcome::Cancelled);
                     self.hooks.delivered();
@@ -470,7 +483,7 @@ where
     }
 
     fn timeout_error(&self, phase: Phase) -> Error {
-        match &self.label {
+        match lock(&self.work).label.clone() {
             Some(l) => Error::timeout(phase, l.method(), l.url()),
             None => Error::timeout(phase, "", ""),
         }
@@ -492,7 +505,7 @@ where
         if self.state.take_queued(State::Done).is_none() {
             return false;
         }
-        drop(lock(&self.work).job.take());
+        self.over();
         self.hooks.skipped(false, false);
         self.slot.deliver(Err(err));
         self.hooks.delivered();
