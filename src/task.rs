@@ -397,9 +397,11 @@ where
         if self.state.take_queued(State::Done).is_none() {
             return false;
         }
+        // Named before the job is over: its request goes with it.
+        let err = self.timeout_error(Phase::Queued);
         self.over();
         self.hooks.skipped(false, false);
-        self.slot.deliver(Err(self.timeout_error(Phase::Queued)));
+        self.slot.deliver(Err(err));
         self.hooks.delivered();
         true
     }

@@ -99,8 +99,10 @@ fn overdue(job: &dyn Job) -> Option<Error> {
             None
         }
         Bound::Started(limit) if limit.plus(GRACE).passed() => {
+            // Named before the cancel: the job's request goes with it.
+            let err = job.timeout_error(Phase::Deadline);
             job.cancel();
-            Some(job.timeout_error(Phase::Deadline))
+            Some(err)
         }
         _ => None,
     }
