@@ -1,6 +1,6 @@
-//! What errors tell a user: the right kind and words on every way in,
+//! What errors tell a user: the right kind and words on every way in, and
 //! secrets left out of everything shown while the server's words stay as
-//! they came, and a dev certificate's refusal that says what to do.
+//! they came. (A dev certificate's refusal is in `suite/tests/tls.rs`.)
 
 mod common;
 
@@ -169,26 +169,6 @@ fn a_url_that_does_not_parse_shows_neither_its_password_nor_a_second_line() {
         assert!(!shown.contains("pw-7"), "{shown}");
         assert!(!e.to_string().contains(['\r', '\n']), "{e}");
     }
-}
-
-#[test]
-fn a_self_signed_dev_certificate_is_refused_with_what_to_do() {
-    let dev = TestCa::self_signed_dev();
-    let server = TlsServer::start(&dev, None, |_, _| Reply::json(200, json!({"ok": true})));
-    let pool = Pool::builder()
-        .workers(1)
-        .tls_root_certs_pem(&dev.ca_pem)
-        .build()
-        .unwrap();
-    let e = pool
-        .get(&server.url("/x"))
-        .json::<Value>()
-        .wait()
-        .unwrap_err();
-    let text = e.to_string();
-    assert!(text.contains("openssl req -x509"), "{text}");
-    assert!(text.contains("tls_native"), "{text}");
-    assert!(!e.maybe_sent() && !e.is_retryable());
 }
 
 #[test]

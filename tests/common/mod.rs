@@ -4,7 +4,7 @@
 //! - `server`: a small HTTP/1.1 server with keep-alive that routes to a
 //!   handler; `routes`: the endpoints the tests use.
 //! - `fault`: a raw `TcpListener` that misbehaves on purpose.
-//! - `tls`: a private CA and a TLS server.
+//! - `tls`: a private CA and a TLS server (in the `suite` package only).
 //! - `paths`: every way a request reaches a pool, as one table.
 //! - `child`: this test binary run again as a child process, temp folders.
 //! - `peers`: the hand-rolled pool that benches compare against.
@@ -20,6 +20,9 @@ mod paths;
 mod peers;
 mod routes;
 mod server;
+// The TLS kit needs rcgen and rustls: only the `suite` package (which
+// has them, and feature `tls-kit`) compiles it.
+#[cfg(feature = "tls-kit")]
 mod tls;
 
 pub use child::*;
@@ -28,6 +31,7 @@ pub use paths::*;
 pub use peers::*;
 pub use routes::*;
 pub use server::*;
+#[cfg(feature = "tls-kit")]
 pub use tls::*;
 
 use std::collections::HashMap;

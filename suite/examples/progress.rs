@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example progress`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -2,6 +2,7 @@
 //! and the rules that hold for http (limits, redaction, redirects across
 //! schemes, secret headers, retries, host caps) over real TLS.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::*;
@@ -358,4 +359,24 @@ fn tls_to_a_plain_http_server_is_a_tls_error() {
     })
     .unwrap_err();
     assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err:?}");
+}
+
+#[test]
+fn a_self_signed_dev_certificate_is_refused_with_what_to_do() {
+    let dev = TestCa::self_signed_dev();
+    let server = TlsServer::start(&dev, None, |_, _| Reply::json(200, json!({"ok": true})));
+    let pool = Pool::builder()
+        .workers(1)
+        .tls_root_certs_pem(&dev.ca_pem)
+        .build()
+        .unwrap();
+    let e = pool
+        .get(&server.url("/x"))
+        .json::<Value>()
+        .wait()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("openssl req -x509"), "{text}");
+    assert!(text.contains("tls_native"), "{text}");
+    assert!(!e.maybe_sent() && !e.is_retryable());
 }
