@@ -10,99 +10,19 @@ mod common;
 use common::*;
 use reqpool::{Pool, Retry};
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
-/// One span as the recorder saw it.
-#[derive(Debug, Clone, Default)]
-struct Span {
-    name: String,
-    parent: Option<u64>,
-    fields: HashMap<String, String>,
-}
-
-/// A subscriber that keeps every span, its parent and its fields.
-#[derive(Default)]
-struct Recorder {
-    next: AtomicU64,
-    spans: Mutex<HashMap<u64, Span>>,
-}
-
-thread_local! {
-    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_string(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), value.to_string());
-    }
-}
-
-impl Subscriber for &'static Recorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        let parent = match attrs.parent() {
-            Some(p) => Some(p.into_u64()),
-            None if attrs.is_contextual() => ENTERED.with(|e| e.borrow().last().copied()),
-            None => None,
-        };
-        let mut span = Span {
-            name: attrs.metadata().name().to_string(),
-            parent,
-            fields: HashMap::new(),
-        };
-        attrs.record(&mut Fields(&mut span.fields));
-        self.spans.lock().unwrap().insert(id, span);
-        Id::from_u64(id)
-    }
-    fn record(&self, id: &Id, values: &Record<'_>) {
-        if let Some(span) = self.spans.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut span.fields));
-        }
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, _: &Event<'_>) {}
-    fn enter(&self, id: &Id) {
-        ENTERED.with(|e| e.borrow_mut().push(id.into_u64()));
-    }
-    fn exit(&self, id: &Id) {
-        ENTERED.with(|e| {
-            let mut e = e.borrow_mut();
-            if let Some(i) = e.iter().rposition(|&x| x == id.into_u64()) {
-                e.remove(i);
-            }
-        });
-    }
-}
-
-/// The process's recorder (a global default: jobs run on other threads).
 fn recorder() -> &'static Recorder {
-    static R: OnceLock<&'static Recorder> = OnceLock::new();
-    R.get_or_init(|| {
-        let r: &'static Recorder = Box::leak(Box::default());
-        tracing::subscriber::set_global_default(r).unwrap();
-        r
-    })
+    Recorder::installed()
 }
 
 /// The spans whose `url.full` contains `marker`, with the spans by id.
-fn spans_for(marker: &str) -> (Vec<(u64, Span)>, HashMap<u64, Span>) {
-    let all = recorder().spans.lock().unwrap().clone();
-    let mut mine: Vec<(u64, Span)> = all
+fn spans_for(marker: &str) -> (Vec<(u64, SpanRec)>, BTreeMap<u64, SpanRec>) {
+    let all = recorder().spans();
+    let mut mine: Vec<(u64, SpanRec)> = all
         .iter()
         .filter(|(_, s)| s.fields.get("url.full").is_some_and(|u| u.contains(marker)))
         .map(|(id, s)| (*id, s.clone()))

@@ -8,6 +8,8 @@
 //! - `paths`: every way a request reaches a pool, as one table.
 //! - `child`: this test binary run again as a child process, temp folders.
 //! - `peers`: the hand-rolled pool that benches compare against.
+//! - `spans`: a `tracing` subscriber that keeps every span (feature
+//!   `tracing`).
 //!
 //! Every thread here stops by itself: reads time out after 10 s of silence.
 // Each test binary, example and bench uses a different part of it, and
@@ -20,6 +22,8 @@ mod paths;
 mod peers;
 mod routes;
 mod server;
+#[cfg(feature = "tracing")]
+mod spans;
 // The TLS kit needs rcgen and rustls: only the `suite` package (which
 // has them, and feature `tls-kit`) compiles it.
 #[cfg(feature = "tls-kit")]
@@ -31,6 +35,8 @@ pub use paths::*;
 pub use peers::*;
 pub use routes::*;
 pub use server::*;
+#[cfg(feature = "tracing")]
+pub use spans::*;
 #[cfg(feature = "tls-kit")]
 pub use tls::*;
 
