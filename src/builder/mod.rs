@@ -440,7 +440,7 @@ impl Builder {
     /// ```
     pub fn before_attempt(
         mut self,
-        f: impl Fn(&mut crate::Attempt<'_>) -> Result<(), Error> + Send + Sync + 'static,
+        f: impl Fn(&mut crate::attempt::Attempt<'_>) -> Result<(), Error> + Send + Sync + 'static,
     ) -> Self {
         self.hooks.before = Some(std::sync::Arc::new(f));
         self
