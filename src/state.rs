@@ -3,7 +3,7 @@
 //! sleeping is one compare-and-swap, so exactly one party wins it: the
 //! worker, a waiter that runs the job inline, the timer that wakes it, a
 //! cancel, a shutdown, or a waiter that expires it. Model-checked with
-//! `loom` (`RUSTFLAGS="--cfg loom" cargo test --release --lib state`).
+//! `loom` (`RUSTFLAGS="--cfg loom" cargo test -p reqpool --release --lib state`).
 
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicU32, Ordering};
