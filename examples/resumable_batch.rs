@@ -39,10 +39,10 @@ fn run(db: &std::path::Path, url: &str) -> Outbox {
     outbox
 }
 
-/// Jobs a second enqueued from one thread into a fresh file.
-fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 {
+/// Jobs a second enqueued by `threads` threads into a fresh file.
+fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize, threads: usize) -> f64 {
     let pool = Pool::new(1);
-    let path = dir.join(format!("rate-{durability:?}.db"));
+    let path = dir.join(format!("rate-{durability:?}-{threads}.db"));
     let _ = std::fs::remove_file(&path);
     // A producer: the enqueues alone, nothing delivered meanwhile.
     let outbox = Outbox::options()
@@ -52,11 +52,18 @@ fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 
         .expect("open");
     let url = common::closed_port_url("/x");
     let t0 = Instant::now();
-    for i in 0..n {
-        outbox
-            .enqueue(pool.post(&url).json_body(&json!({"i": i})))
-            .expect("enqueue");
-    }
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (outbox, pool, url) = (&outbox, &pool, &url);
+            s.spawn(move || {
+                for i in (t..n).step_by(threads) {
+                    outbox
+                        .enqueue(pool.post(url).json_body(&json!({"i": i})))
+                        .expect("enqueue");
+                }
+            });
+        }
+    });
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
@@ -205,10 +212,15 @@ fn main() {
     }
     let server = common::Server::start();
 
-    let rate = enqueue_rate(&dir, Durability::Process, 20_000);
-    let rate_fsync = enqueue_rate(&dir, Durability::PowerLoss, 2_000);
+    let rate = enqueue_rate(&dir, Durability::Process, 20_000, 1);
+    let rate_fsync = enqueue_rate(&dir, Durability::PowerLoss, 2_000, 1);
     println!(
         "enqueue from one thread: {rate:.0} jobs/s (Durability::Process), {rate_fsync:.0} jobs/s (Durability::PowerLoss, an fsync per commit)"
+    );
+    let rate = enqueue_rate(&dir, Durability::Process, 20_000, 8);
+    let rate_fsync = enqueue_rate(&dir, Durability::PowerLoss, 8_000, 8);
+    println!(
+        "enqueue from 8 threads (commits shared): {rate:.0} jobs/s (Durability::Process), {rate_fsync:.0} jobs/s (Durability::PowerLoss)"
     );
     let n: usize = std::env::var("HISTORY")
         .ok()

@@ -282,6 +282,51 @@ fn a_producer_only_writes_and_a_later_outbox_delivers() {
 }
 
 #[test]
+fn threads_enqueueing_at_once_share_commits_and_keys_stay_unique() {
+    let dir = TempDir::new("group");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let outbox = Outbox::options()
+        .durability(reqpool::Durability::PowerLoss)
+        .open(dir.file("calls.db"), &pool)
+        .unwrap();
+    let url = server.url("/orders");
+    // 8 threads, 50 keys each; every key is enqueued by two threads.
+    let ids: Vec<Vec<(usize, reqpool::JobId)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (outbox, pool, url) = (&outbox, &pool, &url);
+                s.spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let k = (t / 2) * 50 + i;
+                            let req = pool
+                                .post(url)
+                                .json_body(&json!({"k": k}))
+                                .idempotency_key(&format!("g-{k}"));
+                            (k, outbox.enqueue(req).unwrap())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut by_key = std::collections::HashMap::new();
+    for (k, id) in ids.into_iter().flatten() {
+        // Both threads that enqueued a key got the same job.
+        assert_eq!(*by_key.entry(k).or_insert(id), id, "key {k}");
+    }
+    assert_eq!(by_key.len(), 200);
+    let distinct: std::collections::HashSet<_> = by_key.values().collect();
+    assert_eq!(distinct.len(), 200);
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), 200);
+    assert!(keys.values().all(|&n| n == 1), "each key sent once");
+}
+
+#[test]
 fn bad_files_and_a_second_opener_get_clear_errors() {
     let dir = TempDir::new("bad");
     let pool = Pool::new(1);

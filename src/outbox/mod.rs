@@ -5,6 +5,7 @@
 //! they cannot be delivered.
 
 mod deliver;
+mod enqueue;
 mod file;
 mod options;
 
@@ -139,6 +140,8 @@ struct Shared {
     answers: Mutex<Vec<deliver::Answer>>,
     /// Jobs handed to the pool and not yet answered.
     claimed: AtomicUsize,
+    /// Rows waiting for a shared commit.
+    inserts: Mutex<enqueue::Inserts>,
     /// Wakes the dispatcher (a new job, a delivery done, closing) and
     /// the flushers.
     signal: Mutex<Signal>,
@@ -221,6 +224,7 @@ impl Outbox {
             options,
             answers: Mutex::new(Vec::new()),
             claimed: AtomicUsize::new(0),
+            inserts: Mutex::new(enqueue::Inserts::default()),
             signal: Mutex::new(Signal::default()),
             cond: Condvar::new(),
             written: Condvar::new(),
@@ -259,27 +263,14 @@ impl Outbox {
         let key = stored.key.clone().unwrap_or_else(new_key);
         let headers =
             serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
-        let db = lock(&self.shared.db);
-        // One statement in the common case (a new key), prepared once.
-        let inserted = db
-            .prepare_cached(
-                "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(key) DO NOTHING",
-            )
-            .and_then(|mut st| {
-                st.execute(params![key, stored.method, stored.url, headers, stored.body, PENDING])
-            })
-            .map_err(sql)?;
-        let id = if inserted == 1 {
-            db.last_insert_rowid()
-        } else {
-            // The key is in the file already: that job, nothing sent again.
-            db.prepare_cached("SELECT id FROM jobs WHERE key = ?1")
-                .and_then(|mut st| st.query_row([&key], |r| r.get(0)))
-                .map_err(sql)?
-        };
-        drop(db);
-        if inserted == 1 {
+        let (id, new) = self.shared.insert(enqueue::Row {
+            key,
+            method: stored.method,
+            url: stored.url,
+            headers,
+            body: stored.body,
+        })?;
+        if new {
             self.shared.more_work();
         }
         Ok(JobId(id))

@@ -1,0 +1,127 @@
+//! Group commit: enqueues from many threads share commits. The first
+//! enqueue to find no commit running writes its row and every row that
+//! queued behind it meanwhile, in one transaction, then hands each caller
+//! its id; the others wait for theirs. One thread alone commits each row
+//! at once, as before.
+
+use super::{PENDING, Shared, sql};
+use crate::error::Error;
+use crate::sync::lock;
+use crossbeam_channel::{Sender, bounded};
+use rusqlite::params;
+
+/// A job's row, as `enqueue` writes it.
+pub(super) struct Row {
+    pub(super) key: String,
+    pub(super) method: String,
+    pub(super) url: String,
+    pub(super) headers: String,
+    pub(super) body: Option<Vec<u8>>,
+}
+
+/// Where a row's id (and whether it is new) goes once committed.
+type Reply = Sender<Result<(i64, bool), Error>>;
+
+/// Rows waiting for a commit, and whether one runs.
+#[derive(Default)]
+pub(super) struct Inserts {
+    rows: Vec<(Row, Reply)>,
+    committing: bool,
+}
+
+impl Shared {
+    /// Writes `row` (with the rows of other threads that come meanwhile)
+    /// and returns its id, and whether it is new. Blocks for the commit.
+    pub(super) fn insert(&self, row: Row) -> Result<(i64, bool), Error> {
+        let (tx, rx) = bounded(1);
+        let lead = {
+            let mut q = lock(&self.inserts);
+            q.rows.push((row, tx));
+            !std::mem::replace(&mut q.committing, true)
+        };
+        if lead {
+            self.commit_inserts();
+        }
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::usage("the outbox's commit was lost")))
+    }
+
+    /// Commits the waiting rows, batch after batch, until none is left.
+    fn commit_inserts(&self) {
+        let _leading = Leading(self);
+        loop {
+            let batch = {
+                let mut q = lock(&self.inserts);
+                if q.rows.is_empty() {
+                    q.committing = false;
+                    return;
+                }
+                std::mem::take(&mut q.rows)
+            };
+            let rows: Vec<&Row> = batch.iter().map(|(r, _)| r).collect();
+            match self.write_rows(&rows) {
+                Ok(ids) => {
+                    for ((_, tx), id) in batch.iter().zip(ids) {
+                        let _ = tx.send(Ok(id));
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the batch was kept: each caller gets the error.
+                    let err = sql(e);
+                    for (_, tx) in &batch {
+                        let _ = tx.send(Err(copy(&err)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for `rows`: each new key inserted, each known key
+    /// its existing job (nothing sent again).
+    fn write_rows(&self, rows: &[&Row]) -> Result<Vec<(i64, bool)>, rusqlite::Error> {
+        let mut db = lock(&self.db);
+        let tx = db.transaction()?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(key) DO NOTHING",
+                )?
+                .execute(params![r.key, r.method, r.url, r.headers, r.body, PENDING])?;
+            let id = if inserted == 1 {
+                tx.last_insert_rowid()
+            } else {
+                tx.prepare_cached("SELECT id FROM jobs WHERE key = ?1")?
+                    .query_row([&r.key], |row| row.get(0))?
+            };
+            ids.push((id, inserted == 1));
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+}
+
+/// Hands the commit on if its leader unwinds: no enqueue waits for a
+/// commit that will not come.
+struct Leading<'a>(&'a Shared);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut q = lock(&self.0.inserts);
+            q.committing = false;
+            for (_, tx) in q.rows.drain(..) {
+                let _ = tx.send(Err(Error::usage("the outbox's commit panicked")));
+            }
+        }
+    }
+}
+
+/// The same storage error again, for another caller of the batch.
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::Storage { kind, reason } => Error::storage(*kind, reason.clone()),
+        e => Error::usage(e.to_string()),
+    }
+}
