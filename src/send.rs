@@ -151,7 +151,7 @@ impl Prepared {
                         let reason = crate::error::GaveUpReason::BudgetExhausted;
                         return Step::Done(Err(self.give_up(st, err, Some(reason))));
                     }
-                    trace.retried(&format!("after {wait:?}"));
+                    trace.retried_after(wait);
                     st.failed.push(err);
                     return Step::Sleep(Instant::now() + wait);
                 }

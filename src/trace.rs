@@ -158,6 +158,13 @@ impl AttemptSpan {
         #[cfg(feature = "tracing")]
         self.span.record("reqpool.retry", why);
     }
+
+    /// Another attempt follows after `wait` (a backoff or `Retry-After`).
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn retried_after(&self, wait: std::time::Duration) {
+        #[cfg(feature = "tracing")]
+        self.retried(&format!("after {wait:?}"));
+    }
 }
 
 /// The host of `url` (`server.address`).

@@ -267,6 +267,39 @@ fn requests_that_get_a_401_together_share_one_refresh() {
 }
 
 #[test]
+fn a_panicking_hook_or_source_fails_its_request_and_the_next_one_is_fine() {
+    let (server, seen) = recording(|_, _| Reply::json(200, json!({})));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let pool = Pool::builder()
+        .workers(1)
+        .bearer_from(move |_| {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("the token cache is corrupt");
+            }
+            Ok("t".to_string())
+        })
+        .before_attempt(|a| {
+            if a.url().contains("boom") {
+                panic!("the signer failed");
+            }
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    for (path, want) in [("/x", "token cache"), ("/boom", "signer failed")] {
+        let r = pool.get(&server.url(path)).send();
+        let err = bounded(LIMIT, move || r.wait()).unwrap_err();
+        assert!(err.is_panic() && err.to_string().contains(want), "{err}");
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+    // The worker and the token source live on.
+    let r = pool.get(&server.url("/x")).send();
+    assert_eq!(bounded(LIMIT, move || r.wait()).unwrap().status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn a_requests_own_bearer_auth_wins_and_a_source_error_fails_it() {
     let (server, seen) = recording(|_, _| Reply::json(200, json!({})));
     let calls = Arc::new(AtomicUsize::new(0));
