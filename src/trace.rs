@@ -16,6 +16,13 @@ pub(crate) struct JobSpan {
     span: tracing::Span,
     #[cfg(feature = "tracing")]
     submitted: Instant,
+    /// An outcome was recorded (a hedged request's copies share the span:
+    /// the loser's cancel must not overwrite the winner's answer).
+    #[cfg(feature = "tracing")]
+    recorded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The queue wait was recorded (by the first copy to start).
+    #[cfg(feature = "tracing")]
+    started: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The span of one attempt, while it is entered.
@@ -46,6 +53,8 @@ impl JobSpan {
             JobSpan {
                 span,
                 submitted: Instant::now(),
+                recorded: Default::default(),
+                started: Default::default(),
             }
         }
         #[cfg(not(feature = "tracing"))]
@@ -57,7 +66,8 @@ impl JobSpan {
     pub(crate) fn in_step<R>(&self, first: bool, f: impl FnOnce() -> R) -> R {
         #[cfg(feature = "tracing")]
         {
-            if first {
+            let once = || !self.started.swap(true, std::sync::atomic::Ordering::AcqRel);
+            if first && once() {
                 let waited = self.submitted.elapsed().as_secs_f64() * 1000.0;
                 self.span.record("reqpool.queue_wait_ms", waited);
             }
@@ -75,6 +85,11 @@ impl JobSpan {
     pub(crate) fn ended<T>(&self, result: &Result<T, Error>, status: Option<u16>, attempts: u32) {
         #[cfg(feature = "tracing")]
         {
+            use std::sync::atomic::Ordering;
+            let cancelled = matches!(result, Err(Error::Cancelled));
+            if self.recorded.swap(true, Ordering::AcqRel) && cancelled {
+                return; // a hedge's loser, stopped: the winner's stands
+            }
             self.span.record("reqpool.attempts", attempts);
             match result {
                 Ok(_) => {

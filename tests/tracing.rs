@@ -136,3 +136,39 @@ fn a_fired_job_and_a_failure_are_traced_too() {
     assert_eq!(job.1.fields["reqpool.outcome"], "error");
     assert_eq!(job.1.fields["error.type"], "connection_refused");
 }
+
+#[test]
+fn a_hedged_request_keeps_its_winners_outcome() {
+    let rec = recorder();
+    let n = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&n);
+    // The first copy hangs for 20 s; the hedged copy answers at once.
+    let server = Server::with_handler(move |_, _| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_secs(20));
+        }
+        Reply::json(200, json!({"ok": true}))
+    });
+    let pool = Pool::builder()
+        .workers(2)
+        .hedge(reqpool::Hedge::after(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let job = pool.get(&server.url("/hedged")).json::<Value>();
+    bounded(LIMIT, move || job.wait()).unwrap();
+    // Once both copies are over (the loser cancelled), the span closes.
+    let closed = bounded(LIMIT, move || {
+        loop {
+            let (mine, _) = spans_for("/hedged");
+            if let Some((_, job)) = mine.iter().find(|(_, s)| s.name == "reqpool.job")
+                && job.closed.is_some()
+            {
+                return job.clone();
+            }
+            std::thread::yield_now();
+        }
+    });
+    let _ = rec;
+    assert_eq!(closed.fields["reqpool.outcome"], "ok", "{closed:?}");
+    assert_eq!(closed.fields["http.response.status_code"], "200");
+}
