@@ -107,10 +107,17 @@ fn sessions_are_resumed_like_a_hand_rolled_pool() {
         resumed > 0,
         "no session was resumed ({full} full handshakes)"
     );
+    // A full handshake happens only where no session was cached yet: at
+    // most one per worker's first connection, and never after; every later
+    // connection (the server closes one every 20 requests: 40 in all)
+    // resumes. (Against the hand-rolled pool's count the bound raced: 8
+    // workers opening their first connections at once all handshake in
+    // full, where threads spawned one by one find a session sooner.)
     assert!(
-        full <= hand_full + 2,
-        "reqpool {full} full handshakes, hand-rolled {hand_full}"
+        full <= 8,
+        "reqpool {full} full handshakes for 8 workers (hand-rolled {hand_full})"
     );
+    assert!(resumed + full >= 40, "{resumed} resumed, {full} full");
 }
 
 #[test]
