@@ -48,9 +48,9 @@ struct NextHop {
 }
 
 impl Attempts {
-    /// How many attempts were made (the one that ended the request
-    /// included).
-    pub(crate) fn made(&self) -> u32 {
+    /// The number of the attempt that runs now (1 for the first try);
+    /// once the request is over, how many attempts it made.
+    pub(crate) fn number(&self) -> u32 {
         self.failed.len() as u32 + 1
     }
 }
@@ -88,7 +88,7 @@ impl Prepared {
                 return Step::Done(Err(self.give_up(st, err, None)));
             }
             let mut seen = Seen::default();
-            let number = st.failed.len() as u32 + 1;
+            let number = st.number();
             let trace = AttemptSpan::new(self.spec.method.as_str(), &self.spec.url, number);
             let result = trace.run(|| {
                 with_limit(limit, || {
@@ -121,16 +121,15 @@ impl Prepared {
             {
                 st.reauthorized = true;
                 trace.retried("401 with a bearer_from token: a new token");
+                st.failed.push(err);
                 if let Err(e) = tokens.refresh(&host, generation) {
-                    st.failed.push(err);
                     return Step::Done(Err(self.give_up(st, e, None)));
                 }
-                st.failed.push(err);
                 continue;
             }
             let facts = Facts {
                 err: &err,
-                attempt: st.failed.len() as u32 + 1,
+                attempt: number,
                 idempotent: self.retry_idempotent(),
                 in_body: seen.in_body,
                 answered: seen.answered,

@@ -109,9 +109,8 @@ fn request_job<T: Send + 'static>(
     let mut attempts = Attempts::default();
     let mut started = None;
     move |ctx: &Ctx<'_>| {
-        let first = started.is_none();
         let t0 = *started.get_or_insert_with(Instant::now);
-        span.in_step(first, || match req.step(&mut attempts, ctx) {
+        span.in_step(|| match req.step(&mut attempts, ctx) {
             Step::Sleep(at) => Step::Sleep(at),
             Step::Done(Ok(resp)) => {
                 if let Some(h) = &measure {
@@ -119,12 +118,12 @@ fn request_job<T: Send + 'static>(
                 }
                 let status = resp.status;
                 let result = decode(resp, &req);
-                span.ended(&result, Some(status), attempts.made());
+                span.ended(&result, Some(status), attempts.number());
                 Step::Done(result)
             }
             Step::Done(Err(e)) => {
                 let result = Err(e);
-                span.ended::<T>(&result, None, attempts.made());
+                span.ended::<T>(&result, None, attempts.number());
                 Step::Done(result)
             }
         })

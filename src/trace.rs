@@ -16,13 +16,19 @@ pub(crate) struct JobSpan {
     span: tracing::Span,
     #[cfg(feature = "tracing")]
     submitted: Instant,
-    /// An outcome was recorded (a hedged request's copies share the span:
-    /// the loser's cancel must not overwrite the winner's answer).
+    /// What was recorded: a hedged request's copies share the span.
     #[cfg(feature = "tracing")]
-    recorded: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The queue wait was recorded (by the first copy to start).
-    #[cfg(feature = "tracing")]
-    started: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    marks: std::sync::Arc<Marks>,
+}
+
+/// What a job span has recorded so far.
+#[cfg(feature = "tracing")]
+#[derive(Debug, Default)]
+struct Marks {
+    /// The queue wait (by the first step of the first copy to start).
+    started: std::sync::atomic::AtomicBool,
+    /// An outcome (the loser's cancel must not overwrite the winner's).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 /// The span of one attempt, while it is entered.
@@ -53,31 +59,27 @@ impl JobSpan {
             JobSpan {
                 span,
                 submitted: Instant::now(),
-                recorded: Default::default(),
-                started: Default::default(),
+                marks: Default::default(),
             }
         }
         #[cfg(not(feature = "tracing"))]
         JobSpan {}
     }
 
-    /// Runs one step of the job inside its span; the first step records
-    /// how long the job waited for a worker.
-    pub(crate) fn in_step<R>(&self, first: bool, f: impl FnOnce() -> R) -> R {
+    /// Runs one step of the job inside its span; the first step of all
+    /// records how long the job waited for a worker.
+    pub(crate) fn in_step<R>(&self, f: impl FnOnce() -> R) -> R {
         #[cfg(feature = "tracing")]
         {
-            let once = || !self.started.swap(true, std::sync::atomic::Ordering::AcqRel);
-            if first && once() {
+            use std::sync::atomic::Ordering;
+            if !self.marks.started.swap(true, Ordering::AcqRel) {
                 let waited = self.submitted.elapsed().as_secs_f64() * 1000.0;
                 self.span.record("reqpool.queue_wait_ms", waited);
             }
             self.span.in_scope(f)
         }
         #[cfg(not(feature = "tracing"))]
-        {
-            let _ = first;
-            f()
-        }
+        f()
     }
 
     /// The job ended with `result` after `attempts` attempts.
@@ -87,7 +89,7 @@ impl JobSpan {
         {
             use std::sync::atomic::Ordering;
             let cancelled = matches!(result, Err(Error::Cancelled));
-            if self.recorded.swap(true, Ordering::AcqRel) && cancelled {
+            if self.marks.ended.swap(true, Ordering::AcqRel) && cancelled {
                 return; // a hedge's loser, stopped: the winner's stands
             }
             self.span.record("reqpool.attempts", attempts);
