@@ -8,6 +8,7 @@ use crate::prepare::Prepared;
 use crate::request::RequestBuilder;
 use crate::send::Attempts;
 use crate::task::{Ctx, Label, Limits, Step};
+use crate::trace::JobSpan;
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
@@ -116,46 +117,68 @@ impl PollJob {
             ..JobSpec::new(limits, true)
         };
         let mut stage = Stage::Start(Attempts::default());
-        inner.submit(spec, move |ctx: &Ctx<'_>| match &mut stage {
-            Stage::Start(st) => {
-                let reply = match json_step(&start, st, ctx) {
-                    Ok(v) => v,
-                    Err(step) => return step,
-                };
-                let Some(url) = status_url(&reply) else {
-                    return Step::Done(Err(Error::decode(
-                        start.spec.method.as_str(),
-                        &start.spec.url,
-                        "the reply names no status url".to_string(),
-                        reply.to_string().as_bytes(),
-                    )));
-                };
-                match start.get(&url) {
-                    Ok(poll) => stage = Stage::Poll(Arc::new(poll), Attempts::default()),
-                    Err(e) => return Step::Done(Err(e)),
+        let span = JobSpan::new(start.spec.method.as_str(), &start.spec.url);
+        inner.submit(spec, move |ctx: &Ctx<'_>| {
+            span.in_step(|| {
+                let step = poll_step(&mut stage, &start, every, &status_url, &done, ctx);
+                if let Step::Done(result) = &step {
+                    let (Stage::Start(st) | Stage::Poll(_, st)) = &stage;
+                    span.ended(result, None, st.number());
                 }
-                // The first poll is a request of its own: back
-                // through the queue, so the host's policies see it.
-                Step::Sleep(Instant::now())
-            }
-            Stage::Poll(poll, st) => {
-                let status = match json_step(poll, st, ctx) {
-                    Ok(v) => v,
-                    Err(step) => return step,
-                };
-                if done(&status) {
-                    return Step::Done(Ok(status));
-                }
-                let next = Instant::now().checked_add(every);
-                match next {
-                    Some(t) if ctx.limit.instant().is_none_or(|l| t < l) => {
-                        *st = Attempts::default();
-                        Step::Sleep(t)
-                    }
-                    _ => Step::Done(Err(Error::timeout(Phase::Deadline, "GET", &poll.spec.url))),
-                }
-            }
+                step
+            })
         })
+    }
+}
+
+/// One step of a poll job: its start request, or one poll.
+fn poll_step(
+    stage: &mut Stage,
+    start: &Prepared,
+    every: Duration,
+    status_url: &dyn Fn(&Value) -> Option<String>,
+    done: &dyn Fn(&Value) -> bool,
+    ctx: &Ctx<'_>,
+) -> Step<Value> {
+    match stage {
+        Stage::Start(st) => {
+            let reply = match json_step(start, st, ctx) {
+                Ok(v) => v,
+                Err(step) => return step,
+            };
+            let Some(url) = status_url(&reply) else {
+                return Step::Done(Err(Error::decode(
+                    start.spec.method.as_str(),
+                    &start.spec.url,
+                    "the reply names no status url".to_string(),
+                    reply.to_string().as_bytes(),
+                )));
+            };
+            match start.get(&url) {
+                Ok(poll) => *stage = Stage::Poll(Arc::new(poll), Attempts::default()),
+                Err(e) => return Step::Done(Err(e)),
+            }
+            // The first poll is a request of its own: back
+            // through the queue, so the host's policies see it.
+            Step::Sleep(Instant::now())
+        }
+        Stage::Poll(poll, st) => {
+            let status = match json_step(poll, st, ctx) {
+                Ok(v) => v,
+                Err(step) => return step,
+            };
+            if done(&status) {
+                return Step::Done(Ok(status));
+            }
+            let next = Instant::now().checked_add(every);
+            match next {
+                Some(t) if ctx.limit.instant().is_none_or(|l| t < l) => {
+                    *st = Attempts::default();
+                    Step::Sleep(t)
+                }
+                _ => Step::Done(Err(Error::timeout(Phase::Deadline, "GET", &poll.spec.url))),
+            }
+        }
     }
 }
 

@@ -31,9 +31,14 @@ fn spans_for(marker: &str) -> (Vec<(u64, SpanRec)>, BTreeMap<u64, SpanRec>) {
     (mine, all)
 }
 
+/// The spans of `spans` named `name`.
+fn named<'a>(spans: &'a [(u64, SpanRec)], name: &str) -> Vec<&'a (u64, SpanRec)> {
+    spans.iter().filter(|(_, s)| s.name == name).collect()
+}
+
 #[test]
 fn a_job_span_is_a_child_of_the_submitters_span_with_an_attempt_inside() {
-    let rec = recorder();
+    recorder();
     let server = Server::start();
     let pool = Pool::new(2);
     let url = format!("{}?api_key=s3cret-k3y&page=2", server.url("/echo"));
@@ -41,16 +46,8 @@ fn a_job_span_is_a_child_of_the_submitters_span_with_an_attempt_inside() {
     let caller_id = caller.id().unwrap().into_u64();
     let job = caller.in_scope(|| pool.post(&url).json_body(&json!({"a": 1})).json::<Value>());
     bounded(LIMIT, move || job.wait()).unwrap();
-    let _ = rec;
     let (mine, all) = spans_for("/echo?");
-    let job: Vec<_> = mine
-        .iter()
-        .filter(|(_, s)| s.name == "reqpool.job")
-        .collect();
-    let attempts: Vec<_> = mine
-        .iter()
-        .filter(|(_, s)| s.name == "reqpool.attempt")
-        .collect();
+    let (job, attempts) = (named(&mine, "reqpool.job"), named(&mine, "reqpool.attempt"));
     assert_eq!((job.len(), attempts.len()), (1, 1), "{mine:#?}");
     let (job_id, job) = job[0];
     assert_eq!(
@@ -99,14 +96,7 @@ fn retries_are_attempt_spans_with_their_reasons() {
     let job = pool.get(&server.url("/retried")).json::<Value>();
     bounded(LIMIT, move || job.wait()).unwrap();
     let (mine, _) = spans_for("/retried");
-    let job: Vec<_> = mine
-        .iter()
-        .filter(|(_, s)| s.name == "reqpool.job")
-        .collect();
-    let attempts: Vec<_> = mine
-        .iter()
-        .filter(|(_, s)| s.name == "reqpool.attempt")
-        .collect();
+    let (job, attempts) = (named(&mine, "reqpool.job"), named(&mine, "reqpool.attempt"));
     assert_eq!((job.len(), attempts.len()), (1, 2), "{mine:#?}");
     assert_eq!(job[0].1.fields["reqpool.attempts"], "2");
     let (first, second) = (&attempts[0].1.fields, &attempts[1].1.fields);
@@ -128,10 +118,7 @@ fn a_fired_job_and_a_failure_are_traced_too() {
     caller.in_scope(|| pool.get(&closed_port_url("/refused-here")).fire().unwrap());
     assert_eq!(bounded(LIMIT, move || pool.flush()), 0);
     let (mine, _) = spans_for("/refused-here");
-    let job = mine
-        .iter()
-        .find(|(_, s)| s.name == "reqpool.job")
-        .expect("a job span");
+    let job = named(&mine, "reqpool.job")[0];
     assert_eq!(job.1.parent, Some(caller_id));
     assert_eq!(job.1.fields["reqpool.outcome"], "error");
     assert_eq!(job.1.fields["error.type"], "connection_refused");
@@ -139,7 +126,7 @@ fn a_fired_job_and_a_failure_are_traced_too() {
 
 #[test]
 fn a_hedged_request_keeps_its_winners_outcome() {
-    let rec = recorder();
+    recorder();
     let n = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&n);
     // The first copy hangs for 20 s; the hedged copy answers at once.
@@ -160,7 +147,7 @@ fn a_hedged_request_keeps_its_winners_outcome() {
     let closed = bounded(LIMIT, move || {
         loop {
             let (mine, _) = spans_for("/hedged");
-            if let Some((_, job)) = mine.iter().find(|(_, s)| s.name == "reqpool.job")
+            if let Some((_, job)) = named(&mine, "reqpool.job").first()
                 && job.closed.is_some()
             {
                 return job.clone();
@@ -168,7 +155,38 @@ fn a_hedged_request_keeps_its_winners_outcome() {
             std::thread::yield_now();
         }
     });
-    let _ = rec;
     assert_eq!(closed.fields["reqpool.outcome"], "ok", "{closed:?}");
     assert_eq!(closed.fields["http.response.status_code"], "200");
+}
+
+#[test]
+fn every_way_in_through_the_request_builder_is_traced_under_its_caller() {
+    recorder();
+    let server = Server::start();
+    let (pool, errors) = pool_with(Pool::builder().workers(2));
+    for path in PATHS {
+        let marker = format!("/traced-{path:?}");
+        let caller = tracing::info_span!("caller");
+        let caller_id = caller.id().unwrap().into_u64();
+        let url = server.url(&marker);
+        // The default routes answer an unknown path 404: the outcome is an
+        // error, which is traced as well as a success.
+        let _ = caller.in_scope(|| send_through(&pool, &errors, path, "POST", &url, true));
+        let (mine, _) = spans_for(&marker);
+        let jobs = named(&mine, "reqpool.job");
+        if matches!(path, Path::Burst | Path::Submit) {
+            // Closures use the agent directly: no spans of ours.
+            assert!(mine.is_empty(), "{path:?}: {mine:#?}");
+            continue;
+        }
+        assert_eq!(jobs.len(), 1, "{path:?}: {mine:#?}");
+        let (job_id, job) = jobs[0];
+        assert_eq!(job.parent, Some(caller_id), "{path:?}");
+        let attempts = named(&mine, "reqpool.attempt");
+        assert!(!attempts.is_empty(), "{path:?}");
+        assert!(
+            attempts.iter().all(|(_, a)| a.parent == Some(*job_id)),
+            "{path:?}"
+        );
+    }
 }
