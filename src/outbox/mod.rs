@@ -11,10 +11,11 @@ mod options;
 
 pub use options::{Durability, OutboxOptions};
 
+use crate::deadline::Deadline;
 use crate::error::{Error, StorageKind};
 use crate::pool::Pool;
 use crate::request::RequestBuilder;
-use crate::sync::lock;
+use crate::sync::{lock, wait_while};
 use deliver::dispatch;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fmt;
@@ -280,27 +281,21 @@ impl Outbox {
     /// returns how many are neither (pending, in flight, or waiting for a
     /// later attempt).
     pub fn flush_timeout(&self, limit: Duration) -> usize {
-        let stop = Instant::now().checked_add(limit);
+        let stop = Deadline::after(limit);
         loop {
             let seen = lock(&self.shared.signal).writes;
             let left = self.unfinished().unwrap_or(usize::MAX);
             if left == 0 {
                 return 0;
             }
-            let now = Instant::now();
-            if stop.is_some_and(|s| now >= s) {
+            if stop.passed() {
                 return left;
             }
             // Until the next write of answers (or a while, for retries
             // that come due).
-            let wait = stop.map_or(Duration::from_millis(100), |s| s - now);
+            let look = stop.min(Deadline::after(Duration::from_millis(100)));
             let guard = lock(&self.shared.signal);
-            if guard.writes == seen {
-                let _ = self
-                    .shared
-                    .written
-                    .wait_timeout(guard, wait.min(Duration::from_millis(100)));
-            }
+            let _ = wait_while(&self.shared.written, guard, look, |s| s.writes == seen);
         }
     }
 
@@ -461,18 +456,17 @@ impl Shared {
     fn wait_for_work(&self, next_claim: Instant, idle_until: Instant) {
         let mut g = lock(&self.signal);
         loop {
-            if g.closing || g.answered {
+            // Work that comes meanwhile moves the end up to the next claim:
+            // the wait starts again with it.
+            let work = g.work;
+            let until = Deadline::at(if work { next_claim } else { idle_until });
+            g = wait_while(&self.cond, g, until, |s| {
+                !s.closing && !s.answered && s.work == work
+            })
+            .0;
+            if g.closing || g.answered || g.work == work {
                 break;
             }
-            let until = if g.work { next_claim } else { idle_until };
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            g = self
-                .cond
-                .wait_timeout(g, until - now)
-                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
         }
         g.answered = false;
     }
