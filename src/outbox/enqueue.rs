@@ -4,20 +4,11 @@
 //! its id; the others wait for theirs. One thread alone commits each row
 //! at once, as before.
 
-use super::{PENDING, Shared, sql};
+use super::Shared;
+use super::store::Row;
 use crate::error::Error;
 use crate::sync::lock;
 use crossbeam_channel::{Sender, bounded};
-use rusqlite::params;
-
-/// A job's row, as `enqueue` writes it.
-pub(super) struct Row {
-    pub(super) key: String,
-    pub(super) method: String,
-    pub(super) url: String,
-    pub(super) headers: String,
-    pub(super) body: Option<Vec<u8>>,
-}
 
 /// Where a row's id (and whether it is new) goes once committed.
 type Reply = Sender<Result<(i64, bool), Error>>;
@@ -59,46 +50,20 @@ impl Shared {
                 std::mem::take(&mut q.rows)
             };
             let rows: Vec<&Row> = batch.iter().map(|(r, _)| r).collect();
-            match self.write_rows(&rows) {
+            match self.store.insert(&rows) {
                 Ok(ids) => {
                     for ((_, tx), id) in batch.iter().zip(ids) {
                         let _ = tx.send(Ok(id));
                     }
                 }
-                Err(e) => {
+                Err(err) => {
                     // Nothing of the batch was kept: each caller gets the error.
-                    let err = sql(e);
                     for (_, tx) in &batch {
                         let _ = tx.send(Err(copy(&err)));
                     }
                 }
             }
         }
-    }
-
-    /// One transaction for `rows`: each new key inserted, each known key
-    /// its existing job (nothing sent again).
-    fn write_rows(&self, rows: &[&Row]) -> Result<Vec<(i64, bool)>, rusqlite::Error> {
-        let mut db = lock(&self.db);
-        let tx = db.transaction()?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in rows {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(key) DO NOTHING",
-                )?
-                .execute(params![r.key, r.method, r.url, r.headers, r.body, PENDING])?;
-            let id = if inserted == 1 {
-                tx.last_insert_rowid()
-            } else {
-                tx.prepare_cached("SELECT id FROM jobs WHERE key = ?1")?
-                    .query_row([&r.key], |row| row.get(0))?
-            };
-            ids.push((id, inserted == 1));
-        }
-        tx.commit()?;
-        Ok(ids)
     }
 }
 
@@ -122,6 +87,7 @@ impl Drop for Leading<'_> {
 fn copy(e: &Error) -> Error {
     match e {
         Error::Storage { kind, reason } => Error::storage(*kind, reason.clone()),
+        Error::QueueFull => Error::QueueFull,
         e => Error::usage(e.to_string()),
     }
 }

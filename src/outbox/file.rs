@@ -3,11 +3,14 @@
 //! elsewhere), brought to the current schema, and its jobs in flight when
 //! the last process died handed back to the queue.
 
-use super::{IN_FLIGHT, PENDING, SCHEMA, sql};
+use super::sqlite::{IN_FLIGHT, PENDING, sql};
 use crate::error::{Error, StorageKind};
 use crate::outbox::Durability;
 use rusqlite::{Connection, params};
 use std::path::Path;
+
+/// The schema this version writes; a file with a newer one is refused.
+const SCHEMA: i64 = 1;
 
 /// Opens the outbox file at `path`, with `durability`.
 pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Error> {

@@ -1,41 +1,36 @@
-//! A durable outbox on SQLite (feature `outbox`): requests written to a
-//! file before `enqueue` returns, delivered by an ordinary pool with an
-//! `Idempotency-Key`, marked done once the server answered, replayed when
-//! the file is opened again after a crash, and kept as dead letters when
-//! they cannot be delivered.
+//! A durable outbox (feature `outbox`): requests written to a store (a
+//! SQLite file) before `enqueue` returns, delivered by an ordinary pool
+//! with an `Idempotency-Key`, marked done once the server answered,
+//! replayed when the store is opened again after a crash, and kept as dead
+//! letters when they cannot be delivered.
 
 mod deliver;
 mod enqueue;
 mod file;
 mod options;
+mod sqlite;
+mod store;
 
 pub use options::{Durability, OutboxOptions};
 
 use crate::deadline::Deadline;
-use crate::error::{Error, StorageKind};
+use crate::error::Error;
 use crate::pool::Pool;
 use crate::request::RequestBuilder;
 use crate::sync::{lock, wait_while};
 use deliver::dispatch;
-use rusqlite::{Connection, OptionalExtension, params};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use store::Store;
 
-/// The schema this version writes; a file with a newer one is refused.
-const SCHEMA: i64 = 1;
 /// How much of a reply body is kept for [`Outbox::reply`].
 const REPLY_CAP: usize = 64 * 1024;
 
 /// How long the dispatcher lets work gather before it claims it.
 const GATHER: Duration = Duration::from_millis(2);
-
-const PENDING: i64 = 0;
-const IN_FLIGHT: i64 = 1;
-const DELIVERED: i64 = 2;
-const DEAD: i64 = 3;
 
 /// The id of a job in an outbox file; stable across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,6 +73,26 @@ pub struct DeadJob {
     pub attempts: u32,
 }
 
+impl DeadJob {
+    /// A dead job as a store lists it; the URL is redacted here.
+    fn new(
+        id: JobId,
+        key: String,
+        method: &str,
+        url: &str,
+        last_error: String,
+        attempts: u32,
+    ) -> Self {
+        DeadJob {
+            id,
+            key,
+            request: format!("{method} {}", crate::redact::redact_url(url)),
+            last_error,
+            attempts,
+        }
+    }
+}
+
 /// A server's answer to a delivered job, as kept in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,6 +101,16 @@ pub struct Delivered {
     pub status: u16,
     /// The body (at most 64 KiB of it).
     pub body: Vec<u8>,
+}
+
+impl Delivered {
+    /// A reply as a store keeps it; `None` for a status out of range.
+    fn new(status: i64, body: Option<Vec<u8>>) -> Option<Self> {
+        Some(Delivered {
+            status: u16::try_from(status).ok()?,
+            body: body.unwrap_or_default(),
+        })
+    }
 }
 
 /// Requests that outlive the process: written to a local SQLite file before
@@ -132,13 +157,12 @@ pub struct Outbox {
 }
 
 struct Shared {
-    db: Mutex<Connection>,
+    store: Box<dyn Store>,
     pool: Pool,
-    path: PathBuf,
     options: OutboxOptions,
     /// How deliveries ended, not yet written: the dispatcher writes
     /// them in one transaction.
-    answers: Mutex<Vec<deliver::Answer>>,
+    answers: Mutex<Vec<store::Answer>>,
     /// Jobs handed to the pool and not yet answered.
     claimed: AtomicUsize,
     /// Rows waiting for a shared commit.
@@ -154,23 +178,10 @@ struct Shared {
 impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outbox")
-            .field("path", &self.shared.path)
+            .field("store", &self.shared.store.describe())
             .field("options", &self.shared.options)
             .finish_non_exhaustive()
     }
-}
-
-/// A failure of the file as a typed error, by SQLite's error code.
-fn sql(e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode as C;
-    let kind = match e.sqlite_error_code() {
-        Some(C::DatabaseBusy | C::DatabaseLocked) => StorageKind::InUse,
-        Some(C::NotADatabase) => StorageKind::NotAnOutbox,
-        Some(C::ReadOnly) => StorageKind::ReadOnly,
-        Some(C::DiskFull) => StorageKind::Full,
-        _ => StorageKind::Io,
-    };
-    Error::storage(kind, e.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -208,7 +219,7 @@ impl Outbox {
     /// full disk), or is open in another process: its
     /// [`StorageKind`](crate::StorageKind) says which.
     pub fn open(path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
-        Outbox::start(path.as_ref(), pool, OutboxOptions::default())
+        OutboxOptions::default().open(path, pool)
     }
 
     /// The settings of an outbox, to open it with.
@@ -216,12 +227,12 @@ impl Outbox {
         OutboxOptions::default()
     }
 
-    fn start(path: &Path, pool: &Pool, options: OutboxOptions) -> Result<Outbox, Error> {
-        let db = file::open(path, options.durability)?;
+    /// Starts an outbox on `store`: delivering through `pool` unless the
+    /// options say not to.
+    fn start(store: Box<dyn Store>, pool: &Pool, options: OutboxOptions) -> Result<Outbox, Error> {
         let shared = Arc::new(Shared {
-            db: Mutex::new(db),
+            store,
             pool: pool.clone(),
-            path: path.to_path_buf(),
             options,
             answers: Mutex::new(Vec::new()),
             claimed: AtomicUsize::new(0),
@@ -264,7 +275,7 @@ impl Outbox {
         let key = stored.key.clone().unwrap_or_else(new_key);
         let headers =
             serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
-        let (id, new) = self.shared.insert(enqueue::Row {
+        let (id, new) = self.shared.insert(store::Row {
             key,
             method: stored.method,
             url: stored.url,
@@ -299,12 +310,9 @@ impl Outbox {
         }
     }
 
-    /// Jobs pending or in flight (an indexed count).
-    fn unfinished(&self) -> Result<usize, rusqlite::Error> {
-        lock(&self.shared.db)
-            .prepare_cached("SELECT count(*) FROM jobs WHERE state IN (?1, ?2)")?
-            .query_row(params![PENDING, IN_FLIGHT], |r| r.get::<_, i64>(0))
-            .map(|n| usize::try_from(n).unwrap_or(0))
+    /// Jobs pending or in flight.
+    fn unfinished(&self) -> Result<usize, Error> {
+        self.shared.store.unfinished()
     }
 
     /// How many jobs are pending, in flight, delivered and dead.
@@ -313,25 +321,7 @@ impl Outbox {
     ///
     /// [`Error::Storage`] if the file cannot be read.
     pub fn stats(&self) -> Result<OutboxStats, Error> {
-        let db = lock(&self.shared.db);
-        let mut st = db
-            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")
-            .map_err(sql)?;
-        let mut out = OutboxStats::default();
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql)?;
-        for row in rows {
-            let (state, n) = row.map_err(sql)?;
-            let n = u64::try_from(n).unwrap_or(0);
-            match state {
-                PENDING => out.pending = n,
-                IN_FLIGHT => out.in_flight = n,
-                DELIVERED => out.delivered = n,
-                _ => out.dead = n,
-            }
-        }
-        Ok(out)
+        self.shared.store.stats()
     }
 
     /// The jobs given up on, oldest first.
@@ -340,26 +330,7 @@ impl Outbox {
     ///
     /// [`Error::Storage`] if the file cannot be read.
     pub fn dead(&self) -> Result<Vec<DeadJob>, Error> {
-        let db = lock(&self.shared.db);
-        let mut st = db
-            .prepare("SELECT id, key, method, url, coalesce(last_error, ''), attempts FROM jobs WHERE state = ?1 ORDER BY id")
-            .map_err(sql)?;
-        let rows = st
-            .query_map([DEAD], |r| {
-                Ok(DeadJob {
-                    id: JobId(r.get(0)?),
-                    key: r.get(1)?,
-                    request: format!(
-                        "{} {}",
-                        r.get::<_, String>(2)?,
-                        crate::redact::redact_url(&r.get::<_, String>(3)?)
-                    ),
-                    last_error: r.get(4)?,
-                    attempts: r.get(5)?,
-                })
-            })
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        self.shared.store.dead()
     }
 
     /// Puts a dead job back to pending, with its attempts reset; false if
@@ -369,14 +340,9 @@ impl Outbox {
     ///
     /// [`Error::Storage`] if the file cannot be written.
     pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
-        let n = lock(&self.shared.db)
-            .execute(
-                "UPDATE jobs SET state = ?1, attempts = 0, next_at = 0 WHERE id = ?2 AND state = ?3",
-                params![PENDING, id.0, DEAD],
-            )
-            .map_err(sql)?;
+        let back = self.shared.store.requeue(id)?;
         self.shared.more_work();
-        Ok(n == 1)
+        Ok(back)
     }
 
     /// Removes a delivered or dead job from the file: its key, its reply,
@@ -387,13 +353,7 @@ impl Outbox {
     ///
     /// [`Error::Storage`] if the file cannot be written.
     pub fn forget(&self, id: JobId) -> Result<bool, Error> {
-        let n = lock(&self.shared.db)
-            .execute(
-                "DELETE FROM jobs WHERE id = ?1 AND state IN (?2, ?3)",
-                params![id.0, DELIVERED, DEAD],
-            )
-            .map_err(sql)?;
-        Ok(n == 1)
+        self.shared.store.forget(id)
     }
 
     /// The server's answer to job `id`, if it was delivered and replies
@@ -403,21 +363,7 @@ impl Outbox {
     ///
     /// [`Error::Storage`] if the file cannot be read.
     pub fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
-        let db = lock(&self.shared.db);
-        let row: Option<(Option<i64>, Option<Vec<u8>>)> = db
-            .query_row(
-                "SELECT status, reply FROM jobs WHERE id = ?1 AND state = ?2",
-                params![id.0, DELIVERED],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        Ok(row.and_then(|(status, body)| {
-            Some(Delivered {
-                status: u16::try_from(status?).ok()?,
-                body: body.unwrap_or_default(),
-            })
-        }))
+        self.shared.store.reply(id)
     }
 }
 

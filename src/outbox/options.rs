@@ -101,6 +101,7 @@ impl OutboxOptions {
     ///
     /// As [`Outbox::open`].
     pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
-        Outbox::start(path.as_ref(), pool, self)
+        let store = super::sqlite::Sqlite::open(path.as_ref(), self.durability)?;
+        Outbox::start(Box::new(store), pool, self)
     }
 }

@@ -1,0 +1,93 @@
+//! What an outbox keeps its jobs in: the interface the dispatcher, the
+//! group commit and the public calls use, whatever the store (a SQLite
+//! file, a Redis stream).
+
+use super::{DeadJob, Delivered, JobId, OutboxStats};
+use crate::error::Error;
+use crate::prepare::Stored;
+use std::time::Duration;
+
+/// A job as `enqueue` writes it.
+pub(super) struct Row {
+    pub(super) key: String,
+    pub(super) method: String,
+    pub(super) url: String,
+    /// The headers as JSON: `[["name", "value"], …]`.
+    pub(super) headers: String,
+    pub(super) body: Option<Vec<u8>>,
+}
+
+/// A job handed out for delivery.
+pub(super) struct Claimed {
+    pub(super) id: i64,
+    /// Deliveries before this one.
+    pub(super) attempts: u32,
+    pub(super) stored: Stored,
+    /// The store's own handle on this delivery (a stream entry's id);
+    /// empty when the store needs none.
+    pub(super) entry: String,
+}
+
+/// How one delivery ended, to be written.
+pub(super) struct Answer {
+    pub(super) id: i64,
+    /// Deliveries so far, this one included.
+    pub(super) attempts: u32,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) entry: String,
+    pub(super) end: End,
+}
+
+/// The end of one delivery.
+pub(super) enum End {
+    /// Answered: the reply, if kept; `forget` when nothing of the job
+    /// is to stay (no reply kept and no retention).
+    Delivered {
+        status: Option<i64>,
+        body: Option<Vec<u8>>,
+        forget: bool,
+    },
+    /// To be tried again at `at` (ms since the epoch). `throttled` is the
+    /// host's own word on when to come back (a 429 or 503 with
+    /// `Retry-After`), which a shared store passes to every consumer.
+    Later {
+        at: i64,
+        error: Option<String>,
+        #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+        throttled: Option<Duration>,
+    },
+    /// Given up.
+    Dead { error: String },
+}
+
+/// An outbox's store. Each call is one transaction (or one atomic script)
+/// of the store; errors are [`Error::Storage`].
+pub(super) trait Store: Send + Sync {
+    /// Writes `rows`: per row its id and whether it is new (a known key
+    /// returns the existing job).
+    fn insert(&self, rows: &[&Row]) -> Result<Vec<(i64, bool)>, Error>;
+    /// Marks at most `room` due jobs as in flight and returns them.
+    fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error>;
+    /// Writes how deliveries ended. On an error nothing of it is kept,
+    /// and the caller writes the same answers again later.
+    fn write(&self, answers: &[Answer]) -> Result<(), Error>;
+    /// When to look for due jobs next (ms since the epoch): the next
+    /// retry's time, or a poll for a store that others write too; `None`
+    /// when nothing waits.
+    fn next_due(&self) -> Result<Option<i64>, Error>;
+    /// Jobs neither delivered nor dead.
+    fn unfinished(&self) -> Result<usize, Error>;
+    /// Housekeeping, every [`tidy_every`](Store::tidy_every): removing
+    /// delivered jobs past `retention`, keeping leases, taking over the
+    /// work of consumers that died.
+    fn tidy(&self, retention: Duration) -> Result<(), Error>;
+    /// How often [`tidy`](Store::tidy) runs.
+    fn tidy_every(&self) -> Duration;
+    fn stats(&self) -> Result<OutboxStats, Error>;
+    fn dead(&self) -> Result<Vec<DeadJob>, Error>;
+    fn requeue(&self, id: JobId) -> Result<bool, Error>;
+    fn forget(&self, id: JobId) -> Result<bool, Error>;
+    fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error>;
+    /// Where it is, for `Debug` (no secrets).
+    fn describe(&self) -> String;
+}
