@@ -97,8 +97,8 @@ impl fmt::Display for TransportKind {
     }
 }
 
-/// Why an outbox's file could not be used: what an
-/// [`Error::Storage`](crate::Error::Storage) is.
+/// Why an outbox's store (its SQLite file, or its Redis server) could not
+/// be used: what an [`Error::Storage`](crate::Error::Storage) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StorageKind {
@@ -113,8 +113,11 @@ pub enum StorageKind {
     ReadOnly,
     /// The disk (or a quota) is full: nothing of the write was kept.
     Full,
-    /// Any other failure to read or write it.
+    /// Any other failure to read or write it (Redis: an error reply).
     Io,
+    /// The Redis server cannot be reached (down, a network cut, a
+    /// timeout). The next call connects again.
+    Unreachable,
 }
 
 /// `not an outbox`, `in use by another process`, `disk full`, …
@@ -127,6 +130,7 @@ impl fmt::Display for StorageKind {
             StorageKind::ReadOnly => "read-only",
             StorageKind::Full => "disk full",
             StorageKind::Io => "i/o failure",
+            StorageKind::Unreachable => "unreachable",
         })
     }
 }

@@ -177,13 +177,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// An outbox's file could not be used (feature `outbox`): see
+    /// An outbox's store could not be used (feature `outbox`): see
     /// [`StorageKind`]. Nothing was half-written: the failed write is
     /// rolled back whole.
     Storage {
         /// What went wrong.
         kind: StorageKind,
-        /// The file and what SQLite said.
+        /// The file and what SQLite said, or the Redis server (its
+        /// password hidden) and what it said.
         reason: String,
     },
     /// The server answered, and the answer holds nothing that fits: a

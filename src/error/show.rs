@@ -313,7 +313,7 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("pool is shut down; the job did not run"),
             Error::QueueFull => f.write_str("pool queue is full"),
             Error::Usage { reason } => write!(f, "usage error: {reason}"),
-            Error::Storage { kind, reason } => write!(f, "outbox file {kind}: {reason}"),
+            Error::Storage { kind, reason } => write!(f, "outbox store {kind}: {reason}"),
             Error::Aborted { reason } => write!(f, "burst aborted: {reason}"),
             Error::CircuitOpen { host, retry_in } => write!(
                 f,

@@ -164,6 +164,9 @@ pub(super) fn dispatch(s: &Arc<Shared>) {
         s.wait_for_work(next_claim.max(Instant::now()), idle_until);
     }
     s.write_answers();
+    if let Err(e) = s.store.close() {
+        log::error!("reqpool: outbox could not hand back its waiting jobs: {e}");
+    }
 }
 
 /// Hands due jobs to the pool: enough to keep every worker busy until the

@@ -53,7 +53,7 @@ impl Shared {
             match self.store.insert(&rows) {
                 Ok(ids) => {
                     for ((_, tx), id) in batch.iter().zip(ids) {
-                        let _ = tx.send(Ok(id));
+                        let _ = tx.send(id);
                     }
                 }
                 Err(err) => {

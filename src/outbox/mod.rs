@@ -8,6 +8,8 @@ mod deliver;
 mod enqueue;
 mod file;
 mod options;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 mod store;
 
@@ -222,6 +224,40 @@ impl Outbox {
         OutboxOptions::default().open(path, pool)
     }
 
+    /// Blocks while it connects to the Redis server at `url` (feature
+    /// `redis`) and opens the outbox on its stream `name`, with the
+    /// default [`OutboxOptions`]: the same outbox as [`open`](Outbox::open),
+    /// shared by every process that opens the same stream, on any
+    /// machine. Each one can `enqueue`; each one with a pool delivers, as
+    /// a consumer of the group `reqpool`, and acknowledges a job only
+    /// once the server answered. The jobs of a consumer that stopped are
+    /// taken over by the others when its lease (30 s) runs out.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), reqpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = reqpool::Pool::new(16);
+    /// let outbox = reqpool::Outbox::options()
+    ///     .lease(Duration::from_secs(10))
+    ///     .max_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
+    ///     .redis("redis://127.0.0.1:6379/", "calls", &pool)?;
+    /// outbox.enqueue(pool.post("http://127.0.0.1:8000/orders").idempotency_key("order-17"))?;
+    /// assert_eq!(outbox.flush_timeout(Duration::from_secs(60)), 0); // every consumer's work
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] for a URL that is not a Redis URL or an empty
+    /// name; [`Error::Storage`] with [`StorageKind::Unreachable`](crate::StorageKind::Unreachable)
+    /// if the server cannot be reached, and [`StorageKind::Io`](crate::StorageKind::Io)
+    /// if it refuses (a wrong password, a key of that name that is not a
+    /// stream).
+    #[cfg(feature = "redis")]
+    pub fn redis(url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+        OutboxOptions::default().redis(url, name, pool)
+    }
+
     /// The settings of an outbox, to open it with.
     pub fn options() -> OutboxOptions {
         OutboxOptions::default()
@@ -268,7 +304,8 @@ impl Outbox {
     ///
     /// [`Error::InvalidRequest`] for a request that cannot be built,
     /// [`Error::Usage`] for one that carries a secret (nothing is
-    /// written), [`Error::Storage`] when the file cannot be written.
+    /// written), [`Error::QueueFull`] when [`OutboxOptions::maxlen`] jobs
+    /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
         let (_, _, prepared) = request.prepare()?;
         let stored = prepared.stored()?;

@@ -1,5 +1,7 @@
 //! An outbox's settings: what a commit survives, replies kept or not, how
-//! many deliveries, how long delivered jobs stay, delivering or not.
+//! many deliveries, how long delivered jobs stay, delivering or not, how
+//! many jobs may wait; and for a Redis stream its group, its consumer's
+//! name and lease, and the rate shared by every consumer.
 
 use super::Outbox;
 use crate::error::Error;
@@ -29,6 +31,19 @@ pub struct OutboxOptions {
     pub(super) max_attempts: u32,
     pub(super) retention: Duration,
     pub(super) deliver: bool,
+    pub(super) maxlen: usize,
+    #[cfg(feature = "redis")]
+    pub(super) redis: RedisOptions,
+}
+
+/// The settings only a Redis stream has.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub(super) struct RedisOptions {
+    group: String,
+    consumer: Option<String>,
+    lease: Duration,
+    rate: Option<(u32, Duration)>,
 }
 
 impl Default for OutboxOptions {
@@ -39,6 +54,14 @@ impl Default for OutboxOptions {
             max_attempts: 5,
             retention: Duration::MAX,
             deliver: true,
+            maxlen: 0,
+            #[cfg(feature = "redis")]
+            redis: RedisOptions {
+                group: "reqpool".into(),
+                consumer: None,
+                lease: Duration::from_secs(30),
+                rate: None,
+            },
         }
     }
 }
@@ -94,6 +117,102 @@ impl OutboxOptions {
         self
     }
 
+    /// Jobs at most waiting or in flight: an `enqueue` beyond fails with
+    /// [`Error::QueueFull`] and writes nothing (a known key still returns
+    /// its job). 0, the default, sets no limit. On Redis the bound is the
+    /// stream's length, shared by every producer.
+    pub fn maxlen(mut self, n: usize) -> Self {
+        self.maxlen = n;
+        self
+    }
+
+    /// Redis: the consumer group this outbox reads the stream in.
+    /// Processes of one group share the work: each job goes to one of
+    /// them. Defaults to `reqpool`.
+    #[cfg(feature = "redis")]
+    pub fn group(mut self, name: &str) -> Self {
+        self.redis.group = name.to_owned();
+        self
+    }
+
+    /// Redis: this process's name in its group. Defaults to the host's
+    /// name and the process id (`web-3-4711`). Two live processes must not
+    /// share a name.
+    #[cfg(feature = "redis")]
+    pub fn consumer(mut self, name: &str) -> Self {
+        self.redis.consumer = Some(name.to_owned());
+        self
+    }
+
+    /// Redis: how long the jobs a consumer took stay its own without a
+    /// sign of life. A live consumer renews the lease of every job it
+    /// holds (running, or waiting for a later try) every third of it;
+    /// once a consumer stops (killed, cut off), the others take its jobs
+    /// over when the lease ran out, and deliver them again with their
+    /// key. Between 100 ms and one year; defaults to 30 s.
+    #[cfg(feature = "redis")]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.redis.lease = lease.clamp(
+            Duration::from_millis(100),
+            Duration::from_secs(365 * 24 * 3600),
+        );
+        self
+    }
+
+    /// Redis: at most `n` deliveries per `per` to each host, counted
+    /// across every consumer of the stream (a rate kept in Redis, on
+    /// Redis's clock), so that many machines together stay under one
+    /// API's quota. A 429 (or a 503 with `Retry-After`) pauses the host
+    /// for every consumer for as long as it asked (1 s for a 429 that
+    /// says nothing), then halves its rate for 10 s. Each delivery counts
+    /// once: the pool's own retries within a delivery are paced by the
+    /// pool's [`Builder::max_rate_per_host`](crate::Builder::max_rate_per_host).
+    /// Checked by [`redis`](OutboxOptions::redis): `n` and `per` must not
+    /// be zero.
+    #[cfg(feature = "redis")]
+    pub fn max_rate_per_host(mut self, n: u32, per: Duration) -> Self {
+        self.redis.rate = Some((n, per));
+        self
+    }
+
+    /// Blocks while it connects to the Redis server at `url` and opens
+    /// the outbox on its stream `name` with these settings; see
+    /// [`Outbox::redis`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::redis`].
+    #[cfg(feature = "redis")]
+    pub fn redis(self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+        let r = &self.redis;
+        if name.is_empty() || r.group.is_empty() || r.consumer.as_deref() == Some("") {
+            return Err(Error::usage(
+                "an outbox on Redis needs a stream name, a group name and a consumer name that are not empty",
+            ));
+        }
+        let interval = match r.rate {
+            None => None,
+            Some((0, _)) => return Err(Error::usage("max_rate_per_host: n must be at least 1")),
+            Some((_, per)) if per.is_zero() => {
+                return Err(Error::usage("max_rate_per_host: per must not be zero"));
+            }
+            Some((n, per)) => Some((per / n).max(Duration::from_micros(1))),
+        };
+        let setup = super::redis::Setup {
+            group: r.group.clone(),
+            consumer: r
+                .consumer
+                .clone()
+                .unwrap_or_else(super::redis::default_consumer),
+            lease: r.lease,
+            interval,
+            maxlen: self.maxlen,
+            retention: self.retention,
+        };
+        let store = super::redis::Redis::open(url, name, setup)?;
+        Outbox::start(Box::new(store), pool, self)
+    }
+
     /// Blocks while it opens (or creates) the outbox file at `path` with
     /// these settings; see [`Outbox::open`].
     ///
@@ -101,7 +220,7 @@ impl OutboxOptions {
     ///
     /// As [`Outbox::open`].
     pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
-        let store = super::sqlite::Sqlite::open(path.as_ref(), self.durability)?;
+        let store = super::sqlite::Sqlite::open(path.as_ref(), self.durability, self.maxlen)?;
         Outbox::start(Box::new(store), pool, self)
     }
 }

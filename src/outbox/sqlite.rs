@@ -1,7 +1,7 @@
 //! The outbox's store on a local SQLite file: one table of jobs, a state
 //! per job, each call one transaction.
 
-use super::store::{Answer, Claimed, End, Row, Store};
+use super::store::{Answer, Claimed, End, Inserted, Row, Store};
 use super::{DeadJob, Delivered, Durability, JobId, OutboxStats, file, now_ms};
 use crate::error::{Error, StorageKind};
 use crate::prepare::Stored;
@@ -33,14 +33,21 @@ pub(super) fn sql(e: rusqlite::Error) -> Error {
 pub(super) struct Sqlite {
     db: Mutex<Connection>,
     path: PathBuf,
+    /// Jobs at most pending or in flight (0: no limit).
+    maxlen: usize,
 }
 
 impl Sqlite {
     /// Opens (or creates) the file at `path`; see [`file::open`].
-    pub(super) fn open(path: &Path, durability: Durability) -> Result<Sqlite, Error> {
+    pub(super) fn open(
+        path: &Path,
+        durability: Durability,
+        maxlen: usize,
+    ) -> Result<Sqlite, Error> {
         Ok(Sqlite {
             db: Mutex::new(file::open(path, durability)?),
             path: path.to_path_buf(),
+            maxlen,
         })
     }
 }
@@ -48,11 +55,30 @@ impl Sqlite {
 impl Store for Sqlite {
     /// One transaction: each new key inserted, each known key its
     /// existing job (nothing sent again).
-    fn insert(&self, rows: &[&Row]) -> Result<Vec<(i64, bool)>, Error> {
+    fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error> {
         let mut db = lock(&self.db);
         let tx = db.transaction().map_err(sql)?;
+        let mut room = if self.maxlen == 0 {
+            usize::MAX
+        } else {
+            let n: i64 = tx
+                .prepare_cached("SELECT count(*) FROM jobs WHERE state IN (?1, ?2)")
+                .and_then(|mut st| st.query_row(params![PENDING, IN_FLIGHT], |r| r.get(0)))
+                .map_err(sql)?;
+            self.maxlen
+                .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
+        };
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
+            if room == 0 {
+                // Full: a known key still gets its job.
+                let known = tx
+                    .prepare_cached("SELECT id FROM jobs WHERE key = ?1")
+                    .and_then(|mut st| st.query_row([&r.key], |row| row.get(0)).optional())
+                    .map_err(sql)?;
+                ids.push(known.map(|id| (id, false)).ok_or(Error::QueueFull));
+                continue;
+            }
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -69,7 +95,10 @@ impl Store for Sqlite {
                     .and_then(|mut st| st.query_row([&r.key], |row| row.get(0)))
                     .map_err(sql)?
             };
-            ids.push((id, inserted == 1));
+            if inserted == 1 {
+                room -= 1;
+            }
+            ids.push(Ok((id, inserted == 1)));
         }
         tx.commit().map_err(sql)?;
         Ok(ids)

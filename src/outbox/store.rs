@@ -17,6 +17,10 @@ pub(super) struct Row {
     pub(super) body: Option<Vec<u8>>,
 }
 
+/// One row's fate in [`Store::insert`]: its id and whether it is new, or
+/// why it was not taken.
+pub(super) type Inserted = Result<(i64, bool), Error>;
+
 /// A job handed out for delivery.
 pub(super) struct Claimed {
     pub(super) id: i64,
@@ -64,8 +68,10 @@ pub(super) enum End {
 /// of the store; errors are [`Error::Storage`].
 pub(super) trait Store: Send + Sync {
     /// Writes `rows`: per row its id and whether it is new (a known key
-    /// returns the existing job).
-    fn insert(&self, rows: &[&Row]) -> Result<Vec<(i64, bool)>, Error>;
+    /// returns the existing job), or why that row was not taken (a full
+    /// store: [`Error::QueueFull`]). An error of the whole call kept
+    /// nothing.
+    fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error>;
     /// Marks at most `room` due jobs as in flight and returns them.
     fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error>;
     /// Writes how deliveries ended. On an error nothing of it is kept,
@@ -88,6 +94,12 @@ pub(super) trait Store: Send + Sync {
     fn requeue(&self, id: JobId) -> Result<bool, Error>;
     fn forget(&self, id: JobId) -> Result<bool, Error>;
     fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error>;
+    /// The dispatcher stops: hands back what this process holds and has
+    /// not started, so that others take it at once rather than after a
+    /// lease.
+    fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
     /// Where it is, for `Debug` (no secrets).
     fn describe(&self) -> String;
 }

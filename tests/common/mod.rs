@@ -8,6 +8,7 @@
 //! - `paths`: every way a request reaches a pool, as one table.
 //! - `child`: this test binary run again as a child process, temp folders.
 //! - `peers`: the hand-rolled pool that benches compare against.
+//! - `redis`: a real `redis-server` on a free port (feature `redis`).
 //! - `spans`: a `tracing` subscriber that keeps every span (feature
 //!   `tracing`).
 //!
@@ -20,6 +21,8 @@ mod child;
 mod fault;
 mod paths;
 mod peers;
+#[cfg(feature = "redis")]
+mod redis;
 mod routes;
 mod server;
 #[cfg(feature = "tracing")]
@@ -33,6 +36,8 @@ pub use child::*;
 pub use fault::*;
 pub use paths::*;
 pub use peers::*;
+#[cfg(feature = "redis")]
+pub use redis::*;
 pub use routes::*;
 pub use server::*;
 #[cfg(feature = "tracing")]

@@ -1,0 +1,134 @@
+//! The connection to Redis: made on first use and again after it broke
+//! (a restart, a network cut), with the scripts loaded and the consumer
+//! group created on every new connection. A call that finds Redis
+//! unreachable fails at once with [`StorageKind::Unreachable`]; the next
+//! call connects again.
+
+use super::scripts::Scripts;
+use crate::error::{Error, StorageKind};
+use crate::sync::lock;
+use redis::{Client, Connection, RedisError, RedisResult};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a connection or a reply may take.
+const CONNECT: Duration = Duration::from_secs(2);
+const REPLY: Duration = Duration::from_secs(10);
+
+/// One connection to Redis, shared by the outbox's callers.
+pub(super) struct Link {
+    client: Client,
+    /// Where, with the password hidden, for messages.
+    shown: String,
+    /// The stream and group to create on each new connection.
+    stream: String,
+    group: String,
+    scripts: Scripts,
+    conn: Mutex<Option<Connection>>,
+}
+
+impl Link {
+    /// A link to `url` (connected at once, so a wrong URL or a Redis that
+    /// is down fails here).
+    pub(super) fn open(url: &str, stream: &str, group: &str) -> Result<Link, Error> {
+        let shown = crate::redact::redact_url(url);
+        let client = Client::open(url)
+            .map_err(|e| Error::usage(format!("not a Redis URL: {shown}: {}", scrub(&e, url))))?;
+        let link = Link {
+            client,
+            shown,
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            scripts: Scripts::new(),
+            conn: Mutex::new(None),
+        };
+        link.with(|_, _| Ok(()))?;
+        Ok(link)
+    }
+
+    /// The scripts, to run by hash in a pipeline.
+    pub(super) fn scripts(&self) -> &Scripts {
+        &self.scripts
+    }
+
+    /// Where, for `Debug` and messages: the URL without its password.
+    pub(super) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `f` on the connection (making it first if there is none). A
+    /// failure of the connection drops it, so the next call connects
+    /// again.
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Scripts) -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        let mut slot = lock(&self.conn);
+        if slot.is_none() {
+            *slot = Some(self.connect().map_err(|e| self.error(&e))?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(Error::storage(StorageKind::Unreachable, "no connection"));
+        };
+        f(conn, &self.scripts).map_err(|e| {
+            if broken(&e) {
+                *slot = None;
+            }
+            self.error(&e)
+        })
+    }
+
+    /// A new connection, ready: timeouts set, scripts loaded, the group
+    /// there (a Redis restarted without its data has neither).
+    fn connect(&self) -> RedisResult<Connection> {
+        let mut conn = self.client.get_connection_with_timeout(CONNECT)?;
+        conn.set_read_timeout(Some(REPLY))?;
+        conn.set_write_timeout(Some(REPLY))?;
+        self.scripts.load(&mut conn)?;
+        let made: RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(&mut conn);
+        match made {
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
+        }
+        Ok(conn)
+    }
+
+    fn error(&self, e: &RedisError) -> Error {
+        let kind = if broken(e) {
+            StorageKind::Unreachable
+        } else {
+            StorageKind::Io
+        };
+        Error::storage(kind, format!("redis at {}: {}", self.shown, e))
+    }
+}
+
+/// A failure after which the connection is not to be used again: it
+/// broke, timed out, or Redis lost the group or the scripts (restarted
+/// without its data).
+fn broken(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(e.code(), Some("NOGROUP" | "NOSCRIPT" | "LOADING"))
+}
+
+/// The error's words with the URL's password taken out, in case the
+/// client repeats the URL.
+fn scrub(e: &RedisError, url: &str) -> String {
+    let text = e.to_string();
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    {
+        Some(p) if !p.is_empty() => text.replace(&p, "***"),
+        _ => text,
+    }
+}

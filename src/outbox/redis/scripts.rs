@@ -1,0 +1,142 @@
+//! The Lua scripts that make each change of the Redis store atomic: a
+//! job added under its key, a delivery acknowledged with its reply, a job
+//! put back for later or moved to the dead letters, a lease extended, a
+//! token taken from a host's shared rate.
+
+use redis::{Connection, RedisResult, Script};
+
+/// `enqueue`. KEYS: stream, id counter, the key's name. ARGV: maxlen
+/// (0: none), then the record's fields and values. Returns `{id, 1}` for
+/// a new job, `{id, 0}` for a known key, `{-1, 0}` when the stream is
+/// full.
+const ENQUEUE: &str = r"
+local known = redis.call('GET', KEYS[3])
+if known then return {tonumber(known), 0} end
+local maxlen = tonumber(ARGV[1])
+if maxlen > 0 and redis.call('XLEN', KEYS[1]) >= maxlen then return {-1, 0} end
+local id = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], id)
+redis.call('XADD', KEYS[1], '*', 'job', id, unpack(ARGV, 2))
+return {id, 1}
+";
+
+/// A delivery answered. KEYS: stream, the job's reply hash, the key's
+/// name, the delivered counter. ARGV: group, entry, keep the reply
+/// (`1`/`0`), status, body, retention in ms (-1: forever, 0: forget at
+/// once), the key. Returns 0 if the entry was no longer pending (another
+/// consumer answered it), else 1.
+const DONE: &str = r"
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('INCR', KEYS[4])
+local keep = tonumber(ARGV[6])
+if keep == 0 then
+  redis.call('DEL', KEYS[3])
+  return 1
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[2], 'key', ARGV[7], 'status', ARGV[4], 'body', ARGV[5])
+else
+  redis.call('HSET', KEYS[2], 'key', ARGV[7])
+end
+if keep > 0 then
+  redis.call('PEXPIRE', KEYS[2], keep)
+  redis.call('PEXPIRE', KEYS[3], keep)
+end
+return 1
+";
+
+/// A delivery that moves the job on: acknowledged and added again to
+/// KEYS[2] (the stream itself for a later try, the dead letters when
+/// given up). KEYS: stream, target. ARGV: group, entry, then the fields
+/// and values to add. Returns 0 if the entry was no longer pending.
+const MOVE: &str = r"
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+return 1
+";
+
+/// A dead letter back in the stream. KEYS: the dead letters, the
+/// stream. ARGV: the dead letter's entry, then the fields and values to
+/// add. Returns 0 if it was no longer there.
+const REQUEUE: &str = r"
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+return 1
+";
+
+/// A consumer's lease kept: each entry of ARGV[3..] that is still this
+/// consumer's (ARGV[2]) in group ARGV[1] gets its idle time reset. KEYS:
+/// stream. Returns how many.
+const EXTEND: &str = r"
+local mine = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then mine[#mine + 1] = ARGV[i] end
+end
+for i = 1, #mine, 500 do
+  local args = {KEYS[1], ARGV[1], ARGV[2], 0}
+  for j = i, math.min(i + 499, #mine) do args[#args + 1] = mine[j] end
+  args[#args + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(args))
+end
+return #mine
+";
+
+/// One token of a host's rate, shared by every consumer (GCRA, a burst
+/// of one). KEYS: the host's theoretical arrival time, its pause (set on
+/// a 429 or a `Retry-After`), its slow-down (set on a 429: the interval
+/// doubles while it lasts). ARGV: the interval in µs. Returns `{1, 0}`
+/// for a token, `{0, µs to wait}` otherwise. Time is Redis's, the same
+/// for every machine.
+const TAKE: &str = r"
+local pause = redis.call('PTTL', KEYS[2])
+if pause > 0 then return {0, pause * 1000} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then interval = interval * 2 end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat > now then return {0, tat - now} end
+redis.call('SET', KEYS[1], string.format('%.0f', now + interval), 'PX', math.ceil(interval / 1000) + 1000)
+return {1, 0}
+";
+
+/// The scripts, loaded on every new connection and run by hash.
+pub(super) struct Scripts {
+    pub(super) enqueue: Script,
+    pub(super) done: Script,
+    pub(super) moved: Script,
+    pub(super) requeue: Script,
+    pub(super) extend: Script,
+    pub(super) take: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Scripts {
+            enqueue: Script::new(ENQUEUE),
+            done: Script::new(DONE),
+            moved: Script::new(MOVE),
+            requeue: Script::new(REQUEUE),
+            extend: Script::new(EXTEND),
+            take: Script::new(TAKE),
+        }
+    }
+
+    /// Loads every script, so that pipelines can run them by hash.
+    pub(super) fn load(&self, conn: &mut Connection) -> RedisResult<()> {
+        for s in [
+            &self.enqueue,
+            &self.done,
+            &self.moved,
+            &self.requeue,
+            &self.extend,
+            &self.take,
+        ] {
+            s.prepare_invoke().load(conn)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,628 @@
+//! The outbox on Redis Streams (feature `redis`) against a real
+//! `redis-server` started on a free port in a temporary folder, with
+//! in-process HTTP servers, several consumers, and a child process killed
+//! with SIGKILL. `cargo test --features redis --test redis` (needs
+//! Debian's `redis-server`; without it each test says so and passes).
+#![cfg(feature = "redis")]
+
+mod common;
+
+use common::*;
+use reqpool::{Error, Outbox, Pool, StorageKind};
+use serde_json::json;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A raw connection to the test's Redis, to look behind the outbox.
+fn raw(r: &RedisServer) -> redis::Connection {
+    redis::Client::open(r.url())
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap()
+}
+
+fn order(pool: &Pool, url: &str, i: usize) -> reqpool::RequestBuilder {
+    pool.post(url)
+        .json_body(&json!({"order": i}))
+        .idempotency_key(&format!("order-{i}"))
+}
+
+#[test]
+fn a_job_is_delivered_once_with_its_key_and_its_reply_is_kept() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let url = server.url("/orders");
+    let id = outbox.enqueue(order(&pool, &url, 17)).unwrap();
+    assert_eq!(outbox.enqueue(order(&pool, &url, 17)).unwrap(), id);
+    let unkeyed = outbox
+        .enqueue(pool.post(&url).json_body(&json!({"order": 18})))
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let reply = outbox.reply(id).unwrap().expect("delivered");
+    assert_eq!(reply.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        (v["key"].as_str(), v["body"]["order"].as_i64()),
+        (Some("order-17"), Some(17))
+    );
+    assert!(outbox.reply(unkeyed).unwrap().is_some());
+    {
+        let keys = keys.lock().unwrap();
+        assert_eq!(keys.get("order-17"), Some(&1));
+        assert_eq!(keys.len(), 2, "{keys:?}");
+    }
+    let s = outbox.stats().unwrap();
+    assert_eq!((s.pending, s.in_flight, s.delivered, s.dead), (0, 0, 2, 0));
+    // Another process (here: another outbox) with the same key sends
+    // nothing again.
+    drop(outbox);
+    let outbox = Outbox::options()
+        .consumer("second")
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    assert_eq!(outbox.enqueue(order(&pool, &url, 17)).unwrap(), id);
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get("order-17"), Some(&1));
+    // Forgotten: its reply and key are gone; the key is new again.
+    assert!(outbox.forget(id).unwrap());
+    assert!(!outbox.forget(id).unwrap());
+    assert_eq!(outbox.reply(id).unwrap(), None);
+    assert_ne!(outbox.enqueue(order(&pool, &url, 17)).unwrap(), id);
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get("order-17"), Some(&2));
+}
+
+#[test]
+fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let status = Arc::new(AtomicUsize::new(422));
+    let (server, keys) = keyed_server(status.clone());
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let h = hooked.clone();
+    let pool = Pool::builder()
+        .workers(2)
+        .on_error(move |e| {
+            if e.status() == Some(422) {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let id = outbox
+        .enqueue(order(&pool, &server.url("/orders?page=2"), 1))
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let dead = outbox.dead().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].id, dead[0].key.as_str(), dead[0].attempts),
+        (id, "order-1", 1)
+    );
+    assert!(dead[0].last_error.contains("422"), "{}", dead[0].last_error);
+    assert!(
+        dead[0].request.starts_with("POST http://127.0.0.1:"),
+        "{}",
+        dead[0].request
+    );
+    assert!(
+        !dead[0].request.contains("t-SECRET-9"),
+        "{}",
+        dead[0].request
+    );
+    assert_eq!(hooked.load(Ordering::SeqCst), 1);
+    assert_eq!(outbox.stats().unwrap().dead, 1);
+    status.store(200, Ordering::SeqCst);
+    assert!(outbox.requeue(id).unwrap());
+    assert!(!outbox.requeue(id).unwrap());
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
+    assert_eq!(keys.lock().unwrap().get("order-1"), Some(&2));
+    assert_eq!(outbox.stats().unwrap().dead, 0);
+}
+
+#[test]
+fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(503)));
+    let pool = Pool::new(2);
+    let outbox = Outbox::options()
+        .max_attempts(2)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let id = outbox
+        .enqueue(order(&pool, &server.url("/orders"), 5))
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let dead = outbox.dead().unwrap();
+    assert_eq!((dead[0].id, dead[0].attempts), (id, 2));
+    assert!(dead[0].last_error.contains("503"), "{}", dead[0].last_error);
+    assert_eq!(keys.lock().unwrap().get("order-5"), Some(&2));
+}
+
+#[test]
+fn secrets_never_reach_redis_and_credentials_are_added_at_delivery() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::builder()
+        .bearer_from(|_| Ok("tok-SECRET-2".to_string()))
+        .before_attempt(|a| {
+            a.secret_header("X-Signature", "sig-SECRET-3");
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let url = server.url("/orders");
+    for (what, req) in [
+        ("bearer", pool.post(&url).bearer_auth("tok-SECRET-1")),
+        (
+            "secret header",
+            pool.post(&url).secret_header("X-Key", "tok-SECRET-1"),
+        ),
+        (
+            "url credentials",
+            pool.post("http://u:tok-SECRET-1@127.0.0.1:1/orders"),
+        ),
+        (
+            "secret query",
+            pool.post(&url).query("api_key", "tok-SECRET-1"),
+        ),
+    ] {
+        let e = outbox.enqueue(req).unwrap_err();
+        assert!(matches!(e, Error::Usage { .. }), "{what}: {e}");
+        assert!(!e.to_string().contains("tok-SECRET-1"), "{e}");
+    }
+    assert_eq!(outbox.stats().unwrap(), Default::default());
+    for i in 0..5 {
+        outbox.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().len(), 5);
+    let bytes = r.snapshot();
+    // The snapshot holds the data (the keys of delivered jobs), not the
+    // secrets.
+    assert!(
+        bytes.windows(7).any(|w| w == b"order-3"),
+        "an empty snapshot"
+    );
+    for secret in [&b"tok-SECRET-1"[..], b"tok-SECRET-2", b"sig-SECRET-3"] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+    }
+}
+
+#[test]
+fn a_dead_consumers_jobs_are_taken_over_after_its_lease() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let producer = Outbox::options()
+        .deliver(false)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let url = server.url("/orders");
+    for i in 0..10 {
+        producer.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    // A consumer takes every entry and dies without answering.
+    let mut c = raw(&r);
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&[
+            "GROUP", "reqpool", "ghost", "COUNT", "100", "STREAMS", "calls", ">",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let s = producer.stats().unwrap();
+    assert_eq!((s.pending, s.in_flight), (0, 10));
+    let t0 = Instant::now();
+    let outbox = Outbox::options()
+        .lease(Duration::from_millis(500))
+        .consumer("alive")
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    eprintln!("taken over and delivered in {:?}", t0.elapsed());
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), 10);
+    assert!(keys.values().all(|&n| n == 1), "{keys:?}");
+    assert_eq!(outbox.stats().unwrap().delivered, 10);
+}
+
+#[test]
+fn a_live_consumer_keeps_its_lease_while_a_request_runs() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    // The request takes 1.5 s, three leases of 500 ms: the other consumer
+    // must not take it over and send it again.
+    let url = server.url("/orders?ms=1500");
+    let a_pool = Pool::new(2);
+    let b_pool = Pool::new(2);
+    let a = Outbox::options()
+        .lease(Duration::from_millis(500))
+        .consumer("a")
+        .redis(&r.url(), "calls", &a_pool)
+        .unwrap();
+    a.enqueue(order(&a_pool, &url, 1)).unwrap();
+    let t0 = Instant::now();
+    while keys.lock().unwrap().is_empty() {
+        assert!(t0.elapsed() < LIMIT, "never sent");
+        std::thread::yield_now();
+    }
+    let b = Outbox::options()
+        .lease(Duration::from_millis(500))
+        .consumer("b")
+        .redis(&r.url(), "calls", &b_pool)
+        .unwrap();
+    assert_eq!(b.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get("order-1"), Some(&1));
+    drop((a, b));
+}
+
+#[test]
+fn a_record_reqpool_did_not_write_is_a_dead_letter_with_a_reason() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let mut c = raw(&r);
+    for fields in [
+        vec![("hello", "world")],
+        vec![
+            ("job", "x"),
+            ("key", "k"),
+            ("method", "POST"),
+            ("url", "u"),
+            ("headers", "[]"),
+            ("attempts", "0"),
+            ("due", "0"),
+        ],
+        vec![
+            ("job", "7"),
+            ("key", "k"),
+            ("method", "POST"),
+            ("url", "u"),
+            ("headers", "{"),
+            ("attempts", "0"),
+            ("due", "0"),
+        ],
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg("calls")
+            .arg("*")
+            .arg(&fields)
+            .query(&mut c)
+            .unwrap();
+    }
+    // And a job after them still goes out.
+    outbox
+        .enqueue(order(&pool, &server.url("/orders"), 1))
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().len(), 1);
+    let dead = outbox.dead().unwrap();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert!(dead[0].last_error.contains("no `job` field"), "{dead:?}");
+    assert!(
+        dead[1].last_error.contains("`job` is not a number"),
+        "{dead:?}"
+    );
+    assert!(dead[2].last_error.contains("`headers`"), "{dead:?}");
+    assert!(dead[0].request.starts_with("entry "), "{dead:?}");
+    // A URL that cannot be sent is a dead letter too, not a panic.
+    let _: String = redis::cmd("XADD")
+        .arg("calls")
+        .arg("*")
+        .arg(&[
+            ("job", "8"),
+            ("key", "k8"),
+            ("method", "GET"),
+            ("url", "not a url"),
+            ("headers", "[]"),
+            ("attempts", "0"),
+            ("due", "0"),
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.dead().unwrap().len(), 4);
+}
+
+#[test]
+fn bad_settings_and_an_unreachable_server_get_clear_errors() {
+    let pool = Pool::new(1);
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t0 = Instant::now();
+    let e = Outbox::redis(
+        &format!("redis://:pw-SECRET@127.0.0.1:{port}/"),
+        "calls",
+        &pool,
+    )
+    .unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::Unreachable), "{e}");
+    assert!(!e.to_string().contains("pw-SECRET"), "{e}");
+    assert!(!format!("{e:?}").contains("pw-SECRET"), "{e:?}");
+    assert!(t0.elapsed() < LIMIT);
+    let e = Outbox::redis("http://127.0.0.1/", "calls", &pool).unwrap_err();
+    assert!(matches!(e, Error::Usage { .. }), "{e}");
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    for (what, opts) in [
+        ("empty name", Outbox::options()),
+        (
+            "rate of 0",
+            Outbox::options().max_rate_per_host(0, Duration::from_secs(1)),
+        ),
+        (
+            "rate per 0",
+            Outbox::options().max_rate_per_host(5, Duration::ZERO),
+        ),
+        ("empty group", Outbox::options().group("")),
+    ] {
+        let name = if what == "empty name" { "" } else { "calls" };
+        let e = opts.redis(&r.url(), name, &pool).unwrap_err();
+        assert!(matches!(e, Error::Usage { .. }), "{what}: {e}");
+    }
+    // A key of that name that is not a stream.
+    let mut c = raw(&r);
+    let _: () = redis::cmd("SET")
+        .arg("taken")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let e = Outbox::redis(&r.url(), "taken", &pool).unwrap_err();
+    assert_eq!(e.storage_kind(), Some(StorageKind::Io), "{e}");
+    // Huge and tiny settings are taken.
+    let outbox = Outbox::options()
+        .lease(Duration::MAX)
+        .max_rate_per_host(u32::MAX, Duration::MAX)
+        .maxlen(usize::MAX)
+        .redis(&r.url(), "big", &pool)
+        .unwrap();
+    drop(outbox);
+    let outbox = Outbox::options()
+        .lease(Duration::ZERO)
+        .max_rate_per_host(1, Duration::from_nanos(1))
+        .redis(&r.url(), "small", &pool)
+        .unwrap();
+    assert!(format!("{outbox:?}").contains("small"));
+}
+
+#[test]
+fn a_full_stream_refuses_new_jobs_on_both_stores() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let dir = TempDir::new("full");
+    let pool = Pool::new(1);
+    let url = "http://127.0.0.1:1/orders";
+    let stores = [
+        Outbox::options()
+            .deliver(false)
+            .maxlen(3)
+            .redis(&r.url(), "calls", &pool)
+            .unwrap(),
+        Outbox::options()
+            .deliver(false)
+            .maxlen(3)
+            .open(dir.file("calls.db"), &pool)
+            .unwrap(),
+    ];
+    for outbox in &stores {
+        let first = outbox.enqueue(order(&pool, url, 0)).unwrap();
+        for i in 1..3 {
+            outbox.enqueue(order(&pool, url, i)).unwrap();
+        }
+        let e = outbox.enqueue(order(&pool, url, 3)).unwrap_err();
+        assert!(matches!(e, Error::QueueFull), "{outbox:?}: {e}");
+        // A known key still gets its job.
+        assert_eq!(outbox.enqueue(order(&pool, url, 0)).unwrap(), first);
+        assert_eq!(outbox.stats().unwrap().pending, 3);
+    }
+}
+
+#[test]
+fn a_redis_restart_loses_nothing_with_an_append_only_file() {
+    let Some(mut r) = RedisServer::start_with(true) else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let outbox = Outbox::options()
+        .lease(Duration::from_secs(1))
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let url = server.url("/orders?ms=5");
+    for i in 0..100 {
+        outbox.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    // Killed while jobs are in flight, back with its file: the consumer
+    // reconnects, writes the answers it kept, and carries on.
+    let t0 = Instant::now();
+    while keys.lock().unwrap().len() < 20 {
+        assert!(t0.elapsed() < LIMIT, "nothing delivered");
+        std::thread::yield_now();
+    }
+    r.restart();
+    let e = outbox.enqueue(order(&pool, &url, 100));
+    // The first call after the cut may find the old connection broken.
+    if let Err(e) = e {
+        assert_eq!(e.storage_kind(), Some(StorageKind::Unreachable), "{e}");
+        outbox.enqueue(order(&pool, &url, 100)).unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), 101, "lost jobs");
+    let twice = keys.values().filter(|&&n| n > 1).count();
+    eprintln!("sent twice after the restart: {twice}");
+    assert!(twice <= 8, "{twice}");
+    let s = outbox.stats().unwrap();
+    assert_eq!((s.pending, s.in_flight, s.dead), (0, 0, 0));
+}
+
+#[test]
+fn consumers_share_one_rate_per_host() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders");
+    let pools = [Pool::new(4), Pool::new(4)];
+    let outboxes: Vec<Outbox> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Outbox::options()
+                .consumer(&format!("c{i}"))
+                .max_rate_per_host(20, Duration::from_secs(1))
+                .redis(&r.url(), "calls", p)
+                .unwrap()
+        })
+        .collect();
+    let t0 = Instant::now();
+    for i in 0..21 {
+        outboxes[i % 2].enqueue(order(&pools[0], &url, i)).unwrap();
+    }
+    assert_eq!(outboxes[0].flush_timeout(LIMIT), 0);
+    // 21 requests at 20/s for both together: the first goes at once, the
+    // last no sooner than 1 s later (a lower bound: a slow machine only
+    // makes it longer).
+    let took = t0.elapsed();
+    eprintln!("21 jobs at 20/s shared by 2 consumers: {took:?}");
+    assert!(took >= Duration::from_millis(950), "{took:?}");
+    assert_eq!(keys.lock().unwrap().len(), 21);
+}
+
+#[test]
+fn a_429_pauses_the_host_for_every_consumer() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let hits = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let h = hits.clone();
+    let server = Server::with_handler(move |_, _| {
+        let mut h = h.lock().unwrap();
+        h.push(Instant::now());
+        if h.len() == 1 {
+            Reply::text(429, "text/plain", "slow down").header("Retry-After", "2")
+        } else {
+            Reply::text(200, "text/plain", "ok")
+        }
+    });
+    let pool = Pool::builder()
+        .retry(reqpool::Retry::none())
+        .build()
+        .unwrap();
+    let outbox = Outbox::options()
+        .max_rate_per_host(1000, Duration::from_secs(1))
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    outbox.enqueue(order(&pool, &server.url("/a"), 1)).unwrap();
+    let t0 = Instant::now();
+    while hits.lock().unwrap().is_empty() {
+        assert!(t0.elapsed() < LIMIT);
+        std::thread::yield_now();
+    }
+    // Another consumer's job to the same host waits out the pause.
+    let pool2 = Pool::new(2);
+    let other = Outbox::options()
+        .consumer("other")
+        .max_rate_per_host(1000, Duration::from_secs(1))
+        .redis(&r.url(), "calls", &pool2)
+        .unwrap();
+    other.enqueue(order(&pool2, &server.url("/b"), 2)).unwrap();
+    assert_eq!(other.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let hits = hits.lock().unwrap();
+    assert_eq!(hits.len(), 3, "the 429, the other job, the retry");
+    let gap = hits[1] - hits[0];
+    assert!(gap >= Duration::from_millis(1900), "{gap:?}");
+}
+
+const CHILD_URL: &str = "REQPOOL_REDIS_CHILD_URL";
+const CHILD_REDIS: &str = "REQPOOL_REDIS_CHILD_REDIS";
+const JOBS: usize = 300;
+
+/// The child's side of the crash test: a consumer of 4 workers that
+/// delivers until killed.
+#[test]
+fn child_consumes_until_killed() {
+    let (Ok(redis), Ok(_)) = (std::env::var(CHILD_REDIS), std::env::var(CHILD_URL)) else {
+        return; // only in the child
+    };
+    let pool = Pool::new(4);
+    let outbox = Outbox::options()
+        .consumer("child")
+        .lease(Duration::from_millis(1000))
+        .redis(&redis, "calls", &pool)
+        .unwrap();
+    outbox.flush_timeout(Duration::from_secs(120));
+}
+
+#[test]
+fn a_killed_consumer_loses_nothing_and_its_jobs_go_to_the_others() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders?ms=20");
+    let pool = Pool::new(4);
+    let producer = Outbox::options()
+        .deliver(false)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    for i in 0..JOBS {
+        producer.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    let mut child = spawn_child(
+        "child_consumes_until_killed",
+        &[(CHILD_REDIS, r.url().as_str()), (CHILD_URL, &url)],
+    );
+    let t0 = Instant::now();
+    while keys.lock().unwrap().len() < JOBS / 5 {
+        assert!(t0.elapsed() < LIMIT, "the child delivered nothing");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    let seen_at_kill = keys.lock().unwrap().len();
+    assert!(seen_at_kill < JOBS, "the child finished before the kill");
+    let outbox = Outbox::options()
+        .consumer("survivor")
+        .lease(Duration::from_millis(1000))
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), JOBS, "lost jobs");
+    let twice = keys.values().filter(|&&n| n > 1).count();
+    eprintln!("killed after {seen_at_kill} of {JOBS}; sent twice: {twice}");
+    // At most what the child had in flight (4 workers) and answered but
+    // not yet acknowledged.
+    assert!(twice <= 8, "{twice} sent twice");
+    let s = outbox.stats().unwrap();
+    assert_eq!((s.pending, s.in_flight, s.dead), (0, 0, 0));
+}
