@@ -90,7 +90,12 @@ impl Shared {
             return true;
         }
         let ok = match self.store.write(&answers) {
-            Ok(()) => true,
+            // Room for more: the next claim comes after the gathering
+            // pause, not after an idle wait.
+            Ok(()) => {
+                lock(&self.signal).work = true;
+                true
+            }
             Err(e) => {
                 log::error!(
                     "reqpool: outbox could not record {} answer(s), will try again: {e}",

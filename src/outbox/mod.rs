@@ -332,12 +332,18 @@ impl Outbox {
         let stop = Deadline::after(limit);
         loop {
             let seen = lock(&self.shared.signal).writes;
-            let left = self.unfinished().unwrap_or(usize::MAX);
-            if left == 0 {
-                return 0;
-            }
-            if stop.passed() {
-                return left;
+            // Jobs of this process in flight are unfinished in the store
+            // too: it is asked only when there are none, or at the end.
+            let busy = self
+                .shared
+                .claimed
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0;
+            if !busy || stop.passed() {
+                let left = self.unfinished().unwrap_or(usize::MAX);
+                if left == 0 || stop.passed() {
+                    return left;
+                }
             }
             // Until the next write of answers (or a while, for retries
             // that come due).

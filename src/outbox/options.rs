@@ -207,6 +207,7 @@ impl OutboxOptions {
             lease: r.lease,
             interval,
             maxlen: self.maxlen,
+            prefetch: (8 * pool.workers()).max(64),
             retention: self.retention,
         };
         let store = super::redis::Redis::open(url, name, setup)?;

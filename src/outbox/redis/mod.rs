@@ -41,6 +41,10 @@ pub(super) struct Setup {
     pub(super) interval: Option<Duration>,
     /// Entries at most in the stream (0: no limit).
     pub(super) maxlen: usize,
+    /// Jobs this consumer holds at most (running and waiting): the rest
+    /// stay in the stream for the others, and a consumer that dies leaves
+    /// no more than this for its lease.
+    pub(super) prefetch: usize,
     pub(super) retention: Duration,
 }
 
@@ -144,8 +148,11 @@ impl Redis {
     /// Sorts read entries: jobs into `waiting`, the rest to the dead
     /// letters.
     fn take_in(&self, held: &mut Held, read: Vec<(String, Fields)>) -> Result<(), Error> {
+        // Entries taken over may be ones this consumer holds already.
+        let waiting: std::collections::HashSet<String> =
+            held.waiting.iter().map(|(e, _)| e.clone()).collect();
         for (entry, fields) in read {
-            if held.flight.contains_key(&entry) || held.waiting.iter().any(|(e, _)| *e == entry) {
+            if held.flight.contains_key(&entry) || waiting.contains(&entry) {
                 continue;
             }
             if fields.is_empty() {
@@ -233,39 +240,49 @@ impl Redis {
         Ok(())
     }
 
-    /// The pipeline that writes one answer.
+    /// One call that acknowledges every delivered job of `done`, and
+    /// keeps its reply and key for the retention.
+    fn delivered(&self, p: &mut Pipeline, done: &[(&Answer, &Record)]) {
+        if done.is_empty() {
+            return;
+        }
+        let keep = match self.setup.retention {
+            Duration::MAX => -1,
+            d if d.is_zero() => 0,
+            d => i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1),
+        };
+        p.cmd("EVALSHA")
+            .arg(self.link.scripts().done.get_hash())
+            .arg(2 + 2 * done.len())
+            .arg(&self.stream)
+            .arg(format!("{}:delivered", self.stream));
+        for (_, r) in done {
+            let key = r.stored.key.as_deref().unwrap_or_default();
+            p.arg(self.key("done", &r.id.to_string()))
+                .arg(self.key("key", key));
+        }
+        p.arg(&self.setup.group).arg(keep);
+        for (a, r) in done {
+            let End::Delivered { status, body, .. } = &a.end else {
+                continue;
+            };
+            p.arg(&a.entry)
+                .arg(r.stored.key.as_deref().unwrap_or_default())
+                .arg(if status.is_some() { "1" } else { "0" })
+                .arg(status.unwrap_or(0))
+                .arg(body.as_deref().unwrap_or_default());
+        }
+    }
+
+    /// The pipeline that writes one answer that moves its job on.
     fn answer(&self, p: &mut Pipeline, a: &Answer, record: &Record) {
         let scripts_hash = |p: &mut Pipeline, hash: &str, keys: &[String]| {
             p.cmd("EVALSHA").arg(hash).arg(keys.len()).arg(keys);
         };
         let s = self.link.scripts();
         match &a.end {
-            End::Delivered { status, body, .. } => {
-                let id = record.id.to_string();
-                let key = record.stored.key.clone().unwrap_or_default();
-                let keep = match self.setup.retention {
-                    Duration::MAX => -1,
-                    d if d.is_zero() => 0,
-                    d => i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1),
-                };
-                scripts_hash(
-                    p,
-                    s.done.get_hash(),
-                    &[
-                        self.stream.clone(),
-                        self.key("done", &id),
-                        self.key("key", &key),
-                        format!("{}:delivered", self.stream),
-                    ],
-                );
-                p.arg(&self.setup.group)
-                    .arg(&a.entry)
-                    .arg(if status.is_some() { "1" } else { "0" })
-                    .arg(status.unwrap_or(0))
-                    .arg(body.as_deref().unwrap_or_default())
-                    .arg(keep)
-                    .arg(key);
-            }
+            // Written together by `delivered`.
+            End::Delivered { .. } => {}
             End::Later {
                 at,
                 error,
@@ -397,7 +414,10 @@ impl Store for Redis {
     /// before leave), then the due jobs, as the shared rate allows.
     fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
         let mut held = lock(&self.held);
-        let want = room.saturating_sub(held.waiting.len());
+        let holding = held.waiting.len() + held.flight.len();
+        let want = room
+            .saturating_sub(held.waiting.len())
+            .min(self.setup.prefetch.saturating_sub(holding));
         let mut failed = None;
         if want > 0 {
             let read = self.link.with(|c, _| {
@@ -449,17 +469,23 @@ impl Store for Redis {
     }
 
     fn write(&self, answers: &[Answer]) -> Result<(), Error> {
-        let records: Vec<Option<Record>> = {
-            let held = lock(&self.held);
-            answers
-                .iter()
-                .map(|a| held.flight.get(&a.entry).cloned())
-                .collect()
-        };
         let mut p = redis::pipe();
-        for (a, r) in answers.iter().zip(&records) {
-            if let Some(r) = r {
-                self.answer(&mut p, a, r);
+        {
+            let held = lock(&self.held);
+            let mut done = Vec::new();
+            for a in answers {
+                // A job this consumer does not hold was answered already.
+                let Some(r) = held.flight.get(&a.entry) else {
+                    continue;
+                };
+                if matches!(a.end, End::Delivered { .. }) {
+                    done.push((a, r));
+                } else {
+                    self.answer(&mut p, a, r);
+                }
+            }
+            for chunk in done.chunks(500) {
+                self.delivered(&mut p, chunk);
             }
         }
         self.link.with(|c, _| p.query::<Value>(c).map(drop))?;

@@ -20,30 +20,39 @@ redis.call('XADD', KEYS[1], '*', 'job', id, unpack(ARGV, 2))
 return {id, 1}
 ";
 
-/// A delivery answered. KEYS: stream, the job's reply hash, the key's
-/// name, the delivered counter. ARGV: group, entry, keep the reply
-/// (`1`/`0`), status, body, retention in ms (-1: forever, 0: forget at
-/// once), the key. Returns 0 if the entry was no longer pending (another
-/// consumer answered it), else 1.
+/// Deliveries answered, many in one call. KEYS: stream, the delivered
+/// counter, then per job its reply hash and its key's name. ARGV: group,
+/// retention in ms (-1: forever, 0: forget at once), then per job its
+/// entry, its key, keep the reply (`1`/`0`), status, body. An entry no
+/// longer pending (another consumer answered it) is skipped. Returns how
+/// many were acknowledged.
 const DONE: &str = r"
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('INCR', KEYS[4])
-local keep = tonumber(ARGV[6])
-if keep == 0 then
-  redis.call('DEL', KEYS[3])
-  return 1
+local keep = tonumber(ARGV[2])
+local n = 0
+local jobs = (#KEYS - 2) / 2
+for j = 0, jobs - 1 do
+  local a = 3 + j * 5
+  local reply, key = KEYS[3 + j * 2], KEYS[4 + j * 2]
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[a]) == 1 then
+    n = n + 1
+    redis.call('XDEL', KEYS[1], ARGV[a])
+    if keep == 0 then
+      redis.call('DEL', key)
+    else
+      if ARGV[a + 2] == '1' then
+        redis.call('HSET', reply, 'key', ARGV[a + 1], 'status', ARGV[a + 3], 'body', ARGV[a + 4])
+      else
+        redis.call('HSET', reply, 'key', ARGV[a + 1])
+      end
+      if keep > 0 then
+        redis.call('PEXPIRE', reply, keep)
+        redis.call('PEXPIRE', key, keep)
+      end
+    end
+  end
 end
-if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[2], 'key', ARGV[7], 'status', ARGV[4], 'body', ARGV[5])
-else
-  redis.call('HSET', KEYS[2], 'key', ARGV[7])
-end
-if keep > 0 then
-  redis.call('PEXPIRE', KEYS[2], keep)
-  redis.call('PEXPIRE', KEYS[3], keep)
-end
-return 1
+if n > 0 then redis.call('INCRBY', KEYS[2], n) end
+return n
 ";
 
 /// A delivery that moves the job on: acknowledged and added again to
@@ -84,8 +93,10 @@ end
 return #mine
 ";
 
-/// One token of a host's rate, shared by every consumer (GCRA, a burst
-/// of one). KEYS: the host's theoretical arrival time, its pause (set on
+/// One token of a host's rate, shared by every consumer: GCRA with a
+/// tolerance of one interval, so that a consumer that wakes a little late
+/// does not lose its turn, and any window of the period holds at most
+/// `n + 2`. KEYS: the host's theoretical arrival time, its pause (set on
 /// a 429 or a `Retry-After`), its slow-down (set on a 429: the interval
 /// doubles while it lasts). ARGV: the interval in µs. Returns `{1, 0}`
 /// for a token, `{0, µs to wait}` otherwise. Time is Redis's, the same
@@ -98,8 +109,9 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then interval = interval * 2 end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat > now then return {0, tat - now} end
-redis.call('SET', KEYS[1], string.format('%.0f', now + interval), 'PX', math.ceil(interval / 1000) + 1000)
+if tat < now then tat = now end
+if tat - now > interval then return {0, tat - now - interval} end
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.ceil(interval / 500) + 1000)
 return {1, 0}
 ";
 
