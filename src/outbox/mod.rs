@@ -153,6 +153,11 @@ impl Delivered {
 /// `warn` and handed to the pool's [`on_error`](crate::Builder::on_error)
 /// hook.
 /// One process at a time: a second `open` of a file in use fails.
+///
+/// The same outbox on a Redis stream (`Outbox::redis`, feature `redis`)
+/// is shared by many processes on many machines: each enqueues, each with
+/// a pool delivers, and a stopped consumer's jobs are taken over by the
+/// others.
 pub struct Outbox {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
