@@ -11,6 +11,13 @@ pub(crate) fn phase_limit(d: Duration) -> Option<Duration> {
     (d < Duration::from_secs(100 * 365 * 86_400)).then_some(d)
 }
 
+/// Idle connections kept at most, whatever the workers. ureq walks its
+/// whole idle list under one lock each time a connection comes back, so a
+/// list as long as 10,000 workers made that lock the bottleneck (workers
+/// queued on it for seconds); past this many, a connection that comes
+/// back is closed instead (a new one is cheap next to a slow request).
+pub(crate) const IDLE_CAP: usize = 512;
+
 /// The settings of the agent a pool builds.
 pub(crate) struct AgentSettings<'a> {
     pub(crate) workers: usize,
@@ -23,6 +30,8 @@ pub(crate) struct AgentSettings<'a> {
     pub(crate) tls: Option<ureq::tls::TlsConfig>,
     /// The proxy chosen on the builder: `Some(None)` for none.
     pub(crate) proxy: Option<Option<ureq::Proxy>>,
+    /// Each connection's read buffer, which also bounds a response head.
+    pub(crate) read_buffer: usize,
 }
 
 /// The agent a pool builds for itself, from the builder's settings and, if
@@ -54,12 +63,17 @@ pub(crate) fn pool_agent(
             // Exactly what is decoded: gzip and br by ureq, deflate here.
             .accept_encoding("gzip, deflate, br")
             .tls_config(s.tls.clone().unwrap_or_default())
-            .max_idle_connections(s.workers.max(10))
-            .max_idle_connections_per_host(s.workers.max(3))
-            // ureq's 128 KiB send buffer per connection is far more than a
-            // request line, headers and a JSON body need before they are
-            // flushed; 16 KiB keeps a pool of many workers small.
-            .output_buffer_size(16 * 1024),
+            .max_idle_connections(s.workers.clamp(10, IDLE_CAP))
+            .max_idle_connections_per_host(s.workers.clamp(3, IDLE_CAP))
+            // ureq's 128 KiB buffers per connection (zero-filled on first
+            // use: all of it counts) are far more than a request or a
+            // response head needs; bodies of any size stream through
+            // smaller ones. 16 KiB each keep a pool of thousands small.
+            .output_buffer_size(16 * 1024)
+            .input_buffer_size(s.read_buffer)
+            // A head that does not fit the buffer is this error, not a
+            // "no progress" disconnect.
+            .max_response_header_size(s.read_buffer - 1),
         Some(c) => b
             .proxy(s.proxy.clone().unwrap_or_else(|| c.proxy().cloned()))
             // An explicit `Builder::user_agent` wins over the agent's.

@@ -152,6 +152,7 @@ mod attempt;
 mod builder;
 mod burst;
 mod closure;
+mod crew;
 mod deadline;
 mod error;
 mod hedge;

@@ -1,5 +1,6 @@
 //! `Pool`: the workers, the shared agent, and the one way jobs reach them.
 
+use crate::crew::Crew;
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::hedge::Latencies;
@@ -11,7 +12,7 @@ use crate::sync::Gate;
 use crate::task::{Ctx, Label, Limits, Outcome, Queued, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
 use crate::worker::on_worker_of;
-use crate::worker::{Dispatch, Queue, worker_loop};
+use crate::worker::{Dispatch, Queue};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,8 +99,8 @@ impl JobSpec {
 pub(crate) struct Inner {
     me: Weak<Inner>,
     id: usize,
-    /// Hosts the worker threads; kept only to own them.
-    _threads: threadpool::ThreadPool,
+    /// The worker threads, started as the queue needs them.
+    crew: Arc<Crew>,
     thread_name: String,
     workers: usize,
     /// The job queue the workers take from.
@@ -323,10 +324,11 @@ impl Inner {
             .at(when, f);
     }
 
-    /// Hands a job to the workers.
+    /// Hands a job to the workers (starting more, if none is free).
     pub(crate) fn execute(&self, job: Dispatch) {
         // The workers' receiver lives as long as `self`: this cannot fail.
         let _ = self.queue.send(job);
+        self.crew.needed();
     }
 
     /// Runs `f` with the pool at `at`, on the timer thread.
@@ -399,6 +401,10 @@ impl Inner {
     }
 }
 
+/// A worker's stack unless the builder says otherwise (see
+/// [`Builder::stack_size`](crate::Builder::stack_size)).
+const DEFAULT_STACK: usize = 512 * 1024;
+
 impl Pool {
     /// Starts the workers.
     ///
@@ -412,30 +418,19 @@ impl Pool {
         defaults: RequestDefaults,
     ) -> Result<Pool, Error> {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
-        let mut tb = threadpool::Builder::new()
-            .num_threads(s.workers)
-            .thread_name(s.thread_name.clone());
-        if let Some(size) = s.stack_size {
-            tb = tb.thread_stack_size(size);
-        }
-        // threadpool panics when a spawn fails. Its threads started so far
-        // wait on its queue, whose sender the unwinding drops: they end.
-        let tp = std::panic::catch_unwind(move || tb.build()).map_err(|p| {
-            Error::usage(format!(
-                "could not start {} worker threads: {}",
-                s.workers,
-                crate::error::panic_message(&*p)
-            ))
-        })?;
         let (queue, queue_rx) = crossbeam_channel::unbounded::<Dispatch>();
-        for _ in 0..s.workers {
-            let rx = queue_rx.clone();
-            tp.execute(move || worker_loop(id, rx));
-        }
+        let stack = s.stack_size.unwrap_or(DEFAULT_STACK);
+        let crew =
+            Crew::start(id, s.workers, &s.thread_name, stack, queue_rx.clone()).map_err(|why| {
+                Error::usage(format!(
+                    "could not start {} worker threads: {why}",
+                    s.workers
+                ))
+            })?;
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             id,
-            _threads: tp,
+            crew,
             thread_name: s.thread_name,
             workers: s.workers,
             queue,

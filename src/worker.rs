@@ -4,7 +4,6 @@
 use crate::error::Error;
 use crate::hosts::{Admit, Admitted};
 use crate::task::{Queued, State};
-use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,16 +37,6 @@ pub(crate) fn become_worker_of(id: usize) {
 /// queued job of that pool must run it instead.
 pub(crate) fn on_worker_of(id: usize) -> bool {
     id != 0 && WORKER_OF.with(std::cell::Cell::get) == id
-}
-
-/// What each worker thread runs: jobs from the queue until the pool is
-/// gone. Nothing escapes it by unwinding (a job's panic is caught in the
-/// task), so the pool never loses a worker.
-pub(crate) fn worker_loop(id: usize, rx: Receiver<Dispatch>) {
-    become_worker_of(id);
-    while let Ok(job) = rx.recv() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job.go()));
-    }
 }
 
 /// One queued job on its way to a worker.

@@ -34,6 +34,24 @@ fn threads_the_os_refuses_are_an_error_not_a_panic() {
 }
 
 #[test]
+fn threads_start_as_jobs_need_them_up_to_the_pool_size() {
+    // A pool starts a few threads and adds more when jobs wait: 300 jobs
+    // that each wait for all the others run at once, on 300 threads.
+    let pool = Pool::new(300);
+    let hold = hold_workers(&pool, 300);
+    // And no more than the size: one more job waits for a free worker.
+    let extra = pool.submit(|_| Ok(7));
+    assert!(!extra.is_finished());
+    drop(hold);
+    assert_eq!(bounded(LIMIT, move || extra.wait().unwrap()), 7);
+    // Jobs that come one by one reuse the threads there are.
+    let pool = Pool::new(10_000);
+    for i in 0..100 {
+        assert_eq!(pool.submit(move |_| Ok(i)).wait().unwrap(), i);
+    }
+}
+
+#[test]
 fn a_panicking_error_hook_does_not_stall_flush() {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();

@@ -283,6 +283,26 @@ fn failures_that_repeat_the_same_way_are_not_retried() {
 }
 
 #[test]
+fn a_response_head_longer_than_the_read_buffer_says_so_and_the_buffer_can_grow() {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        "a".repeat(20 * 1024)
+    );
+    let (url, _) = raw_server(head.into_bytes());
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let e = pool.get(&url).send().wait().unwrap_err();
+    assert!(e.to_string().contains("larger than the"), "{e}");
+    let pool = Pool::builder()
+        .workers(1)
+        .read_buffer(64 * 1024)
+        .build()
+        .unwrap();
+    assert_eq!(pool.get(&url).send().wait().unwrap().status(), 200);
+    let e = Pool::builder().read_buffer(100).build().unwrap_err();
+    assert!(matches!(e, Error::Usage { .. }), "{e}");
+}
+
+#[test]
 fn urls_the_http_layer_refuses_fail_at_submit() {
     let pool = Pool::new(1);
     for url in [

@@ -35,6 +35,9 @@ impl Builder {
         if self.stack_size.is_some_and(|s| s < 16 * 1024) {
             return Err(Error::usage("worker stack size must be at least 16 KiB"));
         }
+        if self.read_buffer < 1024 {
+            return Err(Error::usage("read buffer must be at least 1 KiB"));
+        }
         if self.max_queued == Some(0) {
             return Err(Error::usage("max_queued must be at least 1"));
         }
@@ -61,6 +64,7 @@ impl Builder {
                 response_timeout: self.response_timeout,
                 tls,
                 proxy,
+                read_buffer: self.read_buffer,
             },
             base,
         );
@@ -142,7 +146,7 @@ fn warn_conflicts(c: &ureq::config::Config, b: &Builder) {
             "reqpool: Builder::user_agent overrides the user agent of the agent given to Builder::agent"
         );
     }
-    if c.max_idle_connections_per_host() < b.workers {
+    if c.max_idle_connections_per_host() < b.workers.min(crate::agent::IDLE_CAP) {
         log::warn!(
             "reqpool: the agent given to Builder::agent keeps {} idle connections per host for {} \
              workers: connections to a busy host will be reopened",

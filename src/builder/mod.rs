@@ -31,6 +31,7 @@ pub struct Builder {
     workers: usize,
     thread_name: String,
     stack_size: Option<usize>,
+    read_buffer: usize,
     timeout: Duration,
     deadline: Option<Duration>,
     connect_timeout: Duration,
@@ -62,6 +63,7 @@ impl Default for Builder {
             workers: 8,
             thread_name: "reqpool-worker".to_string(),
             stack_size: None,
+            read_buffer: 16 * 1024,
             timeout: Duration::from_secs(30),
             deadline: None,
             connect_timeout: Duration::from_secs(10),
@@ -107,11 +109,26 @@ impl Builder {
         self
     }
 
-    /// The stack size of each worker thread, in bytes. Small stacks (64 KiB)
-    /// let a pool of thousands of workers stay small. Defaults to the
-    /// standard library's default (2 MiB).
+    /// The stack size of each worker thread, in bytes: address space
+    /// reserved per worker, of which only what a job touches takes memory
+    /// (about 30 KiB for a request). Defaults to 512 KiB (the standard
+    /// library's default is 2 MiB): room for deep closures, and 5 GiB of
+    /// address space rather than 20 for 10,000 workers. Raise it for jobs
+    /// that recurse deeply. At least 16 KiB (else `build()` fails).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The read buffer of each connection, in bytes, which also bounds a
+    /// response's head (status line and headers): a longer head fails
+    /// with a decode error saying so. Bodies of any size stream through
+    /// it. The pool's own agent only (an agent given to
+    /// [`agent`](Builder::agent) keeps its own). Defaults to 16 KiB: with
+    /// the 16 KiB write buffer, 32 KiB per open connection (ureq's
+    /// defaults are 128 KiB each). At least 1 KiB (else `build()` fails).
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes;
         self
     }
 
@@ -488,6 +505,7 @@ impl fmt::Debug for Builder {
             .field("workers", &self.workers)
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
+            .field("read_buffer", &self.read_buffer)
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
             .field("connect_timeout", &self.connect_timeout)

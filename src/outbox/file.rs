@@ -3,7 +3,6 @@
 //! elsewhere), brought to the current schema, and its jobs in flight when
 //! the last process died handed back to the queue.
 
-use super::sqlite::{IN_FLIGHT, PENDING, sql};
 use crate::error::{Error, StorageKind};
 use crate::outbox::Durability;
 use rusqlite::{Connection, params};
@@ -11,6 +10,25 @@ use std::path::Path;
 
 /// The schema this version writes; a file with a newer one is refused.
 const SCHEMA: i64 = 1;
+
+/// A job's states in the file.
+pub(super) const PENDING: i64 = 0;
+pub(super) const IN_FLIGHT: i64 = 1;
+pub(super) const DELIVERED: i64 = 2;
+pub(super) const DEAD: i64 = 3;
+
+/// A failure of the file as a typed error, by SQLite's error code.
+pub(super) fn sql(e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    let kind = match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => StorageKind::InUse,
+        Some(C::NotADatabase) => StorageKind::NotAnOutbox,
+        Some(C::ReadOnly) => StorageKind::ReadOnly,
+        Some(C::DiskFull) => StorageKind::Full,
+        _ => StorageKind::Io,
+    };
+    Error::storage(kind, e.to_string())
+}
 
 /// Opens the outbox file at `path`, with `durability`.
 pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Error> {

@@ -1,33 +1,16 @@
 //! The outbox's store on a local SQLite file: one table of jobs, a state
 //! per job, each call one transaction.
 
+use super::file::{self, DEAD, DELIVERED, IN_FLIGHT, PENDING, sql};
 use super::store::{Answer, Claimed, End, Inserted, Row, Store};
-use super::{DeadJob, Delivered, Durability, JobId, OutboxStats, file, now_ms};
-use crate::error::{Error, StorageKind};
+use super::{DeadJob, Delivered, Durability, JobId, OutboxStats, now_ms};
+use crate::error::Error;
 use crate::prepare::Stored;
 use crate::sync::lock;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
-
-pub(super) const PENDING: i64 = 0;
-pub(super) const IN_FLIGHT: i64 = 1;
-const DELIVERED: i64 = 2;
-const DEAD: i64 = 3;
-
-/// A failure of the file as a typed error, by SQLite's error code.
-pub(super) fn sql(e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode as C;
-    let kind = match e.sqlite_error_code() {
-        Some(C::DatabaseBusy | C::DatabaseLocked) => StorageKind::InUse,
-        Some(C::NotADatabase) => StorageKind::NotAnOutbox,
-        Some(C::ReadOnly) => StorageKind::ReadOnly,
-        Some(C::DiskFull) => StorageKind::Full,
-        _ => StorageKind::Io,
-    };
-    Error::storage(kind, e.to_string())
-}
 
 /// An outbox file, open in this process only.
 pub(super) struct Sqlite {
