@@ -2,7 +2,8 @@
 //! the configuration of the caller's agent, with the pool's own rules set
 //! on the agent itself and the wire's guard on every connection.
 
-use crate::wire::Guard;
+use crate::wire::{Guard, Sockets};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
@@ -50,7 +51,7 @@ pub(crate) struct AgentSettings<'a> {
 pub(crate) fn pool_agent(
     s: &AgentSettings<'_>,
     base: Option<&ureq::config::Config>,
-) -> ureq::Agent {
+) -> (ureq::Agent, Arc<Sockets>) {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -103,11 +104,14 @@ pub(crate) fn pool_agent(
 /// The `User-Agent` of a pool's own agent.
 pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_VERSION"));
 
-/// An agent with `cfg` and the guard on its connections.
-pub(crate) fn guarded(cfg: ureq::config::Config) -> ureq::Agent {
-    ureq::Agent::with_parts(
+/// An agent with `cfg` and the guard on its connections, and the sockets
+/// of its open connections.
+pub(crate) fn guarded(cfg: ureq::config::Config) -> (ureq::Agent, Arc<Sockets>) {
+    let sockets = Arc::new(Sockets::default());
+    let agent = ureq::Agent::with_parts(
         cfg,
-        Guard::default(),
+        Guard::new(Arc::clone(&sockets)),
         ureq::unversioned::resolver::DefaultResolver::default(),
-    )
+    );
+    (agent, sockets)
 }

@@ -11,6 +11,7 @@ use crate::stats::{Counters, Stats};
 use crate::sync::Gate;
 use crate::task::{Ctx, Label, Limits, Outcome, Queued, Step, Task, TaskHooks};
 use crate::timer::{Due, Timer};
+use crate::wire::Sockets;
 use crate::worker::on_worker_of;
 use crate::worker::{Dispatch, Queue};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -108,6 +109,8 @@ pub(crate) struct Inner {
     /// The receiving end, for `shutdown_now` to drain the queue at once.
     queue_rx: Receiver<Dispatch>,
     agent: ureq::Agent,
+    /// The sockets of the agent's open connections.
+    sockets: Arc<Sockets>,
     defaults: RequestDefaults,
     drain_timeout: Duration,
     on_error: Option<ErrorHook>,
@@ -387,6 +390,7 @@ impl Inner {
     /// shut down.
     pub(crate) fn interrupt(&self) {
         self.interrupted.store(true, Ordering::Release);
+        self.sockets.shut_all();
         self.agent.clone().shutdown();
     }
 
@@ -415,6 +419,7 @@ impl Pool {
     pub(crate) fn start(
         s: Settings,
         agent: ureq::Agent,
+        sockets: Arc<Sockets>,
         defaults: RequestDefaults,
     ) -> Result<Pool, Error> {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
@@ -436,6 +441,7 @@ impl Pool {
             queue,
             queue_rx,
             agent,
+            sockets,
             defaults,
             drain_timeout: s.drain_timeout,
             on_error: s.on_error,

@@ -56,7 +56,7 @@ impl Builder {
         if let Some(c) = base {
             warn_conflicts(c, &self);
         }
-        let agent = pool_agent(
+        let (agent, sockets) = pool_agent(
             &AgentSettings {
                 workers: self.workers,
                 user_agent: self.user_agent.as_deref(),
@@ -97,7 +97,7 @@ impl Builder {
                 breaker: self.breaker,
             },
         };
-        let pool = Pool::start(settings, agent, defaults)?;
+        let pool = Pool::start(settings, agent, sockets, defaults)?;
         crate::lifecycle::drain_at_exit(pool.inner());
         Ok(pool)
     }

@@ -69,7 +69,15 @@ fn child(peer: &str, url: &str, n: usize, rounds: usize) {
 }
 
 fn reqpool_peer(url: &str, n: usize, rounds: usize) -> usize {
-    let pool = reqpool::Pool::new(n);
+    // Knobs for experiments: `REQPOOL_READ_BUFFER`, `REQPOOL_STACK` (bytes).
+    let mut b = reqpool::Pool::builder().workers(n);
+    if let Ok(v) = std::env::var("REQPOOL_READ_BUFFER") {
+        b = b.read_buffer(v.parse().unwrap());
+    }
+    if let Ok(v) = std::env::var("REQPOOL_STACK") {
+        b = b.stack_size(v.parse().unwrap());
+    }
+    let pool = b.build().unwrap();
     let pending: Vec<_> = (0..n * rounds).map(|_| pool.get(url).send()).collect();
     pending
         .into_iter()
