@@ -12,12 +12,14 @@ pub(crate) fn phase_limit(d: Duration) -> Option<Duration> {
     (d < Duration::from_secs(100 * 365 * 86_400)).then_some(d)
 }
 
-/// Idle connections kept at most, whatever the workers. ureq walks its
-/// whole idle list under one lock each time a connection comes back, so a
-/// list as long as 10,000 workers made that lock the bottleneck (workers
-/// queued on it for seconds); past this many, a connection that comes
-/// back is closed instead (a new one is cheap next to a slow request).
-pub(crate) const IDLE_CAP: usize = 512;
+/// Workers at most per agent. ureq walks an agent's whole idle list under
+/// its one lock each time a connection is made or comes back, so one
+/// agent for 10,000 workers made that lock the bottleneck (workers queued
+/// on it for seconds, and CPU went to the walk). A pool of more workers
+/// has one agent (the same configuration) per this many, each worker
+/// always using the same one: each lock is shared by at most this many
+/// threads, and every connection is kept for reuse.
+pub(crate) const WORKERS_PER_AGENT: usize = 512;
 
 /// The settings of the agent a pool builds.
 pub(crate) struct AgentSettings<'a> {
@@ -48,10 +50,30 @@ pub(crate) struct AgentSettings<'a> {
 /// No `timeout_global`/`timeout_per_call`: with either set, ureq 3.5
 /// resolves the host on a new OS thread for every request, which costs
 /// about 6x in throughput. The total is enforced by the guard instead.
-pub(crate) fn pool_agent(
+///
+/// One agent per [`WORKERS_PER_AGENT`] workers (at least one), with the
+/// idle connections of their share, and the sockets of all their open
+/// connections.
+pub(crate) fn pool_agents(
     s: &AgentSettings<'_>,
     base: Option<&ureq::config::Config>,
-) -> (ureq::Agent, Arc<Sockets>) {
+) -> (Vec<ureq::Agent>, Arc<Sockets>) {
+    let agents = s.workers.div_ceil(WORKERS_PER_AGENT).max(1);
+    let share = s.workers.div_ceil(agents);
+    let cfg = config(s, share, base);
+    let sockets = Arc::new(Sockets::default());
+    let all = (0..agents)
+        .map(|_| guarded(cfg.clone(), Arc::clone(&sockets)))
+        .collect();
+    (all, sockets)
+}
+
+/// The configuration of each of a pool's agents, for `share` workers.
+fn config(
+    s: &AgentSettings<'_>,
+    share: usize,
+    base: Option<&ureq::config::Config>,
+) -> ureq::config::Config {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -64,8 +86,8 @@ pub(crate) fn pool_agent(
             // Exactly what is decoded: gzip and br by ureq, deflate here.
             .accept_encoding("gzip, deflate, br")
             .tls_config(s.tls.clone().unwrap_or_default())
-            .max_idle_connections(s.workers.clamp(10, IDLE_CAP))
-            .max_idle_connections_per_host(s.workers.clamp(3, IDLE_CAP))
+            .max_idle_connections(share.max(10))
+            .max_idle_connections_per_host(share.max(3))
             // ureq's 128 KiB buffers per connection (zero-filled on first
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
@@ -98,20 +120,18 @@ pub(crate) fn pool_agent(
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
     };
-    guarded(b.build())
+    b.build()
 }
 
 /// The `User-Agent` of a pool's own agent.
 pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_VERSION"));
 
-/// An agent with `cfg` and the guard on its connections, and the sockets
-/// of its open connections.
-pub(crate) fn guarded(cfg: ureq::config::Config) -> (ureq::Agent, Arc<Sockets>) {
-    let sockets = Arc::new(Sockets::default());
-    let agent = ureq::Agent::with_parts(
+/// An agent with `cfg` and the guard on its connections, whose sockets go
+/// to `sockets`.
+fn guarded(cfg: ureq::config::Config, sockets: Arc<Sockets>) -> ureq::Agent {
+    ureq::Agent::with_parts(
         cfg,
-        Guard::new(Arc::clone(&sockets)),
+        Guard::new(sockets),
         ureq::unversioned::resolver::DefaultResolver::default(),
-    );
-    (agent, sockets)
+    )
 }

@@ -65,9 +65,10 @@ impl Crew {
 
     /// Runs `n` more worker loops on the thread pool's threads.
     fn add(self: &Arc<Self>, tp: &threadpool::ThreadPool, n: usize) {
-        for _ in 0..n {
+        let first = self.started.load(Ordering::SeqCst);
+        for seat in first..first + n {
             let me = Arc::clone(self);
-            tp.execute(move || me.work());
+            tp.execute(move || me.work(seat));
         }
         self.started.fetch_add(n, Ordering::SeqCst);
     }
@@ -112,8 +113,8 @@ impl Crew {
     /// What each worker thread runs: jobs from the queue until the pool
     /// is gone. Nothing escapes it by unwinding (a job's panic is caught
     /// in the task), so the pool never loses a worker.
-    fn work(self: &Arc<Self>) {
-        become_worker_of(self.id);
+    fn work(self: &Arc<Self>, seat: usize) {
+        become_worker_of(self.id, seat);
         loop {
             self.idle.fetch_add(1, Ordering::SeqCst);
             let job = self.queue.recv();

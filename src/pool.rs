@@ -108,8 +108,9 @@ pub(crate) struct Inner {
     queue: Sender<Dispatch>,
     /// The receiving end, for `shutdown_now` to drain the queue at once.
     queue_rx: Receiver<Dispatch>,
-    agent: ureq::Agent,
-    /// The sockets of the agent's open connections.
+    /// One agent per 512 workers (see `agent::WORKERS_PER_AGENT`).
+    agents: Box<[ureq::Agent]>,
+    /// The sockets of the agents' open connections.
     sockets: Arc<Sockets>,
     defaults: RequestDefaults,
     drain_timeout: Duration,
@@ -137,8 +138,11 @@ impl TaskHooks for Inner {
         self.id
     }
 
+    /// The agent of the worker running on this thread (the first one
+    /// elsewhere).
     fn agent(&self) -> &ureq::Agent {
-        &self.agent
+        let seat = crate::worker::seat();
+        &self.agents[seat % self.agents.len()]
     }
 
     fn hosts(&self) -> Option<&dyn Feedback> {
@@ -391,7 +395,9 @@ impl Inner {
     pub(crate) fn interrupt(&self) {
         self.interrupted.store(true, Ordering::Release);
         self.sockets.shut_all();
-        self.agent.clone().shutdown();
+        for agent in &self.agents {
+            agent.clone().shutdown();
+        }
     }
 
     pub(crate) fn drain_timeout(&self) -> Duration {
@@ -418,7 +424,7 @@ impl Pool {
     /// too large); the threads already started then end.
     pub(crate) fn start(
         s: Settings,
-        agent: ureq::Agent,
+        agents: Vec<ureq::Agent>,
         sockets: Arc<Sockets>,
         defaults: RequestDefaults,
     ) -> Result<Pool, Error> {
@@ -440,7 +446,7 @@ impl Pool {
             workers: s.workers,
             queue,
             queue_rx,
-            agent,
+            agents: agents.into(),
             sockets,
             defaults,
             drain_timeout: s.drain_timeout,
@@ -473,9 +479,12 @@ impl Pool {
 
     /// The shared agent, for requests made outside the pool. Requests made
     /// through it on a thread that is not running a job of the pool have no
-    /// total limit (only the pool's connect and response limits).
+    /// total limit (only the pool's connect and response limits). A pool of
+    /// more than 512 workers has one agent of the same configuration per
+    /// 512, each with its own connections (so that no lock is shared by
+    /// thousands of threads); this is the first.
     pub fn agent(&self) -> &ureq::Agent {
-        &self.inner().agent
+        &self.inner().agents[0]
     }
 
     /// The number of worker threads.

@@ -28,9 +28,20 @@ thread_local! {
     static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Marks the calling thread as a worker of pool `id`, for good.
-pub(crate) fn become_worker_of(id: usize) {
+thread_local! {
+    /// This worker's number in its pool (0 on other threads).
+    static SEAT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as worker number `seat` of pool `id`, for good.
+pub(crate) fn become_worker_of(id: usize, seat: usize) {
     WORKER_OF.with(|w| w.set(id));
+    SEAT.with(|s| s.set(seat));
+}
+
+/// The number of the worker on this thread (0 on other threads).
+pub(crate) fn seat() -> usize {
+    SEAT.with(std::cell::Cell::get)
 }
 
 /// True if the calling thread is a worker of pool `id`: a wait there on a

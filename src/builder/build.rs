@@ -2,7 +2,7 @@
 //! made, the workers started.
 
 use super::{Builder, MAX_RATE_PERIOD};
-use crate::agent::{AgentSettings, pool_agent};
+use crate::agent::{AgentSettings, pool_agents};
 use crate::error::Error;
 use crate::hosts::Policies;
 use crate::pool::{Pool, Settings};
@@ -56,7 +56,7 @@ impl Builder {
         if let Some(c) = base {
             warn_conflicts(c, &self);
         }
-        let (agent, sockets) = pool_agent(
+        let (agents, sockets) = pool_agents(
             &AgentSettings {
                 workers: self.workers,
                 user_agent: self.user_agent.as_deref(),
@@ -97,7 +97,7 @@ impl Builder {
                 breaker: self.breaker,
             },
         };
-        let pool = Pool::start(settings, agent, sockets, defaults)?;
+        let pool = Pool::start(settings, agents, sockets, defaults)?;
         crate::lifecycle::drain_at_exit(pool.inner());
         Ok(pool)
     }
@@ -146,7 +146,7 @@ fn warn_conflicts(c: &ureq::config::Config, b: &Builder) {
             "reqpool: Builder::user_agent overrides the user agent of the agent given to Builder::agent"
         );
     }
-    if c.max_idle_connections_per_host() < b.workers.min(crate::agent::IDLE_CAP) {
+    if c.max_idle_connections_per_host() < b.workers.min(crate::agent::WORKERS_PER_AGENT) {
         log::warn!(
             "reqpool: the agent given to Builder::agent keeps {} idle connections per host for {} \
              workers: connections to a busy host will be reopened",

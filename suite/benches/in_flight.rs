@@ -17,6 +17,9 @@
 //! `HOLD_MS=3000`, `ROUNDS=3`, `RUNS=3`, `PEERS=reqpool,hand_rolled`).
 //! Needs `ulimit -n` of at least 2 × N + 100.
 
+#[path = "support/peer_server.rs"]
+mod peer_server;
+
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -150,52 +153,6 @@ fn reqwest_peer(url: &str, n: usize, rounds: usize) -> usize {
     })
 }
 
-/// The server: holds each request `hold`, then answers `ok`, keep-alive;
-/// every connection is a tokio task (a listen backlog of 65,535, capped by
-/// the kernel's `somaxconn`).
-fn server(hold: Duration) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let listener = socket.listen(65_535).unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = Vec::with_capacity(1024);
-                    let mut chunk = [0u8; 1024];
-                    loop {
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                            }
-                        }
-                        buf.clear();
-                        tokio::time::sleep(hold).await;
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if s.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-    });
-    let addr = rx.recv().unwrap();
-    format!("http://{addr}/hold")
-}
-
 fn run_peer(peer: &str, url: &str, n: usize, rounds: usize) -> Run {
     let out = Command::new(std::env::current_exe().unwrap())
         .env(PEER, peer)
@@ -253,7 +210,7 @@ fn main() {
         .split(',')
         .map(str::to_owned)
         .collect();
-    let url = server(hold);
+    let url = format!("{}/hold", peer_server::start(hold));
     let ideal = hold.as_secs_f64() * rounds as f64;
     println!(
         "in flight: {rounds} rounds of requests held {} ms, one worker each; medians of {runs} interleaved runs",

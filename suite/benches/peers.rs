@@ -1,0 +1,268 @@
+//! Side by side, each peer in a child process of its own against one
+//! server (tokio, in this process), medians of interleaved runs:
+//!
+//! - **throughput**: `N` POSTs with a JSON body and a parsed JSON reply
+//!   (default 20,000), at no delay, with 16 and 2 workers: requests a
+//!   second, the client's CPU per request, its peak RSS. Peers: `reqwest`
+//!   on tokio (one client, as many tasks as workers, on a 2-thread
+//!   runtime), `hand_rolled` (std threads sharing one ureq agent, jobs in
+//!   and replies out over channels: the code a user would write),
+//!   `reqpool` (`Pool::new(workers)`, every request dispatched, then
+//!   every handle waited on);
+//! - **memory**: reqpool's dispatch-all with handles kept, 20,000 POSTs of
+//!   64 KiB, `max_queued(64)`: peak RSS.
+//!
+//! `cargo bench -p reqpool-suite --bench peers` (`RUNS=5`, `N=20000`,
+//! `WORKERS=16,2`). The README's table comes from one such run.
+
+#[path = "support/peer_server.rs"]
+mod peer_server;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "PEERS_CHILD";
+
+fn env<T: std::str::FromStr>(k: &str, default: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// This process's peak RSS (KiB) and CPU (s) so far.
+fn usage() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (rss, (t(11) + t(12)) / 100.0)
+}
+
+fn body() -> serde_json::Value {
+    serde_json::json!({"tag": "bench", "items": [{"id": 1}]})
+}
+
+fn reqpool_peer(url: &str, n: usize, workers: usize) {
+    let pool = reqpool::Pool::new(workers);
+    let body = body();
+    let all: Vec<_> = (0..n)
+        .map(|_| pool.post_json::<serde_json::Value>(url, &body))
+        .collect();
+    for p in all {
+        std::hint::black_box(p.wait().unwrap());
+    }
+}
+
+fn hand_rolled(url: &str, n: usize, workers: usize) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_idle_connections_per_host(workers)
+        .build()
+        .into();
+    let (jobs, job_rx) = crossbeam_channel::unbounded::<()>();
+    let (res_tx, results) = crossbeam_channel::unbounded::<serde_json::Value>();
+    for _ in 0..workers {
+        let (agent, url, body) = (agent.clone(), url.to_owned(), body());
+        let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+        std::thread::spawn(move || {
+            while job_rx.recv().is_ok() {
+                let v = agent
+                    .post(&url)
+                    .send_json(&body)
+                    .unwrap()
+                    .body_mut()
+                    .read_json()
+                    .unwrap();
+                if res_tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    for _ in 0..n {
+        jobs.send(()).unwrap();
+    }
+    for _ in 0..n {
+        std::hint::black_box(results.recv().unwrap());
+    }
+}
+
+fn reqwest_peer(url: &str, n: usize, workers: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(n));
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                let (client, url, left) = (client.clone(), url.to_owned(), left.clone());
+                tokio::spawn(async move {
+                    let body = serde_json::to_vec(&body()).unwrap();
+                    while left
+                        .fetch_update(
+                            std::sync::atomic::Ordering::AcqRel,
+                            std::sync::atomic::Ordering::Acquire,
+                            |l| l.checked_sub(1),
+                        )
+                        .is_ok()
+                    {
+                        let r = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .unwrap();
+                        let bytes = r.bytes().await.unwrap();
+                        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                        std::hint::black_box(v);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+/// Dispatch-all with handles kept: `n` POSTs of 64 KiB, `max_queued(64)`.
+fn memory(url: &str, n: usize, workers: usize) {
+    let pool = reqpool::Pool::builder()
+        .workers(workers)
+        .max_queued(64)
+        .build()
+        .unwrap();
+    let big = vec![b'x'; 64 * 1024];
+    let all: Vec<_> = (0..n)
+        .map(|_| pool.post(url).body(big.clone()).send())
+        .collect();
+    // Every handle was kept until here: now each answer is read.
+    for p in all {
+        assert_eq!(p.wait().map(|r| r.status()).unwrap_or(0), 200);
+    }
+}
+
+fn child(peer: &str) {
+    let url = std::env::var("URL").unwrap();
+    let n: usize = env("N", 20_000);
+    let workers: usize = env("W", 16);
+    let t0 = Instant::now();
+    match peer {
+        "reqwest" => reqwest_peer(&url, n, workers),
+        "hand_rolled" => hand_rolled(&url, n, workers),
+        "memory" => memory(&url, n, workers),
+        _ => reqpool_peer(&url, n, workers),
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (rss, cpu) = usage();
+    println!("RESULT {wall} {rss} {cpu}");
+}
+
+fn run(peer: &str, url: &str, n: usize, workers: usize) -> (f64, f64, f64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, peer)
+        .env("URL", url)
+        .env("N", n.to_string())
+        .env("W", workers.to_string())
+        .output()
+        .expect("start a peer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{peer}: no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let v: Vec<f64> = line[7..]
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (v[0], v[1], v[2])
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(peer) = std::env::var(ROLE) {
+        return child(&peer);
+    }
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let runs: usize = env("RUNS", 5);
+    let n: usize = env("N", 20_000);
+    let sizes: Vec<usize> = std::env::var("WORKERS")
+        .unwrap_or_else(|_| "16,2".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let base = peer_server::start(Duration::ZERO);
+    let url = format!("{base}/json");
+    let peers = ["reqwest", "hand_rolled", "reqpool"];
+    println!(
+        "throughput: {n} POSTs at no delay, medians of {runs} interleaved runs, client CPU and peak RSS"
+    );
+    println!("| workers | peer | req/s | CPU per request | peak RSS |");
+    println!("|---|---|---:|---:|---:|");
+    for &w in &sizes {
+        let mut got: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); peers.len()];
+        for _ in 0..runs {
+            for (i, p) in peers.iter().enumerate() {
+                got[i].push(run(p, &url, n, w));
+            }
+        }
+        let med: Vec<(f64, f64, f64)> = got
+            .iter()
+            .map(|g| {
+                (
+                    median(g.iter().map(|r| n as f64 / r.0).collect()),
+                    median(g.iter().map(|r| r.2 / n as f64 * 1e6).collect()),
+                    median(g.iter().map(|r| r.1 / 1024.0).collect()),
+                )
+            })
+            .collect();
+        for (p, m) in peers.iter().zip(&med) {
+            println!(
+                "| {w} | {p} | {:.0} | {:.1} µs | {:.1} MiB |",
+                m.0, m.1, m.2
+            );
+        }
+        let me = med[2];
+        for (p, m) in peers.iter().zip(&med).take(2) {
+            println!(
+                "  reqpool ÷ {p} at {w} workers: req/s {:.2}, CPU per request {:.2}, peak RSS {:.2}",
+                me.0 / m.0,
+                me.1 / m.1,
+                me.2 / m.2
+            );
+        }
+    }
+    let rss: Vec<f64> = (0..runs.min(3))
+        .map(|_| run("memory", &format!("{base}/upload"), n, 16).1 / 1024.0)
+        .collect();
+    println!(
+        "memory: {n} POSTs of 64 KiB, max_queued(64), 16 workers, handles kept: peak RSS {:.1} MiB (median of {})",
+        median(rss.clone()),
+        rss.len()
+    );
+}
