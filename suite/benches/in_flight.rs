@@ -20,18 +20,15 @@
 #[path = "support/peer_server.rs"]
 mod peer_server;
 
-use std::io::{Read, Write};
+#[path = "support/child.rs"]
+mod child;
+
+use child::{env, median, usage};
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PEER: &str = "IN_FLIGHT_PEER";
-
-fn env<T: std::str::FromStr>(k: &str, default: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What one peer's run measured.
 #[derive(Debug, Clone, Copy)]
@@ -42,24 +39,8 @@ struct Run {
     cpu: f64,
 }
 
-/// This process's peak RSS (KiB) and CPU (s) so far.
-fn usage() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0);
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (rss, ticks / 100.0)
-}
-
 /// The child: one peer, `n` at once, `rounds` each; prints its figures.
-fn child(peer: &str, url: &str, n: usize, rounds: usize) {
+fn run_child(peer: &str, url: &str, n: usize, rounds: usize) {
     let t0 = Instant::now();
     let errors = match peer {
         "reqwest" => reqwest_peer(url, n, rounds),
@@ -184,15 +165,10 @@ fn run_peer(peer: &str, url: &str, n: usize, rounds: usize) -> Run {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
     if let Ok(peer) = std::env::var(PEER) {
         let url = std::env::var("URL").unwrap();
-        return child(&peer, &url, env("N", 2000), env("ROUNDS", 3));
+        return run_child(&peer, &url, env("N", 2000), env("ROUNDS", 3));
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // cargo test --benches / --list: nothing to list
@@ -250,8 +226,4 @@ fn main() {
             }
         }
     }
-    let _ = (
-        std::io::stdin().read(&mut [0u8; 0]),
-        std::io::stdout().flush(),
-    );
 }

@@ -15,39 +15,21 @@
 //! `cargo bench -p reqpool-suite --bench peers` (`RUNS=5`, `N=20000`,
 //! `WORKERS=16,2`). The README's table comes from one such run.
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 #[path = "support/peer_server.rs"]
 mod peer_server;
+
+#[path = "support/child.rs"]
+mod child;
+
+use child::{env, median, usage};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "PEERS_CHILD";
-
-fn env<T: std::str::FromStr>(k: &str, default: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// This process's peak RSS (KiB) and CPU (s) so far.
-fn usage() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0);
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (rss, (t(11) + t(12)) / 100.0)
-}
 
 fn body() -> serde_json::Value {
     serde_json::json!({"tag": "bench", "items": [{"id": 1}]})
@@ -69,32 +51,7 @@ fn hand_rolled(url: &str, n: usize, workers: usize) {
         .max_idle_connections_per_host(workers)
         .build()
         .into();
-    let (jobs, job_rx) = crossbeam_channel::unbounded::<()>();
-    let (res_tx, results) = crossbeam_channel::unbounded::<serde_json::Value>();
-    for _ in 0..workers {
-        let (agent, url, body) = (agent.clone(), url.to_owned(), body());
-        let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
-        std::thread::spawn(move || {
-            while job_rx.recv().is_ok() {
-                let v = agent
-                    .post(&url)
-                    .send_json(&body)
-                    .unwrap()
-                    .body_mut()
-                    .read_json()
-                    .unwrap();
-                if res_tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    for _ in 0..n {
-        jobs.send(()).unwrap();
-    }
-    for _ in 0..n {
-        std::hint::black_box(results.recv().unwrap());
-    }
+    common::HandRolled::start(workers, &agent, url, &body()).run(n);
 }
 
 fn reqwest_peer(url: &str, n: usize, workers: usize) {
@@ -156,7 +113,7 @@ fn memory(url: &str, n: usize, workers: usize) {
     }
 }
 
-fn child(peer: &str) {
+fn run_child(peer: &str) {
     let url = std::env::var("URL").unwrap();
     let n: usize = env("N", 20_000);
     let workers: usize = env("W", 16);
@@ -197,14 +154,9 @@ fn run(peer: &str, url: &str, n: usize, workers: usize) -> (f64, f64, f64) {
     (v[0], v[1], v[2])
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
     if let Ok(peer) = std::env::var(ROLE) {
-        return child(&peer);
+        return run_child(&peer);
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
