@@ -13,21 +13,11 @@ mod common;
 
 use std::time::Instant;
 
-/// User + system CPU time of this process, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0 // utime, stime in clock ticks (100 Hz)
-}
-
 fn run(which: &str, n: usize, workers: usize) {
     let server = common::Server::start();
     let url = server.url("/json");
     let body = serde_json::json!({"tag": "bench", "items": [{"id": 1}]});
-    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let (cpu0, t0) = (common::cpu_seconds(), Instant::now());
     match which {
         "reqpool" => {
             let pool = reqpool::Pool::new(workers);
@@ -46,7 +36,7 @@ fn run(which: &str, n: usize, workers: usize) {
             common::HandRolled::start(workers, &agent, &url, &body).run(n);
         }
     }
-    let (cpu, took) = (cpu_seconds() - cpu0, t0.elapsed());
+    let (cpu, took) = (common::cpu_seconds() - cpu0, t0.elapsed());
     println!(
         "{which:<11} {n} requests, {workers} workers: {:.0} req/s, {:.1} µs CPU per request (server included), peak RSS {:.1} MiB",
         n as f64 / took.as_secs_f64(),

@@ -44,18 +44,10 @@ fn consumer() {
         .expect("open the outbox");
     outbox.flush_timeout(Duration::from_secs(300));
     if std::env::var("CPU").is_ok() {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         eprintln!(
             "   (consumer {}: {:.2} s CPU)",
             var("NAME"),
-            (t(11) + t(12)) / 100.0
+            common::cpu_seconds()
         );
     }
 }

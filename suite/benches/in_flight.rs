@@ -25,7 +25,6 @@ mod child;
 
 use child::{env, median, usage};
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PEER: &str = "IN_FLIGHT_PEER";
@@ -40,7 +39,7 @@ struct Run {
 }
 
 /// The child: one peer, `n` at once, `rounds` each; prints its figures.
-fn run_child(peer: &str, url: &str, n: usize, rounds: usize) {
+fn as_child(peer: &str, url: &str, n: usize, rounds: usize) {
     let t0 = Instant::now();
     let errors = match peer {
         "reqwest" => reqwest_peer(url, n, rounds),
@@ -135,28 +134,12 @@ fn reqwest_peer(url: &str, n: usize, rounds: usize) -> usize {
 }
 
 fn run_peer(peer: &str, url: &str, n: usize, rounds: usize) -> Run {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env(PEER, peer)
-        .env("URL", url)
-        .env("N", n.to_string())
-        .env("ROUNDS", rounds.to_string())
-        .output()
-        .expect("start a peer");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "{peer} at {n}: no result ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let v: Vec<f64> = line[7..]
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let v = child::run_child(&[
+        (PEER, peer.to_owned()),
+        ("URL", url.to_owned()),
+        ("N", n.to_string()),
+        ("ROUNDS", rounds.to_string()),
+    ]);
     Run {
         wall: v[0],
         errors: v[1] as usize,
@@ -168,7 +151,7 @@ fn run_peer(peer: &str, url: &str, n: usize, rounds: usize) -> Run {
 fn main() {
     if let Ok(peer) = std::env::var(PEER) {
         let url = std::env::var("URL").unwrap();
-        return run_child(&peer, &url, env("N", 2000), env("ROUNDS", 3));
+        return as_child(&peer, &url, env("N", 2000), env("ROUNDS", 3));
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // cargo test --benches / --list: nothing to list
@@ -176,16 +159,8 @@ fn main() {
     let hold = Duration::from_millis(env("HOLD_MS", 3000));
     let rounds: usize = env("ROUNDS", 3);
     let runs: usize = env("RUNS", 3);
-    let sizes: Vec<usize> = std::env::var("SIZES")
-        .unwrap_or_else(|_| "2000,10000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let peers: Vec<String> = std::env::var("PEERS")
-        .unwrap_or_else(|_| "reqwest,hand_rolled,reqpool".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let sizes: Vec<usize> = child::list("SIZES", "2000,10000");
+    let peers: Vec<String> = child::list("PEERS", "reqwest,hand_rolled,reqpool");
     let url = format!("{}/hold", peer_server::start(hold));
     let ideal = hold.as_secs_f64() * rounds as f64;
     println!(

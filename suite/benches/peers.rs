@@ -26,7 +26,6 @@ mod child;
 
 use child::{env, median, usage};
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "PEERS_CHILD";
@@ -113,7 +112,7 @@ fn memory(url: &str, n: usize, workers: usize) {
     }
 }
 
-fn run_child(peer: &str) {
+fn as_child(peer: &str) {
     let url = std::env::var("URL").unwrap();
     let n: usize = env("N", 20_000);
     let workers: usize = env("W", 16);
@@ -130,44 +129,25 @@ fn run_child(peer: &str) {
 }
 
 fn run(peer: &str, url: &str, n: usize, workers: usize) -> (f64, f64, f64) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, peer)
-        .env("URL", url)
-        .env("N", n.to_string())
-        .env("W", workers.to_string())
-        .output()
-        .expect("start a peer");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "{peer}: no result: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let v: Vec<f64> = line[7..]
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let v = child::run_child(&[
+        (ROLE, peer.to_owned()),
+        ("URL", url.to_owned()),
+        ("N", n.to_string()),
+        ("W", workers.to_string()),
+    ]);
     (v[0], v[1], v[2])
 }
 
 fn main() {
     if let Ok(peer) = std::env::var(ROLE) {
-        return run_child(&peer);
+        return as_child(&peer);
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
     let runs: usize = env("RUNS", 5);
     let n: usize = env("N", 20_000);
-    let sizes: Vec<usize> = std::env::var("WORKERS")
-        .unwrap_or_else(|_| "16,2".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes: Vec<usize> = child::list("WORKERS", "16,2");
     let base = peer_server::start(Duration::ZERO);
     let url = format!("{base}/json");
     let peers = ["reqwest", "hand_rolled", "reqpool"];

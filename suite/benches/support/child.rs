@@ -1,5 +1,15 @@
 //! What the side-by-side benches share: settings from the environment,
-//! a child process's own peak RSS and CPU, medians.
+//! this bench run again as a child process for one peer, a child's own
+//! peak RSS and CPU, medians.
+
+/// The list in `k` (comma-separated), or `default`'s.
+pub(crate) fn list<T: std::str::FromStr>(k: &str, default: &str) -> Vec<T> {
+    std::env::var(k)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
 
 /// The value of `k`, or `default` when unset or unreadable.
 pub(crate) fn env<T: std::str::FromStr>(k: &str, default: T) -> T {
@@ -33,4 +43,29 @@ pub(crate) fn usage() -> (f64, f64) {
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// Runs this bench again as a child with `env` set, and returns the
+/// numbers of the line it printed as `RESULT a b c …`.
+pub(crate) fn run_child(env: &[(&str, String)]) -> Vec<f64> {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("start a peer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{env:?}: no result ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    line[7..]
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect()
 }
