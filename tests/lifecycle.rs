@@ -308,27 +308,36 @@ fn shutdown_now_cancels_jobs_parked_behind_a_host_cap() {
 }
 
 #[test]
-fn shutdown_timeout_interrupts_a_request_stuck_on_the_network() {
-    let fault = common::FaultServer::start(common::Fault::Silent);
-    let pool = Pool::new(1); // 30 s request limit
-    let stuck = pool.get_json::<serde_json::Value>(&fault.url("/x"));
-    // Make sure the request is on the wire before shutting down.
-    let t0 = std::time::Instant::now();
-    while fault.connections.load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < LIMIT, "request never connected");
-        std::thread::yield_now();
+fn shutdown_timeout_interrupts_requests_stuck_on_the_network() {
+    // One worker; and 600 workers, which the pool spreads over two agents
+    // (one per 512): 32 stuck requests fill the 32 threads it starts,
+    // seats of both agents.
+    for (workers, stuck) in [(1, 1), (600, 32)] {
+        let fault = common::FaultServer::start(common::Fault::Silent);
+        let pool = Pool::new(workers); // 30 s request limit
+        let all: Vec<_> = (0..stuck)
+            .map(|_| pool.get_json::<serde_json::Value>(&fault.url("/x")))
+            .collect();
+        // Make sure the requests are on the wire before shutting down.
+        let t0 = std::time::Instant::now();
+        while fault.connections.load(Ordering::SeqCst) < stuck {
+            assert!(t0.elapsed() < LIMIT, "requests never connected");
+            std::thread::yield_now();
+        }
+        let report = bounded(LIMIT, {
+            let pool = pool.clone();
+            move || pool.shutdown_timeout(Duration::from_millis(100))
+        });
+        assert_eq!(report.abandoned, 0, "{workers}: {report:?}");
+        for p in all {
+            let err = bounded(LIMIT, move || p.wait()).unwrap_err();
+            assert!(err.transport_kind().is_some(), "{err:?}");
+            assert!(
+                err.to_string().contains("cut off by shutdown_timeout"),
+                "{workers}: {err}"
+            );
+        }
     }
-    let report = bounded(LIMIT, {
-        let pool = pool.clone();
-        move || pool.shutdown_timeout(Duration::from_millis(100))
-    });
-    assert_eq!(report.abandoned, 0, "{report:?}");
-    let err = bounded(LIMIT, move || stuck.wait()).unwrap_err();
-    assert!(err.transport_kind().is_some(), "{err:?}");
-    assert!(
-        err.to_string().contains("cut off by shutdown_timeout"),
-        "{err}"
-    );
 }
 
 #[test]
