@@ -1,0 +1,116 @@
+//! How answers are written: the delivered ones acknowledged together, a
+//! job put off back in the stream with its time, a job given up on moved
+//! to the dead letters, and a host's 429 shared with every consumer.
+
+use super::record::Record;
+use super::{Redis, host};
+use crate::outbox::store::{Answer, End};
+use redis::Pipeline;
+use std::time::Duration;
+
+impl Redis {
+    /// One call that acknowledges every delivered job of `done`, and
+    /// keeps its reply and key for the retention.
+    pub(super) fn delivered(&self, p: &mut Pipeline, done: &[(&Answer, &Record)]) {
+        if done.is_empty() {
+            return;
+        }
+        let keep = match self.setup.retention {
+            Duration::MAX => -1,
+            d if d.is_zero() => 0,
+            d => i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1),
+        };
+        p.cmd("EVALSHA")
+            .arg(self.link.scripts().done.get_hash())
+            .arg(2 + 2 * done.len())
+            .arg(&self.stream)
+            .arg(format!("{}:delivered", self.stream));
+        for (_, r) in done {
+            let key = r.stored.key.as_deref().unwrap_or_default();
+            p.arg(self.key("done", &r.id.to_string()))
+                .arg(self.key("key", key));
+        }
+        p.arg(&self.setup.group).arg(keep);
+        for (a, r) in done {
+            let End::Delivered { status, body, .. } = &a.end else {
+                continue;
+            };
+            p.arg(&a.entry)
+                .arg(r.stored.key.as_deref().unwrap_or_default())
+                .arg(if status.is_some() { "1" } else { "0" })
+                .arg(status.unwrap_or(0))
+                .arg(body.as_deref().unwrap_or_default());
+        }
+    }
+
+    /// The pipeline that writes one answer that moves its job on.
+    pub(super) fn answer(&self, p: &mut Pipeline, a: &Answer, record: &Record) {
+        let scripts_hash = |p: &mut Pipeline, hash: &str, keys: &[String]| {
+            p.cmd("EVALSHA").arg(hash).arg(keys.len()).arg(keys);
+        };
+        let s = self.link.scripts();
+        match &a.end {
+            // Written together by `delivered`.
+            End::Delivered { .. } => {}
+            End::Later {
+                at,
+                error,
+                throttled,
+            } => {
+                let mut next = record.clone();
+                next.due = *at;
+                if error.is_some() {
+                    next.attempts = a.attempts;
+                }
+                let mut fields = next.fields(true);
+                if let Some(e) = error {
+                    fields.push(("error".into(), e.clone().into_bytes()));
+                }
+                scripts_hash(
+                    p,
+                    s.moved.get_hash(),
+                    &[self.stream.clone(), self.stream.clone()],
+                );
+                p.arg(&self.setup.group).arg(&a.entry);
+                for (k, v) in &fields {
+                    p.arg(k).arg(v.as_slice());
+                }
+                if let Some(wait) = throttled {
+                    // Every consumer of the host pauses, and then goes at
+                    // half its rate for a while.
+                    let host = host(&record.stored.url);
+                    let ms = u64::try_from(wait.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .clamp(1, 1 << 40);
+                    p.cmd("SET")
+                        .arg(self.key("pause", &host))
+                        .arg(1)
+                        .arg("PX")
+                        .arg(ms)
+                        .ignore();
+                    p.cmd("SET")
+                        .arg(self.key("slow", &host))
+                        .arg(1)
+                        .arg("PX")
+                        .arg(ms.saturating_add(10_000))
+                        .ignore();
+                }
+            }
+            End::Dead { error } => {
+                let mut dead = record.clone();
+                dead.attempts = a.attempts;
+                let mut fields = dead.fields(true);
+                fields.push(("error".into(), error.clone().into_bytes()));
+                scripts_hash(
+                    p,
+                    s.moved.get_hash(),
+                    &[self.stream.clone(), self.dead_stream()],
+                );
+                p.arg(&self.setup.group).arg(&a.entry);
+                for (k, v) in &fields {
+                    p.arg(k).arg(v.as_slice());
+                }
+            }
+        }
+    }
+}
