@@ -122,8 +122,9 @@ impl Builder {
 
     /// The read buffer of each connection, in bytes, which also bounds a
     /// response's head (status line and headers): a longer head fails
-    /// with a decode error saying so. Bodies of any size stream through
-    /// it. The pool's own agent only (an agent given to
+    /// with an [`Error::Transport`](crate::Error::Transport) of kind
+    /// [`Protocol`](crate::TransportKind::Protocol) that says so. Bodies of
+    /// any size stream through it. The pool's own agent only (an agent given to
     /// [`agent`](Builder::agent) keeps its own). Defaults to 16 KiB: with
     /// the 16 KiB write buffer, 32 KiB per open connection (ureq's
     /// defaults are 128 KiB each). At least 1 KiB (else `build()` fails).
