@@ -10,7 +10,7 @@ use reqpool::{Error, Outbox, Pool, StorageKind};
 use serde_json::json;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -110,72 +110,17 @@ fn delivered_jobs_can_be_forgotten_by_hand_or_by_retention() {
 #[test]
 fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
     let dir = TempDir::new("dead");
-    let status = Arc::new(AtomicUsize::new(422));
-    let (server, keys) = keyed_server(status.clone());
-    let hooked = Arc::new(AtomicUsize::new(0));
-    let h = hooked.clone();
-    let pool = Pool::builder()
-        .workers(2)
-        .on_error(move |e| {
-            if e.status() == Some(422) {
-                h.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .unwrap();
-    let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
-    let id = outbox
-        .enqueue(
-            pool.post(&server.url("/orders"))
-                .json_body(&json!({}))
-                .idempotency_key("k-1"),
-        )
-        .unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let dead = outbox.dead().unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].id, dead[0].key.as_str(), dead[0].attempts),
-        (id, "k-1", 1)
-    );
-    assert!(dead[0].last_error.contains("422"), "{}", dead[0].last_error);
-    assert!(
-        dead[0].request.starts_with("POST http://127.0.0.1:"),
-        "{}",
-        dead[0].request
-    );
-    // The pool's error hook heard of it.
-    assert_eq!(hooked.load(Ordering::SeqCst), 1);
-    // Fixed on the server's side: requeued, delivered.
-    status.store(200, Ordering::SeqCst);
-    assert!(outbox.requeue(id).unwrap());
-    assert!(!outbox.requeue(id).unwrap() || outbox.stats().unwrap().dead == 0);
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
-    assert_eq!(keys.lock().unwrap().get("k-1"), Some(&2));
+    common::a_final_status_is_a_dead_letter_that_can_be_requeued(&|options, pool| {
+        options.open(dir.file("calls.db"), pool).unwrap()
+    });
 }
 
 #[test]
 fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
     let dir = TempDir::new("retry");
-    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(503)));
-    let pool = Pool::new(2);
-    let outbox = Outbox::options()
-        .max_attempts(2)
-        .open(dir.file("calls.db"), &pool)
-        .unwrap();
-    let id = outbox
-        .enqueue(
-            pool.post(&server.url("/orders"))
-                .json_body(&json!({}))
-                .idempotency_key("k-503"),
-        )
-        .unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let dead = outbox.dead().unwrap();
-    assert_eq!((dead[0].id, dead[0].attempts), (id, 2));
-    // Every delivery carried the same key.
-    assert_eq!(keys.lock().unwrap().get("k-503"), Some(&2));
+    common::a_host_that_keeps_failing_is_retried_across_deliveries_then_dead(&|options, pool| {
+        options.open(dir.file("calls.db"), pool).unwrap()
+    });
 }
 
 #[test]

@@ -12,7 +12,7 @@ use reqpool::{Error, Outbox, Pool, StorageKind};
 use serde_json::json;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 /// A raw connection to the test's Redis, to look behind the outbox.
@@ -21,12 +21,6 @@ fn raw(r: &RedisServer) -> redis::Connection {
         .unwrap()
         .get_connection_with_timeout(Duration::from_secs(5))
         .unwrap()
-}
-
-fn order(pool: &Pool, url: &str, i: usize) -> reqpool::RequestBuilder {
-    pool.post(url)
-        .json_body(&json!({"order": i}))
-        .idempotency_key(&format!("order-{i}"))
 }
 
 #[test]
@@ -83,50 +77,9 @@ fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
     let Some(r) = RedisServer::start() else {
         return;
     };
-    let status = Arc::new(AtomicUsize::new(422));
-    let (server, keys) = keyed_server(status.clone());
-    let hooked = Arc::new(AtomicUsize::new(0));
-    let h = hooked.clone();
-    let pool = Pool::builder()
-        .workers(2)
-        .on_error(move |e| {
-            if e.status() == Some(422) {
-                h.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .unwrap();
-    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
-    let id = outbox
-        .enqueue(order(&pool, &server.url("/orders?page=2"), 1))
-        .unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let dead = outbox.dead().unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].id, dead[0].key.as_str(), dead[0].attempts),
-        (id, "order-1", 1)
-    );
-    assert!(dead[0].last_error.contains("422"), "{}", dead[0].last_error);
-    assert!(
-        dead[0].request.starts_with("POST http://127.0.0.1:"),
-        "{}",
-        dead[0].request
-    );
-    assert!(
-        !dead[0].request.contains("t-SECRET-9"),
-        "{}",
-        dead[0].request
-    );
-    assert_eq!(hooked.load(Ordering::SeqCst), 1);
-    assert_eq!(outbox.stats().unwrap().dead, 1);
-    status.store(200, Ordering::SeqCst);
-    assert!(outbox.requeue(id).unwrap());
-    assert!(!outbox.requeue(id).unwrap());
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
-    assert_eq!(keys.lock().unwrap().get("order-1"), Some(&2));
-    assert_eq!(outbox.stats().unwrap().dead, 0);
+    common::a_final_status_is_a_dead_letter_that_can_be_requeued(&|options, pool| {
+        options.redis(&r.url(), "calls", pool).unwrap()
+    });
 }
 
 #[test]
@@ -134,20 +87,9 @@ fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
     let Some(r) = RedisServer::start() else {
         return;
     };
-    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(503)));
-    let pool = Pool::new(2);
-    let outbox = Outbox::options()
-        .max_attempts(2)
-        .redis(&r.url(), "calls", &pool)
-        .unwrap();
-    let id = outbox
-        .enqueue(order(&pool, &server.url("/orders"), 5))
-        .unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let dead = outbox.dead().unwrap();
-    assert_eq!((dead[0].id, dead[0].attempts), (id, 2));
-    assert!(dead[0].last_error.contains("503"), "{}", dead[0].last_error);
-    assert_eq!(keys.lock().unwrap().get("order-5"), Some(&2));
+    common::a_host_that_keeps_failing_is_retried_across_deliveries_then_dead(&|options, pool| {
+        options.redis(&r.url(), "calls", pool).unwrap()
+    });
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! - `child`: this test binary run again as a child process, temp folders.
 //! - `peers`: the hand-rolled pool that benches compare against.
 //! - `redis`: a real `redis-server` on a free port (feature `redis`).
+//! - `stores`: outbox tests run on every store (feature `outbox`).
 //! - `spans`: a `tracing` subscriber that keeps every span (feature
 //!   `tracing`).
 //!
@@ -27,6 +28,8 @@ mod routes;
 mod server;
 #[cfg(feature = "tracing")]
 mod spans;
+#[cfg(feature = "outbox")]
+mod stores;
 // The TLS kit needs rcgen and rustls: only the `suite` package (which
 // has them, and feature `tls-kit`) compiles it.
 #[cfg(feature = "tls-kit")]
@@ -42,6 +45,8 @@ pub use routes::*;
 pub use server::*;
 #[cfg(feature = "tracing")]
 pub use spans::*;
+#[cfg(feature = "outbox")]
+pub use stores::*;
 #[cfg(feature = "tls-kit")]
 pub use tls::*;
 
