@@ -17,6 +17,9 @@
 //! `HOLD_MS=3000`, `ROUNDS=3`, `RUNS=3`, `PEERS=reqpool,hand_rolled`).
 //! Needs `ulimit -n` of at least 2 × N + 100.
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 #[path = "support/peer_server.rs"]
 mod peer_server;
 

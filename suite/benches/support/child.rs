@@ -1,6 +1,6 @@
 //! What the side-by-side benches share: settings from the environment,
 //! this bench run again as a child process for one peer, a child's own
-//! peak RSS and CPU, medians.
+//! peak RSS and CPU (from the test kit), medians.
 
 /// The list in `k` (comma-separated), or `default`'s.
 pub(crate) fn list<T: std::str::FromStr>(k: &str, default: &str) -> Vec<T> {
@@ -19,24 +19,13 @@ pub(crate) fn env<T: std::str::FromStr>(k: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// This process's peak RSS (KiB) and CPU, user and system (s), so far.
+/// This process's peak RSS (KiB) and CPU, user and system (s), so far:
+/// the test kit's measures.
 pub(crate) fn usage() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0);
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which is in parentheses).
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (rss, (t(11) + t(12)) / 100.0)
+    (
+        crate::common::peak_rss_kib() as f64,
+        crate::common::cpu_seconds(),
+    )
 }
 
 /// The median of `v` (the upper one of an even count).
