@@ -196,7 +196,7 @@ pub use crate::many::{
 };
 #[cfg(feature = "outbox")]
 pub use crate::outbox::{
-    DeadJob, Delivered, Durability, JobId, Outbox, OutboxOptions, OutboxStats,
+    DeadJob, Delivered, Durability, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
 };
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;

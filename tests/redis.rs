@@ -425,6 +425,72 @@ fn a_redis_restart_loses_nothing_with_an_append_only_file() {
     assert_eq!((s.pending, s.in_flight, s.dead), (0, 0, 0));
 }
 
+/// Redis down for longer than the dispatcher's longest backoff (2 s), and
+/// briefly: while it lasts the consumer's health says so (its last error,
+/// a growing time since progress); once Redis is back (with its
+/// append-only file) every job is delivered, none more than twice. Before
+/// the dispatcher's backoff was fixed, an outage over ~1.6 s stopped it
+/// for good with a panic nobody saw.
+#[test]
+fn delivery_resumes_after_redis_outages_of_any_length() {
+    for outage in [Duration::from_millis(500), Duration::from_secs(5)] {
+        let Some(mut r) = RedisServer::start_with(true) else {
+            return;
+        };
+        let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+        let sent = |keys: &std::sync::Mutex<std::collections::HashMap<String, usize>>| {
+            keys.lock().unwrap().values().sum::<usize>()
+        };
+        let pool = Pool::new(4);
+        let outbox = Outbox::options()
+            .lease(Duration::from_secs(1))
+            .redis(&r.url(), "calls", &pool)
+            .unwrap();
+        let url = server.url("/orders?ms=10");
+        for i in 0..400 {
+            outbox.enqueue(order(&pool, &url, i)).unwrap();
+        }
+        let t0 = Instant::now();
+        while sent(&keys) < 20 {
+            assert!(t0.elapsed() < LIMIT, "nothing delivered");
+            std::thread::yield_now();
+        }
+        r.kill();
+        let t0 = Instant::now();
+        while outbox.health().last_error.is_none() {
+            assert!(t0.elapsed() < LIMIT, "the outage is not seen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The fault itself: Redis stays down this long.
+        std::thread::sleep(outage);
+        let h = outbox.health();
+        assert!(h.delivering, "{h:?}");
+        assert!(h.store_errors > 0, "{h:?}");
+        assert!(h.since_progress.unwrap() >= outage / 2, "{h:?}");
+        let before = sent(&keys);
+        r.start_again();
+        let back = Instant::now();
+        while sent(&keys) == before {
+            assert!(back.elapsed() < LIMIT, "no delivery after Redis came back");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        eprintln!(
+            "outage {outage:?}: delivering again {:?} after Redis came back",
+            back.elapsed()
+        );
+        assert_eq!(outbox.flush_timeout(LIMIT), 0);
+        let keys = keys.lock().unwrap();
+        assert_eq!(keys.len(), 400, "lost jobs");
+        let most = keys.values().copied().max().unwrap();
+        assert!(most <= 2, "a job was sent {most} times");
+        let twice = keys.values().filter(|&&n| n > 1).count();
+        eprintln!("outage {outage:?}: sent twice {twice}");
+        let h = outbox.health();
+        assert!(h.delivering && h.since_progress.unwrap() < LIMIT, "{h:?}");
+        assert_eq!(h.panics, 0);
+    }
+}
+
 #[test]
 fn consumers_share_one_rate_per_host() {
     let Some(r) = RedisServer::start() else {

@@ -14,8 +14,13 @@ use std::time::{Duration, Instant};
 /// Jobs handed to the pool at most at once (or 4 per worker, if more).
 const CLAIM: usize = 512;
 
-/// How long the dispatcher waits, at most, after a store it cannot reach.
+/// How long the dispatcher waits, at least and at most, after a store it
+/// cannot reach.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How long the dispatcher sleeps at most when nothing is due.
+const IDLE: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// Notes how the delivery of a job ended; the dispatcher writes it
@@ -81,6 +86,15 @@ impl Shared {
         self.answered();
     }
 
+    /// The dispatcher's last words: the answers noted so far written, and
+    /// what the store holds for this process handed back.
+    fn finish_writing(&self) {
+        self.write_answers();
+        if let Err(e) = self.store.close() {
+            log::error!("reqpool: outbox could not hand back its waiting jobs: {e}");
+        }
+    }
+
     /// Writes the answers noted so far, in one transaction of the store.
     /// If the store cannot take them they are kept, and written again
     /// with the next ones: nothing is dropped. True if written.
@@ -101,6 +115,7 @@ impl Shared {
                     "reqpool: outbox could not record {} answer(s), will try again: {e}",
                     answers.len()
                 );
+                self.health.failed(&e.to_string());
                 let mut kept = lock(&self.answers);
                 let newer = std::mem::replace(&mut *kept, answers);
                 kept.extend(newer);
@@ -123,12 +138,40 @@ fn final_error(e: &Error) -> bool {
     }
 }
 
+/// The dispatcher, supervised: a panic of its loop is caught, logged at
+/// `error`, counted in [`OutboxHealth`](super::OutboxHealth), and the loop
+/// starts again after a pause (growing to [`BACKOFF_MAX`]); it ends only
+/// when the outbox closes.
+pub(super) fn supervise(s: &Arc<Shared>) {
+    let mut pause = Duration::from_millis(100);
+    s.health.running(true);
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(s))) {
+            Ok(()) => break,
+            Err(payload) => {
+                let message = crate::error::panic_message(payload.as_ref());
+                log::error!(
+                    "reqpool: the outbox's dispatcher panicked, starting again in {pause:?}: {message}"
+                );
+                s.health.panicked(&message);
+                if s.pause(pause) {
+                    break;
+                }
+                pause = pause.saturating_mul(2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    s.finish_writing();
+    s.health.running(false);
+}
+
 /// The dispatcher: writes answers as they come (each write takes every
 /// answer that came during the last), hands due jobs to the pool at most
 /// every `GATHER` (one claim for many enqueues), and sleeps until one of
 /// them has work. A store it cannot reach is tried again with a growing
-/// pause (to [`BACKOFF_MAX`]); answers wait in memory meanwhile.
-pub(super) fn dispatch(s: &Arc<Shared>) {
+/// pause (to [`BACKOFF_MAX`]) for as long as it takes; answers wait in
+/// memory meanwhile. Returns when the outbox closes.
+fn dispatch(s: &Arc<Shared>) {
     let mut last_tidy: Option<Instant> = None;
     let mut last_claim: Option<Instant> = None;
     let mut idle_until = Instant::now();
@@ -136,7 +179,7 @@ pub(super) fn dispatch(s: &Arc<Shared>) {
     loop {
         let wrote = s.write_answers();
         if s.closing() {
-            break;
+            return;
         }
         if last_claim.is_none_or(|t| t.elapsed() >= GATHER.max(backoff)) {
             let mut ok = wrote;
@@ -144,34 +187,53 @@ pub(super) fn dispatch(s: &Arc<Shared>) {
                 last_tidy = Some(Instant::now());
                 if let Err(e) = s.store.tidy(s.options.retention) {
                     log::error!("reqpool: outbox housekeeping failed: {e}");
+                    s.health.failed(&e.to_string());
                     ok = false;
                 }
             }
             lock(&s.signal).work = false;
             ok &= claim(s);
             last_claim = Some(Instant::now());
-            let next = s.store.next_due().unwrap_or_else(|_| {
+            let next = s.store.next_due().unwrap_or_else(|e| {
+                s.health.failed(&e.to_string());
                 ok = false;
                 None
             });
             let wait = match next {
-                Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
-                None => Duration::from_secs(1),
+                Some(at) => {
+                    Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0))
+                }
+                None => IDLE,
             };
             backoff = if ok {
+                s.health.progress();
                 Duration::ZERO
             } else {
-                (backoff * 2).clamp(Duration::from_millis(50), BACKOFF_MAX)
+                backoff.saturating_mul(2).max(BACKOFF_MIN).min(BACKOFF_MAX)
             };
-            idle_until = Instant::now() + wait.clamp(GATHER.max(backoff), Duration::from_secs(1));
+            idle_until = later(idle_wait(wait, backoff));
         }
-        let next_claim = last_claim.map_or_else(Instant::now, |t| t + GATHER.max(backoff));
+        let next_claim = last_claim.map_or_else(Instant::now, |t| {
+            t.checked_add(GATHER.max(backoff)).unwrap_or(t)
+        });
         s.wait_for_work(next_claim.max(Instant::now()), idle_until);
     }
-    s.write_answers();
-    if let Err(e) = s.store.close() {
-        log::error!("reqpool: outbox could not hand back its waiting jobs: {e}");
-    }
+}
+
+/// How long the dispatcher sleeps when nothing wakes it: until the next
+/// job is due, at least the gathering pause and the store's backoff, and
+/// at most [`IDLE`] (or the backoff, if longer). Never panics, whatever
+/// the inputs (`Duration::clamp` would, with a backoff above the cap).
+fn idle_wait(until_due: Duration, backoff: Duration) -> Duration {
+    let floor = GATHER.max(backoff);
+    until_due.max(floor).min(IDLE.max(floor))
+}
+
+/// `now + d`, or far ahead if that cannot be represented.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(3600))
 }
 
 /// Hands due jobs to the pool: enough to keep every worker busy until the
@@ -183,6 +245,7 @@ fn claim(s: &Arc<Shared>) -> bool {
         Ok(due) => (due, true),
         Err(e) => {
             log::error!("reqpool: outbox could not claim jobs: {e}");
+            s.health.failed(&e.to_string());
             (Vec::new(), false)
         }
     };
@@ -209,7 +272,7 @@ fn deliver(s: &Arc<Shared>, mut job: Claimed) {
         // Its content type is among the stored headers.
         req = req.body(body);
     }
-    let attempts = job.attempts + 1;
+    let attempts = job.attempts.saturating_add(1);
     let s2 = Arc::clone(s);
     req.send()
         .on_complete(Box::new(move |r| s2.finish(&job, attempts, r)));

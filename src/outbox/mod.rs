@@ -7,12 +7,14 @@
 mod deliver;
 mod enqueue;
 mod file;
+mod health;
 mod options;
 #[cfg(feature = "redis")]
 mod redis;
 mod sqlite;
 mod store;
 
+pub use health::OutboxHealth;
 pub use options::{Durability, OutboxOptions};
 
 use crate::deadline::Deadline;
@@ -20,7 +22,7 @@ use crate::error::Error;
 use crate::pool::Pool;
 use crate::request::RequestBuilder;
 use crate::sync::{lock, wait_while};
-use deliver::dispatch;
+use deliver::supervise;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
@@ -180,6 +182,8 @@ struct Shared {
     cond: Condvar,
     /// Wakes the flushers when answers were written.
     written: Condvar,
+    /// The dispatcher's heartbeat and last error.
+    health: health::Health,
 }
 
 impl fmt::Debug for Outbox {
@@ -281,6 +285,7 @@ impl Outbox {
             signal: Mutex::new(Signal::default()),
             cond: Condvar::new(),
             written: Condvar::new(),
+            health: health::Health::default(),
         });
         if !shared.options.deliver {
             return Ok(Outbox {
@@ -291,7 +296,7 @@ impl Outbox {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("reqpool-outbox".into())
-            .spawn(move || dispatch(&s))
+            .spawn(move || supervise(&s))
             .map_err(|e| Error::usage(format!("could not start the outbox thread: {e}")))?;
         Ok(Outbox {
             shared,
@@ -332,7 +337,9 @@ impl Outbox {
 
     /// Blocks until every job is delivered or dead, or `limit` passes;
     /// returns how many are neither (pending, in flight, or waiting for a
-    /// later attempt).
+    /// later attempt). While the store cannot be read (a Redis that is
+    /// down) it waits until `limit` and returns `usize::MAX`: "not known
+    /// to be done"; [`health`](Outbox::health) says why.
     pub fn flush_timeout(&self, limit: Duration) -> usize {
         let stop = Deadline::after(limit);
         loop {
@@ -356,6 +363,20 @@ impl Outbox {
             let guard = lock(&self.shared.signal);
             let _ = wait_while(&self.shared.written, guard, look, |s| s.writes == seen);
         }
+    }
+
+    /// Whether delivery runs, its last error and its last progress, and
+    /// the age of the oldest due job: what a health check looks at.
+    /// Never fails: while the store is down it says so in
+    /// [`last_error`](OutboxHealth::last_error) and a growing
+    /// [`since_progress`](OutboxHealth::since_progress). Blocks while it
+    /// asks the store for the oldest due job (bounded by the store's own
+    /// time limits: a Redis reply within 10 s).
+    pub fn health(&self) -> OutboxHealth {
+        let oldest = self.shared.store.oldest_due().ok().flatten().map(|since| {
+            Duration::from_millis(u64::try_from(now_ms().saturating_sub(since)).unwrap_or(0))
+        });
+        self.shared.health.report(oldest, self.shared.store.lost())
     }
 
     /// Jobs pending or in flight.
@@ -463,6 +484,14 @@ impl Shared {
             }
         }
         g.answered = false;
+    }
+
+    /// Sleeps `d`, or until the outbox closes: true if it closes.
+    fn pause(&self, d: Duration) -> bool {
+        let g = lock(&self.signal);
+        wait_while(&self.cond, g, Deadline::after(d), |s| !s.closing)
+            .0
+            .closing
     }
 
     /// True once the outbox is being dropped.

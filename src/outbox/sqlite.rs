@@ -51,6 +51,9 @@ impl Store for Sqlite {
             self.maxlen
                 .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
         };
+        // Due from now: jobs go out in the order they came, a retry at
+        // its time among them.
+        let now = now_ms();
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
             if room == 0 {
@@ -64,11 +67,11 @@ impl Store for Sqlite {
             }
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO jobs (key, method, url, headers, body, state, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(key) DO NOTHING",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![r.key, r.method, r.url, r.headers, r.body, PENDING])
+                    st.execute(params![r.key, r.method, r.url, r.headers, r.body, PENDING, now])
                 })
                 .map_err(sql)?;
             let id = if inserted == 1 {
@@ -142,6 +145,14 @@ impl Store for Sqlite {
                 [PENDING],
                 |r| r.get(0),
             )
+            .map_err(sql)
+    }
+
+    /// The smallest time of a due pending job: its enqueue or its retry.
+    fn oldest_due(&self) -> Result<Option<i64>, Error> {
+        lock(&self.db)
+            .prepare_cached("SELECT min(next_at) FROM jobs WHERE state = ?1 AND next_at <= ?2")
+            .and_then(|mut st| st.query_row(params![PENDING, now_ms()], |r| r.get(0)))
             .map_err(sql)
     }
 

@@ -81,6 +81,13 @@ pub(super) trait Store: Send + Sync {
     /// retry's time, or a poll for a store that others write too; `None`
     /// when nothing waits.
     fn next_due(&self) -> Result<Option<i64>, Error>;
+    /// Since when (ms since the epoch) the job due longest has been due,
+    /// as far as this process can see; `None` if none is due.
+    fn oldest_due(&self) -> Result<Option<i64>, Error>;
+    /// Jobs this process knew of that the store lost.
+    fn lost(&self) -> u64 {
+        0
+    }
     /// Jobs neither delivered nor dead.
     fn unfinished(&self) -> Result<usize, Error>;
     /// Housekeeping, every [`tidy_every`](Store::tidy_every): removing

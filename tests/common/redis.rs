@@ -61,6 +61,13 @@ impl RedisServer {
         self.run();
     }
 
+    /// Starts it again after [`kill`](RedisServer::kill), on the same
+    /// port and folder.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.run();
+    }
+
     fn run(&mut self) {
         let mut cmd = Command::new(redis_binary().unwrap());
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])

@@ -288,6 +288,40 @@ impl Store for Redis {
         Ok(Some(first.map_or(poll, |f| f.min(poll))))
     }
 
+    /// The oldest of: the jobs this consumer holds that are due, and the
+    /// first entry of the stream no consumer of the group has read (its
+    /// id is its time, on Redis's clock).
+    fn oldest_due(&self) -> Result<Option<i64>, Error> {
+        let now = now_ms();
+        let held = lock(&self.held)
+            .waiting
+            .iter()
+            .map(|(_, r)| r.due)
+            .filter(|&d| d <= now)
+            .min();
+        let groups: Value = self
+            .link
+            .with(|c, _| redis::cmd("XINFO").arg("GROUPS").arg(&self.stream).query(c))?;
+        let last = record::group_field(&groups, &self.setup.group, "last-delivered-id")
+            .unwrap_or_else(|| "0-0".into());
+        let next: Value = self.link.with(|c, _| {
+            redis::cmd("XRANGE")
+                .arg(&self.stream)
+                .arg(format!("({last}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query(c)
+        })?;
+        let unread = entries(&next)
+            .first()
+            .and_then(|(id, _)| id.split('-').next()?.parse::<i64>().ok());
+        Ok(match (held, unread) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     /// Entries in the stream: every job not yet answered, of every
     /// consumer.
     fn unfinished(&self) -> Result<usize, Error> {

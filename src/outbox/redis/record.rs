@@ -135,3 +135,28 @@ pub(super) fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a [u8]> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_slice())
 }
+
+/// A field of one group in an `XINFO GROUPS` reply (a list of maps, or
+/// of flat name/value lists under RESP2).
+pub(super) fn group_field(v: &Value, group: &str, name: &str) -> Option<String> {
+    let Value::Array(groups) = v else {
+        return None;
+    };
+    groups.iter().find_map(|g| {
+        let pairs: Vec<(String, &Value)> = match g {
+            Value::Array(flat) => flat
+                .chunks(2)
+                .filter_map(|c| Some((string(c.first()?)?, c.get(1)?)))
+                .collect(),
+            Value::Map(m) => m
+                .iter()
+                .filter_map(|(k, v)| Some((string(k)?, v)))
+                .collect(),
+            _ => return None,
+        };
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        (get("name").and_then(string).as_deref() == Some(group))
+            .then(|| get(name).and_then(string))
+            .flatten()
+    })
+}
