@@ -375,6 +375,22 @@ impl RequestBuilder {
     }
 
     /// Validates the request and applies the pool's defaults.
+    /// The settings of this request's own that only a direct send
+    /// honours, by name: an outbox refuses them rather than drop them.
+    #[cfg(feature = "outbox")]
+    pub(crate) fn own_settings(&self) -> Vec<&'static str> {
+        [
+            ("timeout", self.timeout.is_some()),
+            ("deadline", self.deadline.is_some()),
+            ("retry", self.retry.is_some()),
+            ("hedge", self.hedge.is_some()),
+            ("follow_redirects", self.follow_redirects),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
     pub(crate) fn prepare(self) -> Result<(Pool, Options, Arc<Prepared>), Error> {
         let defaults = self.pool.inner().defaults();
         let query = defaults.query.with(&self.secret_query);

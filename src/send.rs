@@ -488,6 +488,7 @@ fn exchange(
             method: method.to_string(),
             url: redact_url(url),
             limit: cap,
+            status: Some(status),
         });
     }
     Ok(Response {

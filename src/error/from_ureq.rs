@@ -38,6 +38,7 @@ impl Error {
                 method: method.to_string(),
                 url: red,
                 limit,
+                status: None,
             },
             U::HostNotFound => transport(TransportKind::Dns, "host not found".into()),
             U::ConnectionFailed => transport(TransportKind::Refused, "connection failed".into()),

@@ -123,10 +123,16 @@ impl Error {
                 method,
                 url: u(url),
             },
-            Error::TooLarge { method, url, limit } => Error::TooLarge {
+            Error::TooLarge {
+                method,
+                url,
+                limit,
+                status,
+            } => Error::TooLarge {
                 method,
                 url: u(url),
                 limit,
+                status,
             },
             Error::Redirect {
                 code,

@@ -124,6 +124,9 @@ pub enum Error {
         url: String,
         /// The cap, in decoded bytes.
         limit: u64,
+        /// The status the server answered with, when it is known: the
+        /// server took the request (an outbox counts the job delivered).
+        status: Option<u16>,
     },
     /// The server answered a request that carries a body with a redirect, and
     /// following it was not allowed (it could turn a POST into a GET).

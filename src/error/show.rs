@@ -180,11 +180,17 @@ impl fmt::Debug for Error {
                 .field("message", message)
                 .field("snippet", snippet)
                 .finish(),
-            Error::TooLarge { method, url, limit } => f
+            Error::TooLarge {
+                method,
+                url,
+                limit,
+                status,
+            } => f
                 .debug_struct("TooLarge")
                 .field("method", method)
                 .field("url", url)
                 .field("limit", limit)
+                .field("status", status)
                 .finish(),
             Error::Redirect {
                 code,
@@ -286,7 +292,9 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::TooLarge { method, url, limit } => {
+            Error::TooLarge {
+                method, url, limit, ..
+            } => {
                 write!(f, "response body larger than {limit} bytes")?;
                 with_url(f, method, url)
             }

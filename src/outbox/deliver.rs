@@ -3,7 +3,7 @@
 //! end writes back.
 
 use super::store::{Answer, Claimed, End};
-use super::{GATHER, REPLY_CAP, Shared, now_ms};
+use super::{GATHER, Shared, now_ms, verdict};
 use crate::error::Error;
 use crate::response::Response;
 use crate::sync::lock;
@@ -25,58 +25,27 @@ const IDLE: Duration = Duration::from_secs(1);
 impl Shared {
     /// Notes how the delivery of a job ended; the dispatcher writes it
     /// with the others of the moment.
-    fn finish(&self, job: &Claimed, attempts: u32, result: Result<Response, Error>) {
-        let id = job.id;
-        let end = match result {
-            Ok(resp) => {
-                let (status, body) = if self.options.keep_replies {
-                    let mut body = resp.body().to_vec();
-                    body.truncate(REPLY_CAP);
-                    (Some(i64::from(resp.status())), Some(body))
-                } else {
-                    (None, None)
-                };
-                End::Delivered {
-                    status,
-                    body,
-                    forget: !self.options.keep_replies && self.options.retention.is_zero(),
-                }
-            }
-            // Not tried (the pool was shut down, or the job cancelled): it
-            // waits a second rather than spin on a pool that takes nothing.
-            Err(Error::Cancelled | Error::Closed) => End::Later {
-                at: now_ms().saturating_add(1_000),
-                error: None,
-                throttled: None,
-            },
-            Err(e) => {
-                let text = e.to_string();
-                if final_error(&e) || attempts >= self.options.max_attempts {
-                    log::warn!(
-                        "reqpool: outbox job {id} is dead after {attempts} attempt(s): {text}"
-                    );
-                    self.pool.inner().report(&format!("outbox job {id}"), &e);
-                    End::Dead { error: text }
-                } else {
-                    let wait = 1_000i64.saturating_mul(1 << attempts.min(8));
-                    let throttled = match e.status() {
-                        Some(429) => Some(e.retry_after().unwrap_or(Duration::from_secs(1))),
-                        Some(503) => e.retry_after(),
-                        _ => None,
-                    };
-                    End::Later {
-                        at: now_ms().saturating_add(wait),
-                        error: Some(text),
-                        throttled,
-                    }
-                }
-            }
-        };
+    fn finish(&self, job: &Claimed, result: Result<Response, Error>) {
+        let v = verdict::judge(job, &result, &self.options, now_ms());
+        if let (End::Dead { error }, Err(e)) = (&v.end, &result) {
+            let id = job.id;
+            log::warn!(
+                "reqpool: outbox job {id} is dead after {} attempt(s): {error}",
+                v.attempts
+            );
+            self.pool.inner().report(&format!("outbox job {id}"), e);
+        }
+        self.note(job, v);
+    }
+
+    /// Notes `v` for the dispatcher to write.
+    fn note(&self, job: &Claimed, v: verdict::Verdict) {
         lock(&self.answers).push(Answer {
-            id,
-            attempts,
+            id: job.id,
+            attempts: v.attempts,
+            tries: v.tries,
             entry: job.entry.clone(),
-            end,
+            end: v.end,
         });
         self.claimed.fetch_sub(1, Ordering::AcqRel);
         if self.closing() {
@@ -125,16 +94,6 @@ impl Shared {
         lock(&self.signal).writes += 1;
         self.written.notify_all();
         ok
-    }
-}
-
-/// A failure that another delivery cannot cure: a final status (4xx but
-/// 408, 425, 429), a request that cannot be built or followed.
-fn final_error(e: &Error) -> bool {
-    match e.status() {
-        Some(code) if (400..500).contains(&code) => !matches!(code, 408 | 425 | 429),
-        Some(_) => false,
-        None => !e.is_retryable(),
     }
 }
 
@@ -256,10 +215,31 @@ fn claim(s: &Arc<Shared>) -> bool {
     ok
 }
 
-/// Hands one job to the pool; its end is recorded by `finish`.
+/// Hands one job to the pool; its end is recorded by `finish`. A job
+/// whose consumers stopped `max_attempts` times while it was in flight
+/// (it may be what kills them) is dead without being sent again.
 fn deliver(s: &Arc<Shared>, mut job: Claimed) {
+    if job.stops > 0 && job.attempts >= s.options.max_attempts {
+        let error = format!(
+            "its consumer stopped {} time(s) while delivering it (a crash, a kill, a lease that ran out)",
+            job.stops
+        );
+        log::error!("reqpool: outbox job {} is dead: {error}", job.id);
+        let v = verdict::Verdict {
+            attempts: job.attempts,
+            tries: job.tries,
+            end: End::Dead { error },
+        };
+        s.note(&job, v);
+        return;
+    }
     let stored = &mut job.stored;
-    let mut req = s.pool.request(&stored.method, &stored.url);
+    // One attempt per delivery: every wait between attempts is the
+    // outbox's, kept in its store.
+    let mut req = s
+        .pool
+        .request(&stored.method, &stored.url)
+        .retry(crate::retry::Retry::none());
     for (k, v) in &stored.headers {
         if !k.eq_ignore_ascii_case("idempotency-key") {
             req = req.header(k, v);
@@ -272,8 +252,7 @@ fn deliver(s: &Arc<Shared>, mut job: Claimed) {
         // Its content type is among the stored headers.
         req = req.body(body);
     }
-    let attempts = job.attempts.saturating_add(1);
     let s2 = Arc::clone(s);
     req.send()
-        .on_complete(Box::new(move |r| s2.finish(&job, attempts, r)));
+        .on_complete(Box::new(move |r| s2.finish(&job, r)));
 }

@@ -8,8 +8,9 @@ use crate::outbox::Durability;
 use rusqlite::{Connection, params};
 use std::path::Path;
 
-/// The schema this version writes; a file with a newer one is refused.
-const SCHEMA: i64 = 1;
+/// The schema this version writes; a file with a newer one is refused,
+/// an older one is brought to it. 2: `created`, `tries` and `stops`.
+const SCHEMA: i64 = 2;
 
 /// A job's states in the file.
 pub(super) const PENDING: i64 = 0;
@@ -30,7 +31,9 @@ pub(super) fn sql(e: rusqlite::Error) -> Error {
     Error::storage(kind, e.to_string())
 }
 
-/// Opens the outbox file at `path`, with `durability`.
+/// Opens the outbox file at `path`, with `durability`. Jobs that were in
+/// flight when the last process died count one stop (and one attempt)
+/// each; they go again after the jobs already due.
 pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Error> {
     create_private(path)?;
     let db = Connection::open(path).map_err(sql)?;
@@ -85,16 +88,33 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
              next_at INTEGER NOT NULL DEFAULT 0,
              last_error TEXT,
              status INTEGER,
-             reply BLOB
+             reply BLOB,
+             created INTEGER NOT NULL DEFAULT 0,
+             tries INTEGER NOT NULL DEFAULT 0,
+             stops INTEGER NOT NULL DEFAULT 0
          );
-         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
-         PRAGMA user_version = 1;",
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);",
     )
     .map_err(sql)?;
-    // What was in flight when the last process died goes again.
+    if version == 1 {
+        db.execute_batch(
+            "BEGIN;
+             ALTER TABLE jobs ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE jobs ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE jobs ADD COLUMN stops INTEGER NOT NULL DEFAULT 0;
+             COMMIT;",
+        )
+        .map_err(sql)?;
+    }
+    db.execute_batch(&format!("PRAGMA user_version = {SCHEMA};"))
+        .map_err(sql)?;
+    // What was in flight when the last process died goes again, after
+    // what is due already: a job that kills its process does not go
+    // first every time, and its stops end it at `max_attempts`.
     db.execute(
-        "UPDATE jobs SET state = ?1 WHERE state = ?2",
-        params![PENDING, IN_FLIGHT],
+        "UPDATE jobs SET state = ?1, stops = stops + 1, attempts = attempts + 1, next_at = max(next_at, ?3)
+         WHERE state = ?2",
+        params![PENDING, IN_FLIGHT, super::now_ms()],
     )
     .map_err(sql)?;
     Ok(db)

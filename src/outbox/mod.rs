@@ -13,6 +13,7 @@ mod options;
 mod redis;
 mod sqlite;
 mod store;
+mod verdict;
 
 pub use health::OutboxHealth;
 pub use options::{Durability, OutboxOptions};
@@ -105,14 +106,20 @@ pub struct Delivered {
     pub status: u16,
     /// The body (at most 64 KiB of it).
     pub body: Vec<u8>,
+    /// True when the server's body was over the pool's
+    /// [`max_response_bytes`](crate::Builder::max_response_bytes): the
+    /// job counts as delivered (the server took it; sending it again
+    /// would repeat it) and `body` is empty.
+    pub cut: bool,
 }
 
 impl Delivered {
     /// A reply as a store keeps it; `None` for a status out of range.
-    fn new(status: i64, body: Option<Vec<u8>>) -> Option<Self> {
+    fn new(status: i64, body: Option<Vec<u8>>, cut: bool) -> Option<Self> {
         Some(Delivered {
             status: u16::try_from(status).ok()?,
             body: body.unwrap_or_default(),
+            cut,
         })
     }
 }
@@ -313,10 +320,21 @@ impl Outbox {
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] for a request that cannot be built,
-    /// [`Error::Usage`] for one that carries a secret (nothing is
-    /// written), [`Error::QueueFull`] when [`OutboxOptions::maxlen`] jobs
+    /// [`Error::Usage`] for one that carries a secret, or a setting of
+    /// its own that the outbox does not keep (`timeout`, `deadline`,
+    /// `retry`, `hedge`, `follow_redirects`: the delivering pool's
+    /// settings apply, so set them on its [`Builder`](crate::Builder));
+    /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::maxlen`] jobs
     /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
+        let own = request.own_settings();
+        if !own.is_empty() {
+            return Err(Error::usage(format!(
+                "the outbox does not keep a request's own {}: each delivery follows the settings \
+                 of the pool that delivers it (set them on its Builder)",
+                own.join(", ")
+            )));
+        }
         let (_, _, prepared) = request.prepare()?;
         let stored = prepared.stored()?;
         let key = stored.key.clone().unwrap_or_else(new_key);
@@ -328,6 +346,7 @@ impl Outbox {
             url: stored.url,
             headers,
             body: stored.body,
+            created: now_ms(),
         })?;
         if new {
             self.shared.more_work();

@@ -29,6 +29,7 @@ pub struct OutboxOptions {
     pub(super) durability: Durability,
     pub(super) keep_replies: bool,
     pub(super) max_attempts: u32,
+    pub(super) max_age: Option<Duration>,
     pub(super) retention: Duration,
     pub(super) deliver: bool,
     pub(super) maxlen: usize,
@@ -52,6 +53,7 @@ impl Default for OutboxOptions {
             durability: Durability::Process,
             keep_replies: true,
             max_attempts: 5,
+            max_age: None,
             retention: Duration::MAX,
             deliver: true,
             maxlen: 0,
@@ -87,11 +89,30 @@ impl OutboxOptions {
         self
     }
 
-    /// Deliveries at most before a job that keeps failing with a retryable
-    /// error is dead (each delivery also follows the pool's own retry
-    /// policy). At least 1; defaults to 5.
+    /// Deliveries at most before a job that keeps failing is dead. What
+    /// counts: each delivery that reached (or may have reached) a server
+    /// and failed, and each delivery whose consumer stopped (crashed,
+    /// killed, its lease ran out) — a job that kills its consumer is dead
+    /// after `n` such stops, with that reason. What does not count: the
+    /// pool's own verdicts before anything was sent (an open circuit, a
+    /// rate-limit or queue wait past the pool's limit, a refused
+    /// connection, a shut-down pool); such a job is tried again on the
+    /// outbox's schedule for as long as it takes, or until
+    /// [`max_age`](OutboxOptions::max_age). Each delivery is one attempt:
+    /// the pool's own retry policy does not run inside it, so that every
+    /// wait between attempts (a `Retry-After` included) is the outbox's,
+    /// kept in the store across a crash. At least 1; defaults to 5.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
+        self
+    }
+
+    /// How long a job may wait for its delivery at most, from its
+    /// enqueue: a delivery that fails after that makes it dead (with the
+    /// reason), whether it was sent or not. `None`, the default, sets no
+    /// limit.
+    pub fn max_age(mut self, limit: Option<Duration>) -> Self {
+        self.max_age = limit;
         self
     }
 

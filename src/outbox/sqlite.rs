@@ -3,6 +3,7 @@
 
 use super::file::{self, DEAD, DELIVERED, IN_FLIGHT, PENDING, sql};
 use super::store::{Answer, Claimed, End, Inserted, Row, Store};
+use super::verdict::{LONGEST_WAIT, millis};
 use super::{DeadJob, Delivered, Durability, JobId, OutboxStats, now_ms};
 use crate::error::Error;
 use crate::prepare::Stored;
@@ -33,6 +34,36 @@ impl Sqlite {
             maxlen,
         })
     }
+}
+
+impl Sqlite {
+    /// Pending jobs whose time is further ahead than the outbox ever
+    /// waits are made due now, and said so: the clock that wrote them was
+    /// ahead, or the value was written by hand.
+    fn distrust_far_times(&self, db: &Connection) -> Result<(), Error> {
+        let now = now_ms();
+        let far = now.saturating_add(millis(LONGEST_WAIT).saturating_add(60_000));
+        let n = db
+            .prepare_cached("UPDATE jobs SET next_at = ?1 WHERE state = ?2 AND next_at > ?3")
+            .and_then(|mut st| st.execute(params![now, PENDING, far]))
+            .map_err(sql)?;
+        if n > 0 {
+            log::warn!(
+                "reqpool: outbox {}: {n} job(s) were due further ahead than the outbox ever waits \
+                 (a clock that was ahead, or a hand-written time); due now",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A delivered job's status, reply, and mark of a reply cut off.
+type StoredReply = (Option<i64>, Option<Vec<u8>>, Option<String>);
+
+/// A stored count as a `u32`: negative is 0, too large is `u32::MAX`.
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 impl Store for Sqlite {
@@ -67,11 +98,13 @@ impl Store for Sqlite {
             }
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO jobs (key, method, url, headers, body, state, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    "INSERT INTO jobs (key, method, url, headers, body, state, next_at, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT(key) DO NOTHING",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![r.key, r.method, r.url, r.headers, r.body, PENDING, now])
+                    st.execute(params![
+                        r.key, r.method, r.url, r.headers, r.body, PENDING, now, r.created
+                    ])
                 })
                 .map_err(sql)?;
             let id = if inserted == 1 {
@@ -90,7 +123,9 @@ impl Store for Sqlite {
         Ok(ids)
     }
 
-    /// Marks the jobs due now as in flight in one statement.
+    /// Marks the jobs due now as in flight in one statement. A time
+    /// further ahead than the outbox ever waits (a clock that was ahead
+    /// when it was written, a hand-written value) counts as due now.
     fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
         if room == 0 {
             return Ok(Vec::new());
@@ -100,9 +135,10 @@ impl Store for Sqlite {
             .prepare_cached(
                 "UPDATE jobs SET state = ?1 WHERE id IN (
                      SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4)
-                 RETURNING id, key, method, url, headers, body, attempts",
+                 RETURNING id, key, method, url, headers, body, attempts, tries, stops, created",
             )
             .map_err(sql)?;
+        self.distrust_far_times(&db)?;
         let rows = st
             .query_map(
                 params![
@@ -115,7 +151,10 @@ impl Store for Sqlite {
                     let headers: String = r.get(4)?;
                     Ok(Claimed {
                         id: r.get(0)?,
-                        attempts: r.get(6)?,
+                        attempts: count(r.get(6)?),
+                        tries: count(r.get(7)?),
+                        stops: count(r.get(8)?),
+                        created: r.get(9)?,
                         stored: Stored {
                             key: Some(r.get(1)?),
                             method: r.get(2)?,
@@ -139,6 +178,7 @@ impl Store for Sqlite {
     }
 
     fn next_due(&self) -> Result<Option<i64>, Error> {
+        self.distrust_far_times(&lock(&self.db))?;
         lock(&self.db)
             .query_row(
                 "SELECT min(next_at) FROM jobs WHERE state = ?1",
@@ -228,7 +268,7 @@ impl Store for Sqlite {
     fn requeue(&self, id: JobId) -> Result<bool, Error> {
         lock(&self.db)
             .execute(
-                "UPDATE jobs SET state = ?1, attempts = 0, next_at = 0 WHERE id = ?2 AND state = ?3",
+                "UPDATE jobs SET state = ?1, attempts = 0, tries = 0, stops = 0, next_at = 0 WHERE id = ?2 AND state = ?3",
                 params![PENDING, id.0, DEAD],
             )
             .map(|n| n == 1)
@@ -247,15 +287,16 @@ impl Store for Sqlite {
 
     fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
         let db = lock(&self.db);
-        let row: Option<(Option<i64>, Option<Vec<u8>>)> = db
+        let row: Option<StoredReply> = db
             .query_row(
-                "SELECT status, reply FROM jobs WHERE id = ?1 AND state = ?2",
+                "SELECT status, reply, last_error FROM jobs WHERE id = ?1 AND state = ?2",
                 params![id.0, DELIVERED],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(sql)?;
-        Ok(row.and_then(|(status, body)| Delivered::new(status?, body)))
+        // A delivered job's last_error is set only for a reply cut off.
+        Ok(row.and_then(|(status, body, cut)| Delivered::new(status?, body, cut.is_some())))
     }
 
     fn describe(&self) -> String {
@@ -279,38 +320,32 @@ fn write(db: &mut Connection, answers: &[Answer]) -> Result<(), rusqlite::Error>
             .execute([ids])?;
     }
     for a in answers {
-        let (id, attempts) = (a.id, a.attempts);
+        let (id, attempts, tries) = (a.id, a.attempts, a.tries);
         match &a.end {
             End::Delivered { forget: true, .. } => {}
-            End::Delivered { status, body, .. } => {
+            End::Delivered {
+                status, body, cut, ..
+            } => {
                 // The request itself is no longer needed; the key stays,
-                // so the same job is never sent again.
+                // so the same job is never sent again. last_error marks a
+                // reply cut off.
+                let cut = cut.then_some("the reply was over the pool's max_response_bytes");
                 tx.prepare_cached(
-                    "UPDATE jobs SET state = ?1, status = ?2, reply = ?3, body = NULL, headers = '[]', attempts = ?4, next_at = ?5 WHERE id = ?6",
+                    "UPDATE jobs SET state = ?1, status = ?2, reply = ?3, body = NULL, headers = '[]', attempts = ?4, tries = ?5, next_at = ?6, last_error = ?7 WHERE id = ?8",
                 )?
-                .execute(params![DELIVERED, status, body, attempts, now_ms(), id])?;
+                .execute(params![DELIVERED, status, body, attempts, tries, now_ms(), cut, id])?;
             }
-            End::Later {
-                at, error: None, ..
-            } => {
-                tx.prepare_cached("UPDATE jobs SET state = ?1, next_at = ?2 WHERE id = ?3")?
-                    .execute(params![PENDING, at, id])?;
-            }
-            End::Later {
-                at,
-                error: Some(text),
-                ..
-            } => {
+            End::Later { at, error, .. } => {
                 tx.prepare_cached(
-                    "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3, next_at = ?4 WHERE id = ?5",
+                    "UPDATE jobs SET state = ?1, last_error = coalesce(?2, last_error), attempts = ?3, tries = ?4, next_at = ?5 WHERE id = ?6",
                 )?
-                .execute(params![PENDING, text, attempts, at, id])?;
+                .execute(params![PENDING, error, attempts, tries, at, id])?;
             }
             End::Dead { error } => {
                 tx.prepare_cached(
-                    "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3 WHERE id = ?4",
+                    "UPDATE jobs SET state = ?1, last_error = ?2, attempts = ?3, tries = ?4 WHERE id = ?5",
                 )?
-                .execute(params![DEAD, error, attempts, id])?;
+                .execute(params![DEAD, error, attempts, tries, id])?;
             }
         }
     }

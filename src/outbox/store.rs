@@ -15,6 +15,9 @@ pub(super) struct Row {
     /// The headers as JSON: `[["name", "value"], …]`.
     pub(super) headers: String,
     pub(super) body: Option<Vec<u8>>,
+    /// When it was enqueued (ms since the epoch), for
+    /// [`max_age`](super::OutboxOptions::max_age).
+    pub(super) created: i64,
 }
 
 /// One row's fate in [`Store::insert`]: its id and whether it is new, or
@@ -24,8 +27,18 @@ pub(super) type Inserted = Result<(i64, bool), Error>;
 /// A job handed out for delivery.
 pub(super) struct Claimed {
     pub(super) id: i64,
-    /// Deliveries before this one.
+    /// Deliveries before this one that reached (or may have reached) a
+    /// server, and deliveries whose consumer stopped: what
+    /// `max_attempts` counts.
     pub(super) attempts: u32,
+    /// Every delivery before this one, sent or not: what the backoff
+    /// grows with.
+    pub(super) tries: u32,
+    /// How many of them ended with their consumer stopped (a crash, a
+    /// kill, a lease that ran out).
+    pub(super) stops: u32,
+    /// When it was enqueued (ms since the epoch; 0 if not known).
+    pub(super) created: i64,
     pub(super) stored: Stored,
     /// The store's own handle on this delivery (a stream entry's id);
     /// empty when the store needs none.
@@ -35,8 +48,10 @@ pub(super) struct Claimed {
 /// How one delivery ended, to be written.
 pub(super) struct Answer {
     pub(super) id: i64,
-    /// Deliveries so far, this one included.
+    /// [`Claimed::attempts`] after this delivery.
     pub(super) attempts: u32,
+    /// [`Claimed::tries`] after this delivery.
+    pub(super) tries: u32,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(super) entry: String,
     pub(super) end: End,
@@ -44,14 +59,17 @@ pub(super) struct Answer {
 
 /// The end of one delivery.
 pub(super) enum End {
-    /// Answered: the reply, if kept; `forget` when nothing of the job
-    /// is to stay (no reply kept and no retention).
+    /// Answered: the reply, if kept (`cut` when its body was over the
+    /// pool's `max_response_bytes` and is not kept); `forget` when
+    /// nothing of the job is to stay (no reply kept and no retention).
     Delivered {
         status: Option<i64>,
         body: Option<Vec<u8>>,
+        cut: bool,
         forget: bool,
     },
-    /// To be tried again at `at` (ms since the epoch). `throttled` is the
+    /// To be tried again at `at` (ms since the epoch), with the error of
+    /// this delivery (`None`: it was not tried). `throttled` is the
     /// host's own word on when to come back (a 429 or 503 with
     /// `Retry-After`), which a shared store passes to every consumer.
     Later {

@@ -32,14 +32,18 @@ impl Redis {
         }
         p.arg(&self.setup.group).arg(keep);
         for (a, r) in done {
-            let End::Delivered { status, body, .. } = &a.end else {
+            let End::Delivered {
+                status, body, cut, ..
+            } = &a.end
+            else {
                 continue;
             };
             p.arg(&a.entry)
                 .arg(r.stored.key.as_deref().unwrap_or_default())
                 .arg(if status.is_some() { "1" } else { "0" })
                 .arg(status.unwrap_or(0))
-                .arg(body.as_deref().unwrap_or_default());
+                .arg(body.as_deref().unwrap_or_default())
+                .arg(if *cut { "1" } else { "0" });
         }
     }
 
@@ -59,9 +63,8 @@ impl Redis {
             } => {
                 let mut next = record.clone();
                 next.due = *at;
-                if error.is_some() {
-                    next.attempts = a.attempts;
-                }
+                next.attempts = a.attempts;
+                next.tries = a.tries;
                 let mut fields = next.fields(true);
                 if let Some(e) = error {
                     fields.push(("error".into(), e.clone().into_bytes()));
@@ -99,6 +102,7 @@ impl Redis {
             End::Dead { error } => {
                 let mut dead = record.clone();
                 dead.attempts = a.attempts;
+                dead.tries = a.tries;
                 let mut fields = dead.fields(true);
                 fields.push(("error".into(), error.clone().into_bytes()));
                 scripts_hash(

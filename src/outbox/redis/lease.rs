@@ -5,8 +5,11 @@
 use super::record::{Fields, Record, entries, string};
 use super::{Held, Redis, TAKE_OVER};
 use crate::error::Error;
+use crate::outbox::now_ms;
+use crate::outbox::verdict::{LONGEST_WAIT, millis};
 use crate::sync::lock;
 use redis::Value;
+use std::collections::HashMap;
 
 impl Redis {
     /// Moves an entry that is not one of reqpool's jobs to the dead
@@ -62,7 +65,18 @@ impl Redis {
                 continue;
             }
             match Record::parse(&fields) {
-                Ok(record) => held.waiting.push((entry, record)),
+                Ok(mut record) => {
+                    let far = now_ms().saturating_add(millis(LONGEST_WAIT).saturating_add(60_000));
+                    if record.due > far {
+                        log::warn!(
+                            "reqpool: outbox entry {entry} of stream {} was due further ahead than the \
+                             outbox ever waits (a clock that was ahead, or a hand-written time); due now",
+                            self.stream
+                        );
+                        record.due = now_ms();
+                    }
+                    held.waiting.push((entry, record));
+                }
                 Err(reason) => self.bury(&entry, &fields, &reason)?,
             }
         }
@@ -93,6 +107,42 @@ impl Redis {
         Ok(())
     }
 
+    /// How many consumers held each of `read` and stopped: its delivery
+    /// count (one per read or take-over; renewing a lease does not count)
+    /// less this consumer's take-over.
+    fn stops(&self, read: &[(String, Fields)]) -> Result<HashMap<String, u32>, Error> {
+        if read.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let replies: Vec<Value> = self.link.with(|c, _| {
+            let mut p = redis::pipe();
+            for (entry, _) in read {
+                p.cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(&self.setup.group)
+                    .arg(entry)
+                    .arg(entry)
+                    .arg(1);
+            }
+            p.query(c)
+        })?;
+        Ok(read
+            .iter()
+            .zip(replies)
+            .filter_map(|((entry, _), v)| {
+                let Value::Array(rows) = v else { return None };
+                let Some(Value::Array(row)) = rows.first() else {
+                    return None;
+                };
+                let n = match row.get(3)? {
+                    Value::Int(n) => *n,
+                    other => string(other)?.parse().ok()?,
+                };
+                Some((entry.clone(), u32::try_from(n - 1).unwrap_or(0).max(1)))
+            })
+            .collect())
+    }
+
     /// Takes over the entries that consumers which stopped (their lease
     /// ran out) left unanswered.
     pub(super) fn take_over(&self) -> Result<(), Error> {
@@ -115,6 +165,17 @@ impl Redis {
             })?;
             let Value::Array(parts) = reply else { break };
             let read = parts.get(1).map(entries).unwrap_or_default();
+            // Redis 7 lists the entries deleted while pending: jobs lost.
+            if let Some(Value::Array(gone)) = parts.get(2)
+                && !gone.is_empty()
+            {
+                log::error!(
+                    "reqpool: outbox stream {}: {} entries were deleted while a consumer held them; their jobs are lost",
+                    self.stream,
+                    gone.len()
+                );
+                self.add_lost(gone.len());
+            }
             taken += read.len();
             if !read.is_empty() {
                 log::info!(
@@ -123,8 +184,17 @@ impl Redis {
                     self.stream
                 );
             }
+            let stops = self.stops(&read)?;
             let mut held = lock(&self.held);
+            let before = held.waiting.len();
             self.take_in(&mut held, read)?;
+            // Each consumer that held an entry before and stopped is one
+            // attempt of its job: a job that kills its consumers ends.
+            for (entry, record) in held.waiting.iter_mut().skip(before) {
+                let n = stops.get(entry).copied().unwrap_or(1);
+                record.stops = record.stops.saturating_add(n);
+                record.attempts = record.attempts.saturating_add(n);
+            }
             drop(held);
             cursor = parts.first().and_then(string).unwrap_or_default();
             if cursor.is_empty() || cursor == "0-0" || taken >= TAKE_OVER {

@@ -9,6 +9,7 @@ use crate::error::{Error, StorageKind};
 use crate::sync::lock;
 use redis::{Client, Connection, RedisError, RedisResult};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a connection or a reply may take.
@@ -25,6 +26,11 @@ pub(super) struct Link {
     group: String,
     scripts: Scripts,
     conn: Mutex<Option<Connection>>,
+    /// Connections made so far, and how many of them found the group
+    /// missing after the first (a Redis restarted without its data, the
+    /// stream deleted): each time, what this consumer held is lost.
+    made: AtomicU64,
+    vanished: AtomicU64,
 }
 
 impl Link {
@@ -41,9 +47,16 @@ impl Link {
             group: group.to_owned(),
             scripts: Scripts::new(),
             conn: Mutex::new(None),
+            made: AtomicU64::new(0),
+            vanished: AtomicU64::new(0),
         };
         link.with(|_, _| Ok(()))?;
         Ok(link)
+    }
+
+    /// How many times the stream's group was found gone and made again.
+    pub(super) fn vanished(&self) -> u64 {
+        self.vanished.load(Ordering::Acquire)
     }
 
     /// The scripts, to run by hash in a pipeline.
@@ -94,8 +107,20 @@ impl Link {
             .query(&mut conn);
         match made {
             Err(e) if e.code() == Some("BUSYGROUP") => {}
-            other => other?,
+            Err(e) => return Err(e),
+            Ok(()) if self.made.load(Ordering::Acquire) > 0 => {
+                log::error!(
+                    "reqpool: outbox stream {} or its group {} was gone at {} (a Redis restarted \
+                     without its data?): made again; the jobs it held are lost",
+                    self.stream,
+                    self.group,
+                    self.shown
+                );
+                self.vanished.fetch_add(1, Ordering::AcqRel);
+            }
+            Ok(()) => {}
         }
+        self.made.fetch_add(1, Ordering::AcqRel);
         Ok(conn)
     }
 

@@ -56,6 +56,10 @@ pub(super) struct Redis {
     stream: String,
     setup: Setup,
     held: Mutex<Held>,
+    /// Jobs this consumer knew of that Redis lost, and the number of
+    /// vanished groups already counted in it.
+    lost: std::sync::atomic::AtomicU64,
+    vanished_seen: std::sync::atomic::AtomicU64,
 }
 
 /// What this consumer has read and not yet answered.
@@ -81,7 +85,35 @@ impl Redis {
             stream: stream.to_owned(),
             setup,
             held: Mutex::new(Held::default()),
+            lost: std::sync::atomic::AtomicU64::new(0),
+            vanished_seen: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Counts the jobs a vanished group took with it: everything this
+    /// consumer held then. They are dropped: their entries are gone, and
+    /// their answers could not be written.
+    fn count_vanished(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.link.vanished();
+        if self.vanished_seen.swap(now, Ordering::AcqRel) == now {
+            return;
+        }
+        let mut held = lock(&self.held);
+        let n = held.flight.len() + held.waiting.len();
+        held.waiting.clear();
+        drop(held);
+        self.lost.fetch_add(n as u64, Ordering::AcqRel);
+        log::error!(
+            "reqpool: outbox stream {}: {n} job(s) this consumer held were lost with it",
+            self.stream
+        );
+    }
+
+    /// Notes `n` jobs lost (deleted while held), already logged.
+    pub(super) fn add_lost(&self, n: usize) {
+        self.lost
+            .fetch_add(n as u64, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn key(&self, what: &str, of: &str) -> String {
@@ -167,7 +199,9 @@ impl Store for Redis {
                     .arg("attempts")
                     .arg(0)
                     .arg("due")
-                    .arg(0);
+                    .arg(0)
+                    .arg("created")
+                    .arg(r.created);
                 if let Some(b) = &r.body {
                     p.arg("body").arg(b.as_slice());
                 }
@@ -226,6 +260,9 @@ impl Store for Redis {
                 out.push(Claimed {
                     id: record.id,
                     attempts: record.attempts,
+                    tries: record.tries,
+                    stops: record.stops,
+                    created: record.created,
                     stored: record.stored,
                     entry,
                 });
@@ -334,6 +371,7 @@ impl Store for Redis {
     /// Keeps this consumer's lease (every third of it) and takes over
     /// what stopped consumers left. Delivered jobs expire by themselves.
     fn tidy(&self, _retention: Duration) -> Result<(), Error> {
+        self.count_vanished();
         let due = {
             let mut held = lock(&self.held);
             let due = held
@@ -352,6 +390,10 @@ impl Store for Redis {
 
     fn tidy_every(&self) -> Duration {
         (self.setup.lease / 4).clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    fn lost(&self) -> u64 {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn stats(&self) -> Result<OutboxStats, Error> {
@@ -422,6 +464,8 @@ impl Store for Redis {
             return Ok(false);
         };
         record.attempts = 0;
+        record.tries = 0;
+        record.stops = 0;
         record.due = 0;
         let back: i64 = self.link.with(|c, s| {
             let mut inv = s.requeue.key(self.dead_stream());
@@ -469,14 +513,16 @@ impl Store for Redis {
     }
 
     fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
-        let (status, body): (Option<i64>, Option<Vec<u8>>) = self.link.with(|c, _| {
-            redis::cmd("HMGET")
-                .arg(self.key("done", &id.0.to_string()))
-                .arg("status")
-                .arg("body")
-                .query(c)
-        })?;
-        Ok(status.and_then(|s| Delivered::new(s, body)))
+        let (status, body, cut): (Option<i64>, Option<Vec<u8>>, Option<String>) =
+            self.link.with(|c, _| {
+                redis::cmd("HMGET")
+                    .arg(self.key("done", &id.0.to_string()))
+                    .arg("status")
+                    .arg("body")
+                    .arg("cut")
+                    .query(c)
+            })?;
+        Ok(status.and_then(|s| Delivered::new(s, body, cut.is_some())))
     }
 
     /// Jobs read and not started go back to the stream as new entries,

@@ -9,8 +9,15 @@ use redis::Value;
 #[derive(Clone)]
 pub(super) struct Record {
     pub(super) id: i64,
-    /// Deliveries before this one.
+    /// What `max_attempts` counts, before this delivery (see
+    /// `Claimed`).
     pub(super) attempts: u32,
+    /// Deliveries tried before this one, sent or not.
+    pub(super) tries: u32,
+    /// Deliveries whose consumer stopped.
+    pub(super) stops: u32,
+    /// When it was enqueued (ms since the epoch; 0 if not known).
+    pub(super) created: i64,
     /// Not before (ms since the epoch).
     pub(super) due: i64,
     pub(super) stored: Stored,
@@ -35,6 +42,9 @@ impl Record {
         out.push(("headers".into(), headers.into_bytes()));
         out.push(("attempts".into(), self.attempts.to_string().into_bytes()));
         out.push(("due".into(), self.due.to_string().into_bytes()));
+        out.push(("tries".into(), self.tries.to_string().into_bytes()));
+        out.push(("stops".into(), self.stops.to_string().into_bytes()));
+        out.push(("created".into(), self.created.to_string().into_bytes()));
         if let Some(b) = &s.body {
             out.push(("body".into(), b.clone()));
         }
@@ -55,13 +65,27 @@ impl Record {
                 .map_err(|_| format!("not a reqpool job: `{name}` is not a number"))
         };
         let id = number("job")?;
+        // Counts written by hand are clamped rather than refused; fields
+        // older versions did not write are 0.
+        let count = |name: &str| -> Result<u32, String> {
+            match get(name) {
+                None => Ok(0),
+                Some(_) => Ok(u32::try_from(number(name)?.max(0)).unwrap_or(u32::MAX)),
+            }
+        };
         let headers: Vec<(String, String)> = serde_json::from_str(&text("headers")?)
             .map_err(|e| format!("not a reqpool job: `headers` is not a list of pairs: {e}"))?;
         let key = text("key")?;
         Ok(Record {
             id,
-            attempts: u32::try_from(number("attempts")?)
-                .map_err(|_| "not a reqpool job: `attempts` out of range".to_owned())?,
+            attempts: count("attempts")?,
+            tries: count("tries")?,
+            stops: count("stops")?,
+            created: if get("created").is_some() {
+                number("created")?
+            } else {
+                0
+            },
             due: number("due")?,
             stored: Stored {
                 method: text("method")?,

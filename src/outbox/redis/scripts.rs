@@ -23,7 +23,8 @@ return {id, 1}
 /// Deliveries answered, many in one call. KEYS: stream, the delivered
 /// counter, then per job its reply hash and its key's name. ARGV: group,
 /// retention in ms (-1: forever, 0: forget at once), then per job its
-/// entry, its key, keep the reply (`1`/`0`), status, body. An entry no
+/// entry, its key, keep the reply (`1`/`0`), status, body, cut (`1`: the
+/// body was too large to keep). An entry no
 /// longer pending (another consumer answered it) is skipped. Returns how
 /// many were acknowledged.
 const DONE: &str = r"
@@ -31,7 +32,7 @@ local keep = tonumber(ARGV[2])
 local n = 0
 local jobs = (#KEYS - 2) / 2
 for j = 0, jobs - 1 do
-  local a = 3 + j * 5
+  local a = 3 + j * 6
   local reply, key = KEYS[3 + j * 2], KEYS[4 + j * 2]
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[a]) == 1 then
     n = n + 1
@@ -41,6 +42,7 @@ for j = 0, jobs - 1 do
     else
       if ARGV[a + 2] == '1' then
         redis.call('HSET', reply, 'key', ARGV[a + 1], 'status', ARGV[a + 3], 'body', ARGV[a + 4])
+        if ARGV[a + 5] == '1' then redis.call('HSET', reply, 'cut', '1') end
       else
         redis.call('HSET', reply, 'key', ARGV[a + 1])
       end

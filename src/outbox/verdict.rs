@@ -1,0 +1,179 @@
+//! What the end of one delivery means for its job: delivered (the
+//! server's answer, even one too large to read), dead (the server's final
+//! word, a request that cannot be built, too many attempts or too old),
+//! or tried again later — and when, and whether the attempt counts. The
+//! pool's own verdicts made before anything reached a server (an open
+//! circuit, a wait past the pool's limit, a refused connection, a pool
+//! shut down) are never a reason for a job to die.
+
+use super::store::{Claimed, End};
+use super::{OutboxOptions, REPLY_CAP};
+use crate::error::Error;
+use crate::response::Response;
+use std::time::Duration;
+
+/// The longest wait the outbox gives a job between two deliveries (its
+/// backoff's cap, and the most of a `Retry-After` it honours). A stored
+/// time further ahead than this is not trusted (a clock that was ahead, a
+/// hand-written value): the job is due at once.
+pub(super) const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+
+/// The first wait after a failed delivery; it doubles with each try, up
+/// to [`BACKOFF_CAP`].
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(256);
+
+/// How one delivery ended, for its job.
+pub(super) struct Verdict {
+    /// `max_attempts`'s count after this delivery.
+    pub(super) attempts: u32,
+    /// Deliveries tried so far, this one included.
+    pub(super) tries: u32,
+    pub(super) end: End,
+}
+
+/// The verdict on `job`'s delivery that ended with `result`, at `now`
+/// (ms since the epoch).
+pub(super) fn judge(
+    job: &Claimed,
+    result: &Result<Response, Error>,
+    options: &OutboxOptions,
+    now: i64,
+) -> Verdict {
+    let tries = job.tries.saturating_add(1);
+    let forget = !options.keep_replies && options.retention.is_zero();
+    let e = match result {
+        Ok(resp) => {
+            let (status, body) = if options.keep_replies {
+                let mut body = resp.body().to_vec();
+                body.truncate(REPLY_CAP);
+                (Some(i64::from(resp.status())), Some(body))
+            } else {
+                (None, None)
+            };
+            return Verdict {
+                attempts: job.attempts.saturating_add(1),
+                tries,
+                end: End::Delivered {
+                    status,
+                    body,
+                    cut: false,
+                    forget,
+                },
+            };
+        }
+        Err(e) => e,
+    };
+    if let Error::TooLarge {
+        status: Some(code), ..
+    } = e.last_attempt()
+    {
+        // The server took it and answered; only its body was too large to
+        // read. Sending it again would repeat it.
+        return Verdict {
+            attempts: job.attempts.saturating_add(1),
+            tries,
+            end: End::Delivered {
+                status: options.keep_replies.then_some(i64::from(*code)),
+                body: options.keep_replies.then(Vec::new),
+                cut: true,
+                forget,
+            },
+        };
+    }
+    let sent = was_sent(e);
+    let attempts = job.attempts.saturating_add(u32::from(sent));
+    let text = e.to_string();
+    let dead = |error: String| Verdict {
+        attempts,
+        tries,
+        end: End::Dead { error },
+    };
+    if final_error(e) {
+        return dead(text);
+    }
+    if let Some(limit) = options.max_age {
+        let age = now.saturating_sub(job.created);
+        if job.created > 0 && u128::try_from(age).unwrap_or(0) > limit.as_millis() {
+            return dead(format!(
+                "older than the outbox's max_age ({limit:?}); its last delivery: {text}"
+            ));
+        }
+    }
+    if sent && attempts >= options.max_attempts {
+        return dead(text);
+    }
+    let last = e.last_attempt();
+    let wait = match last {
+        // The host's circuit reopens then: not before.
+        Error::CircuitOpen { retry_in, .. } => *retry_in,
+        // Not tried (the pool was shut down, or the job cancelled): a
+        // second rather than spin on a pool that takes nothing.
+        Error::Cancelled | Error::Closed => BACKOFF_FIRST,
+        _ => backoff(tries).max(e.retry_after().unwrap_or_default()),
+    }
+    .min(LONGEST_WAIT);
+    let throttled = match e.status() {
+        Some(429) => Some(e.retry_after().unwrap_or(BACKOFF_FIRST)),
+        Some(503) => e.retry_after(),
+        _ => None,
+    };
+    Verdict {
+        attempts,
+        tries,
+        end: End::Later {
+            at: now.saturating_add(millis(wait)),
+            error: (!matches!(last, Error::Cancelled | Error::Closed)).then_some(text),
+            throttled,
+        },
+    }
+}
+
+/// The wait before delivery number `tries + 1`: 1 s, doubling, 256 s at
+/// most.
+fn backoff(tries: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << tries.saturating_sub(1).min(8))
+        .min(BACKOFF_CAP)
+}
+
+/// A duration in ms, saturating.
+pub(super) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether any attempt of the delivery may have reached a server.
+fn was_sent(e: &Error) -> bool {
+    match e {
+        Error::GaveUp { attempts, .. } => attempts.iter().any(was_sent),
+        e => e.maybe_sent(),
+    }
+}
+
+/// A failure that another delivery cannot cure: the server's final word
+/// (a 4xx other than 408, 425 and 429; a redirect the request may not
+/// follow), or a stored request that cannot be built.
+fn final_error(e: &Error) -> bool {
+    match e.status() {
+        Some(code) if (400..500).contains(&code) => !matches!(code, 408 | 425 | 429),
+        Some(code) => (300..400).contains(&code),
+        None => matches!(
+            e.last_attempt(),
+            Error::InvalidRequest { .. } | Error::Usage { .. }
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_to_its_cap_and_never_overflows() {
+        let waits: Vec<u64> = [0, 1, 2, 3, 9, 10, u32::MAX]
+            .into_iter()
+            .map(|t| backoff(t).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 1, 2, 4, 256, 256, 256]);
+    }
+}
