@@ -124,6 +124,18 @@ fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
 }
 
 #[test]
+fn the_pools_own_verdicts_never_kill_a_job() {
+    let dir = TempDir::new("verdicts");
+    let n = AtomicUsize::new(0);
+    common::the_pools_own_verdicts_never_kill_a_job(&|options, pool| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        options
+            .open(dir.file(&format!("calls{i}.db")), pool)
+            .unwrap()
+    });
+}
+
+#[test]
 fn secrets_never_reach_the_file() {
     let dir = TempDir::new("secrets");
     let pool = Pool::new(1);

@@ -93,6 +93,18 @@ fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
 }
 
 #[test]
+fn the_pools_own_verdicts_never_kill_a_job() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let n = AtomicUsize::new(0);
+    common::the_pools_own_verdicts_never_kill_a_job(&|options, pool| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        options.redis(&r.url(), &format!("calls{i}"), pool).unwrap()
+    });
+}
+
+#[test]
 fn secrets_never_reach_redis_and_credentials_are_added_at_delivery() {
     let Some(r) = RedisServer::start() else {
         return;

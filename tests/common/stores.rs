@@ -78,3 +78,150 @@ pub fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead(open: Op
     // Every delivery carried the same key.
     assert_eq!(keys.lock().unwrap().get("order-5"), Some(&2));
 }
+
+/// Each of the pool's own verdicts, row by row, on a fresh outbox each
+/// (`open` gives a new store per call): a delivery that failed without the
+/// server's final word is tried again and never dead unsent; a server
+/// that hangs past the pool's timeout is a sent attempt, dead only at
+/// `max_attempts`; a `200` too large to read is delivered, its reply cut;
+/// a request's own settings are refused, not dropped. Before: 3 of 3 hung
+/// jobs dead after 1 attempt, 8 of 10 behind an open circuit, 29 of 40
+/// behind a rate limit and 26 of 30 behind a deadline dead, most unsent.
+pub fn the_pools_own_verdicts_never_kill_a_job(open: Open<'_>) {
+    let status = Arc::new(AtomicUsize::new(200));
+    let (server, keys) = keyed_server(status.clone());
+    let sent = |key: &str| keys.lock().unwrap().get(key).copied().unwrap_or(0);
+    let deliver_all = |outbox: &Outbox, what: &str, n: usize| {
+        assert_eq!(outbox.flush_timeout(LIMIT), 0, "{what}");
+        let s = outbox.stats().unwrap();
+        assert_eq!(
+            (s.delivered, s.dead),
+            (n as u64, 0),
+            "{what}: {:?}",
+            outbox.dead()
+        );
+    };
+
+    // A server that hangs past the pool's timeout: sent, so each counts;
+    // dead at max_attempts (2), not after the first.
+    let pool = Pool::builder()
+        .workers(2)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let outbox = open(Outbox::options().max_attempts(2), &pool);
+    outbox
+        .enqueue(order(&pool, &server.url("/hang?ms=1000"), 1))
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let dead = outbox.dead().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2, "{dead:?}");
+    assert_eq!(sent("order-1"), 2);
+    drop(outbox);
+
+    // An open circuit: nothing sent while it is open, every job delivered
+    // once it closes, even with one attempt allowed.
+    let pool = Pool::builder()
+        .workers(2)
+        .circuit_breaker(
+            reqpool::Breaker::new()
+                .failures(1)
+                .cool_down(Duration::from_millis(300)),
+        )
+        .build()
+        .unwrap();
+    status.store(500, Ordering::SeqCst);
+    let _ = pool.get(&server.url("/trip")).send().wait();
+    status.store(200, Ordering::SeqCst);
+    let shut = pool.get(&server.url("/trip")).send().wait().unwrap_err();
+    assert!(shut.is_circuit_open(), "{shut}");
+    let outbox = open(Outbox::options().max_attempts(1), &pool);
+    for i in 100..110 {
+        outbox
+            .enqueue(order(&pool, &server.url("/orders"), i))
+            .unwrap();
+    }
+    deliver_all(&outbox, "open circuit", 10);
+    assert!((100..110).all(|i| sent(&format!("order-{i}")) == 1));
+    drop(outbox);
+
+    // A rate limit with a timeout: jobs that would wait past the limit
+    // are not sent, and go later.
+    let pool = Pool::builder()
+        .workers(4)
+        .max_rate_per_host(20, Duration::from_secs(1))
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let outbox = open(Outbox::options().max_attempts(1), &pool);
+    for i in 200..230 {
+        outbox
+            .enqueue(order(&pool, &server.url("/orders"), i))
+            .unwrap();
+    }
+    deliver_all(&outbox, "rate limit", 30);
+    assert!((200..230).all(|i| sent(&format!("order-{i}")) == 1));
+    drop(outbox);
+
+    // A pool deadline that passes in the queue: not sent, goes later.
+    let pool = Pool::builder()
+        .workers(1)
+        .deadline(Duration::from_millis(60))
+        .build()
+        .unwrap();
+    let outbox = open(Outbox::options().max_attempts(1), &pool);
+    for i in 300..320 {
+        outbox
+            .enqueue(order(&pool, &server.url("/orders?ms=5"), i))
+            .unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let s = outbox.stats().unwrap();
+    assert_eq!(s.delivered + s.dead, 20);
+    // A job can die only by being sent and cut off at the deadline.
+    for d in outbox.dead().unwrap() {
+        assert_eq!(sent(&d.key), 1, "{d:?}");
+        assert!(d.last_error.contains("time limit"), "{d:?}");
+    }
+    drop(outbox);
+
+    // A 200 whose body is over max_response_bytes: the server took it;
+    // delivered, its reply marked cut, sent once.
+    let pool = Pool::builder()
+        .workers(1)
+        .max_response_bytes(100)
+        .build()
+        .unwrap();
+    let outbox = open(Outbox::options().max_attempts(1), &pool);
+    let id = outbox
+        .enqueue(
+            pool.post(&server.url("/orders"))
+                .json_body(&serde_json::json!({"pad": "x".repeat(500)}))
+                .idempotency_key("big"),
+        )
+        .unwrap();
+    deliver_all(&outbox, "too large", 1);
+    let reply = outbox.reply(id).unwrap().expect("delivered");
+    assert!(
+        reply.cut && reply.body.is_empty() && reply.status == 200,
+        "{reply:?}"
+    );
+    assert_eq!(sent("big"), 1);
+
+    // A request's own settings are refused by name, nothing written.
+    let url = server.url("/orders");
+    for (req, name) in [
+        (pool.post(&url).timeout(Duration::from_secs(1)), "timeout"),
+        (pool.post(&url).deadline(Duration::from_secs(1)), "deadline"),
+        (pool.post(&url).retry(reqpool::Retry::none()), "retry"),
+        (pool.post(&url).follow_redirects(true), "follow_redirects"),
+    ] {
+        let e = outbox.enqueue(req).unwrap_err();
+        assert!(
+            matches!(e, reqpool::Error::Usage { .. }) && e.to_string().contains(name),
+            "{e}"
+        );
+    }
+    assert_eq!(outbox.stats().unwrap().delivered, 1);
+}
