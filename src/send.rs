@@ -33,6 +33,9 @@ pub(crate) struct Attempts {
     /// A redirect hop to another host that waits for a token of that
     /// host's rate limit (in the timer); the attempt goes on from it.
     next_hop: Option<NextHop>,
+    /// The request slept for its host's rate limit or pause before its
+    /// first attempt went out.
+    throttled: bool,
 }
 
 /// A redirect hop kept while its job waits off the workers.
@@ -83,8 +86,15 @@ impl Prepared {
                 return Step::Done(Err(self.give_up(st, err, Some(reason))));
             }
             if limit.passed() {
-                let err =
-                    Error::timeout(Phase::Deadline, self.spec.method.as_str(), &self.spec.url);
+                // Nothing sent yet, after a wait for the host's rate: the
+                // request never left (an outbox tries it again later).
+                let unsent = st.throttled && st.failed.is_empty() && st.next_hop.is_none();
+                let phase = if unsent {
+                    Phase::Throttled
+                } else {
+                    Phase::Deadline
+                };
+                let err = Error::timeout(phase, self.spec.method.as_str(), &self.spec.url);
                 return Step::Done(Err(self.give_up(st, err, None)));
             }
             let mut seen = Seen::default();
@@ -97,7 +107,10 @@ impl Prepared {
             });
             let result = match result {
                 Exec::Done(r) => r,
-                Exec::Wait(at) => return Step::Sleep(at),
+                Exec::Wait(at) => {
+                    st.throttled = true;
+                    return Step::Sleep(at);
+                }
             };
             if let Ok(resp) = &result {
                 trace.answered(resp.status, resp.body.len());
@@ -109,7 +122,7 @@ impl Prepared {
                     return Step::Done(Ok(Response::detached(&self.spec.method, &self.spec.url)));
                 }
                 Err(_) if crate::wire::aborted() => return Step::Done(Err(Error::Cancelled)),
-                Err(e) => e.scrubbed(&self.secrets.with(&seen.secrets)),
+                Err(e) => unsent_timeout(e.scrubbed(&self.secrets.with(&seen.secrets)), &seen),
             };
             trace.failed(&err);
             // A 401 to a token from `bearer_from`: a new token, and the
@@ -203,6 +216,24 @@ struct Hop<'a> {
     headers: Cow<'a, Headers>,
     content_type: Option<&'static str>,
     body: Option<&'a [u8]>,
+}
+
+/// A time limit that ran out before any byte of the request was written
+/// is the connecting phase's: nothing was sent (ureq names it after its
+/// global budget, which says nothing of that).
+fn unsent_timeout(err: Error, seen: &Seen) -> Error {
+    match err {
+        Error::Timeout {
+            phase: Phase::Deadline,
+            method,
+            url,
+        } if !seen.answered && !crate::wire::wrote() => Error::Timeout {
+            phase: Phase::Connect,
+            method,
+            url,
+        },
+        e => e,
+    }
 }
 
 /// What the exchanges of one attempt showed, for the retry decision.

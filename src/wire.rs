@@ -28,11 +28,21 @@ thread_local! {
     static JOB: RefCell<Option<Arc<dyn InFlight>>> = const { RefCell::new(None) };
     /// This thread opened a connection since `reset_opened`.
     static OPENED: Cell<bool> = const { Cell::new(false) };
+    /// This thread began writing a request since `reset_opened`.
+    static WROTE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Starts watching whether this thread's next exchange opens a connection.
+/// Starts watching whether this thread's next exchange opens a connection
+/// and writes to it.
 pub(crate) fn reset_opened() {
     OPENED.with(|o| o.set(false));
+    WROTE.with(|o| o.set(false));
+}
+
+/// True if any byte of a request may have been written since
+/// `reset_opened`: a failure before that proves nothing was sent.
+pub(crate) fn wrote() -> bool {
+    WROTE.with(Cell::get)
 }
 
 /// True if a connection was opened (or tried) since `reset_opened`: a
@@ -360,6 +370,7 @@ impl Transport for Guarded {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         watch(&self.conn, false)?;
+        WROTE.with(|w| w.set(true));
         // Not retried: a write that timed out may have written part of the
         // output. The coarse cap ends it early by at most an eighth of
         // what was left, and only for a server that stops reading.

@@ -24,7 +24,8 @@ pub enum Phase {
     /// Receiving the response body.
     Body,
     /// The request would have had to wait for its host's rate limit or a
-    /// host pause (`Retry-After`) past its time limit: it was not sent.
+    /// host pause (`Retry-After`) past its time limit, or its limit ran out
+    /// while it waited: it was not sent.
     Throttled,
     /// The job's time limit ran out (its `timeout` from the start, or its
     /// `deadline`) while it ran, or a waiter stopped waiting for it.
