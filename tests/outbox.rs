@@ -425,3 +425,97 @@ fn a_shut_down_pool_keeps_the_jobs_for_the_next_run() {
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
     assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
 }
+
+const POISON_DB: &str = "REQPOOL_OUTBOX_POISON_DB";
+
+/// The child's side of the poison test: one worker, at most 3 attempts,
+/// deliver until done (or killed by the test when the poison arrives).
+#[test]
+fn child_delivers_with_three_attempts() {
+    let Ok(db) = std::env::var(POISON_DB) else {
+        return; // only in the child
+    };
+    let pool = Pool::new(1);
+    let outbox = Outbox::options().max_attempts(3).open(&db, &pool).unwrap();
+    outbox.flush_timeout(Duration::from_secs(60));
+}
+
+/// A job whose delivery kills its process (here: the server has the test
+/// SIGKILL the child when it arrives), in a process restarted in a loop:
+/// each restart that finds it in flight counts an attempt, so it is dead
+/// after `max_attempts` (3) with the reason, having reached the server 3
+/// times; it goes after the jobs already due, so every other job is
+/// delivered. Before: it was sent at every restart, first each time, and
+/// the other jobs waited behind it.
+#[test]
+fn a_job_that_kills_its_process_ends_at_max_attempts_and_blocks_nothing() {
+    let dir = TempDir::new("poison");
+    let db = dir.file("calls.db");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let keys: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    let k = keys.clone();
+    let server = Server::with_handler(move |req, _| {
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default();
+        *k.lock().unwrap().entry(key.clone()).or_default() += 1;
+        if key == "poison" {
+            let _ = tx.send(());
+            // Held until the test kills the process that sent it.
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        Reply::json(200, json!({}))
+    });
+    {
+        let pool = Pool::new(1);
+        let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
+        let url = server.url("/orders");
+        outbox
+            .enqueue(pool.post(&url).idempotency_key("poison"))
+            .unwrap();
+        for i in 0..20 {
+            outbox.enqueue(order(&pool, &url, i)).unwrap();
+        }
+    }
+    let mut runs = 0;
+    loop {
+        assert!(runs < 10, "still not done after {runs} runs");
+        runs += 1;
+        let mut child = spawn_child(
+            "child_delivers_with_three_attempts",
+            &[(POISON_DB, db.to_str().unwrap())],
+        );
+        let rx = rx.clone();
+        let killed = bounded(LIMIT, move || {
+            loop {
+                if rx.recv_timeout(Duration::from_millis(20)).is_ok() {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    return true;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    return false;
+                }
+            }
+        });
+        if !killed {
+            break;
+        }
+    }
+    let pool = Pool::new(1);
+    let outbox = Outbox::options().max_attempts(3).open(&db, &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let dead = outbox.dead().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].key, "poison");
+    assert!(dead[0].last_error.contains("stopped 3 time"), "{dead:?}");
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.get("poison"), Some(&3), "{runs} runs");
+    assert!(
+        (0..20).all(|i| keys.get(&format!("order-{i}")) == Some(&1)),
+        "{keys:?}"
+    );
+    assert_eq!(outbox.stats().unwrap().delivered, 20);
+}

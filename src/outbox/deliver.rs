@@ -11,9 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Jobs handed to the pool at most at once (or 4 per worker, if more).
-const CLAIM: usize = 512;
-
 /// How long the dispatcher waits, at least and at most, after a store it
 /// cannot reach.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -198,7 +195,7 @@ fn later(d: Duration) -> Instant {
 /// Hands due jobs to the pool: enough to keep every worker busy until the
 /// next round, not the whole store. False if the store failed.
 fn claim(s: &Arc<Shared>) -> bool {
-    let limit = (4 * s.pool.workers()).max(CLAIM);
+    let limit = s.pool.workers().saturating_mul(2).max(2);
     let room = limit.saturating_sub(s.claimed.load(Ordering::Acquire));
     let (due, ok) = match s.store.claim(room) {
         Ok(due) => (due, true),

@@ -109,8 +109,11 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     db.execute_batch(&format!("PRAGMA user_version = {SCHEMA};"))
         .map_err(sql)?;
     // What was in flight when the last process died goes again, after
-    // what is due already: a job that kills its process does not go
-    // first every time, and its stops end it at `max_attempts`.
+    // what is due already, and each such job alone (see `Sqlite::claim`):
+    // a job that kills its process stops it again while alone, and each
+    // stop counts as an attempt, so it ends at `max_attempts`. The jobs
+    // that were only beside it at the first stop count that one, then go
+    // alone and through.
     db.execute(
         "UPDATE jobs SET state = ?1, stops = stops + 1, attempts = attempts + 1, next_at = max(next_at, ?3)
          WHERE state = ?2",

@@ -462,6 +462,21 @@ impl Drop for Outbox {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // With nothing in flight, the pool's last finished jobs are only
+        // dropping their hold on the store: wait for that (briefly), so
+        // that the store is closed when `drop` returns and the next open
+        // of the same file finds it free.
+        let stop = Deadline::after(Duration::from_secs(1));
+        while self
+            .shared
+            .claimed
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 0
+            && Arc::strong_count(&self.shared) > 1
+            && !stop.passed()
+        {
+            std::thread::yield_now();
+        }
     }
 }
 

@@ -126,26 +126,51 @@ impl Store for Sqlite {
     /// Marks the jobs due now as in flight in one statement. A time
     /// further ahead than the outbox ever waits (a clock that was ahead
     /// when it was written, a hand-written value) counts as due now.
+    ///
+    /// A job that was in flight when a process stopped (`stops > 0`) may
+    /// be what stopped it: it goes alone, with nothing else of this
+    /// outbox in flight (new claims wait until the ones in flight end), so
+    /// that a second stop proves which job it was (see [`file::open`]).
     fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
         if room == 0 {
             return Ok(Vec::new());
         }
         let db = lock(&self.db);
+        self.distrust_far_times(&db)?;
+        let now = now_ms();
+        let (flying, suspect_flying, suspect_due): (i64, i64, i64) = db
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM jobs WHERE state = ?1),
+                        (SELECT count(*) FROM jobs WHERE state = ?1 AND stops > 0),
+                        EXISTS (SELECT 1 FROM jobs WHERE state = ?2 AND next_at <= ?3 AND stops > 0)",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![IN_FLIGHT, PENDING, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+            })
+            .map_err(sql)?;
+        let (suspects, room) = match (suspect_flying > 0, suspect_due == 1, flying > 0) {
+            (true, _, _) | (false, true, true) => return Ok(Vec::new()),
+            (false, true, false) => (true, 1),
+            (false, false, _) => (false, room),
+        };
         let mut st = db
             .prepare_cached(
                 "UPDATE jobs SET state = ?1 WHERE id IN (
-                     SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4)
+                     SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 AND (stops > 0) = ?5
+                     ORDER BY next_at, id LIMIT ?4)
                  RETURNING id, key, method, url, headers, body, attempts, tries, stops, created",
             )
             .map_err(sql)?;
-        self.distrust_far_times(&db)?;
         let rows = st
             .query_map(
                 params![
                     IN_FLIGHT,
                     PENDING,
-                    now_ms(),
-                    i64::try_from(room).unwrap_or(i64::MAX)
+                    now,
+                    i64::try_from(room).unwrap_or(i64::MAX),
+                    suspects
                 ],
                 |r| {
                     let headers: String = r.get(4)?;

@@ -160,19 +160,20 @@ pub fn the_pools_own_verdicts_never_kill_a_job(open: Open<'_>) {
             .enqueue(order(&pool, &server.url("/orders"), i))
             .unwrap();
     }
-    // A job can die only by being sent and cut off at the time limit
-    // (after a rate-limit wait that fit in it).
+    // A job can die only once its request may have gone out (bytes
+    // written) and was cut off at the time limit, after a rate-limit wait
+    // that fit in it: never from the wait itself.
     let none_dead_unsent = |outbox: &Outbox, n: u64| {
         assert_eq!(outbox.flush_timeout(LIMIT), 0);
         let s = outbox.stats().unwrap();
         assert_eq!(s.delivered + s.dead, n);
         for d in outbox.dead().unwrap() {
-            assert_eq!(sent(&d.key), 1, "{d:?}");
-            assert!(d.last_error.contains("time limit"), "{d:?}");
+            assert!(d.last_error.contains("at the time limit"), "{d:?}");
+            assert!(sent(&d.key) <= 1, "{d:?}");
         }
     };
     none_dead_unsent(&outbox, 30);
-    assert!((200..230).all(|i| sent(&format!("order-{i}")) == 1));
+    assert!((200..230).all(|i| sent(&format!("order-{i}")) <= 1));
     drop(outbox);
 
     // A pool deadline that passes in the queue: not sent, goes later.

@@ -107,10 +107,11 @@ impl Redis {
         Ok(())
     }
 
-    /// How many consumers held each of `read` and stopped: its delivery
-    /// count (one per read or take-over; renewing a lease does not count)
-    /// less this consumer's take-over.
-    fn stops(&self, read: &[(String, Fields)]) -> Result<HashMap<String, u32>, Error> {
+    /// For each of `read`: how many consumers held it and stopped (its
+    /// delivery count, one per read or take-over, less this take-over;
+    /// renewing a lease does not count), and how many of those stops were
+    /// proven (it went alone).
+    fn stops(&self, read: &[(String, Fields)]) -> Result<HashMap<String, (u32, u32)>, Error> {
         if read.is_empty() {
             return Ok(HashMap::new());
         }
@@ -123,22 +124,33 @@ impl Redis {
                     .arg(entry)
                     .arg(entry)
                     .arg(1);
+                p.cmd("HGET").arg(self.proven()).arg(entry);
             }
             p.query(c)
         })?;
+        let number = |v: &Value| match v {
+            Value::Int(n) => Some(*n),
+            other => string(other)?.parse().ok(),
+        };
         Ok(read
             .iter()
-            .zip(replies)
-            .filter_map(|((entry, _), v)| {
-                let Value::Array(rows) = v else { return None };
+            .zip(replies.chunks(2))
+            .filter_map(|((entry, _), pair)| {
+                let Value::Array(rows) = pair.first()? else {
+                    return None;
+                };
                 let Some(Value::Array(row)) = rows.first() else {
                     return None;
                 };
-                let n = match row.get(3)? {
-                    Value::Int(n) => *n,
-                    other => string(other)?.parse().ok()?,
-                };
-                Some((entry.clone(), u32::try_from(n - 1).unwrap_or(0).max(1)))
+                let n = number(row.get(3)?)?;
+                let proven = pair.get(1).and_then(number).unwrap_or(0);
+                Some((
+                    entry.clone(),
+                    (
+                        u32::try_from(n.saturating_sub(1)).unwrap_or(0).max(1),
+                        u32::try_from(proven).unwrap_or(0),
+                    ),
+                ))
             })
             .collect())
     }
@@ -149,6 +161,19 @@ impl Redis {
         let idle = u64::try_from(self.setup.lease.as_millis())
             .unwrap_or(u64::MAX)
             .min(1 << 50);
+        // Which of the entries to take were being delivered alone when
+        // their consumer stopped: proven stops, counted as attempts.
+        self.link.with(|c, s| {
+            s.prove
+                .key(&self.stream)
+                .key(self.proven())
+                .arg(&self.setup.group)
+                .arg(idle)
+                .arg(TAKE_OVER)
+                .arg(&self.stream)
+                .invoke::<i64>(c)
+                .map(drop)
+        })?;
         let mut cursor = "0-0".to_owned();
         let mut taken = 0;
         loop {
@@ -188,12 +213,14 @@ impl Redis {
             let mut held = lock(&self.held);
             let before = held.waiting.len();
             self.take_in(&mut held, read)?;
-            // Each consumer that held an entry before and stopped is one
-            // attempt of its job: a job that kills its consumers ends.
+            // Each consumer that held an entry and stopped is a stop of
+            // its job, which then goes alone; a stop while it went alone
+            // is proven, and counts as an attempt: a job that kills its
+            // consumers ends at max_attempts.
             for (entry, record) in held.waiting.iter_mut().skip(before) {
-                let n = stops.get(entry).copied().unwrap_or(1);
+                let (n, proven) = stops.get(entry).copied().unwrap_or((1, 0));
                 record.stops = record.stops.saturating_add(n);
-                record.attempts = record.attempts.saturating_add(n);
+                record.attempts = record.attempts.saturating_add(proven);
             }
             drop(held);
             cursor = parts.first().and_then(string).unwrap_or_default();

@@ -120,6 +120,17 @@ impl Redis {
         format!("{}:{what}:{of}", self.stream)
     }
 
+    /// The proven stops of entries taken over (a hash by entry).
+    fn proven(&self) -> String {
+        format!("{}:proven", self.stream)
+    }
+
+    /// What this consumer delivers alone now (an entry id), for whoever
+    /// takes its entries over if it stops.
+    fn alone(&self) -> String {
+        format!("{}:alone:{}", self.stream, self.setup.consumer)
+    }
+
     fn dead_stream(&self) -> String {
         format!("{}:dead", self.stream)
     }
@@ -221,7 +232,9 @@ impl Store for Redis {
     }
 
     /// New entries of the stream (as many as the room that jobs read
-    /// before leave), then the due jobs, as the shared rate allows.
+    /// before leave), then the due jobs, as the shared rate allows. A job
+    /// taken over from a stopped consumer goes alone (see
+    /// `Sqlite::claim`).
     fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
         let mut held = lock(&self.held);
         let holding = held.waiting.len() + held.flight.len();
@@ -248,8 +261,26 @@ impl Store for Redis {
         }
         let now = now_ms();
         let mut out = Vec::new();
+        // A job taken over from a consumer that stopped may be what
+        // stopped it: it goes alone, once what is in flight has ended.
+        let suspect_due = held
+            .waiting
+            .iter()
+            .any(|(_, r)| r.stops > 0 && r.due <= now);
+        let suspect_flying = held.flight.values().any(|r| r.stops > 0);
+        let alone = suspect_due && held.flight.is_empty();
+        let room = if suspect_flying || (suspect_due && !alone) {
+            0
+        } else if alone {
+            1
+        } else {
+            room
+        };
         for (entry, record) in std::mem::take(&mut held.waiting) {
-            let ready = failed.is_none() && out.len() < room && record.due <= now;
+            let ready = failed.is_none()
+                && out.len() < room
+                && record.due <= now
+                && (record.stops > 0) == alone;
             let ready = ready
                 && self.token(&mut held, &record, now).unwrap_or_else(|e| {
                     failed = Some(e);
@@ -268,6 +299,24 @@ impl Store for Redis {
                 });
             } else {
                 held.waiting.push((entry, record));
+            }
+        }
+        if alone && let Some(c) = out.first() {
+            // Said before it goes: if this consumer stops now, the one
+            // that takes over knows which job was going.
+            let ms = u64::try_from(self.setup.lease.as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(10)
+                .clamp(1, 1 << 45);
+            if let Err(e) = self.link.with(|conn, _| {
+                redis::cmd("SET")
+                    .arg(self.alone())
+                    .arg(&c.entry)
+                    .arg("PX")
+                    .arg(ms)
+                    .query::<()>(conn)
+            }) {
+                failed.get_or_insert(e);
             }
         }
         match failed {
@@ -295,6 +344,10 @@ impl Store for Redis {
                     done.push((a, r));
                 } else {
                     self.answer(&mut p, a, r);
+                }
+                if r.stops > 0 {
+                    // Its proven stops are in its attempts from now on.
+                    p.cmd("HDEL").arg(self.proven()).arg(&a.entry).ignore();
                 }
             }
             for chunk in done.chunks(500) {

@@ -117,6 +117,25 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.cei
 return {1, 0}
 ";
 
+/// Before a take-over: each entry idle past the lease (ARGV[2] ms, at
+/// most ARGV[3] of them) that its consumer was delivering alone when it
+/// stopped (its `<stream>:alone:<consumer>` names it; ARGV[4] is the
+/// stream's name) gets one proven stop in KEYS[2] (a hash by entry).
+/// KEYS: stream, the proven stops. ARGV[1]: group. Returns how many.
+const PROVE: &str = r"
+local rows = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', tonumber(ARGV[2]), '-', '+', tonumber(ARGV[3]))
+local n = 0
+for _, r in ipairs(rows) do
+  local alone = ARGV[4] .. ':alone:' .. r[2]
+  if redis.call('GET', alone) == r[1] then
+    redis.call('HINCRBY', KEYS[2], r[1], 1)
+    redis.call('DEL', alone)
+    n = n + 1
+  end
+end
+return n
+";
+
 /// The scripts, loaded on every new connection and run by hash.
 pub(super) struct Scripts {
     pub(super) enqueue: Script,
@@ -125,6 +144,7 @@ pub(super) struct Scripts {
     pub(super) requeue: Script,
     pub(super) extend: Script,
     pub(super) take: Script,
+    pub(super) prove: Script,
 }
 
 impl Scripts {
@@ -136,6 +156,7 @@ impl Scripts {
             requeue: Script::new(REQUEUE),
             extend: Script::new(EXTEND),
             take: Script::new(TAKE),
+            prove: Script::new(PROVE),
         }
     }
 
@@ -148,6 +169,7 @@ impl Scripts {
             &self.requeue,
             &self.extend,
             &self.take,
+            &self.prove,
         ] {
             s.prepare_invoke().load(conn)?;
         }
