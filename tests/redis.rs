@@ -761,3 +761,71 @@ fn a_job_that_kills_its_consumer_ends_at_max_attempts_and_blocks_nothing() {
     );
     assert_eq!(outbox.stats().unwrap().delivered, 20);
 }
+
+#[test]
+fn a_retry_goes_at_its_time_not_after_the_backlog() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::a_retry_goes_at_its_time_not_after_the_backlog(&|options, pool| {
+        options.redis(&r.url(), "calls", pool).unwrap()
+    });
+}
+
+const RA_REDIS: &str = "REQPOOL_REDIS_RA_REDIS";
+const RA_URL: &str = "REQPOOL_REDIS_RA_URL";
+
+/// The child's side of the Retry-After test: a consumer with a short
+/// lease that enqueues one job and delivers.
+#[test]
+fn child_enqueues_one_job_and_consumes() {
+    let (Ok(redis), Ok(url)) = (std::env::var(RA_REDIS), std::env::var(RA_URL)) else {
+        return; // only in the child
+    };
+    let pool = Pool::new(1);
+    let outbox = Outbox::options()
+        .consumer("child")
+        .lease(Duration::from_millis(500))
+        .redis(&redis, "calls", &pool)
+        .unwrap();
+    outbox
+        .enqueue(pool.post(&url).idempotency_key("retry-me"))
+        .unwrap();
+    outbox.flush_timeout(Duration::from_secs(60));
+}
+
+/// A `Retry-After` the server gave is kept across a kill: the consumer is
+/// killed 300 ms after a 503 with `Retry-After: 2`; the one that takes
+/// the job over sends it no sooner than 2 s after the 503 (its time kept
+/// in Redis, on Redis's clock). Before: the wait was the pool's, inside
+/// the delivery, and the job went again at the take-over.
+#[test]
+fn a_retry_after_survives_a_kill() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (server, arrivals) = retry_after_server(2, tx);
+    let url = server.url("/orders");
+    let mut child = spawn_child(
+        "child_enqueues_one_job_and_consumes",
+        &[(RA_REDIS, r.url().as_str()), (RA_URL, &url)],
+    );
+    rx.recv_timeout(LIMIT).expect("the first delivery");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pool = Pool::new(1);
+    let outbox = Outbox::options()
+        .consumer("survivor")
+        .lease(Duration::from_millis(500))
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let a = arrivals.lock().unwrap().clone();
+    assert_eq!(a.len(), 2);
+    let gap = a[1] - a[0];
+    eprintln!("sent again {gap:?} after the 503");
+    assert!(gap >= Duration::from_secs(2), "{gap:?}");
+    assert!(gap < Duration::from_millis(3500), "{gap:?}");
+}

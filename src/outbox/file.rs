@@ -96,6 +96,11 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
          CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);",
     )
     .map_err(sql)?;
+    // Partial indexes: the retries and the suspects due, found without
+    // walking a backlog of fresh jobs.
+    let indexes =
+        "CREATE INDEX IF NOT EXISTS jobs_retry ON jobs(next_at) WHERE state = 0 AND tries > 0;
+         CREATE INDEX IF NOT EXISTS jobs_suspect ON jobs(next_at) WHERE state = 0 AND stops > 0;";
     if version == 1 {
         db.execute_batch(
             "BEGIN;
@@ -106,6 +111,7 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
         )
         .map_err(sql)?;
     }
+    db.execute_batch(indexes).map_err(sql)?;
     db.execute_batch(&format!("PRAGMA user_version = {SCHEMA};"))
         .map_err(sql)?;
     // What was in flight when the last process died goes again, after

@@ -58,6 +58,29 @@ impl Sqlite {
     }
 }
 
+// The claim's SQL writes the pending state out as 0.
+const _: () = assert!(PENDING == 0);
+
+/// A job as a claim returns it.
+fn claimed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claimed> {
+    let headers: String = r.get(4)?;
+    Ok(Claimed {
+        id: r.get(0)?,
+        attempts: count(r.get(6)?),
+        tries: count(r.get(7)?),
+        stops: count(r.get(8)?),
+        created: r.get(9)?,
+        stored: Stored {
+            key: Some(r.get(1)?),
+            method: r.get(2)?,
+            url: r.get(3)?,
+            headers: serde_json::from_str(&headers).unwrap_or_default(),
+            body: r.get(5)?,
+        },
+        entry: String::new(),
+    })
+}
+
 /// A delivered job's status, reply, and mark of a reply cut off.
 type StoredReply = (Option<i64>, Option<Vec<u8>>, Option<String>);
 
@@ -142,57 +165,59 @@ impl Store for Sqlite {
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM jobs WHERE state = ?1),
                         (SELECT count(*) FROM jobs WHERE state = ?1 AND stops > 0),
-                        EXISTS (SELECT 1 FROM jobs WHERE state = ?2 AND next_at <= ?3 AND stops > 0)",
+                        EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND stops > 0 AND next_at <= ?2 AND ?3 = 0)",
             )
             .and_then(|mut st| {
-                st.query_row(params![IN_FLIGHT, PENDING, now], |r| {
+                st.query_row(params![IN_FLIGHT, now, PENDING], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
             })
             .map_err(sql)?;
-        let (suspects, room) = match (suspect_flying > 0, suspect_due == 1, flying > 0) {
-            (true, _, _) | (false, true, true) => return Ok(Vec::new()),
-            (false, true, false) => (true, 1),
-            (false, false, _) => (false, room),
+        if suspect_flying > 0 || (suspect_due == 1 && flying > 0) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        // A suspect alone; else the retries due (at their time, not after
+        // the backlog), then the jobs in the order they came.
+        // (States written out, not bound: a partial index is used only
+        // for a condition SQLite can see when it prepares the statement.)
+        let picks: &[&str] = if suspect_due == 1 {
+            &[
+                "SELECT id FROM jobs WHERE state = 0 AND stops > 0 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT min(1, ?4)",
+            ]
+        } else {
+            &[
+                "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT ?4",
+                "SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4",
+            ]
         };
-        let mut st = db
-            .prepare_cached(
-                "UPDATE jobs SET state = ?1 WHERE id IN (
-                     SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 AND (stops > 0) = ?5
-                     ORDER BY next_at, id LIMIT ?4)
-                 RETURNING id, key, method, url, headers, body, attempts, tries, stops, created",
-            )
-            .map_err(sql)?;
-        let rows = st
-            .query_map(
-                params![
-                    IN_FLIGHT,
-                    PENDING,
-                    now,
-                    i64::try_from(room).unwrap_or(i64::MAX),
-                    suspects
-                ],
-                |r| {
-                    let headers: String = r.get(4)?;
-                    Ok(Claimed {
-                        id: r.get(0)?,
-                        attempts: count(r.get(6)?),
-                        tries: count(r.get(7)?),
-                        stops: count(r.get(8)?),
-                        created: r.get(9)?,
-                        stored: Stored {
-                            key: Some(r.get(1)?),
-                            method: r.get(2)?,
-                            url: r.get(3)?,
-                            headers: serde_json::from_str(&headers).unwrap_or_default(),
-                            body: r.get(5)?,
-                        },
-                        entry: String::new(),
-                    })
-                },
-            )
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        for pick in picks {
+            let left = room.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            let mut st = db
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET state = ?1 WHERE id IN ({pick})
+                     RETURNING id, key, method, url, headers, body, attempts, tries, stops, created"
+                ))
+                .map_err(sql)?;
+            let rows = st
+                .query_map(
+                    params![
+                        IN_FLIGHT,
+                        PENDING,
+                        now,
+                        i64::try_from(left).unwrap_or(i64::MAX)
+                    ],
+                    claimed,
+                )
+                .map_err(sql)?;
+            for row in rows {
+                out.push(row.map_err(sql)?);
+            }
+        }
+        Ok(out)
     }
 
     /// One transaction for many answers. A delivered job keeps its key

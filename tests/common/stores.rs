@@ -230,3 +230,72 @@ pub fn the_pools_own_verdicts_never_kill_a_job(open: Open<'_>) {
     }
     assert_eq!(outbox.stats().unwrap().delivered, 1);
 }
+
+/// A server that answers the key `retry-me` with a 503 and
+/// `Retry-After: {secs}` the first time, anything else with 200 after
+/// `?ms=` ms; it notes when each request of `retry-me` arrived and sends
+/// on `tx` at the first.
+pub fn retry_after_server(
+    secs: u32,
+    tx: crossbeam_channel::Sender<()>,
+) -> (Server, Arc<std::sync::Mutex<Vec<Instant>>>) {
+    let arrivals: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let a = arrivals.clone();
+    let server = Server::with_handler(move |req, _| {
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default();
+        if key == "retry-me" {
+            let mut a = a.lock().unwrap();
+            a.push(Instant::now());
+            if a.len() == 1 {
+                let _ = tx.send(());
+                return Reply::text(503, "text/plain", "busy")
+                    .header("Retry-After", &secs.to_string());
+            }
+            return Reply::text(200, "text/plain", "ok");
+        }
+        if let Some(ms) = req.q("ms").and_then(|m| m.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        Reply::text(200, "text/plain", "ok")
+    });
+    (server, arrivals)
+}
+
+/// A retry is due at its time, not after the backlog: one job answered
+/// 503 `Retry-After: 1` ahead of 10,000 queued jobs goes again 1-2 s
+/// later, while the backlog still runs. Before: it went to the back of
+/// the line (52 s behind 10,000 entries on Redis).
+pub fn a_retry_goes_at_its_time_not_after_the_backlog(open: Open<'_>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (server, arrivals) = retry_after_server(1, tx);
+    let pool = Pool::new(2);
+    let outbox = open(Outbox::options(), &pool);
+    outbox
+        .enqueue(
+            pool.post(&server.url("/orders"))
+                .idempotency_key("retry-me"),
+        )
+        .unwrap();
+    rx.recv_timeout(LIMIT).expect("the first delivery");
+    let url = server.url("/orders?ms=1");
+    for i in 0..10_000 {
+        outbox.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    let start = Instant::now();
+    while arrivals.lock().unwrap().len() < 2 {
+        assert!(start.elapsed() < LIMIT, "the retry never came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left = outbox.stats().unwrap().pending;
+    let a = arrivals.lock().unwrap().clone();
+    let gap = a[1] - a[0];
+    eprintln!("the retry went {gap:?} after its 503, with {left} jobs still waiting");
+    assert!(gap >= Duration::from_millis(950), "{gap:?}");
+    assert!(left > 0, "the backlog was done first");
+    assert!(gap < Duration::from_millis(2500), "{gap:?}");
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+}

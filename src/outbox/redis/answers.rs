@@ -4,6 +4,7 @@
 
 use super::record::Record;
 use super::{Redis, host};
+use crate::outbox::now_ms;
 use crate::outbox::store::{Answer, End};
 use redis::Pipeline;
 use std::time::Duration;
@@ -61,23 +62,18 @@ impl Redis {
                 error,
                 throttled,
             } => {
-                let mut next = record.clone();
-                next.due = *at;
-                next.attempts = a.attempts;
-                next.tries = a.tries;
-                let mut fields = next.fields(true);
-                if let Some(e) = error {
-                    fields.push(("error".into(), e.clone().into_bytes()));
-                }
-                scripts_hash(
-                    p,
-                    s.moved.get_hash(),
-                    &[self.stream.clone(), self.stream.clone()],
-                );
-                p.arg(&self.setup.group).arg(&a.entry);
-                for (k, v) in &fields {
-                    p.arg(k).arg(v.as_slice());
-                }
+                // The job stays this consumer's (its entry pending, its
+                // lease kept) and goes again at its time; the time, on
+                // Redis's clock, and its counts are kept in Redis for
+                // whoever takes it over.
+                let _ = error;
+                let wait = at.saturating_sub(now_ms()).max(0);
+                scripts_hash(p, s.later.get_hash(), &[self.later()]);
+                p.arg(&a.entry)
+                    .arg(wait)
+                    .arg(a.attempts)
+                    .arg(a.tries)
+                    .ignore();
                 if let Some(wait) = throttled {
                     // Every consumer of the host pauses, and then goes at
                     // half its rate for a while.

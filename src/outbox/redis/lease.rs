@@ -11,6 +11,15 @@ use crate::sync::lock;
 use redis::Value;
 use std::collections::HashMap;
 
+/// What Redis says of an entry taken over; see `Redis::taken`.
+#[derive(Clone, Copy, Default)]
+struct Taken {
+    stops: u32,
+    proven: u32,
+    /// Due (this machine's ms), attempts, tries: a job put off.
+    later: Option<(i64, u32, u32)>,
+}
+
 impl Redis {
     /// Moves an entry that is not one of reqpool's jobs to the dead
     /// letters, with `reason` and its own fields.
@@ -107,15 +116,17 @@ impl Redis {
         Ok(())
     }
 
-    /// For each of `read`: how many consumers held it and stopped (its
-    /// delivery count, one per read or take-over, less this take-over;
-    /// renewing a lease does not count), and how many of those stops were
-    /// proven (it went alone).
-    fn stops(&self, read: &[(String, Fields)]) -> Result<HashMap<String, (u32, u32)>, Error> {
+    /// For each of `read`, what Redis says of it beyond its fields: how
+    /// many consumers held it and stopped (its delivery count, one per
+    /// read or take-over, less this take-over; renewing a lease does not
+    /// count), how many of those stops were proven (it went alone), and
+    /// the time and counts of a job put off (its time moved from Redis's
+    /// clock to this machine's).
+    fn taken(&self, read: &[(String, Fields)]) -> Result<HashMap<String, Taken>, Error> {
         if read.is_empty() {
             return Ok(HashMap::new());
         }
-        let replies: Vec<Value> = self.link.with(|c, _| {
+        let mut replies: Vec<Value> = self.link.with(|c, _| {
             let mut p = redis::pipe();
             for (entry, _) in read {
                 p.cmd("XPENDING")
@@ -125,31 +136,49 @@ impl Redis {
                     .arg(entry)
                     .arg(1);
                 p.cmd("HGET").arg(self.proven()).arg(entry);
+                p.cmd("HGET").arg(self.later()).arg(entry);
             }
+            p.cmd("TIME");
             p.query(c)
         })?;
         let number = |v: &Value| match v {
             Value::Int(n) => Some(*n),
-            other => string(other)?.parse().ok(),
+            other => string(other)?.parse::<i64>().ok(),
+        };
+        // Redis's clock less this machine's, in ms.
+        let skew = match replies.pop() {
+            Some(Value::Array(t)) => {
+                let s = t.first().and_then(number).unwrap_or(0);
+                let us = t.get(1).and_then(number).unwrap_or(0);
+                s.saturating_mul(1000).saturating_add(us / 1000) - now_ms()
+            }
+            _ => 0,
         };
         Ok(read
             .iter()
-            .zip(replies.chunks(2))
-            .filter_map(|((entry, _), pair)| {
-                let Value::Array(rows) = pair.first()? else {
+            .zip(replies.chunks(3))
+            .filter_map(|((entry, _), part)| {
+                let Value::Array(rows) = part.first()? else {
                     return None;
                 };
                 let Some(Value::Array(row)) = rows.first() else {
                     return None;
                 };
                 let n = number(row.get(3)?)?;
-                let proven = pair.get(1).and_then(number).unwrap_or(0);
+                let proven = part.get(1).and_then(number).unwrap_or(0);
+                let later = part.get(2).and_then(string).and_then(|s| {
+                    let mut it = s.split(' ').map(|x| x.parse::<i64>().ok());
+                    let (due, attempts, tries) = (it.next()??, it.next()??, it.next()??);
+                    let count = |x: i64| u32::try_from(x.max(0)).unwrap_or(u32::MAX);
+                    Some((due.saturating_sub(skew), count(attempts), count(tries)))
+                });
                 Some((
                     entry.clone(),
-                    (
-                        u32::try_from(n.saturating_sub(1)).unwrap_or(0).max(1),
-                        u32::try_from(proven).unwrap_or(0),
-                    ),
+                    Taken {
+                        stops: u32::try_from(n.saturating_sub(1)).unwrap_or(0).max(1),
+                        proven: u32::try_from(proven.max(0)).unwrap_or(u32::MAX),
+                        later,
+                    },
                 ))
             })
             .collect())
@@ -209,7 +238,7 @@ impl Redis {
                     self.stream
                 );
             }
-            let stops = self.stops(&read)?;
+            let taken_state = self.taken(&read)?;
             let mut held = lock(&self.held);
             let before = held.waiting.len();
             self.take_in(&mut held, read)?;
@@ -218,9 +247,14 @@ impl Redis {
             // is proven, and counts as an attempt: a job that kills its
             // consumers ends at max_attempts.
             for (entry, record) in held.waiting.iter_mut().skip(before) {
-                let (n, proven) = stops.get(entry).copied().unwrap_or((1, 0));
-                record.stops = record.stops.saturating_add(n);
-                record.attempts = record.attempts.saturating_add(proven);
+                let t = taken_state.get(entry).copied().unwrap_or_default();
+                if let Some((due, attempts, tries)) = t.later {
+                    record.due = due;
+                    record.attempts = attempts;
+                    record.tries = tries;
+                }
+                record.stops = record.stops.saturating_add(t.stops.max(1));
+                record.attempts = record.attempts.saturating_add(t.proven);
             }
             drop(held);
             cursor = parts.first().and_then(string).unwrap_or_default();

@@ -120,6 +120,12 @@ impl Redis {
         format!("{}:{what}:{of}", self.stream)
     }
 
+    /// The jobs put off: `due attempts tries` by entry (see
+    /// `scripts::LATER`).
+    fn later(&self) -> String {
+        format!("{}:later", self.stream)
+    }
+
     /// The proven stops of entries taken over (a hash by entry).
     fn proven(&self) -> String {
         format!("{}:proven", self.stream)
@@ -349,6 +355,9 @@ impl Store for Redis {
                     // Its proven stops are in its attempts from now on.
                     p.cmd("HDEL").arg(self.proven()).arg(&a.entry).ignore();
                 }
+                if r.tries > 0 && !matches!(a.end, End::Later { .. }) {
+                    p.cmd("HDEL").arg(self.later()).arg(&a.entry).ignore();
+                }
             }
             for chunk in done.chunks(500) {
                 self.delivered(&mut p, chunk);
@@ -357,7 +366,16 @@ impl Store for Redis {
         self.link.with(|c, _| p.query::<Value>(c).map(drop))?;
         let mut held = lock(&self.held);
         for a in answers {
-            held.flight.remove(&a.entry);
+            let Some(mut r) = held.flight.remove(&a.entry) else {
+                continue;
+            };
+            if let End::Later { at, .. } = a.end {
+                // Kept, to go again at its time (retries first).
+                r.due = at;
+                r.attempts = a.attempts;
+                r.tries = a.tries;
+                held.waiting.insert(0, (a.entry.clone(), r));
+            }
         }
         Ok(())
     }
@@ -450,7 +468,7 @@ impl Store for Redis {
     }
 
     fn stats(&self) -> Result<OutboxStats, Error> {
-        let (len, pending, delivered, dead): (u64, Value, Option<u64>, u64) =
+        let (len, pending, delivered, dead, later): (u64, Value, Option<u64>, u64, u64) =
             self.link.with(|c, _| {
                 redis::pipe()
                     .cmd("XLEN")
@@ -462,6 +480,8 @@ impl Store for Redis {
                     .arg(format!("{}:delivered", self.stream))
                     .cmd("XLEN")
                     .arg(self.dead_stream())
+                    .cmd("HLEN")
+                    .arg(self.later())
                     .query(c)
             })?;
         let in_flight = match &pending {
@@ -469,6 +489,8 @@ impl Store for Redis {
             _ => None,
         }
         .unwrap_or(0u64);
+        // A job put off stays its consumer's entry; it is pending.
+        let in_flight = in_flight.saturating_sub(later);
         Ok(OutboxStats {
             pending: len.saturating_sub(in_flight),
             in_flight,
@@ -597,6 +619,9 @@ impl Store for Redis {
                 .arg(entry);
             for (k, v) in record.fields(true) {
                 p.arg(k).arg(v);
+            }
+            if record.tries > 0 {
+                p.cmd("HDEL").arg(self.later()).arg(entry).ignore();
             }
         }
         self.link.with(|c, _| p.query::<Value>(c).map(drop))

@@ -136,6 +136,17 @@ end
 return n
 ";
 
+/// A job put off: its next time (now on Redis's clock plus ARGV[2] ms)
+/// and its counts (ARGV[3] attempts, ARGV[4] tries) kept under its entry
+/// (ARGV[1]) in the hash KEYS[1], as `due attempts tries`. Returns the
+/// time.
+const LATER: &str = r"
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %s %s', due, ARGV[3], ARGV[4]))
+return due
+";
+
 /// The scripts, loaded on every new connection and run by hash.
 pub(super) struct Scripts {
     pub(super) enqueue: Script,
@@ -145,6 +156,7 @@ pub(super) struct Scripts {
     pub(super) extend: Script,
     pub(super) take: Script,
     pub(super) prove: Script,
+    pub(super) later: Script,
 }
 
 impl Scripts {
@@ -157,6 +169,7 @@ impl Scripts {
             extend: Script::new(EXTEND),
             take: Script::new(TAKE),
             prove: Script::new(PROVE),
+            later: Script::new(LATER),
         }
     }
 
@@ -170,6 +183,7 @@ impl Scripts {
             &self.extend,
             &self.take,
             &self.prove,
+            &self.later,
         ] {
             s.prepare_invoke().load(conn)?;
         }
