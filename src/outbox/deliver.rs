@@ -44,7 +44,6 @@ impl Shared {
             entry: job.entry.clone(),
             end: v.end,
         });
-        self.claimed.fetch_sub(1, Ordering::AcqRel);
         if self.closing() {
             // No dispatcher any more: write it now.
             self.write_answers();
@@ -73,6 +72,10 @@ impl Shared {
             // Room for more: the next claim comes after the gathering
             // pause, not after an idle wait.
             Ok(()) => {
+                // A job leaves the count of those in flight only once its
+                // answer is written: what a crash can send twice is at
+                // most what a claim may hold.
+                self.claimed.fetch_sub(answers.len(), Ordering::AcqRel);
                 lock(&self.signal).work = true;
                 true
             }
@@ -195,7 +198,12 @@ fn later(d: Duration) -> Instant {
 /// Hands due jobs to the pool: enough to keep every worker busy until the
 /// next round, not the whole store. False if the store failed.
 fn claim(s: &Arc<Shared>) -> bool {
-    let limit = s.pool.workers().saturating_mul(2).max(2);
+    // Two per worker keep the workers busy between claims; with a rate
+    // shared by every consumer one per worker, so that a job holds its
+    // token only while a worker is free to send it (no burst of queued
+    // jobs after a stall).
+    let per_worker = if s.store.paced() { 1 } else { 2 };
+    let limit = s.pool.workers().saturating_mul(per_worker).max(per_worker);
     let room = limit.saturating_sub(s.claimed.load(Ordering::Acquire));
     let (due, ok) = match s.store.claim(room) {
         Ok(due) => (due, true),

@@ -112,6 +112,11 @@ pub(super) trait Store: Send + Sync {
     /// delivered jobs past `retention`, keeping leases, taking over the
     /// work of consumers that died.
     fn tidy(&self, retention: Duration) -> Result<(), Error>;
+    /// True when a claim takes tokens of a rate (a rate shared in the
+    /// store): then jobs are claimed only for free workers.
+    fn paced(&self) -> bool {
+        false
+    }
     /// How often [`tidy`](Store::tidy) runs.
     fn tidy_every(&self) -> Duration;
     fn stats(&self) -> Result<OutboxStats, Error>;

@@ -94,15 +94,18 @@ impl Redis {
     /// consumer held then. They are dropped: their entries are gone, and
     /// their answers could not be written.
     fn count_vanished(&self) {
+        self.count_vanished_in(&mut lock(&self.held));
+    }
+
+    /// [`count_vanished`](Redis::count_vanished), holding `held`.
+    fn count_vanished_in(&self, held: &mut Held) {
         use std::sync::atomic::Ordering;
         let now = self.link.vanished();
         if self.vanished_seen.swap(now, Ordering::AcqRel) == now {
             return;
         }
-        let mut held = lock(&self.held);
         let n = held.flight.len() + held.waiting.len();
         held.waiting.clear();
-        drop(held);
         self.lost.fetch_add(n as u64, Ordering::AcqRel);
         log::error!(
             "reqpool: outbox stream {}: {n} job(s) this consumer held were lost with it",
@@ -261,6 +264,7 @@ impl Store for Redis {
                     .arg(">")
                     .query::<Value>(c)
             });
+            self.count_vanished_in(&mut held);
             failed = read
                 .and_then(|v| self.take_in(&mut held, read_reply(&v)))
                 .err();
@@ -363,8 +367,10 @@ impl Store for Redis {
                 self.delivered(&mut p, chunk);
             }
         }
-        self.link.with(|c, _| p.query::<Value>(c).map(drop))?;
+        let wrote = self.link.with(|c, _| p.query::<Value>(c).map(drop));
         let mut held = lock(&self.held);
+        self.count_vanished_in(&mut held);
+        wrote?;
         for a in answers {
             let Some(mut r) = held.flight.remove(&a.entry) else {
                 continue;
@@ -461,6 +467,10 @@ impl Store for Redis {
 
     fn tidy_every(&self) -> Duration {
         (self.setup.lease / 4).clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    fn paced(&self) -> bool {
+        self.setup.interval.is_some()
     }
 
     fn lost(&self) -> u64 {
