@@ -185,10 +185,12 @@ impl OutboxOptions {
     /// Redis's clock), so that many machines together stay under one
     /// API's quota. A 429 (or a 503 with `Retry-After`) pauses the host
     /// for every consumer for as long as it asked (1 s for a 429 that
-    /// says nothing), then halves its rate for 10 s. Each delivery counts
-    /// once: the pool's own retries within a delivery are paced by the
-    /// pool's [`Builder::max_rate_per_host`](crate::Builder::max_rate_per_host).
-    /// Checked by [`redis`](OutboxOptions::redis): `n` and `per` must not
+    /// says nothing), then halves its rate for 10 s. Each delivery (one
+    /// attempt) takes one token, and a consumer takes tokens only for
+    /// workers free to send at once: in any sliding window of `per` at
+    /// most `n` and one interval's burst go out, also after a stall. The
+    /// pool's own [`Builder::max_rate_per_host`](crate::Builder::max_rate_per_host)
+    /// applies on top, per process. Checked by [`redis`](OutboxOptions::redis): `n` and `per` must not
     /// be zero.
     #[cfg(feature = "redis")]
     pub fn max_rate_per_host(mut self, n: u32, per: Duration) -> Self {
