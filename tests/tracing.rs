@@ -190,3 +190,56 @@ fn every_way_in_through_the_request_builder_is_traced_under_its_caller() {
         );
     }
 }
+
+/// Traces cross the outbox's queue: a job enqueued inside a span is
+/// delivered in a `reqpool.outbox.delivery` span (with the job's id and
+/// attempt) that is that span's child, with the job span inside it —
+/// every delivery of it, also a retry. Before: deliveries were root spans,
+/// and the enqueuer's trace ended at `enqueue`.
+#[cfg(feature = "outbox")]
+#[test]
+fn an_outbox_delivery_is_a_child_of_the_span_that_enqueued_it() {
+    recorder();
+    let status = Arc::new(AtomicUsize::new(503));
+    let (server, keys) = keyed_server(status.clone());
+    let dir = TempDir::new("traced");
+    let pool = Pool::new(2);
+    let outbox = reqpool::Outbox::open(dir.file("calls.db"), &pool).unwrap();
+    let url = format!("{}?traced-outbox=1", server.url("/orders"));
+    let caller = tracing::info_span!("checkout");
+    let caller_id = caller.id().unwrap().into_u64();
+    let id = caller
+        .in_scope(|| outbox.enqueue(pool.post(&url).idempotency_key("traced-1")))
+        .unwrap();
+    // The first delivery is answered 503, the second 200.
+    let t0 = std::time::Instant::now();
+    while keys.lock().unwrap().get("traced-1").is_none() {
+        assert!(t0.elapsed() < LIMIT, "never delivered");
+        std::thread::yield_now();
+    }
+    status.store(200, Ordering::SeqCst);
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let all = recorder().spans();
+    let deliveries: Vec<_> = all
+        .iter()
+        .filter(|(_, s)| {
+            s.name == "reqpool.outbox.delivery"
+                && s.fields.get("reqpool.job_id") == Some(&id.0.to_string())
+        })
+        .collect();
+    assert_eq!(deliveries.len(), 2, "{deliveries:#?}");
+    for (d, span) in &deliveries {
+        assert_eq!(span.parent, Some(caller_id), "{span:?}");
+        let jobs: Vec<_> = all
+            .values()
+            .filter(|s| s.name == "reqpool.job" && s.parent == Some(**d))
+            .collect();
+        assert_eq!(jobs.len(), 1, "a job span inside each delivery");
+        assert!(jobs[0].fields["url.full"].contains("traced-outbox"));
+    }
+    let attempts: Vec<_> = deliveries
+        .iter()
+        .map(|(_, s)| s.fields["reqpool.attempt"].clone())
+        .collect();
+    assert_eq!(attempts, ["1", "2"]);
+}

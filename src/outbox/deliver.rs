@@ -37,6 +37,10 @@ impl Shared {
 
     /// Notes `v` for the dispatcher to write.
     fn note(&self, job: &Claimed, v: verdict::Verdict) {
+        if !matches!(v.end, End::Later { .. }) {
+            self.lineage
+                .ended(job.stored.key.as_deref().unwrap_or_default());
+        }
         lock(&self.answers).push(Answer {
             id: job.id,
             attempts: v.attempts,
@@ -258,6 +262,10 @@ fn deliver(s: &Arc<Shared>, mut job: Claimed) {
         req = req.body(body);
     }
     let s2 = Arc::clone(s);
-    req.send()
-        .on_complete(Box::new(move |r| s2.finish(&job, r)));
+    let (id, attempt) = (job.id, job.tries.saturating_add(1));
+    let key = job.stored.key.clone().unwrap_or_default();
+    s.lineage.deliver(id, &key, attempt, move || {
+        req.send()
+            .on_complete(Box::new(move |r| s2.finish(&job, r)));
+    });
 }

@@ -8,6 +8,7 @@ mod deliver;
 mod enqueue;
 mod file;
 mod health;
+mod lineage;
 mod options;
 #[cfg(feature = "redis")]
 mod redis;
@@ -191,6 +192,8 @@ struct Shared {
     written: Condvar,
     /// The dispatcher's heartbeat and last error.
     health: health::Health,
+    /// The spans jobs were enqueued in.
+    lineage: lineage::Lineage,
 }
 
 impl fmt::Debug for Outbox {
@@ -293,6 +296,7 @@ impl Outbox {
             cond: Condvar::new(),
             written: Condvar::new(),
             health: health::Health::default(),
+            lineage: lineage::Lineage::default(),
         });
         if !shared.options.deliver {
             return Ok(Outbox {
@@ -340,14 +344,29 @@ impl Outbox {
         let key = stored.key.clone().unwrap_or_else(new_key);
         let headers =
             serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
-        let (id, new) = self.shared.insert(store::Row {
-            key,
+        let traced = self.thread.is_some();
+        if traced {
+            self.shared.lineage.enqueued(&key);
+        }
+        let inserted = self.shared.insert(store::Row {
+            key: key.clone(),
             method: stored.method,
             url: stored.url,
             headers,
             body: stored.body,
             created: now_ms(),
-        })?;
+        });
+        let (id, new) = match inserted {
+            Ok(x) => x,
+            Err(e) => {
+                self.shared.lineage.ended(&key);
+                return Err(e);
+            }
+        };
+        if !new && traced {
+            // A known key: the job is the one enqueued before.
+            self.shared.lineage.ended(&key);
+        }
         if new {
             self.shared.more_work();
         }

@@ -20,6 +20,7 @@ pub struct SpanRec {
     pub opened: Instant,
     pub closed: Option<Instant>,
     refs: usize,
+    meta: &'static Metadata<'static>,
 }
 
 /// Keeps every span of the process.
@@ -109,6 +110,7 @@ impl Subscriber for &'static Recorder {
             opened: Instant::now(),
             closed: None,
             refs: 1,
+            meta: attrs.metadata(),
         };
         self.spans.lock().unwrap().insert(id, span);
         Id::from_u64(id)
@@ -120,6 +122,14 @@ impl Subscriber for &'static Recorder {
     }
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, _: &Event<'_>) {}
+    fn current_span(&self) -> tracing_core::span::Current {
+        let id = ENTERED.with(|e| e.borrow().last().copied());
+        let spans = self.spans.lock().unwrap();
+        match id.and_then(|id| Some((id, spans.get(&id)?))) {
+            Some((id, s)) => tracing_core::span::Current::new(Id::from_u64(id), s.meta),
+            None => tracing_core::span::Current::none(),
+        }
+    }
     fn enter(&self, id: &Id) {
         ENTERED.with(|e| e.borrow_mut().push(id.into_u64()));
     }
