@@ -49,6 +49,7 @@ pub struct Builder {
     retry_budget: Option<(f64, u32)>,
     max_per_host: Option<usize>,
     max_rate: Option<Rate>,
+    rate_burst: u32,
     adaptive: Option<bool>,
     breaker: Option<Breaker>,
     hedge: Option<crate::hedge::Hedge>,
@@ -81,6 +82,7 @@ impl Default for Builder {
             retry_budget: None,
             max_per_host: None,
             max_rate: None,
+            rate_burst: 1,
             adaptive: None,
             breaker: None,
             hedge: None,
@@ -352,8 +354,10 @@ impl Builder {
 
     /// At most `requests` requests to one host (`host:port`) per `per`: a
     /// token bucket per host that starts with one token (so the first
-    /// requests go at the rate) and saves up to `requests` while the host
-    /// is idle. A request
+    /// requests go at the rate) and saves up to
+    /// [`max_rate_burst`](Builder::max_rate_burst) (1 by default) while the
+    /// host is idle, so that any window of `per` holds at most `requests`
+    /// of them, also after an idle minute or a stall. A request
     /// without a token waits off the workers (in the pool's timer) and
     /// starts when its token is due; other hosts are not slowed. The wait
     /// counts against a request's [`timeout`](Builder::timeout) (its clock
@@ -380,7 +384,31 @@ impl Builder {
         self.max_rate = Some(Rate {
             requests: requests.max(1),
             per,
+            burst: self.rate_burst,
         });
+        self
+    }
+
+    /// How many requests a host's rate saves up while the host is idle, to
+    /// go at once: any window of the rate's `per` then holds at most
+    /// `requests + n - 1`. At least 1 (no burst: the rate, evenly);
+    /// defaults to 1. Applies to
+    /// [`max_rate_per_host`](Builder::max_rate_per_host), set before or
+    /// after it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = reqpool::Pool::builder()
+    ///     .max_rate_per_host(100, Duration::from_secs(1))
+    ///     .max_rate_burst(10) // at most 109 in any second
+    ///     .build()?;
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn max_rate_burst(mut self, n: u32) -> Self {
+        self.rate_burst = n.max(1);
+        if let Some(r) = &mut self.max_rate {
+            r.burst = self.rate_burst;
+        }
         self
     }
 

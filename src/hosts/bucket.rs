@@ -38,7 +38,7 @@ impl Bucket {
             // It starts with one token, not a full burst: the first second
             // sends at the rate, as a server that counts per second wants.
             tokens: 1.0,
-            burst: f64::from(r.requests.max(1)),
+            burst: f64::from(r.burst.max(1)),
             rate,
             max_rate: rate,
             min_rate: (rate / 64.0).max(0.1),
@@ -182,6 +182,7 @@ mod tests {
             Rate {
                 requests: 20,
                 per: Duration::from_secs(1),
+                burst: 1,
             },
             true,
             now,

@@ -88,11 +88,13 @@ impl Breaker {
     }
 }
 
-/// A rate limit: `requests` per `per`, in bursts of up to `requests`.
+/// A rate limit: `requests` per `per`, with at most `burst` saved while
+/// the host is idle.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Rate {
     pub(crate) requests: u32,
     pub(crate) per: Duration,
+    pub(crate) burst: u32,
 }
 
 /// The per-host policies of a pool.
@@ -444,6 +446,7 @@ mod tests {
             rate: Some(Rate {
                 requests: 2,
                 per: Duration::from_secs(1),
+                burst: 1,
             }),
             ..Policies::default()
         });
