@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// Jobs in flight at most (or 4 per worker, if more).
+const CLAIM: usize = 512;
+
 /// How long the dispatcher waits, at least and at most, after a store it
 /// cannot reach.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -140,11 +143,16 @@ fn dispatch(s: &Arc<Shared>) {
     let mut idle_until = Instant::now();
     let mut backoff = Duration::ZERO;
     loop {
+        let before = s.claimed.load(Ordering::Acquire);
         let wrote = s.write_answers();
         if s.closing() {
             return;
         }
-        if last_claim.is_none_or(|t| t.elapsed() >= GATHER.max(backoff)) {
+        // Answers written free room in flight: it is filled at once (a
+        // claim of the jobs already due), not after the gathering pause,
+        // which is for jobs enqueued one by one.
+        let freed = backoff.is_zero() && s.claimed.load(Ordering::Acquire) < before;
+        if freed || last_claim.is_none_or(|t| t.elapsed() >= GATHER.max(backoff)) {
             let mut ok = wrote;
             if last_tidy.is_none_or(|t| t.elapsed() >= s.store.tidy_every()) {
                 last_tidy = Some(Instant::now());
@@ -202,12 +210,16 @@ fn later(d: Duration) -> Instant {
 /// Hands due jobs to the pool: enough to keep every worker busy until the
 /// next round, not the whole store. False if the store failed.
 fn claim(s: &Arc<Shared>) -> bool {
-    // Two per worker keep the workers busy between claims; with a rate
-    // shared by every consumer one per worker, so that a job holds its
-    // token only while a worker is free to send it (no burst of queued
+    // Enough to keep every worker busy between rounds (4 per worker, 512
+    // at least: fewer cost half the throughput on a busy machine); with a
+    // rate shared by every consumer one per worker, so that a job holds
+    // its token only while a worker is free to send it (no burst of queued
     // jobs after a stall).
-    let per_worker = if s.store.paced() { 1 } else { 2 };
-    let limit = s.pool.workers().saturating_mul(per_worker).max(per_worker);
+    let limit = if s.store.paced() {
+        s.pool.workers().max(1)
+    } else {
+        s.pool.workers().saturating_mul(4).max(CLAIM)
+    };
     let room = limit.saturating_sub(s.claimed.load(Ordering::Acquire));
     let (due, ok) = match s.store.claim(room) {
         Ok(due) => (due, true),

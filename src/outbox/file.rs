@@ -100,7 +100,7 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     // walking a backlog of fresh jobs.
     let indexes =
         "CREATE INDEX IF NOT EXISTS jobs_retry ON jobs(next_at) WHERE state = 0 AND tries > 0;
-         CREATE INDEX IF NOT EXISTS jobs_suspect ON jobs(next_at) WHERE state = 0 AND stops > 0;";
+         CREATE INDEX IF NOT EXISTS jobs_suspect ON jobs(next_at) WHERE state = 0 AND stops > 1;";
     if version == 1 {
         db.execute_batch(
             "BEGIN;
@@ -115,15 +115,22 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     db.execute_batch(&format!("PRAGMA user_version = {SCHEMA};"))
         .map_err(sql)?;
     // What was in flight when the last process died goes again, after
-    // what is due already, and each such job alone (see `Sqlite::claim`):
-    // a job that kills its process stops it again while alone, and each
-    // stop counts as an attempt, so it ends at `max_attempts`. The jobs
-    // that were only beside it at the first stop count that one, then go
-    // alone and through.
+    // what is due already. A job in flight at two stops goes alone from
+    // then on (see `Sqlite::claim`); a stop with only one job in flight is
+    // that job's own, and counts as its attempt, so a job that kills its
+    // process ends at `max_attempts` (after at most `max_attempts + 2`
+    // sends), and the jobs that were only beside it never lose one.
+    let flying: i64 = db
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE state = ?1",
+            [IN_FLIGHT],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
     db.execute(
-        "UPDATE jobs SET state = ?1, stops = stops + 1, attempts = attempts + 1, next_at = max(next_at, ?3)
+        "UPDATE jobs SET state = ?1, stops = stops + 1, attempts = attempts + ?4, next_at = max(next_at, ?3)
          WHERE state = ?2",
-        params![PENDING, IN_FLIGHT, super::now_ms()],
+        params![PENDING, IN_FLIGHT, super::now_ms(), i64::from(flying == 1)],
     )
     .map_err(sql)?;
     Ok(db)

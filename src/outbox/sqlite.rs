@@ -58,6 +58,54 @@ impl Sqlite {
     }
 }
 
+/// Marks at most `room` due jobs in flight and returns them: a suspect
+/// alone if `suspects`, else the retries due, then the jobs in the order
+/// they came.
+fn claim_in(db: &Connection, now: i64, room: usize, suspects: bool) -> Result<Vec<Claimed>, Error> {
+    let mut out = Vec::new();
+    // A suspect alone; else the retries due (at their time, not after
+    // the backlog), then the jobs in the order they came.
+    // (States written out, not bound: a partial index is used only
+    // for a condition SQLite can see when it prepares the statement.)
+    let picks: &[&str] = if suspects {
+        &[
+            "SELECT id FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT min(1, ?4)",
+        ]
+    } else {
+        &[
+            "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT ?4",
+            "SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4",
+        ]
+    };
+    for pick in picks {
+        let left = room.saturating_sub(out.len());
+        if left == 0 {
+            break;
+        }
+        let mut st = db
+            .prepare_cached(&format!(
+                "UPDATE jobs SET state = ?1 WHERE id IN ({pick})
+                 RETURNING id, key, method, url, headers, body, attempts, tries, stops, created"
+            ))
+            .map_err(sql)?;
+        let rows = st
+            .query_map(
+                params![
+                    IN_FLIGHT,
+                    PENDING,
+                    now,
+                    i64::try_from(left).unwrap_or(i64::MAX)
+                ],
+                claimed,
+            )
+            .map_err(sql)?;
+        for row in rows {
+            out.push(row.map_err(sql)?);
+        }
+    }
+    Ok(out)
+}
+
 // The claim's SQL writes the pending state out as 0.
 const _: () = assert!(PENDING == 0);
 
@@ -146,26 +194,25 @@ impl Store for Sqlite {
         Ok(ids)
     }
 
-    /// Marks the jobs due now as in flight in one statement. A time
-    /// further ahead than the outbox ever waits (a clock that was ahead
-    /// when it was written, a hand-written value) counts as due now.
+    /// Marks the jobs due now as in flight, in one transaction.
     ///
-    /// A job that was in flight when a process stopped (`stops > 0`) may
-    /// be what stopped it: it goes alone, with nothing else of this
+    /// A job that was in flight at two stops of its process (`stops > 1`)
+    /// may be what stops it: it goes alone, with nothing else of this
     /// outbox in flight (new claims wait until the ones in flight end), so
-    /// that a second stop proves which job it was (see [`file::open`]).
+    /// that its next stop is its own (see [`file::open`]).
     fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
         if room == 0 {
             return Ok(Vec::new());
         }
-        let db = lock(&self.db);
-        self.distrust_far_times(&db)?;
+        let mut db = lock(&self.db);
+        // One transaction: one commit per claim.
+        let db = db.transaction().map_err(sql)?;
         let now = now_ms();
         let (flying, suspect_flying, suspect_due): (i64, i64, i64) = db
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM jobs WHERE state = ?1),
-                        (SELECT count(*) FROM jobs WHERE state = ?1 AND stops > 0),
-                        EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND stops > 0 AND next_at <= ?2 AND ?3 = 0)",
+                        (SELECT count(*) FROM jobs WHERE state = ?1 AND stops > 1),
+                        EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?3 = 0)",
             )
             .and_then(|mut st| {
                 st.query_row(params![IN_FLIGHT, now, PENDING], |r| {
@@ -176,47 +223,8 @@ impl Store for Sqlite {
         if suspect_flying > 0 || (suspect_due == 1 && flying > 0) {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        // A suspect alone; else the retries due (at their time, not after
-        // the backlog), then the jobs in the order they came.
-        // (States written out, not bound: a partial index is used only
-        // for a condition SQLite can see when it prepares the statement.)
-        let picks: &[&str] = if suspect_due == 1 {
-            &[
-                "SELECT id FROM jobs WHERE state = 0 AND stops > 0 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT min(1, ?4)",
-            ]
-        } else {
-            &[
-                "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT ?4",
-                "SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4",
-            ]
-        };
-        for pick in picks {
-            let left = room.saturating_sub(out.len());
-            if left == 0 {
-                break;
-            }
-            let mut st = db
-                .prepare_cached(&format!(
-                    "UPDATE jobs SET state = ?1 WHERE id IN ({pick})
-                     RETURNING id, key, method, url, headers, body, attempts, tries, stops, created"
-                ))
-                .map_err(sql)?;
-            let rows = st
-                .query_map(
-                    params![
-                        IN_FLIGHT,
-                        PENDING,
-                        now,
-                        i64::try_from(left).unwrap_or(i64::MAX)
-                    ],
-                    claimed,
-                )
-                .map_err(sql)?;
-            for row in rows {
-                out.push(row.map_err(sql)?);
-            }
-        }
+        let out = claim_in(&db, now, room, suspect_due == 1)?;
+        db.commit().map_err(sql)?;
         Ok(out)
     }
 
@@ -228,7 +236,6 @@ impl Store for Sqlite {
     }
 
     fn next_due(&self) -> Result<Option<i64>, Error> {
-        self.distrust_far_times(&lock(&self.db))?;
         lock(&self.db)
             .query_row(
                 "SELECT min(next_at) FROM jobs WHERE state = ?1",
@@ -255,8 +262,10 @@ impl Store for Sqlite {
             .map_err(sql)
     }
 
-    /// Removes delivered jobs older than `retention`.
+    /// Removes delivered jobs older than `retention`, and makes due now
+    /// the jobs whose time is too far ahead to trust.
     fn tidy(&self, retention: Duration) -> Result<(), Error> {
+        self.distrust_far_times(&lock(&self.db))?;
         if retention == Duration::MAX {
             return Ok(());
         }

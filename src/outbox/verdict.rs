@@ -8,7 +8,7 @@
 
 use super::store::{Claimed, End};
 use super::{OutboxOptions, REPLY_CAP};
-use crate::error::Error;
+use crate::error::{Error, Phase};
 use crate::response::Response;
 use std::time::Duration;
 
@@ -110,6 +110,12 @@ pub(super) fn judge(
         // Not tried (the pool was shut down, or the job cancelled): a
         // second rather than spin on a pool that takes nothing.
         Error::Cancelled | Error::Closed => BACKOFF_FIRST,
+        // The pool had no room in time (its queue, its host's rate): a
+        // second, not a growing wait: nothing is wrong with the host.
+        Error::Timeout {
+            phase: Phase::Queued | Phase::Throttled,
+            ..
+        } => BACKOFF_FIRST,
         _ => backoff(tries).max(e.retry_after().unwrap_or_default()),
     }
     .min(LONGEST_WAIT);

@@ -150,7 +150,7 @@ pub fn the_pools_own_verdicts_never_kill_a_job(open: Open<'_>) {
     // are not sent, and go later.
     let pool = Pool::builder()
         .workers(4)
-        .max_rate_per_host(20, Duration::from_secs(1))
+        .max_rate_per_host(50, Duration::from_secs(1))
         .timeout(Duration::from_millis(150))
         .build()
         .unwrap();
