@@ -49,8 +49,15 @@ impl Timer {
     }
 }
 
+/// Runs `f`; a panic is caught (the timer goes on for every other job)
+/// and logged at `error`.
 fn run(f: Due) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        log::error!(
+            "reqpool: a step run by the pool's timer panicked (the timer goes on): {}",
+            crate::error::panic_message(p.as_ref())
+        );
+    }
 }
 
 fn timer_loop(rx: Receiver<Msg>) {
