@@ -144,7 +144,13 @@ fn dispatch(s: &Arc<Shared>) {
     let mut backoff = Duration::ZERO;
     loop {
         let before = s.claimed.load(Ordering::Acquire);
-        let wrote = s.write_answers();
+        // While the store fails, answers that come wake the dispatcher but
+        // are written only at the pace of the backoff.
+        let wrote = if backoff.is_zero() || last_claim.is_none_or(|t| t.elapsed() >= backoff) {
+            s.write_answers()
+        } else {
+            false
+        };
         if s.closing() {
             return;
         }
