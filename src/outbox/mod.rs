@@ -403,13 +403,13 @@ impl Outbox {
         }
     }
 
-    /// Whether delivery runs, its last error and its last progress, and
-    /// the age of the oldest due job: what a health check looks at.
-    /// Never fails: while the store is down it says so in
+    /// Blocks while it asks the store for the oldest due job (bounded by
+    /// the store's own time limits: a Redis connection within 2 s, a reply
+    /// within 10 s), and returns whether delivery runs, its last error and
+    /// its last progress, and the age of the oldest due job: what a health
+    /// check looks at. Never fails: while the store is down it says so in
     /// [`last_error`](OutboxHealth::last_error) and a growing
-    /// [`since_progress`](OutboxHealth::since_progress). Blocks while it
-    /// asks the store for the oldest due job (bounded by the store's own
-    /// time limits: a Redis reply within 10 s).
+    /// [`since_progress`](OutboxHealth::since_progress).
     pub fn health(&self) -> OutboxHealth {
         let oldest = self.shared.store.oldest_due().ok().flatten().map(|since| {
             Duration::from_millis(u64::try_from(now_ms().saturating_sub(since)).unwrap_or(0))
