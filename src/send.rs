@@ -7,7 +7,7 @@ use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
 use crate::hosts::Observed;
 use crate::prepare::{ALWAYS_SECRET, Headers, Prepared, join_url, parse_url};
-use crate::redact::redact_url;
+use crate::redact::{redact_url, url_secrets};
 use crate::response::Response;
 use crate::retry::{Decision, Facts, parse_retry_after};
 use crate::task::{Ctx, Step};
@@ -256,6 +256,8 @@ fn execute(
         Some(n) => {
             // It was answered before it waited: the first server has it.
             seen.answered = true;
+            seen.secrets
+                .extend(url_secrets(&n.url, &req.query.keys, req.query.all));
             let hop = Hop {
                 method: n.method,
                 url: Cow::Owned(n.url),
@@ -343,6 +345,11 @@ fn execute(
         let Some(location) = resp.header("location").map(str::to_string) else {
             return done(Err(redirect("(no location header)".into())));
         };
+        // The server's URL follows the caller's rule: its password and
+        // secret query values are left out of every error from here on
+        // (the `Location` shown, what the next hop's server echoes).
+        seen.secrets
+            .extend(url_secrets(&location, &req.query.keys, req.query.all));
         if hop.body.is_some() && !spec.follow {
             return done(Err(redirect(redact_url(&location))));
         }
@@ -364,6 +371,8 @@ fn execute(
             Err(e) => return done(Err(e)),
         };
         let (next_uri, next) = next;
+        seen.secrets
+            .extend(url_secrets(&next, &req.query.keys, req.query.all));
         if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
             for name in ALWAYS_SECRET
                 .iter()

@@ -77,7 +77,7 @@ impl Error {
                 json,
                 retry_after,
                 headers,
-                ..
+                secrets: own,
             } => Error::Status {
                 code,
                 method,
@@ -86,7 +86,10 @@ impl Error {
                 json,
                 retry_after,
                 headers,
-                secrets: secrets.clone(),
+                // Its own (those of the URL that answered: a redirect's
+                // target may carry credentials the request did not) and
+                // the request's.
+                secrets: secrets.union(&own),
             },
             Error::GaveUp { attempts, reason } => Error::GaveUp {
                 attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),
