@@ -7,6 +7,7 @@ use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::error::Secrets;
 use crate::hedge::Hedge;
+use crate::host_key::HostKey;
 use crate::redact::{encode_into, header_secrets, secret_forms, url_secrets};
 use crate::retry::{Budget, Retry};
 use crate::task::{Label, Limits};
@@ -187,10 +188,10 @@ impl Spec {
         out
     }
 
-    /// The host the request goes to, as `host:port`.
+    /// The host the request goes to, by its key (`scheme://host:port`).
     pub(crate) fn host(&self) -> Option<Arc<str>> {
         let uri = self.uri().ok()?;
-        uri.authority().map(|a| Arc::from(a.as_str()))
+        HostKey::of_uri(&uri).map(|k| Arc::from(k.to_string()))
     }
 
     /// The parsed URL. It was checked when the spec was made, and is not

@@ -5,6 +5,7 @@
 use crate::attempt::Attempt;
 use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
+use crate::host_key::HostKey;
 use crate::hosts::Observed;
 use crate::prepare::{ALWAYS_SECRET, Headers, Prepared, join_url, parse_url};
 use crate::redact::{redact_url, url_secrets};
@@ -65,10 +66,11 @@ impl Prepared {
             }
             ctx.limit.min(Deadline::after(self.timeout))
         });
-        let uri = ctx.hosts.and_then(|_| self.spec.uri().ok());
-        let host = ctx
+        let key = ctx
             .hosts
-            .and_then(|h| Some((h, uri.as_ref()?.authority()?.as_str())));
+            .and_then(|_| HostKey::of_uri(&self.spec.uri().ok()?))
+            .map(|k| k.to_string());
+        let host = ctx.hosts.zip(key.as_deref());
         loop {
             // A retry never goes into an open circuit.
             if !st.failed.is_empty()
@@ -251,7 +253,7 @@ fn execute(
         Err(e) => return Exec::Done(Err(e)),
     };
     // The first host: a hop elsewhere goes through that host's policies.
-    let first = start.authority().cloned();
+    let first = HostKey::of_uri(&start);
     let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
         Some(n) => {
             // It was answered before it waited: the first server has it.
@@ -281,10 +283,10 @@ fn execute(
         }
     };
     loop {
-        let host = ctx
-            .hosts
-            .and_then(|h| Some((h, hop.uri.authority()?.as_str())));
-        let crossed = first.as_ref() != hop.uri.authority();
+        let key = HostKey::of_uri(&hop.uri);
+        let crossed = first != key;
+        let key = ctx.hosts.and(key).map(|k| k.to_string());
+        let host = ctx.hosts.zip(key.as_deref());
         if redirects > 0
             && crossed
             && let Some((hosts, name)) = host
