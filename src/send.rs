@@ -2,7 +2,7 @@
 //! job, with the wait before the next one spent in the pool's timer),
 //! redirects, and one exchange on the wire.
 
-use crate::attempt::Attempt;
+use crate::attempt::{Attempt, Look};
 use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
 use crate::host_key::HostKey;
@@ -124,9 +124,8 @@ impl Prepared {
                 st.reauthorized = true;
                 trace.retried("401 with a bearer_from token: a new token");
                 st.failed.push(err);
-                if let Err(e) = tokens.refresh(&host, generation) {
-                    return Step::Done(Err(self.give_up(st, e, None)));
-                }
+                // The next attempt waits for the new token off the workers.
+                tokens.refresh(&host, generation);
                 continue;
             }
             let facts = Facts {
@@ -319,9 +318,31 @@ fn execute(
                 return Exec::Wait(due);
             }
         }
+        // The first host's `bearer_from` token: while its source is asked
+        // (on a thread of its own), the request waits in the timer, not on
+        // a worker, and gives back the rate-limit token it was admitted
+        // with (it is admitted again when it wakes).
+        if redirects == 0
+            && let Some(tokens) = &req.hooks.tokens
+            && !hop
+                .headers
+                .contains_key(http::header::AUTHORIZATION.as_str())
+        {
+            let at = Attempt::new(hop.method.as_str(), &hop.url, &[], number);
+            match tokens.park(hop.uri.host().unwrap_or_default(), limit, &at) {
+                Ok(Look::Ready) => {}
+                Ok(Look::Later(when)) => {
+                    if let Some((hosts, name)) = host {
+                        hosts.refund(name);
+                    }
+                    return Exec::Wait(when);
+                }
+                Err(e) => return Exec::Done(Err(e)),
+            }
+        }
         has_token = false;
         let done = |r| Exec::Done(r);
-        let resp = exchange(ctx.agent, &hop, req, number, seen);
+        let resp = exchange(ctx.agent, limit, &hop, req, number, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
         if let Some((hosts, name)) = host
@@ -403,6 +424,7 @@ fn execute(
 /// thread's (see `wire`), so no phase budget is set here.
 fn exchange(
     agent: &ureq::Agent,
+    limit: Deadline,
     hop: &Hop<'_>,
     req: &Prepared,
     number: u32,
@@ -425,7 +447,7 @@ fn exchange(
             let body = hop.body.unwrap_or_default();
             let attempt = Attempt::new(method, url, body, number);
             let host = hop.uri.host().unwrap_or_default();
-            let applied = req.hooks.apply(attempt, host, h)?;
+            let applied = req.hooks.apply(attempt, host, h, limit)?;
             seen.secrets.extend(applied.secrets);
             seen.token = applied.token;
         }

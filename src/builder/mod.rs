@@ -473,9 +473,21 @@ impl Builder {
     /// that got a 401 with the same token share one new token (no
     /// stampede on the token endpoint). Tokens are redacted like
     /// [`bearer_auth`](crate::RequestBuilder::bearer_auth), which wins
-    /// over `f`. An `Err` from `f` fails the attempt with it. Through an
-    /// `Outbox` (feature `outbox`) the token is added at delivery, so it
-    /// never reaches the file.
+    /// over `f`. An `Err` from `f` fails the attempt with it.
+    ///
+    /// `f` runs on a thread of its own, never on a worker and never under
+    /// a lock shared by hosts: while it runs, the requests that wait for
+    /// that host's token wait off the workers (in the pool's timer), each
+    /// until its own time limit (then it fails with
+    /// [`Error::Timeout`](crate::Error::Timeout), unsent), and a source
+    /// that hangs for one host delays no other host. (A redirect hop to
+    /// another host waits for that host's token on its worker, within the
+    /// request's limit.) A token that is not a valid header value (a
+    /// trailing newline, CR/LF, non-ASCII) fails its request with
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) and is not
+    /// kept: the next request asks again. Through an `Outbox` (feature
+    /// `outbox`) the token is added at delivery, so it never reaches the
+    /// file.
     ///
     /// ```
     /// let pool = reqpool::Pool::builder()
