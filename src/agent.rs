@@ -77,6 +77,8 @@ fn config(
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        // A closure's failed request is named in its error.
+        .middleware(crate::wire::note_sent)
         .timeout_connect(phase_limit(s.connect_timeout))
         .timeout_recv_response(s.response_timeout.and_then(phase_limit));
     let b = match base {

@@ -32,7 +32,8 @@ fn a_closures_request_cut_off_by_its_limit_is_a_timeout() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let url = silent.url("/x");
+    // A secret in the query: the URL named is redacted.
+    let url = silent.url("/x?token=SEKRET");
     // With `?` (From<ureq::Error>) and with `map_err(Error::other)`.
     let (u1, u2) = (url.clone(), url.clone());
     let with_q = pool.submit(move |agent| Ok(agent.get(&u1).call().map(drop)?));
@@ -55,6 +56,16 @@ fn a_closures_request_cut_off_by_its_limit_is_a_timeout() {
         let e = bounded(LIMIT, move || p.wait()).unwrap_err();
         assert!(e.is_timeout(), "{what}: {e:?}");
         assert_ne!(e.timeout_phase(), Some(Phase::Queued), "{what}");
+        // It names the request it was reading, as the request builder's do.
+        let shown = format!("{e} | {e:?}");
+        assert!(
+            e.to_string().contains("(GET http://127.0.0.1:"),
+            "{what}: {e}"
+        );
+        assert!(
+            shown.contains("/x?token=***") && !shown.contains("SEKRET"),
+            "{what}: {shown}"
+        );
     }
     // A refused connection is a connect failure, not "other".
     let refused = closed_port_url("/x");
