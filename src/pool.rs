@@ -33,8 +33,12 @@ static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
 /// rather than a pool per call.
 ///
 /// Every submit method returns a [`Pending`] at once; the job runs on the
-/// next free worker. The workers are `threadpool` threads that take jobs
-/// from one lock-free crossbeam queue, in submission order. `Pool` is a
+/// next free worker. The workers are threads that take jobs from one
+/// lock-free crossbeam queue, in submission order: the first 32 start
+/// with the pool, one more for each job that waits while none is free (up
+/// to [`workers`](crate::Builder::workers)), and those above the first 32
+/// leave after [`thread_keep_alive`](crate::Builder::thread_keep_alive)
+/// without work. `Pool` is a
 /// cheap handle: clones share the same workers, agent and keep-alive
 /// connections, and it is `Send + Sync`.
 ///
@@ -62,6 +66,7 @@ pub(crate) struct Settings {
     pub(crate) workers: usize,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) thread_keep_alive: Duration,
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
@@ -360,7 +365,9 @@ impl Inner {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        (stats.threads, stats.threads_peak) = self.crew.threads();
+        stats
     }
 
     /// Refuses new jobs from now on; with `cancel`, also cuts off every
@@ -431,13 +438,20 @@ impl Pool {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let (queue, queue_rx) = crossbeam_channel::unbounded::<Dispatch>();
         let stack = s.stack_size.unwrap_or(DEFAULT_STACK);
-        let crew =
-            Crew::start(id, s.workers, &s.thread_name, stack, queue_rx.clone()).map_err(|why| {
-                Error::usage(format!(
-                    "could not start {} worker threads: {why}",
-                    s.workers
-                ))
-            })?;
+        let crew = Crew::start(
+            id,
+            s.workers,
+            &s.thread_name,
+            stack,
+            s.thread_keep_alive,
+            queue_rx.clone(),
+        )
+        .map_err(|why| {
+            Error::usage(format!(
+                "could not start {} worker threads: {why}",
+                s.workers
+            ))
+        })?;
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             id,
@@ -474,7 +488,7 @@ impl Pool {
     /// A snapshot of the pool's counters and latencies; cheap enough to call
     /// every second from a progress loop.
     pub fn stats(&self) -> Stats {
-        self.inner().counters.snapshot()
+        self.inner().stats()
     }
 
     /// The shared agent, for requests made outside the pool. Requests made

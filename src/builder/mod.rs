@@ -31,6 +31,7 @@ pub struct Builder {
     workers: usize,
     thread_name: String,
     stack_size: Option<usize>,
+    thread_keep_alive: Duration,
     read_buffer: usize,
     timeout: Duration,
     deadline: Option<Duration>,
@@ -63,6 +64,7 @@ impl Default for Builder {
             workers: 8,
             thread_name: "reqpool-worker".to_string(),
             stack_size: None,
+            thread_keep_alive: Duration::from_secs(10),
             read_buffer: 16 * 1024,
             timeout: Duration::from_secs(30),
             deadline: None,
@@ -117,6 +119,19 @@ impl Builder {
     /// that recurse deeply. At least 16 KiB (else `build()` fails).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// How long a worker thread waits for a job before it leaves, when
+    /// more than the pool's first 32 threads are alive (those stay). A
+    /// pool starts threads only for jobs that wait with no thread free,
+    /// up to [`workers`](Builder::workers), and gives back the ones a
+    /// burst needed once it is over; [`Pool::stats`](crate::Pool::stats)
+    /// shows the threads alive and the most at once. `Duration::MAX`
+    /// keeps every thread for as long as the pool lives. Defaults to 10
+    /// seconds (as tokio's blocking pool).
+    pub fn thread_keep_alive(mut self, idle: Duration) -> Self {
+        self.thread_keep_alive = idle;
         self
     }
 
@@ -518,6 +533,7 @@ impl fmt::Debug for Builder {
             .field("workers", &self.workers)
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
+            .field("thread_keep_alive", &self.thread_keep_alive)
             .field("read_buffer", &self.read_buffer)
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
