@@ -3,7 +3,7 @@
 //! on the agent itself and the wire's guard on every connection.
 
 use crate::wire::{Guard, Sockets};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
@@ -53,19 +53,68 @@ pub(crate) struct AgentSettings<'a> {
 ///
 /// One agent per [`WORKERS_PER_AGENT`] workers (at least one), with the
 /// idle connections of their share, and the sockets of all their open
-/// connections.
+/// connections. The agents are made as workers need them (see
+/// [`Agents`]).
 pub(crate) fn pool_agents(
     s: &AgentSettings<'_>,
     base: Option<&ureq::config::Config>,
-) -> (Vec<ureq::Agent>, Arc<Sockets>) {
-    let agents = s.workers.div_ceil(WORKERS_PER_AGENT).max(1);
-    let share = s.workers.div_ceil(agents);
+) -> (Agents, Arc<Sockets>) {
+    let count = s.workers.div_ceil(WORKERS_PER_AGENT).clamp(1, MAX_AGENTS);
+    let share = s.workers.div_ceil(count);
     let cfg = config(s, share, base);
     let sockets = Arc::new(Sockets::default());
-    let all = (0..agents)
-        .map(|_| guarded(cfg.clone(), Arc::clone(&sockets)))
-        .collect();
-    (all, sockets)
+    let chunks = count.div_ceil(AGENTS_PER_CHUNK);
+    let agents = Agents {
+        cfg,
+        sockets: Arc::clone(&sockets),
+        count,
+        chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+    };
+    (agents, sockets)
+}
+
+/// Agents at most: one per 512 of 33.5 million workers, more threads than
+/// any system starts.
+const MAX_AGENTS: usize = 1 << 16;
+
+/// Agents made together, on a worker's first need of one of them.
+const AGENTS_PER_CHUNK: usize = 1024;
+
+/// A pool's agents, made when a worker first needs its own: worker
+/// number (seat) `n` uses agent `n / 512`, so a pool's first 512 workers
+/// share the first agent and `workers(u32::MAX)` costs a few kilobytes
+/// until its threads exist.
+pub(crate) struct Agents {
+    cfg: ureq::config::Config,
+    sockets: Arc<Sockets>,
+    count: usize,
+    chunks: Box<[OnceLock<Chunk>]>,
+}
+
+/// [`AGENTS_PER_CHUNK`] agents, each made on first use.
+type Chunk = Box<[OnceLock<ureq::Agent>]>;
+
+impl Agents {
+    /// The agent of worker `seat` (the first for any other thread), made
+    /// now if it was not yet.
+    pub(crate) fn get(&self, seat: usize) -> &ureq::Agent {
+        let i = (seat / WORKERS_PER_AGENT) % self.count;
+        let chunk = self.chunks[i / AGENTS_PER_CHUNK].get_or_init(|| {
+            let first = i / AGENTS_PER_CHUNK * AGENTS_PER_CHUNK;
+            let len = AGENTS_PER_CHUNK.min(self.count - first);
+            (0..len).map(|_| OnceLock::new()).collect()
+        });
+        chunk[i % AGENTS_PER_CHUNK]
+            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
+    }
+
+    /// The agents made so far.
+    pub(crate) fn made(&self) -> impl Iterator<Item = &ureq::Agent> {
+        self.chunks
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|c| c.iter().filter_map(OnceLock::get))
+    }
 }
 
 /// The configuration of each of a pool's agents, for `share` workers.

@@ -1,5 +1,6 @@
 //! `Pool`: the workers, the shared agent, and the one way jobs reach them.
 
+use crate::agent::Agents;
 use crate::crew::Crew;
 use crate::deadline::Deadline;
 use crate::error::Error;
@@ -114,7 +115,7 @@ pub(crate) struct Inner {
     /// The receiving end, for `shutdown_now` to drain the queue at once.
     queue_rx: Receiver<Dispatch>,
     /// One agent per 512 workers (see `agent::WORKERS_PER_AGENT`).
-    agents: Box<[ureq::Agent]>,
+    agents: Agents,
     /// The sockets of the agents' open connections.
     sockets: Arc<Sockets>,
     defaults: RequestDefaults,
@@ -147,7 +148,7 @@ impl TaskHooks for Inner {
     /// elsewhere).
     fn agent(&self) -> &ureq::Agent {
         let seat = crate::worker::seat();
-        &self.agents[seat % self.agents.len()]
+        self.agents.get(seat)
     }
 
     fn hosts(&self) -> Option<&dyn Feedback> {
@@ -402,7 +403,7 @@ impl Inner {
     pub(crate) fn interrupt(&self) {
         self.interrupted.store(true, Ordering::Release);
         self.sockets.shut_all();
-        for agent in &self.agents {
+        for agent in self.agents.made() {
             agent.clone().shutdown();
         }
     }
@@ -431,7 +432,7 @@ impl Pool {
     /// too large); the threads already started then end.
     pub(crate) fn start(
         s: Settings,
-        agents: Vec<ureq::Agent>,
+        agents: Agents,
         sockets: Arc<Sockets>,
         defaults: RequestDefaults,
     ) -> Result<Pool, Error> {
@@ -460,7 +461,7 @@ impl Pool {
             workers: s.workers,
             queue,
             queue_rx,
-            agents: agents.into(),
+            agents,
             sockets,
             defaults,
             drain_timeout: s.drain_timeout,
@@ -498,7 +499,7 @@ impl Pool {
     /// 512, each with its own connections (so that no lock is shared by
     /// thousands of threads); this is the first.
     pub fn agent(&self) -> &ureq::Agent {
-        &self.inner().agents[0]
+        self.inner().agents.get(0)
     }
 
     /// The number of worker threads.

@@ -541,12 +541,12 @@ const CHILD_CREW: &str = "REQPOOL_TEST_CREW";
 /// child process, whose threads and memory are its own.
 #[test]
 fn threads_fit_the_work_and_leave_when_idle() {
-    if std::env::var(CHILD_CREW).is_ok() {
+    if std::env::var(CHILD_CREW).as_deref() == Ok("burst") {
         return crew_in_child();
     }
     let out = run_child(
         "threads_fit_the_work_and_leave_when_idle",
-        &[(CHILD_CREW, "1")],
+        &[(CHILD_CREW, "burst")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -617,4 +617,40 @@ fn crew_in_child() {
     let hold = hold_workers(&pool, 100);
     assert_eq!(pool.stats().threads, 100);
     drop(hold);
+}
+
+/// A pool of `u32::MAX` workers costs its first threads, not an agent per
+/// 512 of its workers (8.4 million of them), until they are needed. In a
+/// child process, whose memory is its own.
+#[test]
+fn a_huge_pool_costs_nothing_until_used() {
+    if std::env::var(CHILD_CREW).as_deref() == Ok("huge") {
+        let server = Server::start();
+        let rss_before = rss_kib();
+        let t0 = std::time::Instant::now();
+        let pool = Pool::builder().workers(u32::MAX as usize).build().unwrap();
+        let built = t0.elapsed();
+        let v: Value = pool.get_json(&server.url("/json")).wait().unwrap();
+        assert!(v.is_object());
+        let rss_after = rss_kib();
+        println!("HUGE built in {built:?}; RSS {rss_before} -> {rss_after} KiB");
+        assert!(
+            rss_after < rss_before + 16 * 1024,
+            "{rss_before} -> {rss_after} KiB"
+        );
+        return;
+    }
+    let out = run_child(
+        "a_huge_pool_costs_nothing_until_used",
+        &[(CHILD_CREW, "huge")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in stdout.lines().filter(|l| l.contains("HUGE ")) {
+        eprintln!("{line}");
+    }
 }
