@@ -61,17 +61,38 @@ pub(crate) fn pool_agents(
 ) -> (Agents, Arc<Sockets>) {
     let count = s.workers.div_ceil(WORKERS_PER_AGENT).clamp(1, MAX_AGENTS);
     let share = s.workers.div_ceil(count);
-    let cfg = config(s, share, base);
+    let cfg = config(s, share, base, None);
+    let user_agent = match cfg.user_agent() {
+        ureq::config::AutoHeaderValue::Provided(ua) => ua.len(),
+        _ => 64,
+    };
+    let added = user_agent + WIDE_SLACK;
+    // The wide agent: an output buffer for the longest head, few idle
+    // connections (each keeps its buffers).
+    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added));
     let sockets = Arc::new(Sockets::default());
     let chunks = count.div_ceil(AGENTS_PER_CHUNK);
     let agents = Agents {
+        narrow: cfg.output_buffer_size(),
+        added,
         cfg,
+        wide_cfg,
+        wide: OnceLock::new(),
         sockets: Arc::clone(&sockets),
         count,
         chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
     };
     (agents, sockets)
 }
+
+/// The longest request head (request line and headers) a pool sends:
+/// a longer one is `InvalidRequest`, at submit when the caller's URL and
+/// headers already pass it, else when the attempt's hooks have added theirs.
+pub(crate) const HEAD_MAX: usize = 128 * 1024;
+
+/// What ureq may add to a head beyond reqpool's own count (`Host`,
+/// `Accept`, `Accept-Encoding`, body headers), besides the user agent.
+const WIDE_SLACK: usize = 1024;
 
 /// Agents at most: one per 512 of 33.5 million workers, more threads than
 /// any system starts.
@@ -86,6 +107,15 @@ const AGENTS_PER_CHUNK: usize = 1024;
 /// until its threads exist.
 pub(crate) struct Agents {
     cfg: ureq::config::Config,
+    /// The output buffer of the workers' agents, which must hold a
+    /// request's whole head.
+    narrow: usize,
+    /// What ureq adds to a head that reqpool does not count.
+    added: usize,
+    /// The wide agent, for heads that do not fit `narrow`: made on first
+    /// use, shared by every worker.
+    wide_cfg: ureq::config::Config,
+    wide: OnceLock<ureq::Agent>,
     sockets: Arc<Sockets>,
     count: usize,
     chunks: Box<[OnceLock<Chunk>]>,
@@ -108,12 +138,34 @@ impl Agents {
             .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
     }
 
+    /// The agent for a request whose head, as reqpool counts it, is
+    /// `head` bytes: `own` (the worker's) if the head fits its output
+    /// buffer with what ureq adds, else the wide agent; `None` past
+    /// [`HEAD_MAX`].
+    pub(crate) fn for_head<'a>(
+        &'a self,
+        own: &'a ureq::Agent,
+        head: usize,
+    ) -> Option<&'a ureq::Agent> {
+        if head.saturating_add(self.added) <= self.narrow {
+            Some(own)
+        } else if head <= HEAD_MAX {
+            Some(
+                self.wide
+                    .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets))),
+            )
+        } else {
+            None
+        }
+    }
+
     /// The agents made so far.
     pub(crate) fn made(&self) -> impl Iterator<Item = &ureq::Agent> {
         self.chunks
             .iter()
             .filter_map(OnceLock::get)
             .flat_map(|c| c.iter().filter_map(OnceLock::get))
+            .chain(self.wide.get())
     }
 }
 
@@ -122,6 +174,7 @@ fn config(
     s: &AgentSettings<'_>,
     share: usize,
     base: Option<&ureq::config::Config>,
+    output: Option<usize>,
 ) -> ureq::config::Config {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -171,7 +224,10 @@ fn config(
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
     };
-    b.build()
+    match output {
+        Some(n) => b.output_buffer_size(n).build(),
+        None => b.build(),
+    }
 }
 
 /// The `User-Agent` of a pool's own agent.

@@ -151,6 +151,10 @@ impl TaskHooks for Inner {
         self.agents.get(seat)
     }
 
+    fn agents(&self) -> Option<&Agents> {
+        Some(&self.agents)
+    }
+
     fn hosts(&self) -> Option<&dyn Feedback> {
         self.hosts.as_ref().map(|h| h as &dyn Feedback)
     }

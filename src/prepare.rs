@@ -155,6 +155,24 @@ impl Spec {
                 .map_err(|_| Error::invalid(&url, format!("bad value for header {k:?}")))?;
             headers.0.push((name, value));
         }
+        // A head no pool sends is refused now, on the caller's thread.
+        let head = method.as_str().len()
+            + url.len()
+            + headers
+                .0
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if head > crate::agent::HEAD_MAX {
+            return Err(Error::invalid(
+                &url,
+                format!(
+                    "the request head is about {head} bytes, more than the {} a pool sends \
+                     (send big data in a body)",
+                    crate::agent::HEAD_MAX
+                ),
+            ));
+        }
         let content_type = raw
             .content_type
             .filter(|_| !headers.contains_key(http::header::CONTENT_TYPE.as_str()));

@@ -342,7 +342,7 @@ fn execute(
         }
         has_token = false;
         let done = |r| Exec::Done(r);
-        let resp = exchange(ctx.agent, limit, &hop, req, number, seen);
+        let resp = exchange(ctx, limit, &hop, req, number, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
         if let Some((hosts, name)) = host
@@ -423,7 +423,7 @@ fn execute(
 /// One request and its response on the wire. The total limit is this
 /// thread's (see `wire`), so no phase budget is set here.
 fn exchange(
-    agent: &ureq::Agent,
+    ctx: &Ctx<'_>,
     limit: Deadline,
     hop: &Hop<'_>,
     req: &Prepared,
@@ -455,6 +455,23 @@ fn exchange(
     // A GET (or HEAD, DELETE, …) without a body goes without body headers;
     // a POST, PUT or PATCH without one says `Content-Length: 0` (RFC 9110
     // §8.6), never an empty chunked body.
+    // The head must fit the connection's output buffer: a long one (a
+    // long URL, token or cookie) goes through the pool's wide agent.
+    let head = builder
+        .headers_ref()
+        .map_or(0, |h| head_len(method, &hop.uri, h));
+    let agent = match ctx.agents {
+        Some(agents) => agents.for_head(ctx.agent, head).ok_or_else(|| {
+            Error::invalid(
+                url,
+                format!(
+                    "the request head is about {head} bytes, more than the {} a pool sends",
+                    crate::agent::HEAD_MAX
+                ),
+            )
+        })?,
+        None => ctx.agent,
+    };
     crate::wire::reset_opened();
     let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
     let run = match hop.body {
@@ -563,6 +580,19 @@ fn observed(result: &Result<Response, Error>, left: std::time::Duration) -> Obse
 /// True if `err` is the wire's own error with message `marker`.
 fn is_marker(err: &Error, marker: &str) -> bool {
     matches!(err, Error::Transport { message, .. } if message.contains(marker))
+}
+
+/// The length of a request's head as reqpool writes it (request line and
+/// headers), and of what ureq derives from the URL's authority (`Host`,
+/// Basic credentials from user info).
+pub(crate) fn head_len(method: &str, uri: &Uri, headers: &http::HeaderMap) -> usize {
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let fields: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    method.len() + target + 12 + fields + 2 + authority * 2 + 32
 }
 
 /// Decodes a `Content-Encoding: deflate` body, at most `cap + 1` bytes of

@@ -413,3 +413,21 @@ fn a_shut_down_pool_keeps_the_jobs_for_the_next_run() {
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
     assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
 }
+
+#[test]
+fn a_long_idempotency_key_is_delivered() {
+    // A 20 KiB key: a request head longer than a connection's buffer.
+    let dir = TempDir::new("long-key");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
+    let key = "k".repeat(20 * 1024);
+    let req = pool
+        .post(&server.url("/orders"))
+        .json_body(&json!({"i": 1}))
+        .idempotency_key(&key);
+    outbox.enqueue(req).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get(&key), Some(&1));
+    assert_eq!(outbox.stats().unwrap().dead, 0);
+}
