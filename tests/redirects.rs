@@ -387,3 +387,33 @@ fn a_servers_redirect_target_follows_the_url_rule() {
         assert!(err.body_text().unwrap().contains("Ym9iOnN3b3JkZmlzaDk="));
     }
 }
+
+#[test]
+fn a_poll_jobs_status_url_follows_the_url_rule() {
+    // The start answers with a status URL that carries a password and a
+    // token; the status answers 500 with what it got, Basic included.
+    let status = Server::with_handler(|req, _| {
+        Reply::json(
+            500,
+            json!({"auth": req.headers.get("authorization"), "query": req.query}),
+        )
+    });
+    let status_url = format!(
+        "http://bob:swordfish9@{}/status?token=SEKRET&page=2",
+        status.addr
+    );
+    let start =
+        Server::with_handler(move |_, _| Reply::json(202, json!({"status_url": status_url})));
+    let pool = Pool::new(2);
+    let err = bounded(LIMIT, {
+        let job = pool.post(&start.url("/jobs")).poll().until(|_| true);
+        move || job.wait()
+    })
+    .unwrap_err();
+    assert_eq!(err.status(), Some(500), "{err:?}");
+    let shown = format!("{err} | {err:?} | {err:#?}");
+    for s in ["swordfish9", "SEKRET", "Ym9iOnN3b3JkZmlzaDk="] {
+        assert!(!shown.contains(s), "{s} in {shown}");
+    }
+    assert!(shown.contains("page=2"), "{shown}");
+}
