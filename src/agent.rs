@@ -2,8 +2,12 @@
 //! the configuration of the caller's agent, with the pool's own rules set
 //! on the agent itself and the wire's guard on every connection.
 
+use crate::host_key::HostKey;
+use crate::sync::lock;
 use crate::wire::{Guard, Sockets};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
@@ -61,15 +65,18 @@ pub(crate) fn pool_agents(
 ) -> (Agents, Arc<Sockets>) {
     let count = s.workers.div_ceil(WORKERS_PER_AGENT).clamp(1, MAX_AGENTS);
     let share = s.workers.div_ceil(count);
-    let cfg = config(s, share, base, None);
+    let cfg = config(s, share, base, None, false);
     let user_agent = match cfg.user_agent() {
         ureq::config::AutoHeaderValue::Provided(ua) => ua.len(),
         _ => 64,
     };
     let added = user_agent + WIDE_SLACK;
-    // The wide agent: an output buffer for the longest head, few idle
-    // connections (each keeps its buffers).
-    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added));
+    // The wide agents, made on first need: one that reads a response head
+    // of up to `WIDE_READ` (for hosts that send them), one that also
+    // writes the longest request head; few idle connections (each keeps
+    // its buffers).
+    let read_cfg = config(s, share, base, None, true);
+    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added), true);
     let sockets = Arc::new(Sockets::default());
     let chunks = count.div_ceil(AGENTS_PER_CHUNK);
     let agents = Agents {
@@ -78,6 +85,10 @@ pub(crate) fn pool_agents(
         cfg,
         wide_cfg,
         wide: OnceLock::new(),
+        read_cfg,
+        read: OnceLock::new(),
+        wide_hosts: Mutex::new(HashSet::new()),
+        any_wide: AtomicBool::new(false),
         sockets: Arc::clone(&sockets),
         count,
         chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
@@ -89,6 +100,11 @@ pub(crate) fn pool_agents(
 /// a longer one is `InvalidRequest`, at submit when the caller's URL and
 /// headers already pass it, else when the attempt's hooks have added theirs.
 pub(crate) const HEAD_MAX: usize = 128 * 1024;
+
+/// The longest response head the wide agent reads (as Python's `http`
+/// takes a line): a host that once answered with a head longer than the
+/// read buffer is read through the wide agent from then on.
+pub(crate) const WIDE_READ: usize = 64 * 1024;
 
 /// What ureq may add to a head beyond reqpool's own count (`Host`,
 /// `Accept`, `Accept-Encoding`, body headers), besides the user agent.
@@ -116,6 +132,15 @@ pub(crate) struct Agents {
     /// use, shared by every worker.
     wide_cfg: ureq::config::Config,
     wide: OnceLock<ureq::Agent>,
+    /// The agent for hosts whose response heads are long: a read buffer
+    /// for `WIDE_READ`, the workers' write buffer.
+    read_cfg: ureq::config::Config,
+    read: OnceLock<ureq::Agent>,
+    /// Hosts (by key) that answered with a head longer than the read
+    /// buffer: read through the wide agent. `any_wide` spares the lock
+    /// while there are none.
+    wide_hosts: Mutex<HashSet<String>>,
+    any_wide: AtomicBool,
     sockets: Arc<Sockets>,
     count: usize,
     chunks: Box<[OnceLock<Chunk>]>,
@@ -138,24 +163,52 @@ impl Agents {
             .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
     }
 
-    /// The agent for a request whose head, as reqpool counts it, is
-    /// `head` bytes: `own` (the worker's) if the head fits its output
-    /// buffer with what ureq adds, else the wide agent; `None` past
-    /// [`HEAD_MAX`].
-    pub(crate) fn for_head<'a>(
+    /// The agent for a request to `uri` whose head, as
+    /// reqpool counts it, is `head` bytes, and whether it is the wide one:
+    /// `own` (the worker's) if the head fits its output buffer with what
+    /// ureq adds and the host is not read wide, else the wide agent;
+    /// `None` past [`HEAD_MAX`].
+    pub(crate) fn for_request<'a>(
         &'a self,
         own: &'a ureq::Agent,
+        uri: &ureq::http::Uri,
         head: usize,
-    ) -> Option<&'a ureq::Agent> {
-        if head.saturating_add(self.added) <= self.narrow {
-            Some(own)
-        } else if head <= HEAD_MAX {
-            Some(
-                self.wide
-                    .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets))),
-            )
-        } else {
+    ) -> Option<(&'a ureq::Agent, bool)> {
+        let wide_host = || {
+            self.any_wide.load(Ordering::Acquire)
+                && HostKey::of_uri(uri)
+                    .is_some_and(|k| lock(&self.wide_hosts).contains(&k.to_string()))
+        };
+        if head > HEAD_MAX {
             None
+        } else if head.saturating_add(self.added) > self.narrow {
+            Some((self.wide(), true))
+        } else if wide_host() {
+            Some((self.wide_read(), true))
+        } else {
+            Some((own, false))
+        }
+    }
+
+    /// The agent that reads response heads of up to [`WIDE_READ`], made
+    /// on first use.
+    pub(crate) fn wide_read(&self) -> &ureq::Agent {
+        self.read
+            .get_or_init(|| guarded(self.read_cfg.clone(), Arc::clone(&self.sockets)))
+    }
+
+    /// The wide agent, made on first use.
+    pub(crate) fn wide(&self) -> &ureq::Agent {
+        self.wide
+            .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets)))
+    }
+
+    /// The host of `uri` answered with a head longer than the read
+    /// buffer: its requests go through the wide agent from now on.
+    pub(crate) fn widen(&self, uri: &ureq::http::Uri) {
+        if let Some(k) = HostKey::of_uri(uri) {
+            lock(&self.wide_hosts).insert(k.to_string());
+            self.any_wide.store(true, Ordering::Release);
         }
     }
 
@@ -166,6 +219,7 @@ impl Agents {
             .filter_map(OnceLock::get)
             .flat_map(|c| c.iter().filter_map(OnceLock::get))
             .chain(self.wide.get())
+            .chain(self.read.get())
     }
 }
 
@@ -175,6 +229,7 @@ fn config(
     share: usize,
     base: Option<&ureq::config::Config>,
     output: Option<usize>,
+    read_wide: bool,
 ) -> ureq::config::Config {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -224,9 +279,18 @@ fn config(
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
     };
-    match output {
-        Some(n) => b.output_buffer_size(n).build(),
-        None => b.build(),
+    let b = match output {
+        Some(n) => b.output_buffer_size(n),
+        None => b,
+    };
+    if read_wide {
+        let read = base.map_or(s.read_buffer, |c| c.input_buffer_size());
+        let read = read.max(WIDE_READ + 1);
+        b.input_buffer_size(read)
+            .max_response_header_size(read - 1)
+            .build()
+    } else {
+        b.build()
     }
 }
 

@@ -452,34 +452,48 @@ fn exchange(
             seen.token = applied.token;
         }
     }
-    // A GET (or HEAD, DELETE, …) without a body goes without body headers;
-    // a POST, PUT or PATCH without one says `Content-Length: 0` (RFC 9110
-    // §8.6), never an empty chunked body.
     // The head must fit the connection's output buffer: a long one (a
-    // long URL, token or cookie) goes through the pool's wide agent.
+    // long URL, token or cookie) goes through the pool's wide agent, and
+    // so does a request to a host whose response heads are long.
     let head = builder
         .headers_ref()
         .map_or(0, |h| head_len(method, &hop.uri, h));
-    let agent = match ctx.agents {
-        Some(agents) => agents.for_head(ctx.agent, head).ok_or_else(|| {
-            Error::invalid(
-                url,
-                format!(
-                    "the request head is about {head} bytes, more than the {} a pool sends",
-                    crate::agent::HEAD_MAX
-                ),
-            )
-        })?,
-        None => ctx.agent,
+    let (agent, wide) = match ctx.agents {
+        Some(agents) => agents
+            .for_request(ctx.agent, &hop.uri, head)
+            .ok_or_else(|| {
+                Error::invalid(
+                    url,
+                    format!(
+                        "the request head is about {head} bytes, more than the {} a pool sends",
+                        crate::agent::HEAD_MAX
+                    ),
+                )
+            })?,
+        None => (ctx.agent, false),
     };
-    crate::wire::reset_opened();
-    let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
-    let run = match hop.body {
-        Some(body) => builder.body(body).map(|r| agent.run(r)),
-        None if needs_length => builder.body(&[][..]).map(|r| agent.run(r)),
-        None => builder.body(()).map(|r| agent.run(r)),
+    let head = builder
+        .body(())
+        .map_err(|e| Error::invalid(url, e.to_string()))?;
+    let send = |agent: &ureq::Agent| {
+        crate::wire::reset_opened();
+        send_once(agent, &head, hop)
     };
-    let run = run.map_err(|e| Error::invalid(url, e.to_string()))?;
+    let mut run = send(agent);
+    // A response head longer than the read buffer: the host is read
+    // through the wide agent from now on, and a request that may be sent
+    // twice is sent again through it at once (it was answered, so the
+    // server has it: a POST without a key is not).
+    if let Err(ureq::Error::LargeResponseHeader(..)) = &run
+        && !wide
+        && let Some(agents) = ctx.agents
+    {
+        agents.widen(&hop.uri);
+        if req.retry_idempotent() && !crate::wire::aborted() {
+            crate::wire::release_conn();
+            run = send(agents.wide_read());
+        }
+    }
     let mut resp = run.map_err(|e| {
         seen.reused = !crate::wire::opened();
         Error::from_ureq(e, method, url)
@@ -580,6 +594,32 @@ fn observed(result: &Result<Response, Error>, left: std::time::Duration) -> Obse
 /// True if `err` is the wire's own error with message `marker`.
 fn is_marker(err: &Error, marker: &str) -> bool {
     matches!(err, Error::Transport { message, .. } if message.contains(marker))
+}
+
+/// Sends `head` (with the hop's body) through `agent` once. A GET (or
+/// HEAD, DELETE, …) without a body goes without body headers; a POST, PUT
+/// or PATCH without one says `Content-Length: 0` (RFC 9110 §8.6), never an
+/// empty chunked body.
+fn send_once(
+    agent: &ureq::Agent,
+    head: &http::Request<()>,
+    hop: &Hop<'_>,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let build = |r: http::request::Builder| {
+        let mut r = r.method(head.method().clone()).uri(head.uri().clone());
+        if let Some(h) = r.headers_mut() {
+            *h = head.headers().clone();
+        }
+        r
+    };
+    let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
+    let b = build(http::Request::builder());
+    let built = match hop.body {
+        Some(body) => b.body(body).map(|r| agent.run(r)),
+        None if needs_length => b.body(&[][..]).map(|r| agent.run(r)),
+        None => b.body(()).map(|r| agent.run(r)),
+    };
+    built.unwrap_or_else(|e| Err(ureq::Error::BadUri(e.to_string())))
 }
 
 /// The length of a request's head as reqpool writes it (request line and

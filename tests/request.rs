@@ -278,23 +278,31 @@ fn failures_that_repeat_the_same_way_are_not_retried() {
             .unwrap();
         let e = pool.get(&url).send().wait().unwrap_err();
         assert!(!e.is_retryable(), "{what}: {e}");
-        assert_eq!(hits.load(Ordering::SeqCst), 1, "{what}: {e}");
+        // A head longer than the read buffer is read once more through
+        // the 64 KiB one (a GET may be sent twice); never retried.
+        let sent = if what == "huge header" { 2 } else { 1 };
+        assert_eq!(hits.load(Ordering::SeqCst), sent, "{what}: {e}");
     }
 }
 
 #[test]
 fn a_response_head_longer_than_the_read_buffer_says_so_and_the_buffer_can_grow() {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\n{{}}",
-        "a".repeat(20 * 1024)
-    );
-    let (url, _) = raw_server(head.into_bytes());
+    let head = |kib: usize| {
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+            "a".repeat(kib * 1024)
+        )
+        .into_bytes()
+    };
+    // Up to 64 KiB by default (see responses.rs); past it, an error that
+    // says so, unless the read buffer is raised.
+    let (url, _) = raw_server(head(70));
     let pool = Pool::builder().workers(1).build().unwrap();
     let e = pool.get(&url).send().wait().unwrap_err();
     assert!(e.to_string().contains("larger than the"), "{e}");
     let pool = Pool::builder()
         .workers(1)
-        .read_buffer(64 * 1024)
+        .read_buffer(128 * 1024)
         .build()
         .unwrap();
     assert_eq!(pool.get(&url).send().wait().unwrap().status(), 200);

@@ -136,8 +136,13 @@ impl Builder {
     }
 
     /// The read buffer of each connection, in bytes, which also bounds a
-    /// response's head (status line and headers): a longer head fails
-    /// with an [`Error::Transport`](crate::Error::Transport) of kind
+    /// response's head (status line and headers) on the workers'
+    /// connections. A host that answers with a longer head is read from
+    /// then on through connections whose buffer holds 64 KiB (or this
+    /// size, if larger); the request that met the long head is sent again
+    /// through one at once if it may be sent twice (an idempotent method
+    /// or an `Idempotency-Key`), else it fails. A head longer than that
+    /// fails with an [`Error::Transport`](crate::Error::Transport) of kind
     /// [`Protocol`](crate::TransportKind::Protocol) that says so. Bodies of
     /// any size stream through it. The pool's own agent only (an agent given to
     /// [`agent`](Builder::agent) keeps its own). Defaults to 16 KiB: with
