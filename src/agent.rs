@@ -2,8 +2,12 @@
 //! the configuration of the caller's agent, with the pool's own rules set
 //! on the agent itself and the wire's guard on every connection.
 
+use crate::host_key::HostKey;
+use crate::sync::lock;
 use crate::wire::{Guard, Sockets};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
@@ -53,19 +57,170 @@ pub(crate) struct AgentSettings<'a> {
 ///
 /// One agent per [`WORKERS_PER_AGENT`] workers (at least one), with the
 /// idle connections of their share, and the sockets of all their open
-/// connections.
+/// connections. The agents are made as workers need them (see
+/// [`Agents`]).
 pub(crate) fn pool_agents(
     s: &AgentSettings<'_>,
     base: Option<&ureq::config::Config>,
-) -> (Vec<ureq::Agent>, Arc<Sockets>) {
-    let agents = s.workers.div_ceil(WORKERS_PER_AGENT).max(1);
-    let share = s.workers.div_ceil(agents);
-    let cfg = config(s, share, base);
+) -> (Agents, Arc<Sockets>) {
+    let count = s.workers.div_ceil(WORKERS_PER_AGENT).clamp(1, MAX_AGENTS);
+    let share = s.workers.div_ceil(count);
+    let cfg = config(s, share, base, None, false);
+    let user_agent = match cfg.user_agent() {
+        ureq::config::AutoHeaderValue::Provided(ua) => ua.len(),
+        _ => 64,
+    };
+    let added = user_agent + WIDE_SLACK;
+    // The wide agents, made on first need: one that reads a response head
+    // of up to `WIDE_READ` (for hosts that send them), one that also
+    // writes the longest request head; few idle connections (each keeps
+    // its buffers).
+    let read_cfg = config(s, share, base, None, true);
+    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added), true);
     let sockets = Arc::new(Sockets::default());
-    let all = (0..agents)
-        .map(|_| guarded(cfg.clone(), Arc::clone(&sockets)))
-        .collect();
-    (all, sockets)
+    let chunks = count.div_ceil(AGENTS_PER_CHUNK);
+    let agents = Agents {
+        narrow: cfg.output_buffer_size(),
+        added,
+        cfg,
+        wide_cfg,
+        wide: OnceLock::new(),
+        read_cfg,
+        read: OnceLock::new(),
+        wide_hosts: Mutex::new(HashSet::new()),
+        any_wide: AtomicBool::new(false),
+        sockets: Arc::clone(&sockets),
+        count,
+        chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+    };
+    (agents, sockets)
+}
+
+/// The longest request head (request line and headers) a pool sends:
+/// a longer one is `InvalidRequest`, at submit when the caller's URL and
+/// headers already pass it, else when the attempt's hooks have added theirs.
+pub(crate) const HEAD_MAX: usize = 128 * 1024;
+
+/// The longest response head the wide agent reads (as Python's `http`
+/// takes a line): a host that once answered with a head longer than the
+/// read buffer is read through the wide agent from then on.
+pub(crate) const WIDE_READ: usize = 64 * 1024;
+
+/// What ureq may add to a head beyond reqpool's own count (`Host`,
+/// `Accept`, `Accept-Encoding`, body headers), besides the user agent.
+const WIDE_SLACK: usize = 1024;
+
+/// Agents at most: one per 512 of 33.5 million workers, more threads than
+/// any system starts.
+const MAX_AGENTS: usize = 1 << 16;
+
+/// Agents made together, on a worker's first need of one of them.
+const AGENTS_PER_CHUNK: usize = 1024;
+
+/// A pool's agents, made when a worker first needs its own: worker
+/// number (seat) `n` uses agent `n / 512`, so a pool's first 512 workers
+/// share the first agent and `workers(u32::MAX)` costs a few kilobytes
+/// until its threads exist.
+pub(crate) struct Agents {
+    cfg: ureq::config::Config,
+    /// The output buffer of the workers' agents, which must hold a
+    /// request's whole head.
+    narrow: usize,
+    /// What ureq adds to a head that reqpool does not count.
+    added: usize,
+    /// The wide agent, for heads that do not fit `narrow`: made on first
+    /// use, shared by every worker.
+    wide_cfg: ureq::config::Config,
+    wide: OnceLock<ureq::Agent>,
+    /// The agent for hosts whose response heads are long: a read buffer
+    /// for `WIDE_READ`, the workers' write buffer.
+    read_cfg: ureq::config::Config,
+    read: OnceLock<ureq::Agent>,
+    /// Hosts (by key) that answered with a head longer than the read
+    /// buffer: read through the wide agent. `any_wide` spares the lock
+    /// while there are none.
+    wide_hosts: Mutex<HashSet<String>>,
+    any_wide: AtomicBool,
+    sockets: Arc<Sockets>,
+    count: usize,
+    chunks: Box<[OnceLock<Chunk>]>,
+}
+
+/// [`AGENTS_PER_CHUNK`] agents, each made on first use.
+type Chunk = Box<[OnceLock<ureq::Agent>]>;
+
+impl Agents {
+    /// The agent of worker `seat` (the first for any other thread), made
+    /// now if it was not yet.
+    pub(crate) fn get(&self, seat: usize) -> &ureq::Agent {
+        let i = (seat / WORKERS_PER_AGENT) % self.count;
+        let chunk = self.chunks[i / AGENTS_PER_CHUNK].get_or_init(|| {
+            let first = i / AGENTS_PER_CHUNK * AGENTS_PER_CHUNK;
+            let len = AGENTS_PER_CHUNK.min(self.count - first);
+            (0..len).map(|_| OnceLock::new()).collect()
+        });
+        chunk[i % AGENTS_PER_CHUNK]
+            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
+    }
+
+    /// The agent for a request to `uri` whose head, as
+    /// reqpool counts it, is `head` bytes, and whether it is the wide one:
+    /// `own` (the worker's) if the head fits its output buffer with what
+    /// ureq adds and the host is not read wide, else the wide agent;
+    /// `None` past [`HEAD_MAX`].
+    pub(crate) fn for_request<'a>(
+        &'a self,
+        own: &'a ureq::Agent,
+        uri: &ureq::http::Uri,
+        head: usize,
+    ) -> Option<(&'a ureq::Agent, bool)> {
+        let wide_host = || {
+            self.any_wide.load(Ordering::Acquire)
+                && HostKey::of_uri(uri)
+                    .is_some_and(|k| lock(&self.wide_hosts).contains(&k.to_string()))
+        };
+        if head > HEAD_MAX {
+            None
+        } else if head.saturating_add(self.added) > self.narrow {
+            Some((self.wide(), true))
+        } else if wide_host() {
+            Some((self.wide_read(), true))
+        } else {
+            Some((own, false))
+        }
+    }
+
+    /// The agent that reads response heads of up to [`WIDE_READ`], made
+    /// on first use.
+    pub(crate) fn wide_read(&self) -> &ureq::Agent {
+        self.read
+            .get_or_init(|| guarded(self.read_cfg.clone(), Arc::clone(&self.sockets)))
+    }
+
+    /// The wide agent, made on first use.
+    pub(crate) fn wide(&self) -> &ureq::Agent {
+        self.wide
+            .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets)))
+    }
+
+    /// The host of `uri` answered with a head longer than the read
+    /// buffer: its requests go through the wide agent from now on.
+    pub(crate) fn widen(&self, uri: &ureq::http::Uri) {
+        if let Some(k) = HostKey::of_uri(uri) {
+            lock(&self.wide_hosts).insert(k.to_string());
+            self.any_wide.store(true, Ordering::Release);
+        }
+    }
+
+    /// The agents made so far.
+    pub(crate) fn made(&self) -> impl Iterator<Item = &ureq::Agent> {
+        self.chunks
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|c| c.iter().filter_map(OnceLock::get))
+            .chain(self.wide.get())
+            .chain(self.read.get())
+    }
 }
 
 /// The configuration of each of a pool's agents, for `share` workers.
@@ -73,10 +228,14 @@ fn config(
     s: &AgentSettings<'_>,
     share: usize,
     base: Option<&ureq::config::Config>,
+    output: Option<usize>,
+    read_wide: bool,
 ) -> ureq::config::Config {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        // A closure's failed request is named in its error.
+        .middleware(crate::wire::note_sent)
         .timeout_connect(phase_limit(s.connect_timeout))
         .timeout_recv_response(s.response_timeout.and_then(phase_limit));
     let b = match base {
@@ -120,7 +279,19 @@ fn config(
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
     };
-    b.build()
+    let b = match output {
+        Some(n) => b.output_buffer_size(n),
+        None => b,
+    };
+    if read_wide {
+        let read = base.map_or(s.read_buffer, |c| c.input_buffer_size());
+        let read = read.max(WIDE_READ + 1);
+        b.input_buffer_size(read)
+            .max_response_header_size(read - 1)
+            .build()
+    } else {
+        b.build()
+    }
 }
 
 /// The `User-Agent` of a pool's own agent.

@@ -17,7 +17,10 @@ impl Pool {
     /// [`Pending::wait`] gives up on it shortly after. Requests through the
     /// agent follow the pool's connect and response limits, and — unlike
     /// the request builder — return a status of 400 and up as a response,
-    /// not an error, and do not follow redirects.
+    /// not an error, and do not follow redirects. A ureq error the closure
+    /// returns (with `?` or [`Error::other`]) becomes the same typed error
+    /// the request builder gives, naming the last request the closure sent
+    /// through `agent` (its URL redacted).
     ///
     /// Blocks only if the pool has a bounded queue and it is full.
     ///
@@ -86,20 +89,35 @@ where
 {
     let mut job = Some(job);
     move |ctx: &Ctx<'_>| match job.take() {
-        Some(f) => Step::Done(f(ctx.agent).map_err(classified)),
+        Some(f) => {
+            let (result, last) = crate::wire::watch_sent(|| f(ctx.agent));
+            Step::Done(result.map_err(|e| classified(e, last)))
+        }
         None => Step::Done(Err(Error::Closed)),
     }
 }
 
 /// A closure's error as the request builder would have said it: a ureq
 /// error wrapped with `Error::other` becomes a timeout with its phase or a
-/// transport failure with its kind.
-fn classified(e: Error) -> Error {
+/// transport failure with its kind; one that names no request (ureq's
+/// errors do not) names `last`, the last request the closure sent through
+/// the pool's agent (its URL redacted).
+fn classified(e: Error, last: Option<(String, String)>) -> Error {
+    let (method, url) = last.unwrap_or_default();
     match e {
         Error::Other(b) => match b.downcast::<ureq::Error>() {
-            Ok(u) => Error::from_ureq(*u, "", ""),
+            Ok(u) => Error::from_ureq(*u, &method, &url),
             Err(b) => Error::Other(b),
         },
+        Error::Timeout { phase, url: u, .. } if u.is_empty() && !url.is_empty() => {
+            Error::timeout(phase, &method, &url)
+        }
+        Error::Transport {
+            kind,
+            url: u,
+            message,
+            ..
+        } if u.is_empty() && !url.is_empty() => Error::transport(kind, &method, &url, &message),
         e => e,
     }
 }

@@ -156,6 +156,7 @@ mod crew;
 mod deadline;
 mod error;
 mod hedge;
+mod host_key;
 mod hosts;
 mod lifecycle;
 mod many;

@@ -1,5 +1,6 @@
 //! `Pool`: the workers, the shared agent, and the one way jobs reach them.
 
+use crate::agent::Agents;
 use crate::crew::Crew;
 use crate::deadline::Deadline;
 use crate::error::Error;
@@ -33,8 +34,12 @@ static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
 /// rather than a pool per call.
 ///
 /// Every submit method returns a [`Pending`] at once; the job runs on the
-/// next free worker. The workers are `threadpool` threads that take jobs
-/// from one lock-free crossbeam queue, in submission order. `Pool` is a
+/// next free worker. The workers are threads that take jobs from one
+/// lock-free crossbeam queue, in submission order: the first 32 start
+/// with the pool, one more for each job that waits while none is free (up
+/// to [`workers`](crate::Builder::workers)), and those above the first 32
+/// leave after [`thread_keep_alive`](crate::Builder::thread_keep_alive)
+/// without work. `Pool` is a
 /// cheap handle: clones share the same workers, agent and keep-alive
 /// connections, and it is `Send + Sync`.
 ///
@@ -62,6 +67,7 @@ pub(crate) struct Settings {
     pub(crate) workers: usize,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) thread_keep_alive: Duration,
     pub(crate) max_queued: Option<usize>,
     pub(crate) drain_timeout: Duration,
     pub(crate) on_error: Option<ErrorHook>,
@@ -109,7 +115,7 @@ pub(crate) struct Inner {
     /// The receiving end, for `shutdown_now` to drain the queue at once.
     queue_rx: Receiver<Dispatch>,
     /// One agent per 512 workers (see `agent::WORKERS_PER_AGENT`).
-    agents: Box<[ureq::Agent]>,
+    agents: Agents,
     /// The sockets of the agents' open connections.
     sockets: Arc<Sockets>,
     defaults: RequestDefaults,
@@ -142,7 +148,11 @@ impl TaskHooks for Inner {
     /// elsewhere).
     fn agent(&self) -> &ureq::Agent {
         let seat = crate::worker::seat();
-        &self.agents[seat % self.agents.len()]
+        self.agents.get(seat)
+    }
+
+    fn agents(&self) -> Option<&Agents> {
+        Some(&self.agents)
     }
 
     fn hosts(&self) -> Option<&dyn Feedback> {
@@ -360,7 +370,9 @@ impl Inner {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        (stats.threads, stats.threads_peak) = self.crew.threads();
+        stats
     }
 
     /// Refuses new jobs from now on; with `cancel`, also cuts off every
@@ -395,7 +407,7 @@ impl Inner {
     pub(crate) fn interrupt(&self) {
         self.interrupted.store(true, Ordering::Release);
         self.sockets.shut_all();
-        for agent in &self.agents {
+        for agent in self.agents.made() {
             agent.clone().shutdown();
         }
     }
@@ -424,20 +436,27 @@ impl Pool {
     /// too large); the threads already started then end.
     pub(crate) fn start(
         s: Settings,
-        agents: Vec<ureq::Agent>,
+        agents: Agents,
         sockets: Arc<Sockets>,
         defaults: RequestDefaults,
     ) -> Result<Pool, Error> {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let (queue, queue_rx) = crossbeam_channel::unbounded::<Dispatch>();
         let stack = s.stack_size.unwrap_or(DEFAULT_STACK);
-        let crew =
-            Crew::start(id, s.workers, &s.thread_name, stack, queue_rx.clone()).map_err(|why| {
-                Error::usage(format!(
-                    "could not start {} worker threads: {why}",
-                    s.workers
-                ))
-            })?;
+        let crew = Crew::start(
+            id,
+            s.workers,
+            &s.thread_name,
+            stack,
+            s.thread_keep_alive,
+            queue_rx.clone(),
+        )
+        .map_err(|why| {
+            Error::usage(format!(
+                "could not start {} worker threads: {why}",
+                s.workers
+            ))
+        })?;
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             id,
@@ -446,7 +465,7 @@ impl Pool {
             workers: s.workers,
             queue,
             queue_rx,
-            agents: agents.into(),
+            agents,
             sockets,
             defaults,
             drain_timeout: s.drain_timeout,
@@ -474,7 +493,7 @@ impl Pool {
     /// A snapshot of the pool's counters and latencies; cheap enough to call
     /// every second from a progress loop.
     pub fn stats(&self) -> Stats {
-        self.inner().counters.snapshot()
+        self.inner().stats()
     }
 
     /// The shared agent, for requests made outside the pool. Requests made
@@ -484,7 +503,7 @@ impl Pool {
     /// 512, each with its own connections (so that no lock is shared by
     /// thousands of threads); this is the first.
     pub fn agent(&self) -> &ureq::Agent {
-        &self.inner().agents[0]
+        self.inner().agents.get(0)
     }
 
     /// The number of worker threads.

@@ -7,6 +7,7 @@ use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::error::Secrets;
 use crate::hedge::Hedge;
+use crate::host_key::HostKey;
 use crate::redact::{encode_into, header_secrets, secret_forms, url_secrets};
 use crate::retry::{Budget, Retry};
 use crate::task::{Label, Limits};
@@ -154,6 +155,24 @@ impl Spec {
                 .map_err(|_| Error::invalid(&url, format!("bad value for header {k:?}")))?;
             headers.0.push((name, value));
         }
+        // A head no pool sends is refused now, on the caller's thread.
+        let head = method.as_str().len()
+            + url.len()
+            + headers
+                .0
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if head > crate::agent::HEAD_MAX {
+            return Err(Error::invalid(
+                &url,
+                format!(
+                    "the request head is about {head} bytes, more than the {} a pool sends \
+                     (send big data in a body)",
+                    crate::agent::HEAD_MAX
+                ),
+            ));
+        }
         let content_type = raw
             .content_type
             .filter(|_| !headers.contains_key(http::header::CONTENT_TYPE.as_str()));
@@ -187,10 +206,10 @@ impl Spec {
         out
     }
 
-    /// The host the request goes to, as `host:port`.
+    /// The host the request goes to, by its key (`scheme://host:port`).
     pub(crate) fn host(&self) -> Option<Arc<str>> {
         let uri = self.uri().ok()?;
-        uri.authority().map(|a| Arc::from(a.as_str()))
+        HostKey::of_uri(&uri).map(|k| Arc::from(k.to_string()))
     }
 
     /// The parsed URL. It was checked when the spec was made, and is not

@@ -109,9 +109,21 @@ pub(crate) fn marked_key(key: &str, marked: &[String]) -> bool {
 }
 
 /// Where the userinfo of `base` (a URL without query and fragment) starts
-/// and where its `@` is, if it has one: after the last `//` before the
-/// `@` (or at the start), with no `/` in between.
+/// and where its `@` is, if it has one. In a URL, the last `@` of the
+/// authority (after the first `//`, up to the next `/` or `\\`), as the
+/// `url` crate and ureq read it, so an `@` later in the path
+/// (`//u:pw@h/a@b`) does not hide the password; in other text, the last `@`
+/// after the last `//` before it (or the start), with no `/` in between.
 fn userinfo_span(base: &str) -> Option<(usize, usize)> {
+    if let Some(i) = base.find("//") {
+        let start = i + 2;
+        let end = base[start..]
+            .find(['/', '\\'])
+            .map_or(base.len(), |e| start + e);
+        if let Some(at) = base[start..end].rfind('@') {
+            return Some((start, start + at));
+        }
+    }
     let at = base.rfind('@')?;
     let start = base[..at].rfind("//").map_or(0, |i| i + 2);
     (!base[start..at].contains('/')).then_some((start, at))
@@ -131,8 +143,18 @@ pub(crate) fn url_secrets(url: &str, secret_keys: &[String], all_query: bool) ->
         let secret = if pass.is_empty() { user } else { pass };
         out.push(secret.to_string());
         out.push(percent_decode(secret));
-        let basic = format!("{}:{}", percent_decode(user), percent_decode(pass));
-        out.push(base64_encode(basic.as_bytes()));
+        out.push(userinfo_decode(secret));
+        // The Basic credentials, in both forms a client makes of them:
+        // `user:password` as written in the URL (ureq sends that, the
+        // percent escapes kept), and percent-decoded byte for byte (`+`
+        // is a plus here, and the bytes need not be UTF-8).
+        let plain = format!("{user}:{pass}");
+        let mut decoded = userinfo_bytes(user);
+        decoded.push(b':');
+        decoded.extend(userinfo_bytes(pass));
+        out.push(base64_encode(plain.as_bytes()));
+        out.push(base64_encode(&decoded));
+        out.push(String::from_utf8_lossy(&decoded).into_owned());
         if !pass.is_empty() {
             out.push(userinfo.to_string());
         }
@@ -257,6 +279,16 @@ pub(crate) fn encode_into(out: &mut String, s: &str) {
     out.extend(utf8_percent_encode(s, QUERY));
 }
 
+/// The bytes of a URL's user name or password: percent-decoded, `+` kept.
+fn userinfo_bytes(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(s).collect()
+}
+
+/// A URL's user name or password percent-decoded (`+` kept), as text.
+fn userinfo_decode(s: &str) -> String {
+    String::from_utf8_lossy(&userinfo_bytes(s)).into_owned()
+}
+
 /// Percent-decodes `s` as a query or form value (`+` is a space); broken
 /// escapes are left as they are.
 pub(crate) fn percent_decode(s: &str) -> String {
@@ -289,6 +321,11 @@ mod tests {
             "https://h/users/bob@example.com"
         );
         assert_eq!(redact_url("user:hunter2@host/x"), "***@host/x");
+        // The userinfo ends at the authority's last `@`, whatever the path.
+        assert_eq!(
+            redact_url("http://bob:pw@h/next@x?a@b"),
+            "http://***@h/next@x?a@b"
+        );
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! job, with the wait before the next one spent in the pool's timer),
 //! redirects, and one exchange on the wire.
 
-use crate::attempt::Attempt;
+use crate::attempt::{Attempt, Look};
 use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
+use crate::host_key::HostKey;
 use crate::hosts::Observed;
 use crate::prepare::{ALWAYS_SECRET, Headers, Prepared, join_url, parse_url};
-use crate::redact::redact_url;
+use crate::redact::{redact_url, url_secrets};
 use crate::response::Response;
 use crate::retry::{Decision, Facts, parse_retry_after};
 use crate::task::{Ctx, Step};
@@ -68,10 +69,11 @@ impl Prepared {
             }
             ctx.limit.min(Deadline::after(self.timeout))
         });
-        let uri = ctx.hosts.and_then(|_| self.spec.uri().ok());
-        let host = ctx
+        let key = ctx
             .hosts
-            .and_then(|h| Some((h, uri.as_ref()?.authority()?.as_str())));
+            .and_then(|_| HostKey::of_uri(&self.spec.uri().ok()?))
+            .map(|k| k.to_string());
+        let host = ctx.hosts.zip(key.as_deref());
         loop {
             // A retry never goes into an open circuit.
             if !st.failed.is_empty()
@@ -135,9 +137,8 @@ impl Prepared {
                 st.reauthorized = true;
                 trace.retried("401 with a bearer_from token: a new token");
                 st.failed.push(err);
-                if let Err(e) = tokens.refresh(&host, generation) {
-                    return Step::Done(Err(self.give_up(st, e, None)));
-                }
+                // The next attempt waits for the new token off the workers.
+                tokens.refresh(&host, generation);
                 continue;
             }
             let facts = Facts {
@@ -282,11 +283,13 @@ fn execute(
         Err(e) => return Exec::Done(Err(e)),
     };
     // The first host: a hop elsewhere goes through that host's policies.
-    let first = start.authority().cloned();
+    let first = HostKey::of_uri(&start);
     let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
         Some(n) => {
             // It was answered before it waited: the first server has it.
             seen.answered = true;
+            seen.secrets
+                .extend(url_secrets(&n.url, &req.query.keys, req.query.all));
             let hop = Hop {
                 method: n.method,
                 url: Cow::Owned(n.url),
@@ -310,10 +313,10 @@ fn execute(
         }
     };
     loop {
-        let host = ctx
-            .hosts
-            .and_then(|h| Some((h, hop.uri.authority()?.as_str())));
-        let crossed = first.as_ref() != hop.uri.authority();
+        let key = HostKey::of_uri(&hop.uri);
+        let crossed = first != key;
+        let key = ctx.hosts.and(key).map(|k| k.to_string());
+        let host = ctx.hosts.zip(key.as_deref());
         if redirects > 0
             && crossed
             && let Some((hosts, name)) = host
@@ -346,9 +349,31 @@ fn execute(
                 return Exec::Wait(due);
             }
         }
+        // The first host's `bearer_from` token: while its source is asked
+        // (on a thread of its own), the request waits in the timer, not on
+        // a worker, and gives back the rate-limit token it was admitted
+        // with (it is admitted again when it wakes).
+        if redirects == 0
+            && let Some(tokens) = &req.hooks.tokens
+            && !hop
+                .headers
+                .contains_key(http::header::AUTHORIZATION.as_str())
+        {
+            let at = Attempt::new(hop.method.as_str(), &hop.url, &[], number);
+            match tokens.park(hop.uri.host().unwrap_or_default(), limit, &at) {
+                Ok(Look::Ready) => {}
+                Ok(Look::Later(when)) => {
+                    if let Some((hosts, name)) = host {
+                        hosts.refund(name);
+                    }
+                    return Exec::Wait(when);
+                }
+                Err(e) => return Exec::Done(Err(e)),
+            }
+        }
         has_token = false;
         let done = |r| Exec::Done(r);
-        let resp = exchange(ctx.agent, &hop, req, number, seen);
+        let resp = exchange(ctx, limit, &hop, req, number, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
         if let Some((hosts, name)) = host
@@ -374,6 +399,11 @@ fn execute(
         let Some(location) = resp.header("location").map(str::to_string) else {
             return done(Err(redirect("(no location header)".into())));
         };
+        // The server's URL follows the caller's rule: its password and
+        // secret query values are left out of every error from here on
+        // (the `Location` shown, what the next hop's server echoes).
+        seen.secrets
+            .extend(url_secrets(&location, &req.query.keys, req.query.all));
         if hop.body.is_some() && !spec.follow {
             return done(Err(redirect(redact_url(&location))));
         }
@@ -395,6 +425,8 @@ fn execute(
             Err(e) => return done(Err(e)),
         };
         let (next_uri, next) = next;
+        seen.secrets
+            .extend(url_secrets(&next, &req.query.keys, req.query.all));
         if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
             for name in ALWAYS_SECRET
                 .iter()
@@ -422,7 +454,8 @@ fn execute(
 /// One request and its response on the wire. The total limit is this
 /// thread's (see `wire`), so no phase budget is set here.
 fn exchange(
-    agent: &ureq::Agent,
+    ctx: &Ctx<'_>,
+    limit: Deadline,
     hop: &Hop<'_>,
     req: &Prepared,
     number: u32,
@@ -445,22 +478,53 @@ fn exchange(
             let body = hop.body.unwrap_or_default();
             let attempt = Attempt::new(method, url, body, number);
             let host = hop.uri.host().unwrap_or_default();
-            let applied = req.hooks.apply(attempt, host, h)?;
+            let applied = req.hooks.apply(attempt, host, h, limit)?;
             seen.secrets.extend(applied.secrets);
             seen.token = applied.token;
         }
     }
-    // A GET (or HEAD, DELETE, …) without a body goes without body headers;
-    // a POST, PUT or PATCH without one says `Content-Length: 0` (RFC 9110
-    // §8.6), never an empty chunked body.
-    crate::wire::reset_opened();
-    let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
-    let run = match hop.body {
-        Some(body) => builder.body(body).map(|r| agent.run(r)),
-        None if needs_length => builder.body(&[][..]).map(|r| agent.run(r)),
-        None => builder.body(()).map(|r| agent.run(r)),
+    // The head must fit the connection's output buffer: a long one (a
+    // long URL, token or cookie) goes through the pool's wide agent, and
+    // so does a request to a host whose response heads are long.
+    let head = builder
+        .headers_ref()
+        .map_or(0, |h| head_len(method, &hop.uri, h));
+    let (agent, wide) = match ctx.agents {
+        Some(agents) => agents
+            .for_request(ctx.agent, &hop.uri, head)
+            .ok_or_else(|| {
+                Error::invalid(
+                    url,
+                    format!(
+                        "the request head is about {head} bytes, more than the {} a pool sends",
+                        crate::agent::HEAD_MAX
+                    ),
+                )
+            })?,
+        None => (ctx.agent, false),
     };
-    let run = run.map_err(|e| Error::invalid(url, e.to_string()))?;
+    let head = builder
+        .body(())
+        .map_err(|e| Error::invalid(url, e.to_string()))?;
+    let send = |agent: &ureq::Agent| {
+        crate::wire::reset_opened();
+        send_once(agent, &head, hop)
+    };
+    let mut run = send(agent);
+    // A response head longer than the read buffer: the host is read
+    // through the wide agent from now on, and a request that may be sent
+    // twice is sent again through it at once (it was answered, so the
+    // server has it: a POST without a key is not).
+    if let Err(ureq::Error::LargeResponseHeader(..)) = &run
+        && !wide
+        && let Some(agents) = ctx.agents
+    {
+        agents.widen(&hop.uri);
+        if req.retry_idempotent() && !crate::wire::aborted() {
+            crate::wire::release_conn();
+            run = send(agents.wide_read());
+        }
+    }
     let mut resp = run.map_err(|e| {
         seen.reused = !crate::wire::opened();
         Error::from_ureq(e, method, url)
@@ -562,6 +626,45 @@ fn observed(result: &Result<Response, Error>, left: std::time::Duration) -> Obse
 /// True if `err` is the wire's own error with message `marker`.
 fn is_marker(err: &Error, marker: &str) -> bool {
     matches!(err, Error::Transport { message, .. } if message.contains(marker))
+}
+
+/// Sends `head` (with the hop's body) through `agent` once. A GET (or
+/// HEAD, DELETE, …) without a body goes without body headers; a POST, PUT
+/// or PATCH without one says `Content-Length: 0` (RFC 9110 §8.6), never an
+/// empty chunked body.
+fn send_once(
+    agent: &ureq::Agent,
+    head: &http::Request<()>,
+    hop: &Hop<'_>,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let build = |r: http::request::Builder| {
+        let mut r = r.method(head.method().clone()).uri(head.uri().clone());
+        if let Some(h) = r.headers_mut() {
+            *h = head.headers().clone();
+        }
+        r
+    };
+    let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
+    let b = build(http::Request::builder());
+    let built = match hop.body {
+        Some(body) => b.body(body).map(|r| agent.run(r)),
+        None if needs_length => b.body(&[][..]).map(|r| agent.run(r)),
+        None => b.body(()).map(|r| agent.run(r)),
+    };
+    built.unwrap_or_else(|e| Err(ureq::Error::BadUri(e.to_string())))
+}
+
+/// The length of a request's head as reqpool writes it (request line and
+/// headers), and of what ureq derives from the URL's authority (`Host`,
+/// Basic credentials from user info).
+pub(crate) fn head_len(method: &str, uri: &Uri, headers: &http::HeaderMap) -> usize {
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let fields: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    method.len() + target + 12 + fields + 2 + authority * 2 + 32
 }
 
 /// Decodes a `Content-Encoding: deflate` body, at most `cap + 1` bytes of

@@ -151,6 +151,9 @@ impl Counters {
         };
         Stats {
             workers: self.workers,
+            // Filled in by the pool, which knows its threads.
+            threads: 0,
+            threads_peak: 0,
             submitted: g(&self.submitted),
             queued: g(&self.queued),
             running: g(&self.running),
@@ -189,8 +192,14 @@ impl Counters {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Worker threads.
+    /// Worker threads at most (the pool's size).
     pub workers: usize,
+    /// Worker threads alive now: the first 32 (or all, if fewer) and those
+    /// started for jobs that waited, until they have been idle for
+    /// [`thread_keep_alive`](crate::Builder::thread_keep_alive).
+    pub threads: usize,
+    /// The most worker threads alive at once.
+    pub threads_peak: usize,
     /// Jobs ever queued (requests, closures, fired jobs).
     pub submitted: u64,
     /// Jobs waiting for a worker now.

@@ -35,6 +35,8 @@ pub(crate) enum Step<T> {
 /// What a job's step gets: the agent and the job's limit.
 pub(crate) struct Ctx<'a> {
     pub(crate) agent: &'a ureq::Agent,
+    /// All of the pool's agents: the wide one for a long request head.
+    pub(crate) agents: Option<&'a crate::agent::Agents>,
     pub(crate) limit: Deadline,
     /// The pool's per-host policies, if it has any.
     pub(crate) hosts: Option<&'a dyn crate::hosts::Feedback>,
@@ -135,6 +137,7 @@ pub(crate) enum Outcome {
 pub(crate) trait TaskHooks: Send + Sync {
     fn id(&self) -> usize;
     fn agent(&self) -> &ureq::Agent;
+    fn agents(&self) -> Option<&crate::agent::Agents>;
     fn hosts(&self) -> Option<&dyn crate::hosts::Feedback>;
     /// The task left the queue for its first step.
     fn started(&self);
@@ -427,6 +430,7 @@ where
         }
         let ctx = Ctx {
             agent: self.hooks.agent(),
+            agents: self.hooks.agents(),
             limit,
             hosts: self.hooks.hosts(),
         };

@@ -184,11 +184,12 @@ impl AttemptSpan {
     }
 }
 
-/// The host of `url` (`server.address`).
+/// The host of `url` (`server.address`): the host of its key, the one
+/// per-host state uses (see `host_key`).
 #[cfg(feature = "tracing")]
 fn host(url: &str) -> String {
-    let uri = url.parse::<ureq::http::Uri>().ok();
-    uri.and_then(|u| u.host().map(str::to_string))
+    crate::host_key::HostKey::of_url(url)
+        .map(|k| k.host)
         .unwrap_or_default()
 }
 

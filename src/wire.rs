@@ -30,6 +30,42 @@ thread_local! {
     static OPENED: Cell<bool> = const { Cell::new(false) };
     /// This thread began writing a request since `reset_opened`.
     static WROTE: Cell<bool> = const { Cell::new(false) };
+    /// The last request a closure job on this thread sent through the
+    /// pool's agent (`Some` while a closure runs: see `watch_sent`).
+    static SENT: RefCell<Option<Option<(ureq::http::Method, ureq::http::Uri)>>> =
+        const { RefCell::new(None) };
+}
+
+/// Runs `f` (a closure job) noting each request it sends through the
+/// pool's agent; returns what `f` returned and the last request's method
+/// and URL, so that an error from ureq, which names none, can.
+pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Option<(String, String)>) {
+    struct Restore(Option<Option<(ureq::http::Method, ureq::http::Uri)>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            SENT.with(|s| *s.borrow_mut() = prev);
+        }
+    }
+    let restore = Restore(SENT.with(|s| s.borrow_mut().replace(None)));
+    let r = f();
+    let last = SENT.with(|s| s.borrow_mut().take().flatten());
+    drop(restore);
+    (r, last.map(|(m, u)| (m.to_string(), u.to_string())))
+}
+
+/// The middleware of a pool's agents: notes the request about to be sent
+/// if a closure job on this thread is watching (nothing otherwise).
+pub(crate) fn note_sent(
+    req: ureq::http::Request<ureq::SendBody<'_>>,
+    next: ureq::middleware::MiddlewareNext<'_>,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    SENT.with(|s| {
+        if let Some(last) = &mut *s.borrow_mut() {
+            *last = Some((req.method().clone(), req.uri().clone()));
+        }
+    });
+    next.handle(req)
 }
 
 /// Starts watching whether this thread's next exchange opens a connection

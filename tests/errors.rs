@@ -32,7 +32,8 @@ fn a_closures_request_cut_off_by_its_limit_is_a_timeout() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let url = silent.url("/x");
+    // A secret in the query: the URL named is redacted.
+    let url = silent.url("/x?token=SEKRET");
     // With `?` (From<ureq::Error>) and with `map_err(Error::other)`.
     let (u1, u2) = (url.clone(), url.clone());
     let with_q = pool.submit(move |agent| Ok(agent.get(&u1).call().map(drop)?));
@@ -55,6 +56,16 @@ fn a_closures_request_cut_off_by_its_limit_is_a_timeout() {
         let e = bounded(LIMIT, move || p.wait()).unwrap_err();
         assert!(e.is_timeout(), "{what}: {e:?}");
         assert_ne!(e.timeout_phase(), Some(Phase::Queued), "{what}");
+        // It names the request it was reading, as the request builder's do.
+        let shown = format!("{e} | {e:?}");
+        assert!(
+            e.to_string().contains("(GET http://127.0.0.1:"),
+            "{what}: {e}"
+        );
+        assert!(
+            shown.contains("/x?token=***") && !shown.contains("SEKRET"),
+            "{what}: {shown}"
+        );
     }
     // A refused connection is a connect failure, not "other".
     let refused = closed_port_url("/x");
@@ -294,4 +305,103 @@ fn no_secret_in_any_output_even_when_the_server_echoes_it() {
         .unwrap_err();
     let shown = format!("{err} {err:?} {err:#?}");
     assert!(!shown.contains("pw-USER-000"), "{shown}");
+}
+
+/// Every byte but RFC 3986's unreserved ones percent-encoded, as a URL's
+/// user name or password must be written.
+fn userinfo_encoded(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The bytes a percent-encoded user name or password stands for.
+fn userinfo_bytes(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(s).collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200),
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// A user name and password over the whole byte range (written
+    /// percent-encoded in the URL, so `/`, `#`, `@`, `%` and `:` are in
+    /// it): the Basic credentials ureq derives, echoed by a server as it
+    /// got them, base64-decoded, percent-decoded and re-encoded the way a
+    /// decoding client would, are in no `Display` or `Debug`.
+    #[test]
+    fn url_credentials_of_any_bytes_never_show(
+        user in proptest::collection::vec(proptest::num::u8::ANY, 0..12),
+        pass in proptest::collection::vec(proptest::num::u8::ANY, 1..24),
+    ) {
+        static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+        static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+        let server = SERVER.get_or_init(|| Server::with_handler(|req, _| {
+            let auth = req.headers.get("authorization").cloned().unwrap_or_default();
+            let creds = auth.strip_prefix("Basic ").unwrap_or("");
+            let plain = {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(creds).unwrap_or_default()
+            };
+            let plain = String::from_utf8_lossy(&plain).into_owned();
+            let (u, p) = plain.rsplit_once(':').unwrap_or((&plain, ""));
+            let mut decoded = userinfo_bytes(u);
+            decoded.push(b':');
+            decoded.extend(userinfo_bytes(p));
+            let body = json!({
+                "auth": auth,
+                "plain": plain,
+                "password": String::from_utf8_lossy(&userinfo_bytes(p)),
+                "decoded_basic": b64(&decoded),
+            });
+            Reply::json(401, body).header("X-Echo-Auth", &auth)
+        }));
+        let pool = POOL.get_or_init(|| Pool::new(2));
+        // A prefix that none of reqpool's own words holds, so a leak is
+        // never mistaken for them.
+        let mut pass_bytes = b"Zq".to_vec();
+        pass_bytes.extend(&pass);
+        let (user_enc, pass_enc) = (userinfo_encoded(&user), userinfo_encoded(&pass_bytes));
+        let url = format!("http://{user_enc}:{pass_enc}@{}/x", server.addr);
+        let err = bounded(LIMIT, {
+            let req = pool.get(&url);
+            move || req.send().wait()
+        })
+        .unwrap_err();
+        proptest::prop_assert_eq!(err.status(), Some(401), "{}", err);
+        let shown = format!("{err} | {err:?} | {err:#?}");
+        let mut decoded = user.clone();
+        decoded.push(b':');
+        decoded.extend(&pass_bytes);
+        let forms = [
+            pass_enc.clone(),
+            b64(format!("{user_enc}:{pass_enc}").as_bytes()),
+            format!("{user_enc}:{pass_enc}"),
+            b64(&decoded),
+        ];
+        for form in &forms {
+            proptest::prop_assert!(!shown.contains(form.as_str()), "{:?} in {}", form, shown);
+        }
+        let lossy = String::from_utf8_lossy(&pass_bytes);
+        let json = serde_json::to_string(&lossy).unwrap();
+        proptest::prop_assert!(!shown.contains(&json[1..json.len() - 1]), "{} in {}", json, shown);
+        // The server's words are kept as it sent them.
+        let body = err.body_text().unwrap_or_default();
+        proptest::prop_assert!(body.contains(&forms[1]), "{}", body);
+    }
 }

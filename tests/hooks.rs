@@ -328,3 +328,112 @@ fn a_requests_own_bearer_auth_wins_and_a_source_error_fails_it() {
         "nothing sent without a token"
     );
 }
+
+#[test]
+fn a_token_source_that_hangs_for_one_host_delays_no_other() {
+    // One server, two host names: the source hangs for 127.0.0.1 (until
+    // the test ends, at most LIMIT) and answers at once for localhost.
+    let (server, seen) = recording(|_, _| Reply::json(200, json!({})));
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    let asked_a = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&asked_a);
+    let pool = Pool::builder()
+        .workers(2)
+        .bearer_from(move |host| {
+            if host == "127.0.0.1" {
+                a.fetch_add(1, Ordering::SeqCst);
+                let _ = gate.recv_timeout(LIMIT);
+                return Ok("t-A".to_string());
+            }
+            Ok("t-B".to_string())
+        })
+        .build()
+        .unwrap();
+    let url_a = server.url("/a");
+    let url_b = url_a.replace("127.0.0.1", "localhost").replace("/a", "/b");
+    let limit = Duration::from_millis(400);
+    // Three times as many requests to A as there are workers.
+    let t0 = std::time::Instant::now();
+    let to_a: Vec<_> = (0..6)
+        .map(|_| pool.get(&url_a).timeout(limit).send())
+        .collect();
+    // B's request is not held up by A's: its workers are free.
+    let b = pool.get(&url_b).send();
+    let b_wait = bounded(Duration::from_secs(5), move || {
+        let t = std::time::Instant::now();
+        b.wait().map(|_| t.elapsed())
+    })
+    .unwrap();
+    // A's requests fail with a timeout of their own limit (all at once:
+    // they waited off the workers), naming their URL; A's source was asked
+    // once.
+    let results = bounded(LIMIT, move || reqpool::wait_all(to_a));
+    let a_wait = t0.elapsed();
+    for r in &results {
+        let e = r.as_ref().unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        assert!(e.to_string().contains("/a"), "{e}");
+    }
+    assert_eq!(asked_a.load(Ordering::SeqCst), 1);
+    eprintln!(
+        "host B waited {b_wait:?}; six requests to A with a 400 ms limit ended after {a_wait:?}"
+    );
+    assert!(b_wait < Duration::from_secs(1), "B waited {b_wait:?}");
+    assert!(a_wait < limit * 3, "A's requests ended after {a_wait:?}");
+    let sent: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(sent, ["/b"], "nothing went to A without a token");
+    // Once the source answers, A's token is kept and used.
+    drop(release);
+    let r = pool.get(&url_a).send();
+    assert_eq!(bounded(LIMIT, move || r.wait()).unwrap().status(), 200);
+    let auth = seen
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .headers
+        .get("authorization")
+        .cloned();
+    assert_eq!(auth.as_deref(), Some("Bearer t-A"));
+    assert_eq!(asked_a.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_token_that_is_not_a_header_value_fails_its_request_and_is_not_kept() {
+    for bad in ["t0ken\n", "t0ken\r\nX-Evil: 1", "t\u{f6}k\u{e9}n"] {
+        let (server, seen) = recording(|_, _| Reply::json(200, json!({})));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = Arc::clone(&asked);
+        let pool = Pool::builder()
+            .workers(1)
+            .bearer_from(move |_| {
+                Ok(match a.fetch_add(1, Ordering::SeqCst) {
+                    0 => bad.to_string(),
+                    _ => "good".to_string(),
+                })
+            })
+            .build()
+            .unwrap();
+        let r = pool.get(&server.url("/x")).send();
+        let e = bounded(LIMIT, move || r.wait()).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidRequest { .. }) && !e.maybe_sent(),
+            "{bad:?}: {e:?}"
+        );
+        assert!(seen.lock().unwrap().is_empty(), "{bad:?}: nothing sent");
+        // The next request asks again, and goes with the new token.
+        let r = pool.get(&server.url("/x")).send();
+        assert_eq!(bounded(LIMIT, move || r.wait()).unwrap().status(), 200);
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "{bad:?}");
+        let auth = seen.lock().unwrap()[0]
+            .headers
+            .get("authorization")
+            .cloned();
+        assert_eq!(auth.as_deref(), Some("Bearer good"));
+    }
+}

@@ -183,7 +183,8 @@ fn an_open_circuit_fails_fast_without_connecting_then_probes() {
     let e = errs[0].as_ref().unwrap_err();
     assert!(!e.maybe_sent() && !e.is_retryable());
     assert!(
-        e.to_string().starts_with("circuit open for 127.0.0.1:"),
+        e.to_string()
+            .starts_with("circuit open for http://127.0.0.1:"),
         "{e}"
     );
     let Error::CircuitOpen { retry_in, .. } = e else {
@@ -453,4 +454,55 @@ fn the_rate_holds_in_every_window_after_an_idle_time() {
         // that saved up a second.
         assert!(seen <= most + most / 20, "{seen} in one sliding second");
     }
+}
+
+#[test]
+fn a_host_is_one_host_whatever_user_info_its_url_carries() {
+    // One token an hour: the request with user info takes it, so the same
+    // host without user info has none left.
+    let server = Server::start();
+    let pool = Pool::builder()
+        .workers(2)
+        .max_rate_per_host(1, Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let plain = server.url("/json");
+    let with_user = plain.replace("http://", "http://user:pw-SECRET@");
+    pool.get(&with_user).send().wait().unwrap();
+    let e = pool
+        .get(&plain)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .wait()
+        .unwrap_err();
+    assert_eq!(e.timeout_phase(), Some(Phase::Throttled), "{e:?}");
+    assert_eq!(server.shared.hits("/json"), 1);
+
+    // A breaker opened through a URL with a password is open for the
+    // host without one, and its key shows no password.
+    let down = Server::with_handler(|_, _| Reply::json(503, json!({})));
+    let pool = Pool::builder()
+        .workers(2)
+        .circuit_breaker(
+            Breaker::new()
+                .failures(1)
+                .cool_down(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    let plain = down.url("/x");
+    let with_user = plain.replace("http://", "http://user:pw-SECRET@");
+    let first = pool.get(&with_user).send().wait().unwrap_err();
+    assert_eq!(first.status(), Some(503), "{first:?}");
+    let e = pool.get(&plain).send().wait().unwrap_err();
+    let Error::CircuitOpen { host, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*host, format!("http://{}", down.addr));
+    let shown = format!("{e} {e:?} {first} {first:?}");
+    assert!(
+        !shown.contains("pw-SECRET") && !shown.contains("user:"),
+        "{shown}"
+    );
+    assert_eq!(down.shared.hits("/x"), 1);
 }

@@ -532,3 +532,125 @@ fn a_pool_held_by_its_own_jobs_loses_nothing_at_exit() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(server.shared.hits("/echo"), 6);
 }
+
+const CHILD_CREW: &str = "REQPOOL_TEST_CREW";
+
+/// Threads fit the work: 2,000 held jobs on a pool of 10,000 start 2,000
+/// threads (not a doubling past them), and once idle for the keep-alive
+/// time the pool is back to its first 32, its memory with it. Run in a
+/// child process, whose threads and memory are its own.
+#[test]
+fn threads_fit_the_work_and_leave_when_idle() {
+    if std::env::var(CHILD_CREW).as_deref() == Ok("burst") {
+        return crew_in_child();
+    }
+    let out = run_child(
+        "threads_fit_the_work_and_leave_when_idle",
+        &[(CHILD_CREW, "burst")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("CREW "), "{stdout}");
+    for line in stdout.lines().filter(|l| l.contains("CREW ")) {
+        eprintln!("{line}");
+    }
+}
+
+fn crew_in_child() {
+    const HELD: usize = 2_000;
+    let keep_alive = Duration::from_millis(300);
+    let os_before = os_threads();
+    let pool = Pool::builder()
+        .workers(10_000)
+        .thread_keep_alive(keep_alive)
+        .build()
+        .unwrap();
+    // Warm: the first 32 threads have run a job each.
+    drop(hold_workers(&pool, 32));
+    let rss_idle = rss_kib();
+    assert_eq!(pool.stats().threads, 32);
+    // Two bursts: the second finds the memory the first gave back.
+    let mut after = Vec::new();
+    for round in 0..2 {
+        let hold = hold_workers(&pool, HELD);
+        let os_held = os_threads();
+        let rss_held = rss_kib();
+        let stats = pool.stats();
+        assert_eq!(stats.threads, HELD, "{stats:?}");
+        assert!(stats.threads_peak <= HELD + 2, "{stats:?}");
+        assert!(
+            os_held <= os_before + HELD as u64 + 4,
+            "{os_before} -> {os_held}"
+        );
+        drop(hold);
+        // Back to the floor once idle (bounded: the keep-alive, and LIMIT).
+        let t0 = std::time::Instant::now();
+        while pool.stats().threads > 32 || os_threads() > os_before + 32 + 2 {
+            assert!(t0.elapsed() < LIMIT, "still {:?}", pool.stats());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let back = t0.elapsed();
+        let rss_after = rss_kib();
+        println!(
+            "CREW round {round}: held {HELD} on {os_held} OS threads (peak {}), back to {} \
+             after {back:?} idle (keep-alive {keep_alive:?}); RSS idle {rss_idle} KiB, \
+             held {rss_held} KiB, after {rss_after} KiB",
+            pool.stats().threads_peak,
+            pool.stats().threads
+        );
+        // Most of what the burst took is given back (the allocator keeps
+        // some freed heap for reuse).
+        let took = rss_held.saturating_sub(rss_idle);
+        assert!(
+            rss_after <= rss_idle + took / 4,
+            "RSS {rss_idle} -> {rss_held} -> {rss_after} KiB"
+        );
+        after.push(rss_after);
+    }
+    // A second burst does not leave more behind than the first.
+    assert!(
+        after[1] <= after[0] + after[0] / 10,
+        "RSS after each burst: {after:?} KiB"
+    );
+    // More threads still come when work waits.
+    let hold = hold_workers(&pool, 100);
+    assert_eq!(pool.stats().threads, 100);
+    drop(hold);
+}
+
+/// A pool of `u32::MAX` workers costs its first threads, not an agent per
+/// 512 of its workers (8.4 million of them), until they are needed. In a
+/// child process, whose memory is its own.
+#[test]
+fn a_huge_pool_costs_nothing_until_used() {
+    if std::env::var(CHILD_CREW).as_deref() == Ok("huge") {
+        let server = Server::start();
+        let rss_before = rss_kib();
+        let t0 = std::time::Instant::now();
+        let pool = Pool::builder().workers(u32::MAX as usize).build().unwrap();
+        let built = t0.elapsed();
+        let v: Value = pool.get_json(&server.url("/json")).wait().unwrap();
+        assert!(v.is_object());
+        let rss_after = rss_kib();
+        println!("HUGE built in {built:?}; RSS {rss_before} -> {rss_after} KiB");
+        assert!(
+            rss_after < rss_before + 16 * 1024,
+            "{rss_before} -> {rss_after} KiB"
+        );
+        return;
+    }
+    let out = run_child(
+        "a_huge_pool_costs_nothing_until_used",
+        &[(CHILD_CREW, "huge")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in stdout.lines().filter(|l| l.contains("HUGE ")) {
+        eprintln!("{line}");
+    }
+}

@@ -692,3 +692,21 @@ fn each_kill_sends_only_what_was_on_the_wire_twice() {
     assert!(worst <= 3 * DUP_WORKERS, "{worst}");
     assert!(keys.values().all(|&n| n <= 2), "a job sent three times");
 }
+
+#[test]
+fn a_long_idempotency_key_is_delivered() {
+    // A 20 KiB key: a request head longer than a connection's buffer.
+    let dir = TempDir::new("long-key");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
+    let key = "k".repeat(20 * 1024);
+    let req = pool
+        .post(&server.url("/orders"))
+        .json_body(&json!({"i": 1}))
+        .idempotency_key(&key);
+    outbox.enqueue(req).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get(&key), Some(&1));
+    assert_eq!(outbox.stats().unwrap().dead, 0);
+}

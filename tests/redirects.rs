@@ -341,3 +341,79 @@ fn post_answered_with_a_redirect_is_not_resent_as_get() {
     let v: serde_json::Value = pool.get_json(&server.url("/old")).wait().unwrap();
     assert_eq!(v["method"], "GET");
 }
+
+#[test]
+fn a_servers_redirect_target_follows_the_url_rule() {
+    // The target echoes what it got, the Basic credentials ureq made of
+    // the target's userinfo included, in a 500.
+    let target = Server::with_handler(|req, _| {
+        Reply::json(
+            500,
+            json!({"auth": req.headers.get("authorization"), "path": req.path, "query": req.query}),
+        )
+    });
+    // An `@` in the path after the userinfo must not hide where it ends.
+    let location = format!(
+        "http://bob:swordfish9@{}/next@x?token=SEKRET&page=2",
+        target.addr
+    );
+    let origin = redirecting(302, location);
+    let pool = Pool::new(2);
+    let hidden = ["swordfish9", "SEKRET", "Ym9iOnN3b3JkZmlzaDk="];
+    // Not followed (a POST): the `Location` shown.
+    let err = pool
+        .post_json::<Value>(&origin.url("/order"), &json!({}))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(err, Error::Redirect { code: 302, .. }), "{err:?}");
+    let shown = format!("{err} | {err:?}");
+    assert!(shown.contains("***@127.0.0.1"), "{shown}");
+    assert!(shown.contains("page=2"), "{shown}");
+    // Followed (a GET), with and without a secret of the caller's own:
+    // the target's URL and what its server echoes.
+    for secret in [None, Some("k3y-CALLER")] {
+        let mut req = pool.get(&origin.url("/order"));
+        if let Some(s) = secret {
+            req = req.secret_header("X-Api-Key", s);
+        }
+        let err = req.json::<Value>().wait().unwrap_err();
+        assert_eq!(err.status(), Some(500), "{err:?}");
+        let followed = format!("{err} | {err:?} | {err:#?}");
+        for s in hidden.iter().chain(secret.iter()) {
+            assert!(!shown.contains(s), "{s} in {shown}");
+            assert!(!followed.contains(s), "{s} in {followed}");
+        }
+        // The server's words stay its own.
+        assert!(err.body_text().unwrap().contains("Ym9iOnN3b3JkZmlzaDk="));
+    }
+}
+
+#[test]
+fn a_poll_jobs_status_url_follows_the_url_rule() {
+    // The start answers with a status URL that carries a password and a
+    // token; the status answers 500 with what it got, Basic included.
+    let status = Server::with_handler(|req, _| {
+        Reply::json(
+            500,
+            json!({"auth": req.headers.get("authorization"), "query": req.query}),
+        )
+    });
+    let status_url = format!(
+        "http://bob:swordfish9@{}/status?token=SEKRET&page=2",
+        status.addr
+    );
+    let start =
+        Server::with_handler(move |_, _| Reply::json(202, json!({"status_url": status_url})));
+    let pool = Pool::new(2);
+    let err = bounded(LIMIT, {
+        let job = pool.post(&start.url("/jobs")).poll().until(|_| true);
+        move || job.wait()
+    })
+    .unwrap_err();
+    assert_eq!(err.status(), Some(500), "{err:?}");
+    let shown = format!("{err} | {err:?} | {err:#?}");
+    for s in ["swordfish9", "SEKRET", "Ym9iOnN3b3JkZmlzaDk="] {
+        assert!(!shown.contains(s), "{s} in {shown}");
+    }
+    assert!(shown.contains("page=2"), "{shown}");
+}

@@ -564,7 +564,7 @@ fn a_429_pauses_the_host_for_every_consumer() {
     // The pause is shared once the first consumer has written the 429's
     // answer (its host's pause key is in Redis), not when the server
     // sent it: wait for that.
-    let pause = format!("calls:pause:{}", server.addr);
+    let pause = format!("calls:pause:http://{}", server.addr);
     let mut c = raw(&r);
     let t0 = Instant::now();
     while !redis::cmd("EXISTS")

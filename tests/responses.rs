@@ -309,3 +309,71 @@ fn body_of_exactly_the_limit_is_accepted_one_more_byte_is_not() {
         Err(Error::TooLarge { .. })
     ));
 }
+
+#[test]
+fn response_heads_up_to_64_kib_are_read() {
+    let cookie = format!("s={}", "c".repeat(20 * 1024));
+    let csp = "d".repeat(24 * 1024);
+    let huge = "h".repeat(70 * 1024);
+    let (c, p, h) = (cookie.clone(), csp.clone(), huge.clone());
+    let server = Server::with_handler(move |req, _| match req.path.as_str() {
+        "/cookie" => Reply::json(200, json!({"ok": 1})).header("Set-Cookie", &c),
+        "/csp" => Reply::json(200, json!({"ok": 1})).header("Content-Security-Policy", &p),
+        "/huge" => Reply::json(200, json!({})).header("X-Huge", &h),
+        _ => Reply::json(200, json!({})),
+    });
+    let pool = Pool::new(2);
+    // A GET: read. The first answer of the host with a long head is read
+    // again through a wider buffer (a GET may be sent twice), then the
+    // host is read that way.
+    let r = bounded(LIMIT, {
+        let r = pool.get(&server.url("/cookie")).send();
+        move || r.wait()
+    })
+    .unwrap();
+    assert_eq!(r.header("set-cookie"), Some(cookie.as_str()));
+    assert!(server.shared.hits("/cookie") <= 2);
+    let v: Value = bounded(LIMIT, {
+        let r = pool.get(&server.url("/csp")).json::<Value>();
+        move || r.wait()
+    })
+    .unwrap();
+    assert_eq!(v["ok"], 1);
+    assert_eq!(
+        server.shared.hits("/csp"),
+        1,
+        "sent once: the host reads wide"
+    );
+    // A POST to that host: read at once, sent once.
+    let r = bounded(LIMIT, {
+        let r = pool
+            .post(&server.url("/cookie"))
+            .json_body(&json!({}))
+            .send();
+        move || r.wait()
+    })
+    .unwrap();
+    assert_eq!(r.header("set-cookie").map(str::len), Some(cookie.len()));
+    // A POST that is the first to meet the long head cannot be sent again
+    // (the server has it): it fails, saying so; the host is then read wide.
+    let fresh = Pool::new(1);
+    let post = || {
+        let r = fresh.post(&server.url("/csp")).json_body(&json!({})).send();
+        bounded(LIMIT, move || r.wait())
+    };
+    let e = post().unwrap_err();
+    assert!(
+        e.maybe_sent() && e.to_string().contains("larger than the"),
+        "{e}"
+    );
+    assert_eq!(post().unwrap().status(), 200);
+    // Past 64 KiB: a clear error, not a retry.
+    let e = bounded(LIMIT, {
+        let r = pool.get(&server.url("/huge")).send();
+        move || r.wait()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("response header of"), "{e}");
+    assert!(!e.is_retryable(), "{e:?}");
+    assert_eq!(server.shared.hits("/huge"), 1);
+}

@@ -87,6 +87,7 @@ impl Builder {
             workers: self.workers,
             thread_name: self.thread_name,
             stack_size: self.stack_size,
+            thread_keep_alive: self.thread_keep_alive,
             max_queued: self.max_queued,
             drain_timeout: self.drain_timeout,
             on_error: self.on_error,

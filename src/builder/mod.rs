@@ -31,6 +31,7 @@ pub struct Builder {
     workers: usize,
     thread_name: String,
     stack_size: Option<usize>,
+    thread_keep_alive: Duration,
     read_buffer: usize,
     timeout: Duration,
     deadline: Option<Duration>,
@@ -64,6 +65,7 @@ impl Default for Builder {
             workers: 8,
             thread_name: "reqpool-worker".to_string(),
             stack_size: None,
+            thread_keep_alive: Duration::from_secs(10),
             read_buffer: 16 * 1024,
             timeout: Duration::from_secs(30),
             deadline: None,
@@ -122,9 +124,27 @@ impl Builder {
         self
     }
 
+    /// How long a worker thread waits for a job before it leaves, when
+    /// more than the pool's first 32 threads are alive (those stay). A
+    /// pool starts threads only for jobs that wait with no thread free,
+    /// up to [`workers`](Builder::workers), and gives back the ones a
+    /// burst needed once it is over; [`Pool::stats`](crate::Pool::stats)
+    /// shows the threads alive and the most at once. `Duration::MAX`
+    /// keeps every thread for as long as the pool lives. Defaults to 10
+    /// seconds (as tokio's blocking pool).
+    pub fn thread_keep_alive(mut self, idle: Duration) -> Self {
+        self.thread_keep_alive = idle;
+        self
+    }
+
     /// The read buffer of each connection, in bytes, which also bounds a
-    /// response's head (status line and headers): a longer head fails
-    /// with an [`Error::Transport`](crate::Error::Transport) of kind
+    /// response's head (status line and headers) on the workers'
+    /// connections. A host that answers with a longer head is read from
+    /// then on through connections whose buffer holds 64 KiB (or this
+    /// size, if larger); the request that met the long head is sent again
+    /// through one at once if it may be sent twice (an idempotent method
+    /// or an `Idempotency-Key`), else it fails. A head longer than that
+    /// fails with an [`Error::Transport`](crate::Error::Transport) of kind
     /// [`Protocol`](crate::TransportKind::Protocol) that says so. Bodies of
     /// any size stream through it. The pool's own agent only (an agent given to
     /// [`agent`](Builder::agent) keeps its own). Defaults to 16 KiB: with
@@ -501,9 +521,21 @@ impl Builder {
     /// that got a 401 with the same token share one new token (no
     /// stampede on the token endpoint). Tokens are redacted like
     /// [`bearer_auth`](crate::RequestBuilder::bearer_auth), which wins
-    /// over `f`. An `Err` from `f` fails the attempt with it. Through an
-    /// `Outbox` (feature `outbox`) the token is added at delivery, so it
-    /// never reaches the file.
+    /// over `f`. An `Err` from `f` fails the attempt with it.
+    ///
+    /// `f` runs on a thread of its own, never on a worker and never under
+    /// a lock shared by hosts: while it runs, the requests that wait for
+    /// that host's token wait off the workers (in the pool's timer), each
+    /// until its own time limit (then it fails with
+    /// [`Error::Timeout`](crate::Error::Timeout), unsent), and a source
+    /// that hangs for one host delays no other host. (A redirect hop to
+    /// another host waits for that host's token on its worker, within the
+    /// request's limit.) A token that is not a valid header value (a
+    /// trailing newline, CR/LF, non-ASCII) fails its request with
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) and is not
+    /// kept: the next request asks again. Through an `Outbox` (feature
+    /// `outbox`) the token is added at delivery, so it never reaches the
+    /// file.
     ///
     /// ```
     /// let pool = reqpool::Pool::builder()
@@ -534,6 +566,7 @@ impl fmt::Debug for Builder {
             .field("workers", &self.workers)
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
+            .field("thread_keep_alive", &self.thread_keep_alive)
             .field("read_buffer", &self.read_buffer)
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)

@@ -1,7 +1,7 @@
 //! Errors made from a request's raw data, and the request's secrets left
 //! out of them: the one place where an error gets its redaction.
 
-use super::{Error, Phase, Secrets, snippet};
+use super::{Error, Phase, Secrets, TransportKind, snippet};
 use crate::redact::{redact_url, secret_forms, url_secrets};
 
 /// Errors made from a request's raw data: every URL redacted, every
@@ -15,6 +15,17 @@ impl Error {
             phase,
             method: method.to_string(),
             url: redact_url(url),
+        }
+    }
+
+    /// A transport failure of `method url`: the URL redacted, its secrets
+    /// scrubbed from `message`.
+    pub(crate) fn transport(kind: TransportKind, method: &str, url: &str, message: &str) -> Error {
+        Error::Transport {
+            kind,
+            method: method.to_string(),
+            url: redact_url(url),
+            message: crate::redact::scrub(message, url),
         }
     }
 
@@ -77,7 +88,7 @@ impl Error {
                 json,
                 retry_after,
                 headers,
-                ..
+                secrets: own,
             } => Error::Status {
                 code,
                 method,
@@ -86,7 +97,10 @@ impl Error {
                 json,
                 retry_after,
                 headers,
-                secrets: secrets.clone(),
+                // Its own (those of the URL that answered: a redirect's
+                // target may carry credentials the request did not) and
+                // the request's.
+                secrets: secrets.union(&own),
             },
             Error::GaveUp { attempts, reason } => Error::GaveUp {
                 attempts: attempts.into_iter().map(|e| e.scrubbed(secrets)).collect(),

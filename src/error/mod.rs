@@ -163,7 +163,8 @@ pub enum Error {
     /// [`Breaker`](crate::Breaker)): the request failed at once, without
     /// connecting.
     CircuitOpen {
-        /// The host, as `host:port`.
+        /// The host, as `scheme://host:port` (the port filled in when the
+        /// URL left it to the scheme; never a user name or password).
         host: String,
         /// When the circuit lets a probe through again.
         retry_in: Duration,

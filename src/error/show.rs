@@ -42,6 +42,24 @@ impl Secrets {
         &self.0
     }
 
+    /// These and `other`'s (both already in every form), longest first.
+    pub(crate) fn union(&self, other: &Secrets) -> Secrets {
+        if other.is_empty() || std::sync::Arc::ptr_eq(&self.0, &other.0) {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let mut all: Vec<String> = self.0.to_vec();
+        for s in other.0.iter() {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Secrets::new(all)
+    }
+
     /// These and `more` (raw values, in every form).
     pub(crate) fn with(&self, more: &[String]) -> Secrets {
         if more.is_empty() {

@@ -107,6 +107,11 @@ pub fn rss_kib() -> u64 {
     status_kib("VmRSS:")
 }
 
+/// The threads of this process now; 0 off Linux.
+pub fn os_threads() -> u64 {
+    status_kib("Threads:")
+}
+
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

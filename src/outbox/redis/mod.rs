@@ -661,8 +661,7 @@ pub(super) fn default_consumer() -> String {
 
 /// A URL's `host:port`, the unit of the shared rate.
 fn host(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+    crate::host_key::HostKey::of_url(url)
+        .map(|k| k.to_string())
         .unwrap_or_default()
 }
