@@ -163,6 +163,52 @@ fn secrets_never_reach_the_file() {
     }
 }
 
+/// Query keys are secret by whole word: plain keys that merely contain a
+/// secret word's letters are stored, secret ones refused, and
+/// `redact_all_query_values` (what messages show) changes neither.
+#[test]
+fn plain_query_keys_are_stored_and_secret_ones_refused_by_whole_word() {
+    let dir = TempDir::new("query-keys");
+    for all in [false, true] {
+        let pool = Pool::builder()
+            .redact_all_query_values(all)
+            .build()
+            .unwrap();
+        let outbox = Outbox::options()
+            .deliver(false)
+            .open(dir.file(&format!("calls-{all}.db")), &pool)
+            .unwrap();
+        let url = "http://127.0.0.1:1/search";
+        let plain = [
+            "author",
+            "keyword",
+            "zip_code",
+            "design",
+            "session_count",
+            "postcode",
+            "country_code",
+            "page",
+        ];
+        for k in plain {
+            let r = outbox.enqueue(pool.get(url).query(k, "v-PLAIN"));
+            assert!(r.is_ok(), "all={all}: {k} refused: {r:?}");
+        }
+        for k in [
+            "api_key",
+            "access_token",
+            "X-Signature",
+            "sessionId",
+            "sort_key",
+        ] {
+            let e = outbox
+                .enqueue(pool.get(url).query(k, "v-SECRET"))
+                .unwrap_err();
+            assert!(matches!(e, Error::Usage { .. }), "all={all}: {k}: {e}");
+        }
+        assert_eq!(outbox.stats().unwrap().pending, plain.len() as u64);
+    }
+}
+
 #[test]
 fn credentials_are_added_at_delivery_and_never_written() {
     let dir = TempDir::new("delivery-auth");
