@@ -358,6 +358,160 @@ fn bad_files_and_a_second_opener_get_clear_errors() {
     assert!(e.to_string().contains("cannot create"), "{e}");
 }
 
+/// A file that is not an outbox is refused with `NotAnOutbox` and left
+/// byte for byte as it was: no pragma, no journal mode, no table. Each
+/// kind of file the issue found changed, and a few more.
+#[test]
+fn files_without_the_outbox_mark_are_refused_and_left_as_they_were() {
+    let dir = TempDir::new("foreign");
+    let pool = Pool::new(1);
+    let sqlite = |name: &str, sql: &str| {
+        let path = dir.file(name);
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(sql).unwrap();
+        drop(db);
+        path
+    };
+    let jobs = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, title TEXT, state INTEGER);
+                INSERT INTO jobs (title, state) VALUES ('paint', 1);";
+    // The columns of an outbox, made by another program (no WAL).
+    let lookalike = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+         method TEXT NOT NULL, url TEXT NOT NULL, headers TEXT NOT NULL, body BLOB,
+         state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+         next_at INTEGER NOT NULL DEFAULT 0, last_error TEXT, status INTEGER, reply BLOB);
+         CREATE INDEX jobs_due ON jobs(state, next_at); PRAGMA user_version = 1;";
+    let files = [
+        sqlite("jobs-v0.db", jobs),
+        sqlite("jobs-v1.db", &format!("{jobs} PRAGMA user_version = 1;")),
+        sqlite(
+            "jobs-v1-wal.db",
+            &format!("PRAGMA journal_mode=WAL; {jobs} PRAGMA user_version = 1;"),
+        ),
+        sqlite(
+            "app-v7.db",
+            "CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('n'); PRAGMA user_version = 7;",
+        ),
+        sqlite(
+            "app-v1.db",
+            "CREATE TABLE notes (x TEXT); PRAGMA user_version = 1;",
+        ),
+        sqlite(
+            "other-app.db",
+            "CREATE TABLE jobs (x); PRAGMA application_id = 1234;",
+        ),
+        sqlite("lookalike.db", lookalike),
+        {
+            // Another program's WAL not yet checkpointed into its file.
+            let path = dir.file("unflushed.db");
+            let db = rusqlite::Connection::open(&path).unwrap();
+            db.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
+                .unwrap();
+            db.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .unwrap();
+            db.execute_batch(&format!("{jobs} PRAGMA user_version = 1;"))
+                .unwrap();
+            drop(db);
+            assert!(
+                std::fs::metadata(dir.file("unflushed.db-wal"))
+                    .unwrap()
+                    .len()
+                    > 0
+            );
+            path
+        },
+        {
+            let p = dir.file("notes.txt");
+            std::fs::write(&p, "a text file, not a database\n".repeat(200)).unwrap();
+            p
+        },
+    ];
+    // Every file of the folder, by name: the databases, their WAL, the
+    // text file.
+    let contents = || {
+        let mut all: Vec<_> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|f| {
+                let f = f.unwrap();
+                (f.file_name(), std::fs::read(f.path()).unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = contents();
+    for path in &files {
+        let e = Outbox::open(path, &pool).unwrap_err();
+        assert_eq!(
+            e.storage_kind(),
+            Some(StorageKind::NotAnOutbox),
+            "{}: {e}",
+            path.display()
+        );
+    }
+    let after = contents();
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|f| !after.contains(f))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(changed.is_empty(), "foreign files changed: {changed:?}");
+    assert_eq!(after.len(), before.len(), "no file made beside them");
+}
+
+/// An outbox file made before the mark (the same schema, `user_version`
+/// 1, WAL) is adopted: its jobs are delivered and it is marked. A new
+/// file is marked at creation.
+#[test]
+fn an_outbox_of_before_the_mark_is_adopted_and_new_files_are_marked() {
+    let dir = TempDir::new("adopt");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let old = dir.file("old.db");
+    let db = rusqlite::Connection::open(&old).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE IF NOT EXISTS jobs (
+             id INTEGER PRIMARY KEY,
+             key TEXT NOT NULL UNIQUE,
+             method TEXT NOT NULL,
+             url TEXT NOT NULL,
+             headers TEXT NOT NULL,
+             body BLOB,
+             state INTEGER NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL DEFAULT 0,
+             last_error TEXT,
+             status INTEGER,
+             reply BLOB
+         );
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO jobs (key, method, url, headers, body, state) VALUES ('old-1', 'POST', ?1, '[]', NULL, 0)",
+        [server.url("/orders")],
+    )
+    .unwrap();
+    drop(db);
+    let outbox = Outbox::open(&old, &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get("old-1"), Some(&1));
+    drop(outbox);
+    let new = dir.file("new.db");
+    drop(Outbox::open(&new, &pool).unwrap());
+    for path in [old, new] {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let id: i64 = db
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, 0x7271_706C, "{}", path.display());
+    }
+}
+
 /// Writes `PRAGMA user_version` with the sqlite3 shell if there is one,
 /// else by editing the header bytes (offset 60, big-endian).
 fn rusqlite_set_version(path: &std::path::Path, v: u32) -> bool {

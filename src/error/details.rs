@@ -102,8 +102,9 @@ impl fmt::Display for TransportKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StorageKind {
-    /// The file is not an outbox: not a SQLite database, or one that
-    /// another program made.
+    /// The file is not an outbox: not a SQLite database, or one without
+    /// reqpool's mark (its `application_id`), which another program made.
+    /// Nothing of such a file is changed.
     NotAnOutbox,
     /// The file was written by a newer version of reqpool.
     NewerVersion,

@@ -33,6 +33,7 @@ pub(super) fn sql(e: rusqlite::Error) -> Error {
 /// Opens the outbox file at `path`, with `durability`.
 pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Error> {
     create_private(path)?;
+    let found = super::mark::look(path)?;
     let db = Connection::open(path).map_err(sql)?;
     // A file in use fails at once, instead of after rusqlite's 5 s wait.
     db.busy_timeout(std::time::Duration::ZERO).map_err(sql)?;
@@ -44,6 +45,9 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     // instead of delivering the same jobs.
     db.execute_batch("PRAGMA locking_mode=EXCLUSIVE;")
         .map_err(sql)?;
+    // A file without reqpool's mark is left as it was (an empty one gets
+    // the mark: its first write).
+    super::mark::take(&db, path, found)?;
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql)?;
@@ -51,19 +55,6 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
         return Err(Error::storage(
             StorageKind::NewerVersion,
             format!("schema {version}, newer than this version's {SCHEMA}"),
-        ));
-    }
-    let tables: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name!='jobs'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
-    if version == 0 && tables > 0 {
-        return Err(Error::storage(
-            StorageKind::NotAnOutbox,
-            "a SQLite database of something else",
         ));
     }
     // Only now the first write: another program's database is left as

@@ -7,6 +7,7 @@
 mod deliver;
 mod enqueue;
 mod file;
+mod mark;
 mod options;
 #[cfg(feature = "redis")]
 mod redis;
@@ -221,7 +222,8 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file is not an outbox, was written by a
+    /// [`Error::Storage`] if the file is not an outbox (not empty, and
+    /// without reqpool's mark: it is left as it was), was written by a
     /// newer version, cannot be created or written (a read-only folder, a
     /// full disk), or is open in another process: its
     /// [`StorageKind`](crate::StorageKind) says which.
