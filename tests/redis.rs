@@ -386,6 +386,107 @@ fn a_full_stream_refuses_new_jobs_on_both_stores() {
     }
 }
 
+/// Redis at `maxmemory` (`noeviction`) while 8 threads enqueue, sharing
+/// commits: each enqueue is `Ok` and in the stream, or `Full` and not in
+/// it. The job that crosses the limit is written; those after it in the
+/// same commit are refused one by one, never with the ones before.
+/// Three rounds, each a new limit, so that the crossing falls inside a
+/// commit more than once.
+#[test]
+fn at_maxmemory_each_enqueue_is_queued_whole_or_refused_as_full() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let pool = Pool::new(1);
+    let outbox = Outbox::options()
+        .deliver(false)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let mut c = raw(&r);
+    let url = "http://127.0.0.1:1/orders";
+    let body = "x".repeat(16 * 1024);
+    let mut ok = std::collections::HashSet::new();
+    let mut refused = 0;
+    for round in 0..3 {
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+        let used: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        for (k, v) in [
+            ("maxmemory-policy", "noeviction".to_string()),
+            ("maxmemory", (used + 1024 * 1024).to_string()),
+        ] {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(k)
+                .arg(v)
+                .query(&mut c)
+                .unwrap();
+        }
+        let results: Vec<Result<reqpool::JobId, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (outbox, pool, body) = (&outbox, &pool, &body);
+                    s.spawn(move || {
+                        let mut out = Vec::new();
+                        // Until its first refusal (bounded: 200 jobs of
+                        // 16 KiB are three times the limit).
+                        for i in 0..200 {
+                            let req = pool
+                                .post(url)
+                                .json_body(&json!({"pad": body}))
+                                .idempotency_key(&format!("m-{round}-{t}-{i}"));
+                            let r = outbox.enqueue(req);
+                            let stop = r.is_err();
+                            out.push(r);
+                            if stop {
+                                break;
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        for r in results {
+            match r {
+                Ok(id) => assert!(ok.insert(id.0), "{id} given twice"),
+                Err(e) => {
+                    assert_eq!(e.storage_kind(), Some(StorageKind::Full), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("0")
+            .query(&mut c)
+            .unwrap();
+    }
+    assert!(refused >= 3 && !ok.is_empty(), "{refused} refused");
+    type Entry = (String, std::collections::HashMap<String, String>);
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
+        .arg("calls")
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let queued: std::collections::HashSet<i64> = entries
+        .iter()
+        .map(|(_, f)| f["job"].parse().unwrap())
+        .collect();
+    let under_err = queued.difference(&ok).count();
+    assert_eq!(under_err, 0, "jobs queued by a failed enqueue");
+    assert_eq!(queued, ok, "every acknowledged job is queued");
+}
+
 #[test]
 fn a_redis_restart_loses_nothing_with_an_append_only_file() {
     let Some(mut r) = RedisServer::start_with(true) else {

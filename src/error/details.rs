@@ -112,7 +112,8 @@ pub enum StorageKind {
     InUse,
     /// The file or its folder cannot be written.
     ReadOnly,
-    /// The disk (or a quota) is full: nothing of the write was kept.
+    /// The disk (or a quota) is full, or Redis is at its `maxmemory`:
+    /// nothing of the write was kept.
     Full,
     /// Any other failure to read or write it (Redis: an error reply).
     Io,
@@ -121,7 +122,7 @@ pub enum StorageKind {
     Unreachable,
 }
 
-/// `not an outbox`, `in use by another process`, `disk full`, …
+/// `not an outbox`, `in use by another process`, `full`, …
 impl fmt::Display for StorageKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -129,7 +130,7 @@ impl fmt::Display for StorageKind {
             StorageKind::NewerVersion => "written by a newer version",
             StorageKind::InUse => "in use by another process",
             StorageKind::ReadOnly => "read-only",
-            StorageKind::Full => "disk full",
+            StorageKind::Full => "full",
             StorageKind::Io => "i/o failure",
             StorageKind::Unreachable => "unreachable",
         })

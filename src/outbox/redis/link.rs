@@ -99,9 +99,14 @@ impl Link {
         Ok(conn)
     }
 
-    fn error(&self, e: &RedisError) -> Error {
+    /// A Redis error as the outbox's: a broken connection is
+    /// `Unreachable`, Redis at `maxmemory` (`OOM`) is `Full`, any other
+    /// error reply `Io`.
+    pub(super) fn error(&self, e: &RedisError) -> Error {
         let kind = if broken(e) {
             StorageKind::Unreachable
+        } else if e.code() == Some("OOM") {
+            StorageKind::Full
         } else {
             StorageKind::Io
         };
@@ -112,7 +117,7 @@ impl Link {
 /// A failure after which the connection is not to be used again: it
 /// broke, timed out, or Redis lost the group or the scripts (restarted
 /// without its data).
-fn broken(e: &RedisError) -> bool {
+pub(super) fn broken(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_timeout()
