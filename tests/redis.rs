@@ -330,6 +330,7 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
     }
     // A key of that name that is not a stream.
     let mut c = raw(&r);
+    denied_logins(&r, &pool);
     let _: () = redis::cmd("SET")
         .arg("taken")
         .arg("1")
@@ -351,6 +352,36 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
         .redis(&r.url(), "small", &pool)
         .unwrap();
     assert!(format!("{outbox:?}").contains("small"));
+}
+
+/// A refused login is `Denied`, whichever way it is refused, and the
+/// password given is never shown; the right one connects.
+fn denied_logins(r: &RedisServer, pool: &Pool) {
+    let mut admin = raw(r);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("pw-RIGHT")
+        .query(&mut admin)
+        .unwrap();
+    let port = r.port;
+    for url in [
+        format!("redis://:pw-WRONG@127.0.0.1:{port}/"),
+        format!("redis://nobody:pw-WRONG@127.0.0.1:{port}/"),
+        format!("redis://127.0.0.1:{port}/"),
+    ] {
+        let e = Outbox::redis(&url, "calls", pool).unwrap_err();
+        assert_eq!(e.storage_kind(), Some(StorageKind::Denied), "{url}: {e}");
+        assert!(!format!("{e} {e:?}").contains("pw-WRONG"), "{e:?}");
+    }
+    let right = format!("redis://:pw-RIGHT@127.0.0.1:{port}/");
+    drop(Outbox::redis(&right, "calls", pool).unwrap());
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("")
+        .query(&mut admin)
+        .unwrap();
 }
 
 #[test]

@@ -120,6 +120,11 @@ pub enum StorageKind {
     /// The Redis server cannot be reached (down, a network cut, a
     /// timeout). The next call connects again.
     Unreachable,
+    /// The Redis server refused this client: a wrong password or user
+    /// (`WRONGPASS`), none where one is required (`NOAUTH`), or a user
+    /// without the right (`NOPERM`). Trying again fails the same way
+    /// until the settings change.
+    Denied,
 }
 
 /// `not an outbox`, `in use by another process`, `full`, …
@@ -133,6 +138,7 @@ impl fmt::Display for StorageKind {
             StorageKind::Full => "full",
             StorageKind::Io => "i/o failure",
             StorageKind::Unreachable => "unreachable",
+            StorageKind::Denied => "access denied",
         })
     }
 }

@@ -257,9 +257,10 @@ impl Outbox {
     ///
     /// [`Error::Usage`] for a URL that is not a Redis URL or an empty
     /// name; [`Error::Storage`] with [`StorageKind::Unreachable`](crate::StorageKind::Unreachable)
-    /// if the server cannot be reached, and [`StorageKind::Io`](crate::StorageKind::Io)
-    /// if it refuses (a wrong password, a key of that name that is not a
-    /// stream).
+    /// if the server cannot be reached, [`StorageKind::Denied`](crate::StorageKind::Denied)
+    /// if it refuses the login (a wrong password, none given where one is
+    /// needed), and [`StorageKind::Io`](crate::StorageKind::Io) for any
+    /// other refusal (a key of that name that is not a stream).
     #[cfg(feature = "redis")]
     pub fn redis(url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
         OutboxOptions::default().redis(url, name, pool)

@@ -2,7 +2,7 @@
 //! (a restart, a network cut), with the scripts loaded and the consumer
 //! group created on every new connection. A call that finds Redis
 //! unreachable fails at once with [`StorageKind::Unreachable`]; the next
-//! call connects again.
+//! call connects again. A refused login is [`StorageKind::Denied`].
 
 use super::scripts::Scripts;
 use crate::error::{Error, StorageKind};
@@ -99,11 +99,13 @@ impl Link {
         Ok(conn)
     }
 
-    /// A Redis error as the outbox's: a broken connection is
-    /// `Unreachable`, Redis at `maxmemory` (`OOM`) is `Full`, any other
-    /// error reply `Io`.
+    /// A Redis error as the outbox's: a refused login or right is
+    /// `Denied`, a broken connection `Unreachable`, Redis at `maxmemory`
+    /// (`OOM`) `Full`, any other error reply `Io`.
     pub(super) fn error(&self, e: &RedisError) -> Error {
-        let kind = if broken(e) {
+        let kind = if denied(e) {
+            StorageKind::Denied
+        } else if broken(e) {
             StorageKind::Unreachable
         } else if e.code() == Some("OOM") {
             StorageKind::Full
@@ -123,6 +125,13 @@ pub(super) fn broken(e: &RedisError) -> bool {
         || e.is_timeout()
         || e.is_unrecoverable_error()
         || matches!(e.code(), Some("NOGROUP" | "NOSCRIPT" | "LOADING"))
+}
+
+/// Redis refused this client: its login (a wrong password or user, none
+/// given where one is needed) or a right its user lacks.
+fn denied(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
 }
 
 /// The error's words with the URL's password taken out, in case the
