@@ -518,6 +518,60 @@ fn at_maxmemory_each_enqueue_is_queued_whole_or_refused_as_full() {
     assert_eq!(queued, ok, "every acknowledged job is queued");
 }
 
+/// A delivered job's key and reply expire: after a day by default (their
+/// time to live says so), after `retention` when it is set, leaving only
+/// the stream, its id sequence and its delivered count however many jobs
+/// went through.
+#[test]
+fn delivered_jobs_expire_after_a_day_by_default_or_after_retention() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, _) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders");
+    let pool = Pool::new(4);
+    let mut c = raw(&r);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let id = outbox.enqueue(order(&pool, &url, 1)).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.reply(id).unwrap().is_some());
+    let day = reqpool::OutboxOptions::REDIS_RETENTION.as_millis() as i64;
+    assert_eq!(day, 24 * 3600 * 1000);
+    for key in [
+        "calls:key:order-1".to_string(),
+        format!("calls:done:{}", id.0),
+    ] {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut c).unwrap();
+        assert!(ttl > day - 60_000 && ttl <= day, "{key}: {ttl} ms to live");
+    }
+    drop(outbox);
+    let outbox = Outbox::options()
+        .retention(Duration::from_millis(200))
+        .redis(&r.url(), "short", &pool)
+        .unwrap();
+    let jobs = 1_000;
+    for i in 0..jobs {
+        outbox.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.stats().unwrap().delivered, jobs as u64);
+    // Redis drops expired keys by itself; bounded.
+    let start = Instant::now();
+    let left = loop {
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("short*").query(&mut c).unwrap();
+        keys.sort();
+        if keys.len() <= 3 || start.elapsed() > LIMIT {
+            break keys;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        left,
+        ["short", "short:delivered", "short:seq"],
+        "after {jobs} jobs"
+    );
+}
+
 #[test]
 fn a_redis_restart_loses_nothing_with_an_append_only_file() {
     let Some(mut r) = RedisServer::start_with(true) else {
