@@ -295,6 +295,32 @@ pub(crate) fn scrub_with(text: &str, secrets: &[String]) -> String {
     out.unwrap_or_else(|| text.to_string())
 }
 
+/// [`scrub_with`] for bytes that may not be text (a reply body): text is
+/// scrubbed as text; other bytes have each secret's bytes replaced.
+#[cfg(feature = "outbox")]
+pub(crate) fn scrub_bytes(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return scrub_with(text, secrets).into_bytes();
+    }
+    let mut out = bytes.to_vec();
+    for s in secrets
+        .iter()
+        .map(String::as_bytes)
+        .filter(|s| !s.is_empty())
+    {
+        let mut next = Vec::with_capacity(out.len());
+        let mut rest = out.as_slice();
+        while let Some(at) = rest.windows(s.len()).position(|w| w == s) {
+            next.extend_from_slice(&rest[..at]);
+            next.extend_from_slice(b"***");
+            rest = &rest[at + s.len()..];
+        }
+        next.extend_from_slice(rest);
+        out = next;
+    }
+    out
+}
+
 /// Replaces every secret part of `url` that appears in `text` (ureq's
 /// own messages, which may quote the URL).
 pub(crate) fn scrub(text: &str, url: &str) -> String {
@@ -446,6 +472,20 @@ mod tests {
         ] {
             assert!(!secret_key(k), "{k} is plain");
         }
+    }
+
+    #[cfg(feature = "outbox")]
+    #[test]
+    fn bytes_are_scrubbed_as_text_or_as_bytes() {
+        let secrets = secret_forms(vec!["tok/1".to_string()]);
+        assert_eq!(
+            scrub_bytes(b"a tok/1 b tok%2F1", &secrets),
+            b"a *** b ***".to_vec()
+        );
+        assert_eq!(
+            scrub_bytes(b"\xff tok/1 \xfe", &secrets),
+            b"\xff *** \xfe".to_vec()
+        );
     }
 
     #[test]

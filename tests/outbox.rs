@@ -250,6 +250,20 @@ fn credentials_are_added_at_delivery_and_never_written() {
 }
 
 #[test]
+fn hook_secrets_echoed_in_a_reply_are_not_kept() {
+    let dir = TempDir::new("echo");
+    common::hook_secrets_echoed_in_a_reply_are_not_kept(
+        &|options, pool| options.open(dir.file("calls.db"), pool).unwrap(),
+        &|| {
+            std::fs::read_dir(&dir.0)
+                .unwrap()
+                .flat_map(|f| std::fs::read(f.unwrap().path()).unwrap())
+                .collect()
+        },
+    );
+}
+
+#[test]
 fn a_producer_only_writes_and_a_later_outbox_delivers() {
     let dir = TempDir::new("producer");
     let path = dir.file("calls.db");

@@ -146,6 +146,17 @@ fn secrets_never_reach_redis_and_credentials_are_added_at_delivery() {
 }
 
 #[test]
+fn hook_secrets_echoed_in_a_reply_are_not_kept() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::hook_secrets_echoed_in_a_reply_are_not_kept(
+        &|options, pool| options.redis(&r.url(), "calls", pool).unwrap(),
+        &|| r.snapshot(),
+    );
+}
+
+#[test]
 fn a_dead_consumers_jobs_are_taken_over_after_its_lease() {
     let Some(r) = RedisServer::start() else {
         return;

@@ -25,7 +25,7 @@ impl Shared {
         let end = match result {
             Ok(resp) => {
                 let (status, body) = if self.options.keep_replies {
-                    let mut body = resp.body().to_vec();
+                    let mut body = resp.body_to_keep().into_owned();
                     body.truncate(REPLY_CAP);
                     (Some(i64::from(resp.status())), Some(body))
                 } else {
