@@ -583,6 +583,52 @@ fn delivered_jobs_expire_after_a_day_by_default_or_after_retention() {
     );
 }
 
+/// Redis restarted without its data: new jobs get ids past the old ones,
+/// so `reply` of an old id finds nothing rather than a new job's answer.
+#[test]
+fn ids_are_never_given_twice_even_after_redis_lost_its_data() {
+    let Some(mut r) = RedisServer::start() else {
+        return;
+    };
+    let (server, _) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders");
+    let pool = Pool::new(2);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let old: Vec<i64> = (0..3)
+        .map(|i| outbox.enqueue(order(&pool, &url, i)).unwrap().0)
+        .collect();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.reply(reqpool::JobId(old[0])).unwrap().is_some());
+    r.restart();
+    // The first call after the restart may find the connection broken
+    // (Unreachable); the next connects again. Bounded.
+    let start = Instant::now();
+    let mut new = Vec::new();
+    for i in 10..13 {
+        let id = loop {
+            match outbox.enqueue(order(&pool, &url, i)) {
+                Ok(id) => break id.0,
+                Err(e) => {
+                    assert_eq!(e.storage_kind(), Some(StorageKind::Unreachable), "{e}");
+                    assert!(start.elapsed() < LIMIT, "{e}");
+                }
+            }
+        };
+        new.push(id);
+    }
+    let last_old = *old.iter().max().unwrap();
+    assert!(new.iter().all(|&id| id > last_old), "{old:?} then {new:?}");
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    for &id in &old {
+        assert_eq!(outbox.reply(reqpool::JobId(id)).unwrap(), None, "{id}");
+    }
+    for (&id, i) in new.iter().zip(10..) {
+        let reply = outbox.reply(reqpool::JobId(id)).unwrap().expect("kept");
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(v["key"], format!("order-{i}"));
+    }
+}
+
 #[test]
 fn a_redis_restart_loses_nothing_with_an_append_only_file() {
     let Some(mut r) = RedisServer::start_with(true) else {

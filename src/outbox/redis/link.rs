@@ -25,6 +25,9 @@ pub(super) struct Link {
     group: String,
     scripts: Scripts,
     conn: Mutex<Option<Connection>>,
+    /// A connection was made before: a group missing on a later one
+    /// means Redis lost the stream.
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl Link {
@@ -41,6 +44,7 @@ impl Link {
             group: group.to_owned(),
             scripts: Scripts::new(),
             conn: Mutex::new(None),
+            connected: std::sync::atomic::AtomicBool::new(false),
         };
         link.with(|_, _| Ok(()))?;
         Ok(link)
@@ -94,9 +98,27 @@ impl Link {
             .query(&mut conn);
         match made {
             Err(e) if e.code() == Some("BUSYGROUP") => {}
-            other => other?,
+            Err(e) => return Err(e),
+            Ok(()) => self.group_made(),
         }
+        self.connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(conn)
+    }
+
+    /// The group had to be made on a connection: on the first, a new
+    /// stream; on a later one, Redis lost the stream (restarted without
+    /// its data, flushed, the key deleted) and every job in it, which is
+    /// said at `error`. New ids go on past the old ones (see the enqueue
+    /// script).
+    fn group_made(&self) {
+        if self.connected.load(std::sync::atomic::Ordering::Relaxed) {
+            log::error!(
+                "reqpool: outbox stream {} on redis at {} was lost (Redis restarted without its data, or it was deleted): the jobs it held are gone; new jobs get new ids",
+                self.stream,
+                self.shown
+            );
+        }
     }
 
     /// A Redis error as the outbox's: a refused login or right is
