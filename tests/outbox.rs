@@ -263,6 +263,43 @@ fn hook_secrets_echoed_in_a_reply_are_not_kept() {
     );
 }
 
+/// A file never gives an id twice: not after delivered jobs left it
+/// (`retention(ZERO)`), not after a restart, not after `forget` of the
+/// newest job.
+#[test]
+fn a_file_never_gives_an_id_twice() {
+    let dir = TempDir::new("ids");
+    let (server, _) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let path = dir.file("calls.db");
+    let url = server.url("/orders");
+    let mut given = std::collections::HashSet::new();
+    let outbox = Outbox::options()
+        .retention(Duration::ZERO)
+        .keep_replies(false)
+        .open(&path, &pool)
+        .unwrap();
+    for round in 0..2 {
+        for i in 0..3 {
+            let id = outbox.enqueue(order(&pool, &url, round * 10 + i)).unwrap();
+            assert!(given.insert(id), "{id} given twice");
+        }
+        assert_eq!(outbox.flush_timeout(LIMIT), 0);
+        // Every job left the file.
+        assert_eq!(outbox.stats().unwrap(), Default::default());
+    }
+    drop(outbox);
+    let outbox = Outbox::open(&path, &pool).unwrap();
+    let newest = outbox.enqueue(order(&pool, &url, 100)).unwrap();
+    assert!(given.insert(newest), "{newest} given twice");
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.forget(newest).unwrap());
+    let next = outbox.enqueue(order(&pool, &url, 101)).unwrap();
+    assert!(given.insert(next), "{next} given twice");
+    assert!(next > newest);
+    assert_eq!(outbox.reply(newest).unwrap(), None);
+}
+
 #[test]
 fn a_producer_only_writes_and_a_later_outbox_delivers() {
     let dir = TempDir::new("producer");

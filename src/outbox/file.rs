@@ -79,6 +79,8 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
              reply BLOB
          );
          CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+         CREATE TABLE IF NOT EXISTS job_ids (last INTEGER NOT NULL);
+         INSERT INTO job_ids (rowid, last) VALUES (1, 0) ON CONFLICT DO NOTHING;
          PRAGMA user_version = 1;",
     )
     .map_err(sql)?;

@@ -52,6 +52,15 @@ impl Store for Sqlite {
             self.maxlen
                 .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
         };
+        // The last id ever given: the highest of the table's and the one
+        // kept in `job_ids`, which remembers ids whose rows were removed.
+        let mut last: i64 = tx
+            .prepare_cached(
+                "SELECT max(coalesce((SELECT max(id) FROM jobs), 0), coalesce((SELECT max(last) FROM job_ids), 0))",
+            )
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(sql)?;
+        let first = last;
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
             if room == 0 {
@@ -63,10 +72,11 @@ impl Store for Sqlite {
                 ids.push(known.map(|id| (id, false)).ok_or(Error::QueueFull));
                 continue;
             }
-            match insert_row(&tx, r) {
+            match insert_row(&tx, r, last + 1) {
                 Ok((id, new)) => {
                     if new {
                         room -= 1;
+                        last = id;
                     }
                     ids.push(Ok((id, new)));
                 }
@@ -76,6 +86,11 @@ impl Store for Sqlite {
                 // error): nothing of it is kept.
                 Err(Fate::All(e)) => return Err(sql(e)),
             }
+        }
+        if last != first {
+            tx.prepare_cached("UPDATE job_ids SET last = ?1")
+                .and_then(|mut st| st.execute([last]))
+                .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         Ok(ids)
@@ -257,20 +272,22 @@ enum Fate {
 /// Inserts one row in its own savepoint, within the commit's
 /// transaction: a row that cannot be written (a body over SQLite's
 /// length limit, bad bytes) is undone alone, and the commit's other rows
-/// stay. Its id and whether it is new (a known key returns its job).
-fn insert_row(tx: &rusqlite::Transaction<'_>, r: &Row) -> Result<(i64, bool), Fate> {
+/// stay. A new job gets `id`, past every id given before (SQLite's own
+/// choice, the highest id plus one, gives again the ids of removed jobs).
+/// Its id and whether it is new (a known key returns its job).
+fn insert_row(tx: &rusqlite::Transaction<'_>, r: &Row, id: i64) -> Result<(i64, bool), Fate> {
     tx.prepare_cached("SAVEPOINT enqueue_row")
         .and_then(|mut st| st.execute([]))
         .map_err(Fate::All)?;
     let written = (|| {
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO jobs (key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO jobs (id, key, method, url, headers, body, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(key) DO NOTHING",
             )?
-            .execute(params![r.key, r.method, r.url, r.headers, r.body, PENDING])?;
+            .execute(params![id, r.key, r.method, r.url, r.headers, r.body, PENDING])?;
         let id = if inserted == 1 {
-            tx.last_insert_rowid()
+            id
         } else {
             tx.prepare_cached("SELECT id FROM jobs WHERE key = ?1")?
                 .query_row([&r.key], |row| row.get(0))?
