@@ -664,3 +664,57 @@ fn a_shut_down_pool_keeps_the_jobs_for_the_next_run() {
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
     assert_eq!(outbox.reply(id).unwrap().map(|r| r.status), Some(200));
 }
+
+const WAL_CHILD_DB: &str = "REQPOOL_OUTBOX_WAL_CHILD_DB";
+
+/// The child's side of the lost-WAL test: 20 jobs, its WAL deleted under
+/// it, one more job, a mark that all 21 were acknowledged, then it waits
+/// to be killed.
+#[test]
+fn child_loses_its_wal_and_waits_to_be_killed() {
+    let Ok(db) = std::env::var(WAL_CHILD_DB) else {
+        return; // only in the child
+    };
+    let pool = Pool::new(1);
+    let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
+    let url = "http://127.0.0.1:1/orders";
+    for i in 0..20 {
+        outbox.enqueue(order(&pool, url, i)).unwrap();
+    }
+    std::fs::remove_file(format!("{db}-wal")).unwrap();
+    outbox.enqueue(order(&pool, url, 20)).unwrap();
+    std::fs::write(format!("{db}.acknowledged"), "21").unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A WAL deleted under a running outbox: what `enqueue` acknowledged is
+/// in the file after the process is killed.
+#[test]
+fn a_wal_deleted_under_a_running_outbox_loses_no_acknowledged_job() {
+    let dir = TempDir::new("lost-wal");
+    let db = dir.file("calls.db");
+    let mut child = spawn_child(
+        "child_loses_its_wal_and_waits_to_be_killed",
+        &[(WAL_CHILD_DB, db.to_str().unwrap())],
+    );
+    let acknowledged = dir.file("calls.db.acknowledged");
+    let t0 = Instant::now();
+    while !acknowledged.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended first: {status}");
+        }
+        assert!(t0.elapsed() < LIMIT, "the child acknowledged nothing");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pool = Pool::new(1);
+    let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
+    assert_eq!(
+        outbox.stats().unwrap().pending,
+        21,
+        "acknowledged jobs lost"
+    );
+}

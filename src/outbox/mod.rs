@@ -13,6 +13,7 @@ mod options;
 mod redis;
 mod sqlite;
 mod store;
+mod wal;
 
 pub use options::{Durability, OutboxOptions};
 

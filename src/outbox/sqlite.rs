@@ -15,6 +15,8 @@ use std::time::Duration;
 /// An outbox file, open in this process only.
 pub(super) struct Sqlite {
     db: Mutex<Connection>,
+    /// Its WAL, looked at before new jobs are committed.
+    wal: Mutex<super::wal::Watch>,
     path: PathBuf,
     /// Jobs at most pending or in flight (0: no limit).
     maxlen: usize,
@@ -27,8 +29,12 @@ impl Sqlite {
         durability: Durability,
         maxlen: usize,
     ) -> Result<Sqlite, Error> {
+        let db = file::open(path, durability)?;
+        let mut wal = super::wal::Watch::new(path);
+        wal.keep(&db)?;
         Ok(Sqlite {
-            db: Mutex::new(file::open(path, durability)?),
+            db: Mutex::new(db),
+            wal: Mutex::new(wal),
             path: path.to_path_buf(),
             maxlen,
         })
@@ -41,6 +47,7 @@ impl Store for Sqlite {
     /// (one that fails is that row's error, and the others are written).
     fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error> {
         let mut db = lock(&self.db);
+        lock(&self.wal).keep(&db)?;
         let tx = db.transaction().map_err(sql)?;
         let mut room = if self.maxlen == 0 {
             usize::MAX
@@ -163,15 +170,17 @@ impl Store for Sqlite {
             .map_err(sql)
     }
 
-    /// Removes delivered jobs older than `retention`.
+    /// Keeps the WAL (see [`super::wal`]) and removes delivered jobs
+    /// older than `retention`.
     fn tidy(&self, retention: Duration) -> Result<(), Error> {
+        let db = lock(&self.db);
+        lock(&self.wal).keep(&db)?;
         if retention == Duration::MAX {
             return Ok(());
         }
         let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(keep_ms);
-        lock(&self.db)
-            .prepare_cached("DELETE FROM jobs WHERE state = ?1 AND next_at < ?2")
+        db.prepare_cached("DELETE FROM jobs WHERE state = ?1 AND next_at < ?2")
             .and_then(|mut st| st.execute(params![DELIVERED, before]))
             .map(drop)
             .map_err(sql)
