@@ -85,6 +85,22 @@ pub(crate) fn key_words(key: &str) -> Vec<String> {
 /// `session_count` are plain; `api_key`, `access_token`, `X-Signature`,
 /// `sessionId` are secret.
 pub(crate) fn secret_key(key: &str) -> bool {
+    // Most keys hold no listed word even as letters (`page`, `q`, `id`):
+    // they are plain without being split. (A word, two words together, a
+    // plural, the whole key: each is a substring of the key's letters and
+    // digits, lowercased.)
+    let letters: String = percent_decode(key)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    if !SECRET_WORDS
+        .iter()
+        .chain(&SECRET_KEYS)
+        .any(|w| letters.contains(w))
+    {
+        return false;
+    }
     let words = key_words(key);
     let listed = |w: &str| {
         SECRET_WORDS.contains(&w)
