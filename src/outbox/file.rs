@@ -57,8 +57,8 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
             format!("schema {version}, newer than this version's {SCHEMA}"),
         ));
     }
-    // Only now the first write: another program's database is left as
-    // it was.
+    // Only now, the file known to be an outbox (marked), the writes that
+    // make it ready.
     db.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
     ))
