@@ -55,7 +55,7 @@ fn a_job_is_delivered_once_with_its_key_and_its_reply_is_kept() {
     assert!(outbox.reply(unkeyed).unwrap().is_some());
     // A re-run with the same keys sends nothing again.
     drop(outbox);
-    let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
+    let outbox = reopen(&dir.file("calls.db"), &pool);
     let id2 = outbox
         .enqueue(
             pool.post(&url)
@@ -289,7 +289,7 @@ fn a_file_never_gives_an_id_twice() {
         assert_eq!(outbox.stats().unwrap(), Default::default());
     }
     drop(outbox);
-    let outbox = Outbox::open(&path, &pool).unwrap();
+    let outbox = reopen(&path, &pool);
     let newest = outbox.enqueue(order(&pool, &url, 100)).unwrap();
     assert!(given.insert(newest), "{newest} given twice");
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
@@ -563,6 +563,23 @@ fn an_outbox_of_before_the_mark_is_adopted_and_new_files_are_marked() {
     }
 }
 
+/// Opens the file again once the outbox dropped just before has let it
+/// go (bounded). A pool worker may still hold the dropped outbox's shared
+/// state for a moment after its last delivery (it drops the completion
+/// closure after running it), and with it the file: an `open` at once can
+/// find it in use. Known, not fixed here (issue 33's notes).
+fn reopen(path: &std::path::Path, pool: &Pool) -> Outbox {
+    let t0 = Instant::now();
+    loop {
+        match Outbox::open(path, pool) {
+            Err(e) if e.storage_kind() == Some(StorageKind::InUse) && t0.elapsed() < LIMIT => {
+                std::thread::yield_now();
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 /// Writes `PRAGMA user_version` with the sqlite3 shell if there is one,
 /// else by editing the header bytes (offset 60, big-endian).
 fn rusqlite_set_version(path: &std::path::Path, v: u32) -> bool {
@@ -596,7 +613,7 @@ fn child_enqueues_and_delivers_until_killed() {
             )
             .unwrap();
     }
-    println!("enqueued");
+    std::fs::write(format!("{db}.enqueued"), "").unwrap();
     outbox.flush_timeout(Duration::from_secs(120));
 }
 
@@ -610,10 +627,17 @@ fn a_killed_process_loses_nothing_and_resends_only_what_was_in_flight() {
         "child_enqueues_and_delivers_until_killed",
         &[(CHILD_DB, db.to_str().unwrap()), (CHILD_URL, &url)],
     );
-    // Kill it (SIGKILL) once a fifth of the batch has reached the server.
+    // Kill it (SIGKILL) once every job is enqueued (it says so with a
+    // file: on a loaded machine deliveries can reach a fifth of the batch
+    // before the last enqueue) and a fifth of the batch has reached the
+    // server.
+    let enqueued = dir.file("calls.db.enqueued");
     let t0 = Instant::now();
-    while keys.lock().unwrap().len() < JOBS / 5 {
-        assert!(t0.elapsed() < LIMIT, "the child delivered nothing");
+    while !enqueued.exists() || keys.lock().unwrap().len() < JOBS / 5 {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the child did not enqueue and deliver"
+        );
         std::thread::yield_now();
     }
     child.kill().unwrap();
