@@ -81,6 +81,9 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
          CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
          CREATE TABLE IF NOT EXISTS job_ids (last INTEGER NOT NULL);
          INSERT INTO job_ids (rowid, last) VALUES (1, 0) ON CONFLICT DO NOTHING;
+         CREATE TRIGGER IF NOT EXISTS job_ids_kept AFTER DELETE ON jobs
+             WHEN OLD.id > (SELECT last FROM job_ids)
+             BEGIN UPDATE job_ids SET last = OLD.id; END;
          PRAGMA user_version = 1;",
     )
     .map_err(sql)?;

@@ -59,15 +59,14 @@ impl Store for Sqlite {
             self.maxlen
                 .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
         };
-        // The last id ever given: the highest of the table's and the one
-        // kept in `job_ids`, which remembers ids whose rows were removed.
+        // The last id ever given: the highest of the table's, or of the
+        // removed rows' (`job_ids`, kept by a trigger on every delete).
         let mut last: i64 = tx
             .prepare_cached(
                 "SELECT max(coalesce((SELECT max(id) FROM jobs), 0), coalesce((SELECT max(last) FROM job_ids), 0))",
             )
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(sql)?;
-        let first = last;
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
             if room == 0 {
@@ -93,11 +92,6 @@ impl Store for Sqlite {
                 // error): nothing of it is kept.
                 Err(Fate::All(e)) => return Err(sql(e)),
             }
-        }
-        if last != first {
-            tx.prepare_cached("UPDATE job_ids SET last = ?1")
-                .and_then(|mut st| st.execute([last]))
-                .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         Ok(ids)
