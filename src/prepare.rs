@@ -309,9 +309,15 @@ impl Prepared {
     /// # Errors
     ///
     /// [`Error::Usage`] if it carries a secret (URL credentials, a secret
-    /// header, a secret query value): secrets never go to disk.
+    /// header, a secret query value): secrets never go to disk. What is a
+    /// secret here does not depend on `redact_all_query_values`, a setting
+    /// of what messages show.
     pub(crate) fn stored(&self) -> Result<Stored, Error> {
-        if !self.secrets.is_empty() {
+        let query = QuerySecrets {
+            keys: self.query.keys.clone(),
+            all: false,
+        };
+        if !secret_forms(self.spec.secrets(&query)).is_empty() {
             return Err(Error::usage(
                 "the outbox writes no secret to disk, and this request carries one (URL \
                  credentials, an Authorization, Cookie or secret header, or a secret query \

@@ -185,8 +185,86 @@ proptest! {
 
 }
 
+/// Plain words: none is a secret word, and no two of them written
+/// together make one.
+const PLAIN_WORDS: [&str; 20] = [
+    "author",
+    "keyword",
+    "zip",
+    "code",
+    "country",
+    "design",
+    "sort",
+    "page",
+    "limit",
+    "count",
+    "session",
+    "post",
+    "user",
+    "name",
+    "order",
+    "filter",
+    "monkey",
+    "signal",
+    "passenger",
+    "tokenizer",
+];
+
+/// `words` written as a query key in one of the usual styles: snake,
+/// kebab, dotted, camelCase, PascalCase, SCREAMING_SNAKE, Train-Case.
+fn styled(words: &[String], style: usize) -> String {
+    let cap = |w: &str| {
+        let mut c = w.chars();
+        c.next()
+            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+            .unwrap_or_default()
+    };
+    match style % 7 {
+        0 => words.join("_"),
+        1 => words.join("-"),
+        2 => words.join("."),
+        3 => words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { w.clone() } else { cap(w) })
+            .collect(),
+        4 => words.iter().map(|w| cap(w)).collect(),
+        5 => words.join("_").to_ascii_uppercase(),
+        _ => words.iter().map(|w| cap(w)).collect::<Vec<_>>().join("-"),
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// A key is secret by whole words: plain words in any style stay
+    /// plain, whatever they contain (`author`, `keyword`); one secret
+    /// word among them, anywhere, in any style, makes the key secret;
+    /// and the style never changes the answer.
+    #[test]
+    fn query_keys_are_secret_by_whole_word_in_any_style(
+        plain in prop::collection::vec(prop::sample::select(PLAIN_WORDS.to_vec()), 2..5),
+        secret in prop::sample::select(crate::redact::SECRET_WORDS.to_vec()),
+        at in 0usize..5,
+        style in 0usize..7,
+        other in 0usize..7,
+    ) {
+        use crate::redact::secret_key;
+        let plain: Vec<String> = plain.into_iter().map(String::from).collect();
+        let key = styled(&plain, style);
+        prop_assert!(!secret_key(&key), "{key} is plain");
+        let mut with = plain.clone();
+        with.insert(at.min(plain.len()), secret.to_string());
+        let key = styled(&with, style);
+        prop_assert!(secret_key(&key), "{key} is secret");
+        prop_assert_eq!(secret_key(&key), secret_key(&styled(&with, other)));
+    }
+
+    /// Any key: no panic, and the same answer percent-encoded.
+    #[test]
+    fn query_key_rule_never_panics(key in "[^%+]{0,30}") {
+        prop_assert_eq!(crate::redact::secret_key(&key), crate::redact::secret_key(&encoded(&key)));
+    }
 
     #[test]
     fn url_checks_never_panic(url in ".{0,80}") {

@@ -3,29 +3,115 @@
 //! server may echo them, and replacing them in text. The error type uses
 //! them (`error::make`); nothing here knows the error.
 
-/// Query keys whose values are secrets: a key is one if, lowercased, it
-/// contains one of these…
-pub(crate) const SECRET_KEY_PARTS: [&str; 12] = [
+/// Words that make a query key secret: a key is secret if one of its
+/// words (see [`key_words`]), or two neighbouring words written together
+/// (`session` + `id`), is one of these, or one of these with an `s`
+/// (`keys`). `key` is one wherever it stands: a name cannot tell an API
+/// key from a sort key, so `sort_key` is secret too.
+pub(crate) const SECRET_WORDS: [&str; 32] = [
     "token",
     "key",
     "secret",
-    "passw",
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
     "pwd",
     "sig",
-    "auth",
-    "code",
-    "session",
+    "signature",
     "credential",
+    "authorization",
     "jwt",
     "otp",
+    "ssn",
+    "cvv",
+    "cvc",
+    "apikey",
+    "authkey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "sessionkey",
+    "accesstoken",
+    "authtoken",
+    "refreshtoken",
+    "idtoken",
+    "sessiontoken",
+    "clientsecret",
+    "sessionid",
+    "sessid",
+    "authcode",
 ];
-/// …or is one of these.
-pub(crate) const SECRET_KEYS: [&str; 7] = ["pin", "pass", "pw", "ssn", "cvv", "cvc", "nonce"];
+/// Keys that are secret as a whole (all their words together), not as a
+/// word of a longer key: `code` is OAuth's authorization code, while
+/// `zip_code` and `country_code` are plain.
+pub(crate) const SECRET_KEYS: [&str; 8] = [
+    "pin", "pass", "pw", "nonce", "code", "session", "auth", "sid",
+];
 
-/// True if the values of query key `key` are secrets by name.
+/// The words of query key `key` (percent-decoded), lowercased: split at
+/// every character that is not a letter or a digit (`_`, `-`, `.`, `[`,
+/// …), between a letter and a digit, and at camelCase
+/// (`sessionId`: `session`, `id`; `APIKey`: `api`, `key`).
+pub(crate) fn key_words(key: &str) -> Vec<String> {
+    let key = percent_decode(key);
+    let mut words = Vec::new();
+    for run in key.split(|c: char| !c.is_alphanumeric()) {
+        let chars: Vec<char> = run.chars().collect();
+        let mut word = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            if let Some(&prev) = i.checked_sub(1).and_then(|p| chars.get(p)) {
+                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+                let split = (prev.is_lowercase() && c.is_uppercase())
+                    || (prev.is_uppercase() && c.is_uppercase() && next_lower)
+                    || prev.is_alphabetic() != c.is_alphabetic();
+                if split && !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            word.extend(c.to_lowercase());
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+    }
+    words
+}
+
+/// True if the values of query key `key` are secrets by name: one of its
+/// words, or two neighbouring words together, is in [`SECRET_WORDS`]
+/// (plural or not), or the whole key is one of [`SECRET_KEYS`]. Matched
+/// by word, never inside one: `author`, `keyword`, `design`, `zip_code`,
+/// `session_count` are plain; `api_key`, `access_token`, `X-Signature`,
+/// `sessionId` are secret.
 pub(crate) fn secret_key(key: &str) -> bool {
-    let k = percent_decode(key).to_ascii_lowercase();
-    SECRET_KEY_PARTS.iter().any(|p| k.contains(p)) || SECRET_KEYS.contains(&k.as_str())
+    // Most keys hold no listed word even as letters (`page`, `q`, `id`):
+    // they are plain without being split. (A word, two words together, a
+    // plural, the whole key: each is a substring of the key's letters and
+    // digits, lowercased.)
+    let letters: String = percent_decode(key)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    if !SECRET_WORDS
+        .iter()
+        .chain(&SECRET_KEYS)
+        .any(|w| letters.contains(w))
+    {
+        return false;
+    }
+    let words = key_words(key);
+    let listed = |w: &str| {
+        SECRET_WORDS.contains(&w)
+            || w.strip_suffix('s')
+                .is_some_and(|s| SECRET_WORDS.contains(&s))
+    };
+    words.iter().any(|w| listed(w))
+        || words
+            .windows(2)
+            .any(|p| listed(&format!("{}{}", p[0], p[1])))
+        || SECRET_KEYS.contains(&words.concat().as_str())
 }
 
 /// A URL as messages show it: no credentials, no fragment, the values of
@@ -247,6 +333,32 @@ pub(crate) fn scrub_with(text: &str, secrets: &[String]) -> String {
     out.unwrap_or_else(|| text.to_string())
 }
 
+/// [`scrub_with`] for bytes that may not be text (a reply body): text is
+/// scrubbed as text; other bytes have each secret's bytes replaced.
+#[cfg(feature = "outbox")]
+pub(crate) fn scrub_bytes(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return scrub_with(text, secrets).into_bytes();
+    }
+    let mut out = bytes.to_vec();
+    for s in secrets
+        .iter()
+        .map(String::as_bytes)
+        .filter(|s| !s.is_empty())
+    {
+        let mut next = Vec::with_capacity(out.len());
+        let mut rest = out.as_slice();
+        while let Some(at) = rest.windows(s.len()).position(|w| w == s) {
+            next.extend_from_slice(&rest[..at]);
+            next.extend_from_slice(b"***");
+            rest = &rest[at + s.len()..];
+        }
+        next.extend_from_slice(rest);
+        out = next;
+    }
+    out
+}
+
 /// Replaces every secret part of `url` that appears in `text` (ureq's
 /// own messages, which may quote the URL).
 pub(crate) fn scrub(text: &str, url: &str) -> String {
@@ -357,6 +469,76 @@ mod tests {
             let out = secrets.scrub(&text);
             assert_eq!(out, "raw[***] enc[***] json\"***\"", "{len}");
         }
+    }
+
+    #[test]
+    fn query_keys_are_secret_by_whole_word() {
+        assert_eq!(key_words("sessionId"), ["session", "id"]);
+        assert_eq!(key_words("X-APIKey.v2"), ["x", "api", "key", "v", "2"]);
+        assert_eq!(key_words("user%5Bapi_key%5D"), ["user", "api", "key"]);
+        for k in [
+            "api_key",
+            "apiKey",
+            "APIKEY",
+            "x-api-key",
+            "key",
+            "access_token",
+            "X-Signature",
+            "sessionId",
+            "session_id",
+            "SESSIONID",
+            "client_secret",
+            "password",
+            "Passwords",
+            "token2",
+            "pin",
+            "code",
+            "auth",
+            "sig",
+            "X-Amz-Credential",
+            "user[api_key]",
+            "sort_key",
+            "authCode",
+        ] {
+            assert!(secret_key(k), "{k} is secret");
+        }
+        for k in [
+            "author",
+            "keyword",
+            "zip_code",
+            "design",
+            "country_code",
+            "session_count",
+            "postcode",
+            "page",
+            "monkey",
+            "signal",
+            "passenger",
+            "pinned",
+            "codec",
+            "authority",
+            "tokenizer",
+            "sessions",
+            "",
+            "_",
+            "é",
+        ] {
+            assert!(!secret_key(k), "{k} is plain");
+        }
+    }
+
+    #[cfg(feature = "outbox")]
+    #[test]
+    fn bytes_are_scrubbed_as_text_or_as_bytes() {
+        let secrets = secret_forms(vec!["tok/1".to_string()]);
+        assert_eq!(
+            scrub_bytes(b"a tok/1 b tok%2F1", &secrets),
+            b"a *** b ***".to_vec()
+        );
+        assert_eq!(
+            scrub_bytes(b"\xff tok/1 \xfe", &secrets),
+            b"\xff *** \xfe".to_vec()
+        );
     }
 
     #[test]

@@ -101,11 +101,10 @@ impl RequestBuilder {
     /// Adds a query parameter, percent-encoded, to the URL.
     ///
     /// Errors and logs show query values, so a failed item of a batch can
-    /// be told apart, except for keys that are secret by name (any key
-    /// that contains `token`, `key`, `secret`, `passw`, `pwd`, `sig`,
-    /// `auth`, `code`, `session`, `credential`, `jwt` or `otp`, or is
-    /// `pin`, `pass`, `pw`, `ssn`, `cvv`, `cvc` or `nonce`, in any case),
-    /// keys marked with [`secret_query`](RequestBuilder::secret_query) or
+    /// be told apart, except for keys that are secret by name (matched by
+    /// whole word: `api_key`, `access_token`, `X-Signature`, `sessionId`
+    /// and `sort_key` are secret, `author`, `keyword` and `zip_code` are
+    /// not; the README's "Logging and secrets" has the list), keys marked with [`secret_query`](RequestBuilder::secret_query) or
     /// [`Builder::secret_query_keys`](crate::Builder::secret_query_keys),
     /// and all of them with
     /// [`Builder::redact_all_query_values`](crate::Builder::redact_all_query_values).

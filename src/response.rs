@@ -15,6 +15,10 @@ pub struct Response {
     /// Not redacted: only ever shown through `redact_url`.
     pub(crate) url: String,
     pub(crate) method: String,
+    /// Values the pool's hooks added to the request that got this
+    /// response (a `bearer_from` token, `Attempt::secret_header` values):
+    /// left out of what an outbox keeps. Never shown.
+    pub(crate) hook_secrets: Vec<String>,
 }
 
 impl Response {
@@ -26,7 +30,21 @@ impl Response {
             body: Vec::new(),
             url: url.to_string(),
             method: method.to_string(),
+            hook_secrets: Vec::new(),
         }
+    }
+
+    /// The body as an outbox keeps it: what the pool's hooks added to
+    /// the request (a `bearer_from` token, a secret header), if the
+    /// server echoed it, replaced with `***` in every form a secret is
+    /// looked for in messages.
+    #[cfg(feature = "outbox")]
+    pub(crate) fn body_to_keep(&self) -> Cow<'_, [u8]> {
+        if self.hook_secrets.is_empty() {
+            return Cow::Borrowed(&self.body);
+        }
+        let forms = crate::redact::secret_forms(self.hook_secrets.iter().cloned());
+        Cow::Owned(crate::redact::scrub_bytes(&self.body, &forms))
     }
 
     /// The status code.

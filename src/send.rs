@@ -118,7 +118,10 @@ impl Prepared {
                 trace.answered(resp.status, resp.body.len());
             }
             let err = match result {
-                Ok(resp) => return Step::Done(Ok(resp)),
+                Ok(mut resp) => {
+                    resp.hook_secrets = std::mem::take(&mut seen.secrets);
+                    return Step::Done(Ok(resp));
+                }
                 Err(e) if is_marker(&e, crate::wire::DETACHED) => {
                     // Written; the reply is not awaited.
                     return Step::Done(Ok(Response::detached(&self.spec.method, &self.spec.url)));
@@ -592,6 +595,7 @@ fn exchange(
         body,
         url: url.to_string(),
         method: method.to_string(),
+        hook_secrets: Vec::new(),
     })
 }
 

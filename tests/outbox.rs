@@ -55,7 +55,7 @@ fn a_job_is_delivered_once_with_its_key_and_its_reply_is_kept() {
     assert!(outbox.reply(unkeyed).unwrap().is_some());
     // A re-run with the same keys sends nothing again.
     drop(outbox);
-    let outbox = Outbox::open(dir.file("calls.db"), &pool).unwrap();
+    let outbox = reopen(&dir.file("calls.db"), &pool);
     let id2 = outbox
         .enqueue(
             pool.post(&url)
@@ -175,6 +175,52 @@ fn secrets_never_reach_the_file() {
     }
 }
 
+/// Query keys are secret by whole word: plain keys that merely contain a
+/// secret word's letters are stored, secret ones refused, and
+/// `redact_all_query_values` (what messages show) changes neither.
+#[test]
+fn plain_query_keys_are_stored_and_secret_ones_refused_by_whole_word() {
+    let dir = TempDir::new("query-keys");
+    for all in [false, true] {
+        let pool = Pool::builder()
+            .redact_all_query_values(all)
+            .build()
+            .unwrap();
+        let outbox = Outbox::options()
+            .deliver(false)
+            .open(dir.file(&format!("calls-{all}.db")), &pool)
+            .unwrap();
+        let url = "http://127.0.0.1:1/search";
+        let plain = [
+            "author",
+            "keyword",
+            "zip_code",
+            "design",
+            "session_count",
+            "postcode",
+            "country_code",
+            "page",
+        ];
+        for k in plain {
+            let r = outbox.enqueue(pool.get(url).query(k, "v-PLAIN"));
+            assert!(r.is_ok(), "all={all}: {k} refused: {r:?}");
+        }
+        for k in [
+            "api_key",
+            "access_token",
+            "X-Signature",
+            "sessionId",
+            "sort_key",
+        ] {
+            let e = outbox
+                .enqueue(pool.get(url).query(k, "v-SECRET"))
+                .unwrap_err();
+            assert!(matches!(e, Error::Usage { .. }), "all={all}: {k}: {e}");
+        }
+        assert_eq!(outbox.stats().unwrap().pending, plain.len() as u64);
+    }
+}
+
 #[test]
 fn credentials_are_added_at_delivery_and_never_written() {
     let dir = TempDir::new("delivery-auth");
@@ -213,6 +259,57 @@ fn credentials_are_added_at_delivery_and_never_written() {
             assert!(!bytes.windows(secret.len()).any(|w| w == secret));
         }
     }
+}
+
+#[test]
+fn hook_secrets_echoed_in_a_reply_are_not_kept() {
+    let dir = TempDir::new("echo");
+    common::hook_secrets_echoed_in_a_reply_are_not_kept(
+        &|options, pool| options.open(dir.file("calls.db"), pool).unwrap(),
+        &|| {
+            std::fs::read_dir(&dir.0)
+                .unwrap()
+                .flat_map(|f| std::fs::read(f.unwrap().path()).unwrap())
+                .collect()
+        },
+    );
+}
+
+/// A file never gives an id twice: not after delivered jobs left it
+/// (`retention(ZERO)`), not after a restart, not after `forget` of the
+/// newest job.
+#[test]
+fn a_file_never_gives_an_id_twice() {
+    let dir = TempDir::new("ids");
+    let (server, _) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let path = dir.file("calls.db");
+    let url = server.url("/orders");
+    let mut given = std::collections::HashSet::new();
+    let outbox = Outbox::options()
+        .retention(Duration::ZERO)
+        .keep_replies(false)
+        .open(&path, &pool)
+        .unwrap();
+    for round in 0..2 {
+        for i in 0..3 {
+            let id = outbox.enqueue(order(&pool, &url, round * 10 + i)).unwrap();
+            assert!(given.insert(id), "{id} given twice");
+        }
+        assert_eq!(outbox.flush_timeout(LIMIT), 0);
+        // Every job left the file.
+        assert_eq!(outbox.stats().unwrap(), Default::default());
+    }
+    drop(outbox);
+    let outbox = reopen(&path, &pool);
+    let newest = outbox.enqueue(order(&pool, &url, 100)).unwrap();
+    assert!(given.insert(newest), "{newest} given twice");
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.forget(newest).unwrap());
+    let next = outbox.enqueue(order(&pool, &url, 101)).unwrap();
+    assert!(given.insert(next), "{next} given twice");
+    assert!(next > newest);
+    assert_eq!(outbox.reply(newest).unwrap(), None);
 }
 
 #[test]
@@ -324,6 +421,177 @@ fn bad_files_and_a_second_opener_get_clear_errors() {
     assert!(e.to_string().contains("cannot create"), "{e}");
 }
 
+/// A file that is not an outbox is refused with `NotAnOutbox` and left
+/// byte for byte as it was: no pragma, no journal mode, no table. Each
+/// kind of file the issue found changed, and a few more.
+#[test]
+fn files_without_the_outbox_mark_are_refused_and_left_as_they_were() {
+    let dir = TempDir::new("foreign");
+    let pool = Pool::new(1);
+    let sqlite = |name: &str, sql: &str| {
+        let path = dir.file(name);
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(sql).unwrap();
+        drop(db);
+        path
+    };
+    let jobs = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, title TEXT, state INTEGER);
+                INSERT INTO jobs (title, state) VALUES ('paint', 1);";
+    // The columns of an outbox, made by another program (no WAL).
+    let lookalike = "CREATE TABLE jobs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+         method TEXT NOT NULL, url TEXT NOT NULL, headers TEXT NOT NULL, body BLOB,
+         state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+         next_at INTEGER NOT NULL DEFAULT 0, last_error TEXT, status INTEGER, reply BLOB);
+         CREATE INDEX jobs_due ON jobs(state, next_at); PRAGMA user_version = 1;";
+    let files = [
+        sqlite("jobs-v0.db", jobs),
+        sqlite("jobs-v1.db", &format!("{jobs} PRAGMA user_version = 1;")),
+        sqlite(
+            "jobs-v1-wal.db",
+            &format!("PRAGMA journal_mode=WAL; {jobs} PRAGMA user_version = 1;"),
+        ),
+        sqlite(
+            "app-v7.db",
+            "CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('n'); PRAGMA user_version = 7;",
+        ),
+        sqlite(
+            "app-v1.db",
+            "CREATE TABLE notes (x TEXT); PRAGMA user_version = 1;",
+        ),
+        sqlite(
+            "other-app.db",
+            "CREATE TABLE jobs (x); PRAGMA application_id = 1234;",
+        ),
+        sqlite("lookalike.db", lookalike),
+        {
+            // Another program's WAL not yet checkpointed into its file.
+            let path = dir.file("unflushed.db");
+            let db = rusqlite::Connection::open(&path).unwrap();
+            db.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
+                .unwrap();
+            db.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .unwrap();
+            db.execute_batch(&format!("{jobs} PRAGMA user_version = 1;"))
+                .unwrap();
+            drop(db);
+            assert!(
+                std::fs::metadata(dir.file("unflushed.db-wal"))
+                    .unwrap()
+                    .len()
+                    > 0
+            );
+            path
+        },
+        {
+            let p = dir.file("notes.txt");
+            std::fs::write(&p, "a text file, not a database\n".repeat(200)).unwrap();
+            p
+        },
+    ];
+    // Every file of the folder, by name: the databases, their WAL, the
+    // text file.
+    let contents = || {
+        let mut all: Vec<_> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|f| {
+                let f = f.unwrap();
+                (f.file_name(), std::fs::read(f.path()).unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = contents();
+    for path in &files {
+        let e = Outbox::open(path, &pool).unwrap_err();
+        assert_eq!(
+            e.storage_kind(),
+            Some(StorageKind::NotAnOutbox),
+            "{}: {e}",
+            path.display()
+        );
+    }
+    let after = contents();
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|f| !after.contains(f))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(changed.is_empty(), "foreign files changed: {changed:?}");
+    assert_eq!(after.len(), before.len(), "no file made beside them");
+}
+
+/// An outbox file made before the mark (the same schema, `user_version`
+/// 1, WAL) is adopted: its jobs are delivered and it is marked. A new
+/// file is marked at creation.
+#[test]
+fn an_outbox_of_before_the_mark_is_adopted_and_new_files_are_marked() {
+    let dir = TempDir::new("adopt");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(2);
+    let old = dir.file("old.db");
+    let db = rusqlite::Connection::open(&old).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE IF NOT EXISTS jobs (
+             id INTEGER PRIMARY KEY,
+             key TEXT NOT NULL UNIQUE,
+             method TEXT NOT NULL,
+             url TEXT NOT NULL,
+             headers TEXT NOT NULL,
+             body BLOB,
+             state INTEGER NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL DEFAULT 0,
+             last_error TEXT,
+             status INTEGER,
+             reply BLOB
+         );
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO jobs (key, method, url, headers, body, state) VALUES ('old-1', 'POST', ?1, '[]', NULL, 0)",
+        [server.url("/orders")],
+    )
+    .unwrap();
+    drop(db);
+    let outbox = Outbox::open(&old, &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(keys.lock().unwrap().get("old-1"), Some(&1));
+    drop(outbox);
+    let new = dir.file("new.db");
+    drop(Outbox::open(&new, &pool).unwrap());
+    for path in [old, new] {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let id: i64 = db
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, 0x7271_706C, "{}", path.display());
+    }
+}
+
+/// Opens the file again once the outbox dropped just before has let it
+/// go (bounded). A pool worker may still hold the dropped outbox's shared
+/// state for a moment after its last delivery (it drops the completion
+/// closure after running it), and with it the file: an `open` at once can
+/// find it in use. Known, not fixed here (issue 33's notes).
+fn reopen(path: &std::path::Path, pool: &Pool) -> Outbox {
+    let t0 = Instant::now();
+    loop {
+        match Outbox::open(path, pool) {
+            Err(e) if e.storage_kind() == Some(StorageKind::InUse) && t0.elapsed() < LIMIT => {
+                std::thread::yield_now();
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 /// Writes `PRAGMA user_version` with the sqlite3 shell if there is one,
 /// else by editing the header bytes (offset 60, big-endian).
 fn rusqlite_set_version(path: &std::path::Path, v: u32) -> bool {
@@ -357,7 +625,7 @@ fn child_enqueues_and_delivers_until_killed() {
             )
             .unwrap();
     }
-    println!("enqueued");
+    std::fs::write(format!("{db}.enqueued"), "").unwrap();
     outbox.flush_timeout(Duration::from_secs(120));
 }
 
@@ -371,10 +639,17 @@ fn a_killed_process_loses_nothing_and_resends_only_what_was_in_flight() {
         "child_enqueues_and_delivers_until_killed",
         &[(CHILD_DB, db.to_str().unwrap()), (CHILD_URL, &url)],
     );
-    // Kill it (SIGKILL) once a fifth of the batch has reached the server.
+    // Kill it (SIGKILL) once every job is enqueued (it says so with a
+    // file: on a loaded machine deliveries can reach a fifth of the batch
+    // before the last enqueue) and a fifth of the batch has reached the
+    // server.
+    let enqueued = dir.file("calls.db.enqueued");
     let t0 = Instant::now();
-    while keys.lock().unwrap().len() < JOBS / 5 {
-        assert!(t0.elapsed() < LIMIT, "the child delivered nothing");
+    while !enqueued.exists() || keys.lock().unwrap().len() < JOBS / 5 {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the child did not enqueue and deliver"
+        );
         std::thread::yield_now();
     }
     child.kill().unwrap();
@@ -709,4 +984,58 @@ fn a_long_idempotency_key_is_delivered() {
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
     assert_eq!(keys.lock().unwrap().get(&key), Some(&1));
     assert_eq!(outbox.stats().unwrap().dead, 0);
+}
+
+const WAL_CHILD_DB: &str = "REQPOOL_OUTBOX_WAL_CHILD_DB";
+
+/// The child's side of the lost-WAL test: 20 jobs, its WAL deleted under
+/// it, one more job, a mark that all 21 were acknowledged, then it waits
+/// to be killed.
+#[test]
+fn child_loses_its_wal_and_waits_to_be_killed() {
+    let Ok(db) = std::env::var(WAL_CHILD_DB) else {
+        return; // only in the child
+    };
+    let pool = Pool::new(1);
+    let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
+    let url = "http://127.0.0.1:1/orders";
+    for i in 0..20 {
+        outbox.enqueue(order(&pool, url, i)).unwrap();
+    }
+    std::fs::remove_file(format!("{db}-wal")).unwrap();
+    outbox.enqueue(order(&pool, url, 20)).unwrap();
+    std::fs::write(format!("{db}.acknowledged"), "21").unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A WAL deleted under a running outbox: what `enqueue` acknowledged is
+/// in the file after the process is killed.
+#[test]
+fn a_wal_deleted_under_a_running_outbox_loses_no_acknowledged_job() {
+    let dir = TempDir::new("lost-wal");
+    let db = dir.file("calls.db");
+    let mut child = spawn_child(
+        "child_loses_its_wal_and_waits_to_be_killed",
+        &[(WAL_CHILD_DB, db.to_str().unwrap())],
+    );
+    let acknowledged = dir.file("calls.db.acknowledged");
+    let t0 = Instant::now();
+    while !acknowledged.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended first: {status}");
+        }
+        assert!(t0.elapsed() < LIMIT, "the child acknowledged nothing");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pool = Pool::new(1);
+    let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
+    assert_eq!(
+        outbox.stats().unwrap().pending,
+        21,
+        "acknowledged jobs lost"
+    );
 }

@@ -158,6 +158,17 @@ fn secrets_never_reach_redis_and_credentials_are_added_at_delivery() {
 }
 
 #[test]
+fn hook_secrets_echoed_in_a_reply_are_not_kept() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::hook_secrets_echoed_in_a_reply_are_not_kept(
+        &|options, pool| options.redis(&r.url(), "calls", pool).unwrap(),
+        &|| r.snapshot(),
+    );
+}
+
+#[test]
 fn a_dead_consumers_jobs_are_taken_over_after_its_lease() {
     let Some(r) = RedisServer::start() else {
         return;
@@ -342,6 +353,7 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
     }
     // A key of that name that is not a stream.
     let mut c = raw(&r);
+    denied_logins(&r, &pool);
     let _: () = redis::cmd("SET")
         .arg("taken")
         .arg("1")
@@ -363,6 +375,36 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
         .redis(&r.url(), "small", &pool)
         .unwrap();
     assert!(format!("{outbox:?}").contains("small"));
+}
+
+/// A refused login is `Denied`, whichever way it is refused, and the
+/// password given is never shown; the right one connects.
+fn denied_logins(r: &RedisServer, pool: &Pool) {
+    let mut admin = raw(r);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("pw-RIGHT")
+        .query(&mut admin)
+        .unwrap();
+    let port = r.port;
+    for url in [
+        format!("redis://:pw-WRONG@127.0.0.1:{port}/"),
+        format!("redis://nobody:pw-WRONG@127.0.0.1:{port}/"),
+        format!("redis://127.0.0.1:{port}/"),
+    ] {
+        let e = Outbox::redis(&url, "calls", pool).unwrap_err();
+        assert_eq!(e.storage_kind(), Some(StorageKind::Denied), "{url}: {e}");
+        assert!(!format!("{e} {e:?}").contains("pw-WRONG"), "{e:?}");
+    }
+    let right = format!("redis://:pw-RIGHT@127.0.0.1:{port}/");
+    drop(Outbox::redis(&right, "calls", pool).unwrap());
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("")
+        .query(&mut admin)
+        .unwrap();
 }
 
 #[test]
@@ -395,6 +437,207 @@ fn a_full_stream_refuses_new_jobs_on_both_stores() {
         // A known key still gets its job.
         assert_eq!(outbox.enqueue(order(&pool, url, 0)).unwrap(), first);
         assert_eq!(outbox.stats().unwrap().pending, 3);
+    }
+}
+
+/// Redis at `maxmemory` (`noeviction`) while 8 threads enqueue, sharing
+/// commits: each enqueue is `Ok` and in the stream, or `Full` and not in
+/// it. The job that crosses the limit is written; those after it in the
+/// same commit are refused one by one, never with the ones before.
+/// Three rounds, each a new limit, so that the crossing falls inside a
+/// commit more than once.
+#[test]
+fn at_maxmemory_each_enqueue_is_queued_whole_or_refused_as_full() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let pool = Pool::new(1);
+    let outbox = Outbox::options()
+        .deliver(false)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let mut c = raw(&r);
+    let url = "http://127.0.0.1:1/orders";
+    let body = "x".repeat(16 * 1024);
+    let mut ok = std::collections::HashSet::new();
+    let mut refused = 0;
+    for round in 0..3 {
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+        let used: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        for (k, v) in [
+            ("maxmemory-policy", "noeviction".to_string()),
+            ("maxmemory", (used + 1024 * 1024).to_string()),
+        ] {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(k)
+                .arg(v)
+                .query(&mut c)
+                .unwrap();
+        }
+        let results: Vec<Result<reqpool::JobId, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (outbox, pool, body) = (&outbox, &pool, &body);
+                    s.spawn(move || {
+                        let mut out = Vec::new();
+                        // Until its first refusal (bounded: 200 jobs of
+                        // 16 KiB are three times the limit).
+                        for i in 0..200 {
+                            let req = pool
+                                .post(url)
+                                .json_body(&json!({"pad": body}))
+                                .idempotency_key(&format!("m-{round}-{t}-{i}"));
+                            let r = outbox.enqueue(req);
+                            let stop = r.is_err();
+                            out.push(r);
+                            if stop {
+                                break;
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        for r in results {
+            match r {
+                Ok(id) => assert!(ok.insert(id.0), "{id} given twice"),
+                Err(e) => {
+                    assert_eq!(e.storage_kind(), Some(StorageKind::Full), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("0")
+            .query(&mut c)
+            .unwrap();
+    }
+    assert!(refused >= 3 && !ok.is_empty(), "{refused} refused");
+    type Entry = (String, std::collections::HashMap<String, String>);
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
+        .arg("calls")
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let queued: std::collections::HashSet<i64> = entries
+        .iter()
+        .map(|(_, f)| f["job"].parse().unwrap())
+        .collect();
+    let under_err = queued.difference(&ok).count();
+    assert_eq!(under_err, 0, "jobs queued by a failed enqueue");
+    assert_eq!(queued, ok, "every acknowledged job is queued");
+}
+
+/// A delivered job's key and reply expire: after a day by default (their
+/// time to live says so), after `retention` when it is set, leaving only
+/// the stream, its id sequence and its delivered count however many jobs
+/// went through.
+#[test]
+fn delivered_jobs_expire_after_a_day_by_default_or_after_retention() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let (server, _) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders");
+    let pool = Pool::new(4);
+    let mut c = raw(&r);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let id = outbox.enqueue(order(&pool, &url, 1)).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.reply(id).unwrap().is_some());
+    let day = reqpool::OutboxOptions::REDIS_RETENTION.as_millis() as i64;
+    assert_eq!(day, 24 * 3600 * 1000);
+    for key in [
+        "calls:key:order-1".to_string(),
+        format!("calls:done:{}", id.0),
+    ] {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut c).unwrap();
+        assert!(ttl > day - 60_000 && ttl <= day, "{key}: {ttl} ms to live");
+    }
+    drop(outbox);
+    let outbox = Outbox::options()
+        .retention(Duration::from_millis(200))
+        .redis(&r.url(), "short", &pool)
+        .unwrap();
+    let jobs = 1_000;
+    for i in 0..jobs {
+        outbox.enqueue(order(&pool, &url, i)).unwrap();
+    }
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.stats().unwrap().delivered, jobs as u64);
+    // Redis drops expired keys by itself; bounded.
+    let start = Instant::now();
+    let left = loop {
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("short*").query(&mut c).unwrap();
+        keys.sort();
+        if keys.len() <= 3 || start.elapsed() > LIMIT {
+            break keys;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        left,
+        ["short", "short:delivered", "short:seq"],
+        "after {jobs} jobs"
+    );
+}
+
+/// Redis restarted without its data: new jobs get ids past the old ones,
+/// so `reply` of an old id finds nothing rather than a new job's answer.
+#[test]
+fn ids_are_never_given_twice_even_after_redis_lost_its_data() {
+    let Some(mut r) = RedisServer::start() else {
+        return;
+    };
+    let (server, _) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders");
+    let pool = Pool::new(2);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    let old: Vec<i64> = (0..3)
+        .map(|i| outbox.enqueue(order(&pool, &url, i)).unwrap().0)
+        .collect();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.reply(reqpool::JobId(old[0])).unwrap().is_some());
+    r.restart();
+    // The first call after the restart may find the connection broken
+    // (Unreachable); the next connects again. Bounded.
+    let start = Instant::now();
+    let mut new = Vec::new();
+    for i in 10..13 {
+        let id = loop {
+            match outbox.enqueue(order(&pool, &url, i)) {
+                Ok(id) => break id.0,
+                Err(e) => {
+                    assert_eq!(e.storage_kind(), Some(StorageKind::Unreachable), "{e}");
+                    assert!(start.elapsed() < LIMIT, "{e}");
+                }
+            }
+        };
+        new.push(id);
+    }
+    let last_old = *old.iter().max().unwrap();
+    assert!(new.iter().all(|&id| id > last_old), "{old:?} then {new:?}");
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    for &id in &old {
+        assert_eq!(outbox.reply(reqpool::JobId(id)).unwrap(), None, "{id}");
+    }
+    for (&id, i) in new.iter().zip(10..) {
+        let reply = outbox.reply(reqpool::JobId(id)).unwrap().expect("kept");
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(v["key"], format!("order-{i}"));
     }
 }
 

@@ -103,8 +103,9 @@ impl fmt::Display for TransportKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StorageKind {
-    /// The file is not an outbox: not a SQLite database, or one that
-    /// another program made.
+    /// The file is not an outbox: not a SQLite database, or one without
+    /// reqpool's mark (its `application_id`), which another program made.
+    /// Nothing of such a file is changed.
     NotAnOutbox,
     /// The file was written by a newer version of reqpool.
     NewerVersion,
@@ -112,16 +113,22 @@ pub enum StorageKind {
     InUse,
     /// The file or its folder cannot be written.
     ReadOnly,
-    /// The disk (or a quota) is full: nothing of the write was kept.
+    /// The disk (or a quota) is full, or Redis is at its `maxmemory`:
+    /// nothing of the write was kept.
     Full,
     /// Any other failure to read or write it (Redis: an error reply).
     Io,
     /// The Redis server cannot be reached (down, a network cut, a
     /// timeout). The next call connects again.
     Unreachable,
+    /// The Redis server refused this client: a wrong password or user
+    /// (`WRONGPASS`), none where one is required (`NOAUTH`), or a user
+    /// without the right (`NOPERM`). Trying again fails the same way
+    /// until the settings change.
+    Denied,
 }
 
-/// `not an outbox`, `in use by another process`, `disk full`, …
+/// `not an outbox`, `in use by another process`, `full`, …
 impl fmt::Display for StorageKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -129,9 +136,10 @@ impl fmt::Display for StorageKind {
             StorageKind::NewerVersion => "written by a newer version",
             StorageKind::InUse => "in use by another process",
             StorageKind::ReadOnly => "read-only",
-            StorageKind::Full => "disk full",
+            StorageKind::Full => "full",
             StorageKind::Io => "i/o failure",
             StorageKind::Unreachable => "unreachable",
+            StorageKind::Denied => "access denied",
         })
     }
 }

@@ -32,10 +32,11 @@ pub(super) fn sql(e: rusqlite::Error) -> Error {
 }
 
 /// Opens the outbox file at `path`, with `durability`. Jobs that were in
-/// flight when the last process died count one stop (and one attempt)
-/// each; they go again after the jobs already due.
+/// flight when the last process died count a stop each and go again after
+/// the jobs already due.
 pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Error> {
     create_private(path)?;
+    let found = super::mark::look(path)?;
     let db = Connection::open(path).map_err(sql)?;
     // A file in use fails at once, instead of after rusqlite's 5 s wait.
     db.busy_timeout(std::time::Duration::ZERO).map_err(sql)?;
@@ -47,6 +48,9 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     // instead of delivering the same jobs.
     db.execute_batch("PRAGMA locking_mode=EXCLUSIVE;")
         .map_err(sql)?;
+    // A file without reqpool's mark is left as it was (an empty one gets
+    // the mark: its first write).
+    super::mark::take(&db, path, found)?;
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql)?;
@@ -56,21 +60,8 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
             format!("schema {version}, newer than this version's {SCHEMA}"),
         ));
     }
-    let tables: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name!='jobs'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
-    if version == 0 && tables > 0 {
-        return Err(Error::storage(
-            StorageKind::NotAnOutbox,
-            "a SQLite database of something else",
-        ));
-    }
-    // Only now the first write: another program's database is left as
-    // it was.
+    // Only now, the file known to be an outbox (marked), the writes that
+    // make it ready.
     db.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
     ))
@@ -93,7 +84,12 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
              tries INTEGER NOT NULL DEFAULT 0,
              stops INTEGER NOT NULL DEFAULT 0
          );
-         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);",
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+         CREATE TABLE IF NOT EXISTS job_ids (last INTEGER NOT NULL);
+         INSERT INTO job_ids (rowid, last) VALUES (1, 0) ON CONFLICT DO NOTHING;
+         CREATE TRIGGER IF NOT EXISTS job_ids_kept AFTER DELETE ON jobs
+             WHEN OLD.id > (SELECT last FROM job_ids)
+             BEGIN UPDATE job_ids SET last = OLD.id; END;",
     )
     .map_err(sql)?;
     // Partial indexes: the retries and the suspects due, found without

@@ -9,12 +9,14 @@ mod enqueue;
 mod file;
 mod health;
 mod lineage;
+mod mark;
 mod options;
 #[cfg(feature = "redis")]
 mod redis;
 mod sqlite;
 mod store;
 mod verdict;
+mod wal;
 
 pub use health::OutboxHealth;
 pub use options::{Durability, OutboxOptions};
@@ -235,7 +237,8 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file is not an outbox, was written by a
+    /// [`Error::Storage`] if the file is not an outbox (not empty, and
+    /// without reqpool's mark: it is left as it was), was written by a
     /// newer version, cannot be created or written (a read-only folder, a
     /// full disk), or is open in another process: its
     /// [`StorageKind`](crate::StorageKind) says which.
@@ -269,9 +272,10 @@ impl Outbox {
     ///
     /// [`Error::Usage`] for a URL that is not a Redis URL or an empty
     /// name; [`Error::Storage`] with [`StorageKind::Unreachable`](crate::StorageKind::Unreachable)
-    /// if the server cannot be reached, and [`StorageKind::Io`](crate::StorageKind::Io)
-    /// if it refuses (a wrong password, a key of that name that is not a
-    /// stream).
+    /// if the server cannot be reached, [`StorageKind::Denied`](crate::StorageKind::Denied)
+    /// if it refuses the login (a wrong password, none given where one is
+    /// needed), and [`StorageKind::Io`](crate::StorageKind::Io) for any
+    /// other refusal (a key of that name that is not a stream).
     #[cfg(feature = "redis")]
     pub fn redis(url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
         OutboxOptions::default().redis(url, name, pool)

@@ -31,6 +31,10 @@ pub struct OutboxOptions {
     pub(super) max_attempts: u32,
     pub(super) max_age: Option<Duration>,
     pub(super) retention: Duration,
+    /// `retention` was set: a Redis outbox keeps it rather than its own
+    /// default.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    retention_set: bool,
     pub(super) deliver: bool,
     pub(super) maxlen: usize,
     #[cfg(feature = "redis")]
@@ -55,6 +59,7 @@ impl Default for OutboxOptions {
             max_attempts: 5,
             max_age: None,
             retention: Duration::MAX,
+            retention_set: false,
             deliver: true,
             maxlen: 0,
             #[cfg(feature = "redis")]
@@ -69,6 +74,11 @@ impl Default for OutboxOptions {
 }
 
 impl OutboxOptions {
+    /// How long a Redis outbox keeps a delivered job's key and reply
+    /// unless [`retention`](OutboxOptions::retention) says otherwise: 24
+    /// hours.
+    pub const REDIS_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
     /// The defaults: [`Durability::Process`], replies kept, 5 deliveries
     /// at most.
     pub fn new() -> Self {
@@ -123,9 +133,19 @@ impl OutboxOptions {
     /// after the window sends a removed job's key again (the server's
     /// idempotency window should be longer). `Duration::ZERO` removes a
     /// job as soon as it is delivered; [`Outbox::forget`] removes one
-    /// by hand. Defaults to `Duration::MAX` (kept).
+    /// by hand; `Duration::MAX` keeps it.
+    ///
+    /// Defaults to `Duration::MAX` (kept) on a file: the file is one
+    /// program's own, a delivered job keeps only its key (and its reply,
+    /// at most 64 KiB), and a script re-run after any pause must find its
+    /// keys so as not to send them again. Defaults to
+    /// [`REDIS_RETENTION`](OutboxOptions::REDIS_RETENTION) (24 hours) on
+    /// Redis: a shared server's memory, which every job's key and reply
+    /// would fill for ever, is bounded by a day of jobs, the usual
+    /// idempotency window of an API.
     pub fn retention(mut self, keep: Duration) -> Self {
         self.retention = keep;
+        self.retention_set = true;
         self
     }
 
@@ -206,7 +226,10 @@ impl OutboxOptions {
     ///
     /// As [`Outbox::redis`].
     #[cfg(feature = "redis")]
-    pub fn redis(self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+    pub fn redis(mut self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+        if !self.retention_set {
+            self.retention = Self::REDIS_RETENTION;
+        }
         let r = &self.redis;
         if name.is_empty() || r.group.is_empty() || r.consumer.as_deref() == Some("") {
             return Err(Error::usage(

@@ -45,7 +45,7 @@ pub(super) fn judge(
     let e = match result {
         Ok(resp) => {
             let (status, body) = if options.keep_replies {
-                let mut body = resp.body().to_vec();
+                let mut body = resp.body_to_keep().into_owned();
                 body.truncate(REPLY_CAP);
                 (Some(i64::from(resp.status())), Some(body))
             } else {

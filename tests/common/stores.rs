@@ -299,3 +299,38 @@ pub fn a_retry_goes_at_its_time_not_after_the_backlog(open: Open<'_>) {
     assert!(gap < Duration::from_millis(2500), "{gap:?}");
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
 }
+
+/// A server that echoes the request's headers sends back the token
+/// `bearer_from` added and the secret header `before_attempt` added: the
+/// reply is kept with both as `***`, and the store's bytes (`stored()`,
+/// read after the outbox is dropped) never hold them.
+pub fn hook_secrets_echoed_in_a_reply_are_not_kept(open: Open<'_>, stored: &dyn Fn() -> Vec<u8>) {
+    let server = Server::start();
+    let pool = Pool::builder()
+        .bearer_from(|_| Ok("tok-SECRET-7".to_string()))
+        .before_attempt(|a| {
+            a.secret_header("X-Signature", "sig/SECRET 8");
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let outbox = open(Outbox::options(), &pool);
+    let id = outbox
+        .enqueue(pool.post(&server.url("/headers")).idempotency_key("echo-1"))
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let reply = outbox.reply(id).unwrap().expect("kept");
+    let text = String::from_utf8(reply.body).unwrap();
+    // The echo is kept, without the secrets.
+    assert!(text.contains("Bearer ***"), "{text}");
+    assert!(text.contains("echo-1"), "{text}");
+    for secret in ["tok-SECRET-7", "sig/SECRET 8", "SECRET"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    drop(outbox);
+    let bytes = stored();
+    assert!(bytes.windows(6).any(|w| w == b"echo-1"), "nothing stored");
+    for secret in [&b"tok-SECRET-7"[..], b"SECRET"] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+    }
+}

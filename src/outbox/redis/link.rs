@@ -2,7 +2,7 @@
 //! (a restart, a network cut), with the scripts loaded and the consumer
 //! group created on every new connection. A call that finds Redis
 //! unreachable fails at once with [`StorageKind::Unreachable`]; the next
-//! call connects again.
+//! call connects again. A refused login is [`StorageKind::Denied`].
 
 use super::scripts::Scripts;
 use crate::error::{Error, StorageKind};
@@ -111,7 +111,7 @@ impl Link {
             Ok(()) if self.made.load(Ordering::Acquire) > 0 => {
                 log::error!(
                     "reqpool: outbox stream {} or its group {} was gone at {} (a Redis restarted \
-                     without its data?): made again; the jobs it held are lost",
+                     without its data?): made again; the jobs it held are lost, new jobs get new ids",
                     self.stream,
                     self.group,
                     self.shown
@@ -124,9 +124,16 @@ impl Link {
         Ok(conn)
     }
 
-    fn error(&self, e: &RedisError) -> Error {
-        let kind = if broken(e) {
+    /// A Redis error as the outbox's: a refused login or right is
+    /// `Denied`, a broken connection `Unreachable`, Redis at `maxmemory`
+    /// (`OOM`) `Full`, any other error reply `Io`.
+    pub(super) fn error(&self, e: &RedisError) -> Error {
+        let kind = if denied(e) {
+            StorageKind::Denied
+        } else if broken(e) {
             StorageKind::Unreachable
+        } else if e.code() == Some("OOM") {
+            StorageKind::Full
         } else {
             StorageKind::Io
         };
@@ -137,12 +144,19 @@ impl Link {
 /// A failure after which the connection is not to be used again: it
 /// broke, timed out, or Redis lost the group or the scripts (restarted
 /// without its data).
-fn broken(e: &RedisError) -> bool {
+pub(super) fn broken(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_timeout()
         || e.is_unrecoverable_error()
         || matches!(e.code(), Some("NOGROUP" | "NOSCRIPT" | "LOADING"))
+}
+
+/// Redis refused this client: its login (a wrong password or user, none
+/// given where one is needed) or a right its user lacks.
+fn denied(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
 }
 
 /// The error's words with the URL's password taken out, in case the

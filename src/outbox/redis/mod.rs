@@ -196,10 +196,17 @@ impl Redis {
 }
 
 impl Store for Redis {
+    /// One script per job, pipelined: each job is added whole or not at
+    /// all (a script that Redis refuses at `maxmemory` writes nothing),
+    /// and each gets its own script's answer, so a refused job never
+    /// takes the others of the commit with it, nor is queued under an
+    /// `Err`. An error of the whole call (the connection lost) may have
+    /// added some of them.
     fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error> {
         let hash = self.link.scripts().enqueue.get_hash().to_owned();
-        let replies: Vec<(i64, i64)> = self.link.with(|c, _| {
+        let replies: Vec<redis::RedisResult<(i64, i64)>> = self.link.with(|c, _| {
             let mut p = redis::pipe();
+            p.ignore_errors();
             for r in rows {
                 p.cmd("EVALSHA")
                     .arg(&hash)
@@ -226,16 +233,23 @@ impl Store for Redis {
                     p.arg("body").arg(b.as_slice());
                 }
             }
-            p.query(c)
+            let replies: Vec<redis::RedisResult<(i64, i64)>> = p.query(c)?;
+            // Every script refused for a reason that needs a new
+            // connection (Redis restarted without them): the call fails,
+            // so that the next connects again; nothing was added.
+            match replies.first() {
+                Some(Err(e)) if link::broken(e) && replies.iter().all(Result::is_err) => {
+                    Err(e.clone())
+                }
+                _ => Ok(replies),
+            }
         })?;
         Ok(replies
             .into_iter()
-            .map(|(id, new)| {
-                if id < 0 {
-                    Err(Error::QueueFull)
-                } else {
-                    Ok((id, new == 1))
-                }
+            .map(|reply| match reply {
+                Ok((id, _)) if id < 0 => Err(Error::QueueFull),
+                Ok((id, new)) => Ok((id, new == 1)),
+                Err(e) => Err(self.link.error(&e)),
             })
             .collect())
     }

@@ -8,12 +8,22 @@ use redis::{Connection, RedisResult, Script};
 /// `enqueue`. KEYS: stream, id counter, the key's name. ARGV: maxlen
 /// (0: none), then the record's fields and values. Returns `{id, 1}` for
 /// a new job, `{id, 0}` for a known key, `{-1, 0}` when the stream is
-/// full.
+/// full. A counter that is not there (a new stream, or a Redis that lost
+/// its data) starts at Redis's time in ms times 1,000: past every id an
+/// earlier counter gave, unless it gave more than 1,000 a millisecond
+/// over its whole life, so that no id is given twice (`reply` of an old
+/// id never finds a new job's answer). Its first write is the first of
+/// the script: at `maxmemory` nothing is written.
 const ENQUEUE: &str = r"
 local known = redis.call('GET', KEYS[3])
 if known then return {tonumber(known), 0} end
 local maxlen = tonumber(ARGV[1])
 if maxlen > 0 and redis.call('XLEN', KEYS[1]) >= maxlen then return {-1, 0} end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[2], string.format('%.0f', ms * 1000))
+end
 local id = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], id)
 redis.call('XADD', KEYS[1], '*', 'job', id, unpack(ARGV, 2))
