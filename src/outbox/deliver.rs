@@ -38,21 +38,29 @@ impl Shared {
         self.note(job, v);
     }
 
-    /// Notes `v` for the dispatcher to write.
+    /// Notes `v` for the dispatcher to write. If answers pile up (the
+    /// dispatcher is behind, on a busy machine), the worker that brings
+    /// one too many writes them itself: what a crash can send twice stays
+    /// the jobs on the wire and a few answers per worker.
     fn note(&self, job: &Claimed, v: verdict::Verdict) {
         if !matches!(v.end, End::Later { .. }) {
             self.lineage
                 .ended(job.stored.key.as_deref().unwrap_or_default());
         }
-        lock(&self.answers).push(Answer {
-            id: job.id,
-            attempts: v.attempts,
-            tries: v.tries,
-            entry: job.entry.clone(),
-            end: v.end,
-        });
-        if self.closing() {
-            // No dispatcher any more: write it now.
+        let waiting = {
+            let mut answers = lock(&self.answers);
+            answers.push(Answer {
+                id: job.id,
+                attempts: v.attempts,
+                tries: v.tries,
+                entry: job.entry.clone(),
+                end: v.end,
+            });
+            answers.len()
+        };
+        let behind = waiting >= self.pool.workers().saturating_mul(2).max(2);
+        if self.closing() || (behind && self.health.store_ok()) {
+            // No dispatcher any more, or one that is behind: write now.
             self.write_answers();
         }
         self.answered();

@@ -58,6 +58,8 @@ pub struct OutboxHealth {
 #[derive(Debug, Default)]
 pub(super) struct Health {
     state: Mutex<State>,
+    /// The last round with the store went through (no error since).
+    ok: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -77,10 +79,18 @@ impl Health {
     /// A round with the store went through.
     pub(super) fn progress(&self) {
         lock(&self.state).progress = Some(Instant::now());
+        self.ok.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// True if the store's last round went through: it may be written to
+    /// from another thread without waiting on a store that is down.
+    pub(super) fn store_ok(&self) -> bool {
+        self.ok.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A store call failed with `error`.
     pub(super) fn failed(&self, error: &str) {
+        self.ok.store(false, std::sync::atomic::Ordering::Release);
         let mut s = lock(&self.state);
         s.store_errors = s.store_errors.saturating_add(1);
         s.last_error = Some((error.to_owned(), Instant::now()));
