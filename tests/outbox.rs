@@ -1040,3 +1040,66 @@ fn a_wal_deleted_under_a_running_outbox_loses_no_acknowledged_job() {
         "acknowledged jobs lost"
     );
 }
+
+const MEM_DB: &str = "REQPOOL_OUTBOX_MEM_DB";
+
+/// The child's side of the memory test: deliver what the file holds with
+/// one worker, and say how much memory that took.
+#[test]
+fn child_delivers_and_reports_its_memory() {
+    let Ok(db) = std::env::var(MEM_DB) else {
+        return; // only in the child
+    };
+    let start = rss_kib();
+    let pool = Pool::new(1);
+    let outbox = Outbox::open(&db, &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(Duration::from_secs(120)), 0);
+    println!("start_kib={start} peak_kib={}", peak_rss_kib());
+}
+
+/// Memory follows the workers, not the backlog: 40 jobs of 4 MiB pending
+/// on one worker are delivered with at most 64 MiB more than the process
+/// started with (a claim holds about 16 MiB of bodies). Before: a claim
+/// took up to 512 rows with their bodies (150 such jobs: +626 MiB).
+#[test]
+fn a_backlog_of_large_bodies_is_delivered_in_bounded_memory() {
+    let dir = TempDir::new("big-bodies");
+    let db = dir.file("calls.db");
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let url = server.url("/orders?ms=5");
+    {
+        let pool = Pool::new(1);
+        let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
+        let body = vec![b'x'; 4 << 20];
+        for i in 0..40 {
+            outbox
+                .enqueue(
+                    pool.post(&url)
+                        .header("Content-Type", "application/octet-stream")
+                        .body(body.clone())
+                        .idempotency_key(&format!("big-{i}")),
+                )
+                .unwrap();
+        }
+    }
+    let out = run_child(
+        "child_delivers_and_reports_its_memory",
+        &[(MEM_DB, db.to_str().unwrap())],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let field = |name: &str| -> u64 {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let (start, peak) = (field("start_kib="), field("peak_kib="));
+    eprintln!("40 x 4 MiB on one worker: RSS {start} KiB at start, {peak} KiB at peak");
+    assert_eq!(keys.lock().unwrap().len(), 40);
+    assert!(
+        peak.saturating_sub(start) <= 64 * 1024,
+        "+{} KiB",
+        peak - start
+    );
+}

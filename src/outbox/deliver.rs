@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// Jobs in flight at most (or 4 per worker, if more).
 const CLAIM: usize = 512;
 
+/// Bytes of request bodies handed to the pool at most (but one job).
+const BODIES: usize = 16 << 20;
+
 /// How long the dispatcher waits, at least and at most, after a store it
 /// cannot reach.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -234,8 +237,15 @@ fn claim(s: &Arc<Shared>) -> bool {
     } else {
         s.pool.workers().saturating_mul(4).max(CLAIM)
     };
-    let room = limit.saturating_sub(s.claimed.load(Ordering::Acquire));
-    let (due, ok) = match s.store.claim(room) {
+    let claimed = s.claimed.load(Ordering::Acquire);
+    let mut room = limit.saturating_sub(claimed);
+    // Bodies held by the pool at most (one job at least, whatever its
+    // size, when none is held): memory follows the workers, not the store.
+    let bytes = BODIES.saturating_sub(s.bytes.load(Ordering::Acquire));
+    if bytes == 0 && claimed > 0 {
+        room = 0;
+    }
+    let (due, ok) = match s.store.claim(room, bytes) {
         Ok(due) => (due, true),
         Err(e) => {
             log::error!("reqpool: outbox could not claim jobs: {e}");
@@ -269,6 +279,8 @@ fn deliver(s: &Arc<Shared>, mut job: Claimed) {
         return;
     }
     let stored = &mut job.stored;
+    let size = stored.body.as_ref().map_or(0, Vec::len);
+    s.bytes.fetch_add(size, Ordering::AcqRel);
     // One attempt per delivery: every wait between attempts is the
     // outbox's, kept in its store.
     let mut req = s
@@ -291,7 +303,9 @@ fn deliver(s: &Arc<Shared>, mut job: Claimed) {
     let (id, attempt) = (job.id, job.tries.saturating_add(1));
     let key = job.stored.key.clone().unwrap_or_default();
     s.lineage.deliver(id, &key, attempt, move || {
-        req.send()
-            .on_complete(Box::new(move |r| s2.finish(&job, r)));
+        req.send().on_complete(Box::new(move |r| {
+            s2.bytes.fetch_sub(size, Ordering::AcqRel);
+            s2.finish(&job, r);
+        }));
     });
 }

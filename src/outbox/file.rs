@@ -9,7 +9,8 @@ use rusqlite::{Connection, params};
 use std::path::Path;
 
 /// The schema this version writes; a file with a newer one is refused,
-/// an older one is brought to it. 2: `created`, `tries` and `stops`.
+/// an older one is brought to it. 2: `created`, `tries` and `stops`;
+/// bodies in a table of their own.
 const SCHEMA: i64 = 2;
 
 /// A job's states in the file.
@@ -85,6 +86,9 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
              stops INTEGER NOT NULL DEFAULT 0
          );
          CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
+         CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+         CREATE TRIGGER IF NOT EXISTS bodies_go AFTER DELETE ON jobs
+             BEGIN DELETE FROM bodies WHERE id = OLD.id; END;
          CREATE TABLE IF NOT EXISTS job_ids (last INTEGER NOT NULL);
          INSERT INTO job_ids (rowid, last) VALUES (1, 0) ON CONFLICT DO NOTHING;
          CREATE TRIGGER IF NOT EXISTS job_ids_kept AFTER DELETE ON jobs

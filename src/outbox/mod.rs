@@ -184,6 +184,8 @@ struct Shared {
     answers: Mutex<Vec<store::Answer>>,
     /// Jobs handed to the pool and not yet answered.
     claimed: AtomicUsize,
+    /// Bytes of the bodies of jobs handed to the pool and not yet ended.
+    bytes: AtomicUsize,
     /// Rows waiting for a shared commit.
     inserts: Mutex<enqueue::Inserts>,
     /// Wakes the dispatcher (a new job, a delivery done, closing) and
@@ -295,6 +297,7 @@ impl Outbox {
             options,
             answers: Mutex::new(Vec::new()),
             claimed: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
             inserts: Mutex::new(enqueue::Inserts::default()),
             signal: Mutex::new(Signal::default()),
             cond: Condvar::new(),

@@ -64,51 +64,82 @@ impl Sqlite {
     }
 }
 
-/// Marks at most `room` due jobs in flight and returns them: a suspect
-/// alone if `suspects`, else the retries due, then the jobs in the order
-/// they came.
-fn claim_in(db: &Connection, now: i64, room: usize, suspects: bool) -> Result<Vec<Claimed>, Error> {
-    let mut out = Vec::new();
-    // A suspect alone; else the retries due (at their time, not after
-    // the backlog), then the jobs in the order they came.
+/// Marks at most `room` due jobs in flight, of `bytes` of bodies at most
+/// (but one job at least), and returns them: a suspect alone if
+/// `suspects`, else the retries due, then the jobs in the order they
+/// came. A claim does not rewrite a body: bodies live in their own table.
+fn claim_in(
+    db: &Connection,
+    now: i64,
+    room: usize,
+    bytes: usize,
+    suspects: bool,
+) -> Result<Vec<Claimed>, Error> {
     // (States written out, not bound: a partial index is used only
     // for a condition SQLite can see when it prepares the statement.)
     let picks: &[&str] = if suspects {
         &[
-            "SELECT id FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT min(1, ?4)",
+            "SELECT id FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?1 = 0 ORDER BY next_at, id LIMIT min(1, ?3)",
         ]
     } else {
         &[
-            "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?3 AND ?2 = 0 ORDER BY next_at, id LIMIT ?4",
-            "SELECT id FROM jobs WHERE state = ?2 AND next_at <= ?3 ORDER BY next_at, id LIMIT ?4",
+            "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?2 AND ?1 = 0 ORDER BY next_at, id LIMIT ?3",
+            "SELECT id FROM jobs WHERE state = ?1 AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3",
         ]
     };
-    for pick in picks {
-        let left = room.saturating_sub(out.len());
+    let mut ids: Vec<i64> = Vec::new();
+    let mut total = 0usize;
+    'picks: for pick in picks {
+        let left = room.saturating_sub(ids.len());
         if left == 0 {
             break;
         }
         let mut st = db
             .prepare_cached(&format!(
-                "UPDATE jobs SET state = ?1 WHERE id IN ({pick})
-                 RETURNING id, key, method, url, headers, body, attempts, tries, stops, created"
+                "SELECT j.id, coalesce(length(j.body), 0) + coalesce((SELECT length(b.body) FROM bodies b WHERE b.id = j.id), 0)
+                 FROM jobs j WHERE j.id IN ({pick}) ORDER BY j.next_at, j.id"
             ))
             .map_err(sql)?;
         let rows = st
             .query_map(
-                params![
-                    IN_FLIGHT,
-                    PENDING,
-                    now,
-                    i64::try_from(left).unwrap_or(i64::MAX)
-                ],
-                claimed,
+                params![PENDING, now, i64::try_from(left).unwrap_or(i64::MAX)],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             )
             .map_err(sql)?;
         for row in rows {
-            out.push(row.map_err(sql)?);
+            let (id, len) = row.map_err(sql)?;
+            let len = usize::try_from(len).unwrap_or(0);
+            if !ids.is_empty() && total.saturating_add(len) > bytes {
+                break 'picks;
+            }
+            if ids.contains(&id) {
+                continue;
+            }
+            total = total.saturating_add(len);
+            ids.push(id);
         }
     }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(&ids).unwrap_or_default();
+    db.prepare_cached("UPDATE jobs SET state = ?1 WHERE id IN (SELECT value FROM json_each(?2))")
+        .and_then(|mut st| st.execute(params![IN_FLIGHT, list]))
+        .map_err(sql)?;
+    let mut st = db
+        .prepare_cached(
+            "SELECT j.id, j.key, j.method, j.url, j.headers, coalesce(j.body, b.body), j.attempts, j.tries, j.stops, j.created
+             FROM jobs j LEFT JOIN bodies b ON b.id = j.id
+             WHERE j.id IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(sql)?;
+    let mut out: Vec<Claimed> = st
+        .query_map([list], claimed)
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    // In the order they were picked.
+    out.sort_by_key(|c| ids.iter().position(|&i| i == c.id));
     Ok(out)
 }
 
@@ -208,7 +239,7 @@ impl Store for Sqlite {
     /// may be what stops it: it goes alone, with nothing else of this
     /// outbox in flight (new claims wait until the ones in flight end), so
     /// that its next stop is its own (see [`file::open`]).
-    fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
+    fn claim(&self, room: usize, bytes: usize) -> Result<Vec<Claimed>, Error> {
         if room == 0 {
             return Ok(Vec::new());
         }
@@ -231,7 +262,7 @@ impl Store for Sqlite {
         if suspect_flying > 0 || (suspect_due == 1 && flying > 0) {
             return Ok(Vec::new());
         }
-        let out = claim_in(&db, now, room, suspect_due == 1)?;
+        let out = claim_in(&db, now, room, bytes, suspect_due == 1)?;
         db.commit().map_err(sql)?;
         Ok(out)
     }
@@ -399,10 +430,18 @@ fn insert_row(
     let written = (|| {
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO jobs (id, key, method, url, headers, state, next_at, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(key) DO NOTHING",
             )?
-            .execute(params![id, r.key, r.method, r.url, r.headers, r.body, PENDING, now, r.created])?;
+            .execute(params![id, r.key, r.method, r.url, r.headers, PENDING, now, r.created])?;
+        if inserted == 1
+            && let Some(body) = &r.body
+        {
+            // In a table of its own: claims and answers, which change
+            // the job's row, never rewrite it.
+            tx.prepare_cached("INSERT INTO bodies (id, body) VALUES (?1, ?2)")?
+                .execute(params![id, body])?;
+        }
         let id = if inserted == 1 {
             id
         } else {
@@ -456,6 +495,8 @@ fn write(db: &mut Connection, answers: &[Answer]) -> Result<(), rusqlite::Error>
                     "UPDATE jobs SET state = ?1, status = ?2, reply = ?3, body = NULL, headers = '[]', attempts = ?4, tries = ?5, next_at = ?6, last_error = ?7 WHERE id = ?8",
                 )?
                 .execute(params![DELIVERED, status, body, attempts, tries, now_ms(), cut, id])?;
+                tx.prepare_cached("DELETE FROM bodies WHERE id = ?1")?
+                    .execute([id])?;
             }
             End::Later { at, error, .. } => {
                 tx.prepare_cached(
@@ -517,7 +558,7 @@ mod tests {
         assert_eq!(out[3].as_ref().ok(), Some(&(first, false)));
         assert_eq!(store.unfinished().unwrap(), 2);
         let claimed: Vec<String> = store
-            .claim(10)
+            .claim(10, usize::MAX)
             .unwrap()
             .into_iter()
             .filter_map(|c| c.stored.key)

@@ -90,8 +90,10 @@ pub(super) trait Store: Send + Sync {
     /// store: [`Error::QueueFull`]). An error of the whole call kept
     /// nothing.
     fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error>;
-    /// Marks at most `room` due jobs as in flight and returns them.
-    fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error>;
+    /// Marks at most `room` due jobs as in flight and returns them, with
+    /// about `bytes` of bodies at most (one job at least, whatever its
+    /// size).
+    fn claim(&self, room: usize, bytes: usize) -> Result<Vec<Claimed>, Error>;
     /// Writes how deliveries ended. On an error nothing of it is kept,
     /// and the caller writes the same answers again later.
     fn write(&self, answers: &[Answer]) -> Result<(), Error>;

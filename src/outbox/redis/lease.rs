@@ -75,6 +75,9 @@ impl Redis {
             }
             match Record::parse(&fields) {
                 Ok(mut record) => {
+                    let size = record.stored.body.as_ref().map_or(0, Vec::len);
+                    // Up at once with a large body, down slowly.
+                    held.entry_bytes = size.max(held.entry_bytes - held.entry_bytes / 8);
                     let far = now_ms().saturating_add(millis(LONGEST_WAIT).saturating_add(60_000));
                     if record.due > far {
                         log::warn!(

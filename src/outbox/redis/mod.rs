@@ -72,6 +72,8 @@ struct Held {
     waiting: Vec<(String, Record)>,
     /// Hosts whose shared rate gives no token before this time (ms).
     blocked: HashMap<String, i64>,
+    /// About how many bytes an entry read lately held (its body).
+    entry_bytes: usize,
     last_extend: Option<Instant>,
 }
 
@@ -258,12 +260,16 @@ impl Store for Redis {
     /// before leave), then the due jobs, as the shared rate allows. A job
     /// taken over from a stopped consumer goes alone (see
     /// `Sqlite::claim`).
-    fn claim(&self, room: usize) -> Result<Vec<Claimed>, Error> {
+    fn claim(&self, room: usize, bytes: usize) -> Result<Vec<Claimed>, Error> {
         let mut held = lock(&self.held);
         let holding = held.waiting.len() + held.flight.len();
+        // What is read stays in memory until it goes: as many entries as
+        // the bytes allow, by the size of those seen so far.
+        let by_size = bytes / held.entry_bytes.max(1);
         let want = room
             .saturating_sub(held.waiting.len())
-            .min(self.setup.prefetch.saturating_sub(holding));
+            .min(self.setup.prefetch.saturating_sub(holding))
+            .min(by_size.max(usize::from(holding == 0)));
         let mut failed = None;
         if want > 0 {
             let read = self.link.with(|c, _| {
@@ -300,9 +306,12 @@ impl Store for Redis {
         } else {
             room
         };
+        let mut handed = 0usize;
         for (entry, record) in std::mem::take(&mut held.waiting) {
+            let size = record.stored.body.as_ref().map_or(0, Vec::len);
             let ready = failed.is_none()
                 && out.len() < room
+                && (out.is_empty() || handed.saturating_add(size) <= bytes)
                 && record.due <= now
                 && (record.stops > 0) == alone;
             let ready = ready
@@ -311,6 +320,7 @@ impl Store for Redis {
                     false
                 });
             if ready {
+                handed = handed.saturating_add(size);
                 held.flight.insert(entry.clone(), record.clone());
                 out.push(Claimed {
                     id: record.id,
