@@ -67,6 +67,24 @@ fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize, threads
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// Jobs a second into a producer from one thread with `enqueue_all`
+/// (1,000 per commit).
+fn enqueue_all_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 {
+    let pool = Pool::new(1);
+    let path = dir.join(format!("rate-all-{durability:?}.db"));
+    let _ = std::fs::remove_file(&path);
+    let outbox = Outbox::options()
+        .durability(durability)
+        .deliver(false)
+        .open(&path, &pool)
+        .expect("open");
+    let url = common::closed_port_url("/x");
+    let t0 = Instant::now();
+    let ids = outbox.enqueue_all((0..n).map(|i| pool.post(&url).json_body(&json!({"i": i}))));
+    assert!(ids.iter().all(Result::is_ok));
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
 /// Requests a second through plain `fire`, and through an outbox (keys,
 /// replies off, retention zero; 16 workers each, same server): enqueue and
 /// delivery together, and the delivery alone of a file that a producer
@@ -221,6 +239,11 @@ fn main() {
     let rate_fsync = enqueue_rate(&dir, Durability::PowerLoss, 8_000, 8);
     println!(
         "enqueue from 8 threads (commits shared): {rate:.0} jobs/s (Durability::Process), {rate_fsync:.0} jobs/s (Durability::PowerLoss)"
+    );
+    let rate = enqueue_all_rate(&dir, Durability::Process, 100_000);
+    let rate_fsync = enqueue_all_rate(&dir, Durability::PowerLoss, 20_000);
+    println!(
+        "enqueue_all from one thread: {rate:.0} jobs/s (Durability::Process), {rate_fsync:.0} jobs/s (Durability::PowerLoss)"
     );
     let n: usize = std::env::var("HISTORY")
         .ok()

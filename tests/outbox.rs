@@ -1103,3 +1103,11 @@ fn a_backlog_of_large_bodies_is_delivered_in_bounded_memory() {
         peak - start
     );
 }
+
+#[test]
+fn enqueue_all_gives_each_job_its_own_outcome() {
+    let dir = TempDir::new("enqueue-all");
+    common::enqueue_all_gives_each_job_its_own_outcome(&|options, pool| {
+        options.open(dir.file("calls.db"), pool).unwrap()
+    });
+}

@@ -1210,3 +1210,13 @@ fn the_shared_rate_holds_in_every_window_after_a_stall() {
     eprintln!("100/s with a 0.5 s stall: at most {most} in any 1 s, {most_100ms} in any 100 ms");
     assert!(most <= 102, "{most} in one sliding second");
 }
+
+#[test]
+fn enqueue_all_gives_each_job_its_own_outcome() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::enqueue_all_gives_each_job_its_own_outcome(&|options, pool| {
+        options.redis(&r.url(), "calls", pool).unwrap()
+    });
+}

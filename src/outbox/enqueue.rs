@@ -84,7 +84,7 @@ impl Drop for Leading<'_> {
 }
 
 /// The same storage error again, for another caller of the batch.
-fn copy(e: &Error) -> Error {
+pub(super) fn copy(e: &Error) -> Error {
     match e {
         Error::Storage { kind, reason } => Error::storage(*kind, reason.clone()),
         Error::QueueFull => Error::QueueFull,

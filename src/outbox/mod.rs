@@ -338,6 +338,70 @@ impl Outbox {
     /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::maxlen`] jobs
     /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
+        let row = self.row(request)?;
+        let key = row.key.clone();
+        let inserted = self.shared.insert(row);
+        self.inserted(&key, inserted)
+    }
+
+    /// Blocks while it writes `requests` to the store, many in one commit
+    /// (one transaction of the file, one pipeline of Redis, per 1,000),
+    /// and returns each one's id, or why that one was not taken, in the
+    /// order given: the same outcome as [`enqueue`](Outbox::enqueue) for
+    /// each, at a fraction of the cost of one commit per job.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), reqpool::Error> {
+    /// let pool = reqpool::Pool::new(8);
+    /// let outbox = reqpool::Outbox::open("calls.db", &pool)?;
+    /// let ids = outbox.enqueue_all((0..10_000).map(|i| {
+    ///     pool.post("http://127.0.0.1:8000/orders")
+    ///         .json_body(&serde_json::json!({ "id": i }))
+    ///         .idempotency_key(&format!("order-{i}"))
+    /// }));
+    /// assert!(ids.iter().all(Result::is_ok));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Per job, as [`enqueue`](Outbox::enqueue): a job that cannot be
+    /// built or carries a secret fails alone, before anything is written;
+    /// a job the store refuses fails alone; a commit the store cannot
+    /// take fails each job of it with that error.
+    pub fn enqueue_all(
+        &self,
+        requests: impl IntoIterator<Item = RequestBuilder>,
+    ) -> Vec<Result<JobId, Error>> {
+        let mut out: Vec<Option<Result<JobId, Error>>> = Vec::new();
+        let mut rows: Vec<(usize, store::Row)> = Vec::new();
+        for request in requests {
+            match self.row(request) {
+                Ok(row) => {
+                    rows.push((out.len(), row));
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        for chunk in rows.chunks(1_000) {
+            let refs: Vec<&store::Row> = chunk.iter().map(|(_, r)| r).collect();
+            let results = match self.shared.store.insert(&refs) {
+                Ok(each) => each,
+                Err(e) => chunk.iter().map(|_| Err(enqueue::copy(&e))).collect(),
+            };
+            for ((slot, row), result) in chunk.iter().zip(results) {
+                out[*slot] = Some(self.inserted(&row.key, result));
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::usage("the outbox's commit was lost"))))
+            .collect()
+    }
+
+    /// `request` as the store keeps it, checked; its span kept for its
+    /// deliveries.
+    fn row(&self, request: RequestBuilder) -> Result<store::Row, Error> {
         let own = request.own_settings();
         if !own.is_empty() {
             return Err(Error::usage(format!(
@@ -351,33 +415,37 @@ impl Outbox {
         let key = stored.key.clone().unwrap_or_else(new_key);
         let headers =
             serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
-        let traced = self.thread.is_some();
-        if traced {
+        if self.thread.is_some() {
             self.shared.lineage.enqueued(&key);
         }
-        let inserted = self.shared.insert(store::Row {
-            key: key.clone(),
+        Ok(store::Row {
+            key,
             method: stored.method,
             url: stored.url,
             headers,
             body: stored.body,
             created: now_ms(),
-        });
-        let (id, new) = match inserted {
-            Ok(x) => x,
-            Err(e) => {
-                self.shared.lineage.ended(&key);
-                return Err(e);
+        })
+    }
+
+    /// The job of `key` as the store took it (or not): its id, work for
+    /// the dispatcher if it is new.
+    fn inserted(&self, key: &str, inserted: store::Inserted) -> Result<JobId, Error> {
+        match inserted {
+            Ok((id, new)) => {
+                if new {
+                    self.shared.more_work();
+                } else {
+                    // A known key: the job is the one enqueued before.
+                    self.shared.lineage.ended(key);
+                }
+                Ok(JobId(id))
             }
-        };
-        if !new && traced {
-            // A known key: the job is the one enqueued before.
-            self.shared.lineage.ended(&key);
+            Err(e) => {
+                self.shared.lineage.ended(key);
+                Err(e)
+            }
         }
-        if new {
-            self.shared.more_work();
-        }
-        Ok(JobId(id))
     }
 
     /// Blocks until every job is delivered or dead, or `limit` passes;

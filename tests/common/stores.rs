@@ -334,3 +334,50 @@ pub fn hook_secrets_echoed_in_a_reply_are_not_kept(open: Open<'_>, stored: &dyn 
         assert!(!bytes.windows(secret.len()).any(|w| w == secret));
     }
 }
+
+/// `enqueue_all` writes many jobs in few commits, each with its own
+/// outcome in the order given: a request that cannot be built and one
+/// that carries a secret fail alone, a key already there (or given twice
+/// in the batch) is the same job, every other job is delivered once.
+pub fn enqueue_all_gives_each_job_its_own_outcome(open: Open<'_>) {
+    let (server, keys) = keyed_server(Arc::new(AtomicUsize::new(200)));
+    let pool = Pool::new(4);
+    let outbox = open(Outbox::options(), &pool);
+    let url = server.url("/orders");
+    let before = outbox.enqueue(order(&pool, &url, 0)).unwrap();
+    let mut batch: Vec<RequestBuilder> = (0..2_500).map(|i| order(&pool, &url, i)).collect();
+    batch.push(pool.post("not a url").idempotency_key("bad"));
+    batch.push(
+        pool.post(&url)
+            .bearer_auth("tok-SECRET")
+            .idempotency_key("secret"),
+    );
+    batch.push(order(&pool, &url, 7));
+    let out = outbox.enqueue_all(batch);
+    assert_eq!(out.len(), 2_503);
+    assert_eq!(
+        out[0].as_ref().ok(),
+        Some(&before),
+        "a known key is its job"
+    );
+    assert!(out[1..2_500].iter().all(Result::is_ok));
+    assert!(
+        matches!(out[2_500], Err(reqpool::Error::InvalidRequest { .. })),
+        "{:?}",
+        out[2_500]
+    );
+    assert!(
+        matches!(out[2_501], Err(reqpool::Error::Usage { .. })),
+        "{:?}",
+        out[2_501]
+    );
+    assert_eq!(
+        out[2_502].as_ref().ok(),
+        out[7].as_ref().ok(),
+        "the same key twice"
+    );
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), 2_500);
+    assert!(keys.values().all(|&n| n == 1));
+}
