@@ -136,6 +136,21 @@
 //! used: in ureq 3.5 it resolves the host on a freshly spawned thread for
 //! every request, which cuts throughput about six times.
 //!
+//! # Cargo features
+//!
+//! - `outbox`: `Outbox`, requests written to a SQLite file before
+//!   `enqueue` returns and delivered with an `Idempotency-Key` until the
+//!   server answered — across crashes and restarts; `Outbox::health`
+//!   says whether delivery runs.
+//! - `redis`: the same `Outbox` on a Redis stream (`Outbox::redis`),
+//!   shared by many processes on many machines, with leases, dead letters
+//!   and a rate shared by every consumer.
+//! - `tracing`: a span per job and per attempt, with OpenTelemetry's HTTP
+//!   client field names; an outbox delivery is a child of the span that
+//!   enqueued it.
+//! - `native-tls`, `platform-verifier`: the platform's TLS library or
+//!   trust store instead of rustls with webpki roots.
+//!
 //! # ureq in the API
 //!
 //! [`ureq::Agent`] appears in this API ([`Pool::submit`],
