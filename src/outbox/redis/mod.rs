@@ -683,7 +683,8 @@ pub(super) fn default_consumer() -> String {
     }
 }
 
-/// A URL's `host:port`, the unit of the shared rate.
+/// A URL's host key (`scheme://host:port`, no user info), the unit of the
+/// shared rate.
 fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
         .map(|k| k.to_string())
