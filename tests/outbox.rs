@@ -726,77 +726,23 @@ fn child_delivers_with_three_attempts() {
 fn a_job_that_kills_its_process_ends_at_max_attempts_and_blocks_nothing() {
     let dir = TempDir::new("poison");
     let db = dir.file("calls.db");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let keys: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
-    let k = keys.clone();
-    let server = Server::with_handler(move |req, _| {
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .cloned()
-            .unwrap_or_default();
-        *k.lock().unwrap().entry(key.clone()).or_default() += 1;
-        if key == "poison" {
-            let _ = tx.send(());
-            // Held until the test kills the process that sent it.
-            std::thread::sleep(Duration::from_secs(5));
-        }
-        Reply::json(200, json!({}))
-    });
+    let poison = Poison::start();
     {
         let pool = Pool::new(1);
         let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
-        let url = server.url("/orders");
-        outbox
-            .enqueue(pool.post(&url).idempotency_key("poison"))
-            .unwrap();
-        for i in 0..20 {
-            outbox.enqueue(order(&pool, &url, i)).unwrap();
-        }
+        poison.fill(&outbox, &pool);
     }
-    let mut runs = 0;
-    loop {
-        assert!(runs < 10, "still not done after {runs} runs");
-        runs += 1;
-        let mut child = spawn_child(
+    let runs = poison.run_until_done(&|| {
+        spawn_child(
             "child_delivers_with_three_attempts",
             &[(POISON_DB, db.to_str().unwrap())],
-        );
-        let rx = rx.clone();
-        let killed = bounded(LIMIT, move || {
-            loop {
-                if rx.recv_timeout(Duration::from_millis(20)).is_ok() {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
-                    return true;
-                }
-                if child.try_wait().unwrap().is_some() {
-                    return false;
-                }
-            }
-        });
-        if !killed {
-            break;
-        }
-    }
+        )
+    });
     let pool = Pool::new(1);
     let outbox = Outbox::options().max_attempts(3).open(&db, &pool).unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let dead = outbox.dead().unwrap();
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].key, "poison");
-    assert!(dead[0].last_error.contains("stopped"), "{dead:?}");
-    let keys = keys.lock().unwrap();
     // Its first two stops came beside other jobs (not its own), then
     // three alone: at most max_attempts + 2 sends.
-    let poison = keys.get("poison").copied().unwrap_or(0);
-    eprintln!("poison sent {poison} times in {runs} runs");
-    assert!((3..=5).contains(&poison), "{poison} sends, {runs} runs");
-    assert!(
-        (0..20).all(|i| keys.get(&format!("order-{i}")) == Some(&1)),
-        "{keys:?}"
-    );
-    assert_eq!(outbox.stats().unwrap().delivered, 20);
+    poison.check(&outbox, runs, 3..=5);
 }
 
 #[test]

@@ -381,3 +381,96 @@ pub fn enqueue_all_gives_each_job_its_own_outcome(open: Open<'_>) {
     assert_eq!(keys.len(), 2_500);
     assert!(keys.values().all(|&n| n == 1));
 }
+
+/// The poison-job test on any store: a server that counts each key's
+/// deliveries and, when the job `poison` arrives, tells the test (which
+/// kills the process that sent it) and holds the request.
+pub struct Poison {
+    pub server: Server,
+    pub keys: Arc<Mutex<HashMap<String, usize>>>,
+    arrived: crossbeam_channel::Receiver<()>,
+}
+
+impl Poison {
+    pub fn start() -> Poison {
+        let (tx, arrived) = crossbeam_channel::unbounded();
+        let keys: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let k = keys.clone();
+        let server = Server::with_handler(move |req, _| {
+            let key = req
+                .headers
+                .get("idempotency-key")
+                .cloned()
+                .unwrap_or_default();
+            *k.lock().unwrap().entry(key.clone()).or_default() += 1;
+            if key == "poison" {
+                let _ = tx.send(());
+                // Held until the test kills the process that sent it.
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            Reply::json(200, serde_json::json!({}))
+        });
+        Poison {
+            server,
+            keys,
+            arrived,
+        }
+    }
+
+    /// Enqueues the poison, then 20 ordinary jobs.
+    pub fn fill(&self, outbox: &Outbox, pool: &Pool) {
+        let url = self.server.url("/orders");
+        outbox
+            .enqueue(pool.post(&url).idempotency_key("poison"))
+            .unwrap();
+        for i in 0..20 {
+            outbox.enqueue(order(pool, &url, i)).unwrap();
+        }
+    }
+
+    /// Starts a child with `spawn` again and again, killing each when the
+    /// poison arrives, until one ends by itself; returns how many ran.
+    pub fn run_until_done(&self, spawn: &dyn Fn() -> std::process::Child) -> usize {
+        let mut runs = 0;
+        loop {
+            assert!(runs < 10, "still not done after {runs} runs");
+            runs += 1;
+            let mut child = spawn();
+            let arrived = self.arrived.clone();
+            let killed = bounded(LIMIT, move || {
+                loop {
+                    if arrived.recv_timeout(Duration::from_millis(20)).is_ok() {
+                        child.kill().unwrap();
+                        child.wait().unwrap();
+                        return true;
+                    }
+                    if child.try_wait().unwrap().is_some() {
+                        return false;
+                    }
+                }
+            });
+            if !killed {
+                return runs;
+            }
+        }
+    }
+
+    /// The poison is the one dead job, with the reason, sent a number of
+    /// times in `sends`; the 20 others were delivered once each.
+    pub fn check(&self, outbox: &Outbox, runs: usize, sends: std::ops::RangeInclusive<usize>) {
+        assert_eq!(outbox.flush_timeout(LIMIT), 0);
+        let dead = outbox.dead().unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].key, "poison");
+        assert!(dead[0].last_error.contains("stopped"), "{dead:?}");
+        let keys = self.keys.lock().unwrap();
+        let poison = keys.get("poison").copied().unwrap_or(0);
+        eprintln!("poison sent {poison} times in {runs} runs");
+        assert!(sends.contains(&poison), "{poison} sends, {runs} runs");
+        assert!(
+            (0..20).all(|i| keys.get(&format!("order-{i}")) == Some(&1)),
+            "{keys:?}"
+        );
+        assert_eq!(outbox.stats().unwrap().delivered, 20);
+    }
+}
