@@ -151,6 +151,9 @@ fn claim_in(
 // The claim's SQL writes the pending state out as 0.
 const _: () = assert!(PENDING == 0);
 
+/// Bodies up to this size stay in the job's row.
+const INLINE_BODY: usize = 4 * 1024;
+
 /// A job as a claim returns it.
 fn claimed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claimed> {
     let headers: String = r.get(4)?;
@@ -450,15 +453,22 @@ fn insert_row(
     tx.prepare_cached("SAVEPOINT enqueue_row")
         .and_then(|mut st| st.execute([]))
         .map_err(Fate::All)?;
+    // A small body stays in the job's row (one table written per commit;
+    // rewriting it with the row costs little), a large one goes to a
+    // table of its own.
+    let (small, large) = match &r.body {
+        Some(b) if b.len() > INLINE_BODY => (None, Some(b)),
+        b => (b.as_ref(), None),
+    };
     let written = (|| {
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO jobs (id, key, method, url, headers, state, next_at, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(key) DO NOTHING",
             )?
-            .execute(params![id, r.key, r.method, r.url, r.headers, PENDING, now, r.created])?;
+            .execute(params![id, r.key, r.method, r.url, r.headers, small, PENDING, now, r.created])?;
         if inserted == 1
-            && let Some(body) = &r.body
+            && let Some(body) = large
         {
             // In a table of its own: claims and answers, which change
             // the job's row, never rewrite it.
