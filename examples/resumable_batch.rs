@@ -40,16 +40,26 @@ fn run(db: &std::path::Path, url: &str) -> Outbox {
 }
 
 /// Jobs a second enqueued by `threads` threads into a fresh file.
-fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize, threads: usize) -> f64 {
-    let pool = Pool::new(1);
-    let path = dir.join(format!("rate-{durability:?}-{threads}.db"));
+/// A fresh outbox file `name` in `dir` that only takes jobs (the enqueues
+/// alone, nothing delivered meanwhile).
+fn producer(dir: &std::path::Path, name: &str, durability: Durability, pool: &Pool) -> Outbox {
+    let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
-    // A producer: the enqueues alone, nothing delivered meanwhile.
-    let outbox = Outbox::options()
+    Outbox::options()
         .durability(durability)
         .deliver(false)
-        .open(&path, &pool)
-        .expect("open");
+        .open(&path, pool)
+        .expect("open")
+}
+
+fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize, threads: usize) -> f64 {
+    let pool = Pool::new(1);
+    let outbox = producer(
+        dir,
+        &format!("rate-{durability:?}-{threads}.db"),
+        durability,
+        &pool,
+    );
     let url = common::closed_port_url("/x");
     let t0 = Instant::now();
     std::thread::scope(|s| {
@@ -71,13 +81,12 @@ fn enqueue_rate(dir: &std::path::Path, durability: Durability, n: usize, threads
 /// (1,000 per commit).
 fn enqueue_all_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 {
     let pool = Pool::new(1);
-    let path = dir.join(format!("rate-all-{durability:?}.db"));
-    let _ = std::fs::remove_file(&path);
-    let outbox = Outbox::options()
-        .durability(durability)
-        .deliver(false)
-        .open(&path, &pool)
-        .expect("open");
+    let outbox = producer(
+        dir,
+        &format!("rate-all-{durability:?}.db"),
+        durability,
+        &pool,
+    );
     let url = common::closed_port_url("/x");
     let t0 = Instant::now();
     let ids = outbox.enqueue_all((0..n).map(|i| pool.post(&url).json_body(&json!({"i": i}))));

@@ -778,26 +778,15 @@ fn child_enqueues_one_job_and_delivers() {
 fn a_retry_after_survives_a_kill() {
     let dir = TempDir::new("retry-after");
     let db = dir.file("calls.db");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (server, arrivals) = retry_after_server(2, tx);
-    let url = server.url("/orders");
-    let mut child = spawn_child(
-        "child_enqueues_one_job_and_delivers",
-        &[(RA_DB, db.to_str().unwrap()), (RA_URL, &url)],
+    common::a_retry_after_survives_a_kill(
+        &|url| {
+            spawn_child(
+                "child_enqueues_one_job_and_delivers",
+                &[(RA_DB, db.to_str().unwrap()), (RA_URL, url)],
+            )
+        },
+        &|pool| Outbox::open(&db, pool).unwrap(),
     );
-    rx.recv_timeout(LIMIT).expect("the first delivery");
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let pool = Pool::new(1);
-    let outbox = Outbox::open(&db, &pool).unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let a = arrivals.lock().unwrap().clone();
-    assert_eq!(a.len(), 2);
-    let gap = a[1] - a[0];
-    eprintln!("sent again {gap:?} after the 503");
-    assert!(gap >= Duration::from_secs(2), "{gap:?}");
-    assert!(gap < Duration::from_millis(3500), "{gap:?}");
 }
 
 /// Times and counts in the file are checked when read, not trusted: a job

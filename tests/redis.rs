@@ -993,30 +993,21 @@ fn a_retry_after_survives_a_kill() {
     let Some(r) = RedisServer::start() else {
         return;
     };
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (server, arrivals) = retry_after_server(2, tx);
-    let url = server.url("/orders");
-    let mut child = spawn_child(
-        "child_enqueues_one_job_and_consumes",
-        &[(RA_REDIS, r.url().as_str()), (RA_URL, &url)],
+    common::a_retry_after_survives_a_kill(
+        &|url| {
+            spawn_child(
+                "child_enqueues_one_job_and_consumes",
+                &[(RA_REDIS, r.url().as_str()), (RA_URL, url)],
+            )
+        },
+        &|pool| {
+            Outbox::options()
+                .consumer("survivor")
+                .lease(Duration::from_millis(500))
+                .redis(&r.url(), "calls", pool)
+                .unwrap()
+        },
     );
-    rx.recv_timeout(LIMIT).expect("the first delivery");
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let pool = Pool::new(1);
-    let outbox = Outbox::options()
-        .consumer("survivor")
-        .lease(Duration::from_millis(500))
-        .redis(&r.url(), "calls", &pool)
-        .unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let a = arrivals.lock().unwrap().clone();
-    assert_eq!(a.len(), 2);
-    let gap = a[1] - a[0];
-    eprintln!("sent again {gap:?} after the 503");
-    assert!(gap >= Duration::from_secs(2), "{gap:?}");
-    assert!(gap < Duration::from_millis(3500), "{gap:?}");
 }
 
 /// Times and counts in an entry are checked when read: a hand-written

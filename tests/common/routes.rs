@@ -109,6 +109,15 @@ pub fn process(req: &Req, delay: Duration) -> Reply {
 /// it, waits `?ms=N` if asked, and answers with `status` and a JSON of
 /// the key and the request's body.
 pub fn keyed_server(status: Arc<AtomicUsize>) -> (Server, Arc<Mutex<HashMap<String, usize>>>) {
+    keyed_server_with(status, |_| {})
+}
+
+/// [`keyed_server`], calling `arrived` with each request's key once it
+/// is recorded (before any answer).
+pub fn keyed_server_with(
+    status: Arc<AtomicUsize>,
+    arrived: impl Fn(&str) + Send + Sync + 'static,
+) -> (Server, Arc<Mutex<HashMap<String, usize>>>) {
     let keys: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let k = keys.clone();
     let server = Server::with_handler(move |req, _| {
@@ -118,6 +127,7 @@ pub fn keyed_server(status: Arc<AtomicUsize>) -> (Server, Arc<Mutex<HashMap<Stri
             .cloned()
             .unwrap_or_default();
         *k.lock().unwrap().entry(key.clone()).or_default() += 1;
+        arrived(&key);
         if let Some(ms) = req.q("ms").and_then(|m| m.parse().ok()) {
             std::thread::sleep(Duration::from_millis(ms));
         }

@@ -394,21 +394,12 @@ pub struct Poison {
 impl Poison {
     pub fn start() -> Poison {
         let (tx, arrived) = crossbeam_channel::unbounded();
-        let keys: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let k = keys.clone();
-        let server = Server::with_handler(move |req, _| {
-            let key = req
-                .headers
-                .get("idempotency-key")
-                .cloned()
-                .unwrap_or_default();
-            *k.lock().unwrap().entry(key.clone()).or_default() += 1;
+        let (server, keys) = keyed_server_with(Arc::new(AtomicUsize::new(200)), move |key| {
             if key == "poison" {
                 let _ = tx.send(());
                 // Held until the test kills the process that sent it.
                 std::thread::sleep(Duration::from_secs(5));
             }
-            Reply::json(200, serde_json::json!({}))
         });
         Poison {
             server,
@@ -473,4 +464,32 @@ impl Poison {
         );
         assert_eq!(outbox.stats().unwrap().delivered, 20);
     }
+}
+
+/// A `Retry-After` the server gave is kept across a kill: the child that
+/// `spawn` starts (given the server's URL) enqueues the job `retry-me`
+/// and delivers it; it is killed 300 ms after the 503 with
+/// `Retry-After: 2`, and the outbox `reopen` gives (the next process, or
+/// a consumer that takes the job over) sends it no sooner than 2 s after
+/// the 503.
+pub fn a_retry_after_survives_a_kill(
+    spawn: &dyn Fn(&str) -> std::process::Child,
+    reopen: &dyn Fn(&Pool) -> Outbox,
+) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (server, arrivals) = retry_after_server(2, tx);
+    let mut child = spawn(&server.url("/orders"));
+    rx.recv_timeout(LIMIT).expect("the first delivery");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pool = Pool::new(1);
+    let outbox = reopen(&pool);
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let a = arrivals.lock().unwrap().clone();
+    assert_eq!(a.len(), 2);
+    let gap = a[1] - a[0];
+    eprintln!("sent again {gap:?} after the 503");
+    assert!(gap >= Duration::from_secs(2), "{gap:?}");
+    assert!(gap < Duration::from_millis(3500), "{gap:?}");
 }
