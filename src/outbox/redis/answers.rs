@@ -57,16 +57,12 @@ impl Redis {
         match &a.end {
             // Written together by `delivered`.
             End::Delivered { .. } => {}
-            End::Later {
-                at,
-                error,
-                throttled,
-            } => {
+            End::Later { at, throttled, .. } => {
                 // The job stays this consumer's (its entry pending, its
                 // lease kept) and goes again at its time; the time, on
                 // Redis's clock, and its counts are kept in Redis for
-                // whoever takes it over.
-                let _ = error;
+                // whoever takes it over. (The error is the file's
+                // `last_error`; here the dead letter keeps the last one.)
                 let wait = at.saturating_sub(now_ms()).max(0);
                 scripts_hash(p, s.later.get_hash(), &[self.later()]);
                 p.arg(&a.entry)
