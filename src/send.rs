@@ -487,48 +487,27 @@ fn exchange(
         }
     }
     // The head must fit the connection's output buffer: a long one (a
-    // long URL, token or cookie) goes through the pool's wide agent, and
-    // so does a request to a host whose response heads are long.
+    // long URL, token or cookie) goes through the pool's wide agent.
     let head = builder
         .headers_ref()
         .map_or(0, |h| head_len(method, &hop.uri, h));
-    let (agent, wide) = match ctx.agents {
-        Some(agents) => agents
-            .for_request(ctx.agent, &hop.uri, head)
-            .ok_or_else(|| {
-                Error::invalid(
-                    url,
-                    format!(
-                        "the request head is about {head} bytes, more than the {} a pool sends",
-                        crate::agent::HEAD_MAX
-                    ),
-                )
-            })?,
-        None => (ctx.agent, false),
+    let agent = match ctx.agents {
+        Some(agents) => agents.for_request(ctx.agent, head).ok_or_else(|| {
+            Error::invalid(
+                url,
+                format!(
+                    "the request head is about {head} bytes, more than the {} a pool sends",
+                    crate::agent::HEAD_MAX
+                ),
+            )
+        })?,
+        None => ctx.agent,
     };
     let head = builder
         .body(())
         .map_err(|e| Error::invalid(url, e.to_string()))?;
-    let send = |agent: &ureq::Agent| {
-        crate::wire::reset_opened();
-        send_once(agent, &head, hop)
-    };
-    let mut run = send(agent);
-    // A response head longer than the read buffer: the host is read
-    // through the wide agent from now on, and a request that may be sent
-    // twice is sent again through it at once (it was answered, so the
-    // server has it: a POST without a key is not).
-    if let Err(ureq::Error::LargeResponseHeader(..)) = &run
-        && !wide
-        && let Some(agents) = ctx.agents
-    {
-        agents.widen(&hop.uri);
-        if req.retry_idempotent() && !crate::wire::aborted() {
-            crate::wire::release_conn();
-            run = send(agents.wide_read());
-        }
-    }
-    let mut resp = run.map_err(|e| {
+    crate::wire::reset_opened();
+    let mut resp = send_once(agent, &head, hop).map_err(|e| {
         seen.reused = !crate::wire::opened();
         Error::from_ureq(e, method, url)
     })?;
