@@ -138,6 +138,7 @@ fn rung(name: &str, url: &str, n: usize, workers: usize) {
                 .workers(workers)
                 .max_per_host(workers * 4)
                 .max_rate_per_host(1_000_000, Duration::from_secs(1))
+                .max_rate_burst(1_000_000)
                 .circuit_breaker(reqpool::Breaker::new().failures(1_000))
                 .build()
                 .unwrap();
