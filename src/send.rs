@@ -72,7 +72,7 @@ impl Prepared {
         let key = ctx
             .hosts
             .and_then(|_| HostKey::of_uri(&self.spec.uri().ok()?))
-            .map(|k| k.to_string());
+            .map(HostKey::into_string);
         let host = ctx.hosts.zip(key.as_deref());
         loop {
             // A retry never goes into an open circuit.
@@ -285,8 +285,9 @@ fn execute(
         Ok(uri) => uri,
         Err(e) => return Exec::Done(Err(e)),
     };
-    // The first host: a hop elsewhere goes through that host's policies.
-    let first = HostKey::of_uri(&start);
+    // The first host: a hop elsewhere goes through that host's policies
+    // (a pool without any needs no key).
+    let first = ctx.hosts.and_then(|_| HostKey::of_uri(&start));
     let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
         Some(n) => {
             // It was answered before it waited: the first server has it.
@@ -316,9 +317,9 @@ fn execute(
         }
     };
     loop {
-        let key = HostKey::of_uri(&hop.uri);
+        let key = ctx.hosts.and_then(|_| HostKey::of_uri(&hop.uri));
         let crossed = first != key;
-        let key = ctx.hosts.and(key).map(|k| k.to_string());
+        let key = key.map(HostKey::into_string);
         let host = ctx.hosts.zip(key.as_deref());
         if redirects > 0
             && crossed

@@ -23,7 +23,10 @@
 //! 7. `fire`: `pool.post(..).fire()` then `flush`: no handle kept.
 //!
 //! `cargo bench -p reqpool-suite --bench ladder` (`RUNS=3`, `N=20000`,
-//! `WORKERS=16,2`). The README's ladder comes from one such run.
+//! `WORKERS=16,2`). The README's ladder comes from one such run. To look
+//! inside one rung (with `perf` or `heaptrack`), `LADDER_SERVE=60` only
+//! serves for 60 s and prints the server's URL; then run the bench binary
+//! with `LADDER_CHILD=<rung> URL=<url>/json` under the tool.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -188,6 +191,11 @@ fn main() {
         return as_child(&name);
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    if let Ok(secs) = std::env::var("LADDER_SERVE") {
+        println!("{}/json", peer_server::start(Duration::ZERO));
+        std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
         return;
     }
     let runs: usize = env("RUNS", 3);
