@@ -204,7 +204,9 @@ fn config(
             // ureq's 128 KiB buffers per connection (zero-filled on first
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
-            // smaller ones. 16 KiB each keep a pool of thousands small.
+            // smaller ones. 16 KiB to write (a longer head goes through the wide
+            // agent) and 8 KiB to read (a longer head spills, see
+            // `spill.rs`) keep a pool of thousands small.
             .output_buffer_size(16 * 1024)
             .input_buffer_size(s.read_buffer)
             // A longer head spills past the buffer while it is read.

@@ -66,7 +66,7 @@ impl Default for Builder {
             thread_name: "reqpool-worker".to_string(),
             stack_size: None,
             thread_keep_alive: Duration::from_secs(10),
-            read_buffer: 16 * 1024,
+            read_buffer: 8 * 1024,
             timeout: Duration::from_secs(30),
             deadline: None,
             connect_timeout: Duration::from_secs(10),
@@ -147,8 +147,8 @@ impl Builder {
     /// [`Protocol`](crate::TransportKind::Protocol) that says so. The
     /// pool's own agent only (an agent given to [`agent`](Builder::agent)
     /// keeps its buffers, and reads heads up to its
-    /// `max_response_header_size`). Defaults to 16 KiB: with the 16 KiB
-    /// write buffer, 32 KiB per open connection (ureq's defaults are
+    /// `max_response_header_size`). Defaults to 8 KiB: with the 16 KiB
+    /// write buffer, 24 KiB per open connection (ureq's defaults are
     /// 128 KiB each). At least 1 KiB (else `build()` fails).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes;
