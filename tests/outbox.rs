@@ -1,7 +1,7 @@
 //! The durable outbox (feature `outbox`) on real SQLite files in temporary
 //! folders, against in-process servers, with a real child process killed
 //! with SIGKILL mid-batch. `cargo test --features outbox --test outbox`.
-#![cfg(feature = "outbox")]
+#![cfg(feature = "sqlite")]
 
 mod common;
 

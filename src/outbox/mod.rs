@@ -6,16 +6,20 @@
 
 mod deliver;
 mod enqueue;
+#[cfg(feature = "sqlite")]
 mod file;
 mod health;
 mod lineage;
+#[cfg(feature = "sqlite")]
 mod mark;
 mod options;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
 mod verdict;
+#[cfg(feature = "sqlite")]
 mod wal;
 
 pub use health::OutboxHealth;
@@ -28,6 +32,7 @@ use crate::request::RequestBuilder;
 use crate::sync::{lock, wait_while};
 use deliver::supervise;
 use std::fmt;
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Condvar, Mutex};
@@ -244,13 +249,14 @@ impl Outbox {
     /// newer version, cannot be created or written (a read-only folder, a
     /// full disk), or is open in another process: its
     /// [`StorageKind`](crate::StorageKind) says which.
+    #[cfg(feature = "sqlite")]
     pub fn open(path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
         OutboxOptions::default().open(path, pool)
     }
 
     /// Blocks while it connects to the Redis server at `url` (feature
     /// `redis`) and opens the outbox on its stream `name`, with the
-    /// default [`OutboxOptions`]: the same outbox as [`open`](Outbox::open),
+    /// default [`OutboxOptions`]: the same outbox as `Outbox::open` (a file),
     /// shared by every process that opens the same stream, on any
     /// machine. Each one can `enqueue`; each one with a pool delivers, as
     /// a consumer of the group `reqpool`, and acknowledges a job only

@@ -6,6 +6,7 @@
 use super::Outbox;
 use crate::error::Error;
 use crate::pool::Pool;
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ pub enum Durability {
     PowerLoss,
 }
 
-/// The settings of an outbox; [`Outbox::open`] takes the defaults.
+/// The settings of an outbox; `Outbox::open` (feature `sqlite`) and
+/// `Outbox::redis` (feature `redis`) take the defaults.
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
     pub(super) durability: Durability,
@@ -266,6 +268,7 @@ impl OutboxOptions {
     /// # Errors
     ///
     /// As [`Outbox::open`].
+    #[cfg(feature = "sqlite")]
     pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
         let store = super::sqlite::Sqlite::open(path.as_ref(), self.durability, self.maxlen)?;
         Outbox::start(Box::new(store), pool, self)

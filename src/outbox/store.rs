@@ -47,6 +47,7 @@ pub(super) struct Claimed {
 
 /// How one delivery ended, to be written.
 pub(super) struct Answer {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(super) id: i64,
     /// [`Claimed::attempts`] after this delivery.
     pub(super) attempts: u32,
@@ -66,6 +67,7 @@ pub(super) enum End {
         status: Option<i64>,
         body: Option<Vec<u8>>,
         cut: bool,
+        #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
         forget: bool,
     },
     /// To be tried again at `at` (ms since the epoch), with the error of
@@ -74,6 +76,7 @@ pub(super) enum End {
     /// `Retry-After`), which a shared store passes to every consumer.
     Later {
         at: i64,
+        #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
         error: Option<String>,
         #[cfg_attr(not(feature = "redis"), allow(dead_code))]
         throttled: Option<Duration>,
