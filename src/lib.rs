@@ -212,9 +212,11 @@ pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
 };
+#[cfg(feature = "sqlite")]
+pub use crate::outbox::Durability;
 #[cfg(any(feature = "sqlite", feature = "redis"))]
 pub use crate::outbox::{
-    DeadJob, Delivered, Durability, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
+    DeadJob, Delivered, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
 };
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;

@@ -3,32 +3,20 @@
 //! many jobs may wait; and for a Redis stream its group, its consumer's
 //! name and lease, and the rate shared by every consumer.
 
-use super::Outbox;
-use crate::error::Error;
-use crate::pool::Pool;
+#[cfg(feature = "redis")]
+use super::redis::{Redis, Setup};
 #[cfg(feature = "sqlite")]
-use std::path::Path;
+use super::sqlite::{Durability, Sqlite};
+#[cfg(feature = "redis")]
+use crate::error::Error;
 use std::time::Duration;
-
-/// What survives what: each commit of the outbox file is flushed as far as
-/// this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// A job is in the file once `enqueue` returns, and survives a killed
-    /// process (WAL with `synchronous=NORMAL`). The default.
-    #[default]
-    Process,
-    /// As `Process`, and also survives a power loss: an fsync per commit
-    /// (`synchronous=FULL`), much slower.
-    PowerLoss,
-}
 
 /// The settings of an outbox; `Outbox::open` (feature `sqlite`) and
 /// `Outbox::redis` (feature `redis`) take the defaults.
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
-    pub(super) durability: Durability,
+    #[cfg(feature = "sqlite")]
+    durability: Durability,
     pub(super) keep_replies: bool,
     pub(super) max_attempts: u32,
     pub(super) max_age: Option<Duration>,
@@ -56,6 +44,7 @@ pub(super) struct RedisOptions {
 impl Default for OutboxOptions {
     fn default() -> Self {
         OutboxOptions {
+            #[cfg(feature = "sqlite")]
             durability: Durability::Process,
             keep_replies: true,
             max_attempts: 5,
@@ -81,20 +70,22 @@ impl OutboxOptions {
     /// hours.
     pub const REDIS_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
-    /// The defaults: [`Durability::Process`], replies kept, 5 deliveries
+    /// The defaults: `Durability::Process` (a file), replies kept, 5 deliveries
     /// at most.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// What a commit survives. Defaults to [`Durability::Process`].
+    /// What a commit of the file survives (feature `sqlite`). Defaults to
+    /// [`Durability::Process`].
+    #[cfg(feature = "sqlite")]
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
         self
     }
 
     /// Keeps each reply's status and body (64 KiB at most) for
-    /// [`Outbox::reply`]. Off for pure fire-and-forget: a delivered job
+    /// [`Outbox::reply`](crate::Outbox::reply). Off for pure fire-and-forget: a delivered job
     /// then keeps only its key. Defaults to true.
     pub fn keep_replies(mut self, yes: bool) -> Self {
         self.keep_replies = yes;
@@ -134,7 +125,7 @@ impl OutboxOptions {
     /// with pending work and this window, not with history. A re-run
     /// after the window sends a removed job's key again (the server's
     /// idempotency window should be longer). `Duration::ZERO` removes a
-    /// job as soon as it is delivered; [`Outbox::forget`] removes one
+    /// job as soon as it is delivered; [`Outbox::forget`](crate::Outbox::forget) removes one
     /// by hand; `Duration::MAX` keeps it.
     ///
     /// Defaults to `Duration::MAX` (kept) on a file: the file is one
@@ -161,7 +152,7 @@ impl OutboxOptions {
     }
 
     /// Jobs at most waiting or in flight: an `enqueue` beyond fails with
-    /// [`Error::QueueFull`] and writes nothing (a known key still returns
+    /// [`Error::QueueFull`](crate::Error::QueueFull) and writes nothing (a known key still returns
     /// its job). 0, the default, sets no limit. On Redis the bound is the
     /// stream's length, shared by every producer.
     pub fn maxlen(mut self, n: usize) -> Self {
@@ -220,15 +211,15 @@ impl OutboxOptions {
         self
     }
 
-    /// Blocks while it connects to the Redis server at `url` and opens
-    /// the outbox on its stream `name` with these settings; see
-    /// [`Outbox::redis`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Outbox::redis`].
+    /// The Redis store these settings make (its own default retention
+    /// if none was set), for a pool of `workers`.
     #[cfg(feature = "redis")]
-    pub fn redis(mut self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+    pub(super) fn redis_store(
+        &mut self,
+        url: &str,
+        name: &str,
+        workers: usize,
+    ) -> Result<Redis, Error> {
         if !self.retention_set {
             self.retention = Self::REDIS_RETENTION;
         }
@@ -246,7 +237,7 @@ impl OutboxOptions {
             }
             Some((n, per)) => Some((per / n).max(Duration::from_micros(1))),
         };
-        let setup = super::redis::Setup {
+        let setup = Setup {
             group: r.group.clone(),
             consumer: r
                 .consumer
@@ -255,22 +246,15 @@ impl OutboxOptions {
             lease: r.lease,
             interval,
             maxlen: self.maxlen,
-            prefetch: (8 * pool.workers()).max(64),
+            prefetch: (8 * workers).max(64),
             retention: self.retention,
         };
-        let store = super::redis::Redis::open(url, name, setup)?;
-        Outbox::start(Box::new(store), pool, self)
+        Redis::open(url, name, setup)
     }
 
-    /// Blocks while it opens (or creates) the outbox file at `path` with
-    /// these settings; see [`Outbox::open`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Outbox::open`].
+    /// The file store these settings make.
     #[cfg(feature = "sqlite")]
-    pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
-        let store = super::sqlite::Sqlite::open(path.as_ref(), self.durability, self.maxlen)?;
-        Outbox::start(Box::new(store), pool, self)
+    pub(super) fn file_store(&self, path: &std::path::Path) -> Result<Sqlite, crate::error::Error> {
+        Sqlite::open(path, self.durability, self.maxlen, self.retention)
     }
 }

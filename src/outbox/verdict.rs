@@ -6,17 +6,14 @@
 //! circuit, a wait past the pool's limit, a refused connection, a pool
 //! shut down) are never a reason for a job to die.
 
-use super::store::{Claimed, End};
-use super::{OutboxOptions, REPLY_CAP};
+use super::options::OutboxOptions;
+use super::store::{Claimed, End, LONGEST_WAIT, millis};
 use crate::error::{Error, Phase};
 use crate::response::Response;
 use std::time::Duration;
 
-/// The longest wait the outbox gives a job between two deliveries (its
-/// backoff's cap, and the most of a `Retry-After` it honours). A stored
-/// time further ahead than this is not trusted (a clock that was ahead, a
-/// hand-written value): the job is due at once.
-pub(super) const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+/// How much of a reply body is kept for [`Outbox::reply`](crate::Outbox::reply).
+const REPLY_CAP: usize = 64 * 1024;
 
 /// The first wait after a failed delivery; it doubles with each try, up
 /// to [`BACKOFF_CAP`].
@@ -34,14 +31,13 @@ pub(super) struct Verdict {
 
 /// The verdict on `job`'s delivery that ended with `result`, at `now`
 /// (ms since the epoch).
-pub(super) fn judge(
-    job: &Claimed,
+pub(super) fn judge<R>(
+    job: &Claimed<R>,
     result: &Result<Response, Error>,
     options: &OutboxOptions,
     now: i64,
 ) -> Verdict {
     let tries = job.tries.saturating_add(1);
-    let forget = !options.keep_replies && options.retention.is_zero();
     let e = match result {
         Ok(resp) => {
             let (status, body) = if options.keep_replies {
@@ -58,7 +54,6 @@ pub(super) fn judge(
                     status,
                     body,
                     cut: false,
-                    forget,
                 },
             };
         }
@@ -77,7 +72,6 @@ pub(super) fn judge(
                 status: options.keep_replies.then_some(i64::from(*code)),
                 body: options.keep_replies.then(Vec::new),
                 cut: true,
-                forget,
             },
         };
     }
@@ -141,11 +135,6 @@ fn backoff(tries: u32) -> Duration {
     BACKOFF_FIRST
         .saturating_mul(1u32 << tries.saturating_sub(1).min(8))
         .min(BACKOFF_CAP)
-}
-
-/// A duration in ms, saturating.
-pub(super) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Whether any attempt of the delivery may have reached a server.
