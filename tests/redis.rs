@@ -339,11 +339,11 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
         ("empty name", Outbox::options()),
         (
             "rate of 0",
-            Outbox::options().max_rate_per_host(0, Duration::from_secs(1)),
+            Outbox::options().shared_rate_per_host(0, Duration::from_secs(1)),
         ),
         (
             "rate per 0",
-            Outbox::options().max_rate_per_host(5, Duration::ZERO),
+            Outbox::options().shared_rate_per_host(5, Duration::ZERO),
         ),
         ("empty group", Outbox::options().group("")),
     ] {
@@ -364,14 +364,14 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
     // Huge and tiny settings are taken.
     let outbox = Outbox::options()
         .lease(Duration::MAX)
-        .max_rate_per_host(u32::MAX, Duration::MAX)
-        .maxlen(usize::MAX)
+        .shared_rate_per_host(u32::MAX, Duration::MAX)
+        .max_queued(usize::MAX)
         .redis(&r.url(), "big", &pool)
         .unwrap();
     drop(outbox);
     let outbox = Outbox::options()
         .lease(Duration::ZERO)
-        .max_rate_per_host(1, Duration::from_nanos(1))
+        .shared_rate_per_host(1, Duration::from_nanos(1))
         .redis(&r.url(), "small", &pool)
         .unwrap();
     assert!(format!("{outbox:?}").contains("small"));
@@ -420,7 +420,7 @@ fn a_full_stream_refuses_new_jobs_on_both_stores() {
     let mut stores = vec![
         Outbox::options()
             .deliver(false)
-            .maxlen(3)
+            .max_queued(3)
             .redis(&r.url(), "calls", &pool)
             .unwrap(),
     ];
@@ -428,7 +428,7 @@ fn a_full_stream_refuses_new_jobs_on_both_stores() {
     stores.push(
         Outbox::options()
             .deliver(false)
-            .maxlen(3)
+            .max_queued(3)
             .open(dir.file("calls.db"), &pool)
             .unwrap(),
     );
@@ -765,7 +765,7 @@ fn consumers_share_one_rate_per_host() {
         .map(|(i, p)| {
             Outbox::options()
                 .consumer(&format!("c{i}"))
-                .max_rate_per_host(20, Duration::from_secs(1))
+                .shared_rate_per_host(20, Duration::from_secs(1))
                 .redis(&r.url(), "calls", p)
                 .unwrap()
         })
@@ -805,7 +805,7 @@ fn a_429_pauses_the_host_for_every_consumer() {
         .build()
         .unwrap();
     let outbox = Outbox::options()
-        .max_rate_per_host(1000, Duration::from_secs(1))
+        .shared_rate_per_host(1000, Duration::from_secs(1))
         .redis(&r.url(), "calls", &pool)
         .unwrap();
     outbox.enqueue(order(&pool, &server.url("/a"), 1)).unwrap();
@@ -827,7 +827,7 @@ fn a_429_pauses_the_host_for_every_consumer() {
     let pool2 = Pool::new(2);
     let other = Outbox::options()
         .consumer("other")
-        .max_rate_per_host(1000, Duration::from_secs(1))
+        .shared_rate_per_host(1000, Duration::from_secs(1))
         .redis(&r.url(), "calls", &pool2)
         .unwrap();
     other.enqueue(order(&pool2, &server.url("/b"), 2)).unwrap();
@@ -1124,7 +1124,7 @@ fn the_shared_rate_holds_in_every_window_after_a_stall() {
     });
     let pool = Pool::new(16);
     let outbox = Outbox::options()
-        .max_rate_per_host(100, Duration::from_secs(1))
+        .shared_rate_per_host(100, Duration::from_secs(1))
         .redis(&r.url(), "calls", &pool)
         .unwrap();
     let url = server.url("/orders");

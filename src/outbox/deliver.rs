@@ -330,7 +330,7 @@ fn claim<S: Store>(d: &Arc<Dispatcher<S>>) -> bool {
 /// (it may be what kills them) is dead without being sent again.
 fn deliver<S: Store>(d: &Arc<Dispatcher<S>>, mut job: Claimed<S::Receipt>) {
     let s = &d.shared;
-    if job.stops > 0 && job.attempts >= s.options.max_attempts {
+    if job.stops > 0 && job.attempts >= s.options.retry.max_attempts {
         let error = format!(
             "its consumer stopped {} time(s) while delivering it (a crash, a kill, a lease that ran out)",
             job.stops

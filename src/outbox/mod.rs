@@ -207,7 +207,7 @@ impl Outbox {
     /// its own that the outbox does not keep (`timeout`, `deadline`,
     /// `retry`, `hedge`, `follow_redirects`: the delivering pool's
     /// settings apply, so set them on its [`Builder`](crate::Builder));
-    /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::maxlen`] jobs
+    /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::max_queued`] jobs
     /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
         let row = self.row(request)?;

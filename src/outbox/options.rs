@@ -9,6 +9,7 @@ use super::redis::{Redis, Setup};
 use super::sqlite::{Durability, Sqlite};
 #[cfg(feature = "redis")]
 use crate::error::Error;
+use crate::retry::Retry;
 use std::time::Duration;
 
 /// The settings of an outbox; `Outbox::open` (feature `sqlite`) and
@@ -18,7 +19,9 @@ pub struct OutboxOptions {
     #[cfg(feature = "sqlite")]
     durability: Durability,
     pub(super) keep_replies: bool,
-    pub(super) max_attempts: u32,
+    /// When a failed delivery is tried again: attempts, backoff, the
+    /// statuses that are not final.
+    pub(super) retry: Retry,
     pub(super) max_age: Option<Duration>,
     pub(super) retention: Duration,
     /// `retention` was set: a Redis outbox keeps it rather than its own
@@ -26,7 +29,7 @@ pub struct OutboxOptions {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     retention_set: bool,
     pub(super) deliver: bool,
-    pub(super) maxlen: usize,
+    pub(super) max_queued: usize,
     #[cfg(feature = "redis")]
     pub(super) redis: RedisOptions,
 }
@@ -47,12 +50,12 @@ impl Default for OutboxOptions {
             #[cfg(feature = "sqlite")]
             durability: Durability::Process,
             keep_replies: true,
-            max_attempts: 5,
+            retry: Self::default_retry(),
             max_age: None,
             retention: Duration::MAX,
             retention_set: false,
             deliver: true,
-            maxlen: 0,
+            max_queued: 0,
             #[cfg(feature = "redis")]
             redis: RedisOptions {
                 group: "reqpool".into(),
@@ -92,7 +95,37 @@ impl OutboxOptions {
         self
     }
 
-    /// Deliveries at most before a job that keeps failing is dead. What
+    /// When a failed delivery is tried again, by the same policy type as
+    /// the pool's retries ([`Builder::retry`](crate::Builder::retry)),
+    /// read the outbox's way: each delivery is one attempt, and its
+    /// [`max_attempts`](Retry::max_attempts) counts deliveries as
+    /// [`OutboxOptions::max_attempts`] says; the wait before delivery
+    /// `n + 1` is the [`backoff`](Retry::backoff) doubled `n - 1` times up
+    /// to its cap, without jitter, or the server's `Retry-After` if longer
+    /// (up to 1 h); a status not among its
+    /// [`statuses`](Retry::statuses) is the server's final word, and the
+    /// job is dead at once; `non_idempotent` does not apply (every
+    /// delivery carries its key).
+    ///
+    /// Defaults to 5 deliveries, from 1 s doubling to 256 s, and 408, 425,
+    /// 429 and every 5xx tried again (any other 4xx and a redirect the
+    /// request may not follow are final).
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The outbox's default policy; see [`retry`](OutboxOptions::retry).
+    fn default_retry() -> Retry {
+        let statuses: Vec<u16> = [408, 425, 429].into_iter().chain(500..600).collect();
+        Retry::standard()
+            .max_attempts(5)
+            .backoff(Duration::from_secs(1), Duration::from_secs(256))
+            .statuses(&statuses)
+    }
+
+    /// Deliveries at most before a job that keeps failing is dead (the
+    /// [`retry`](OutboxOptions::retry) policy's `max_attempts`). What
     /// counts: each delivery that reached (or may have reached) a server
     /// and failed, and each delivery whose consumer stopped (crashed,
     /// killed, its lease ran out) — a job that kills its consumer is dead
@@ -106,7 +139,7 @@ impl OutboxOptions {
     /// wait between attempts (a `Retry-After` included) is the outbox's,
     /// kept in the store across a crash. At least 1; defaults to 5.
     pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+        self.retry = self.retry.max_attempts(n);
         self
     }
 
@@ -151,12 +184,14 @@ impl OutboxOptions {
         self
     }
 
-    /// Jobs at most waiting or in flight: an `enqueue` beyond fails with
-    /// [`Error::QueueFull`](crate::Error::QueueFull) and writes nothing (a known key still returns
-    /// its job). 0, the default, sets no limit. On Redis the bound is the
-    /// stream's length, shared by every producer.
-    pub fn maxlen(mut self, n: usize) -> Self {
-        self.maxlen = n;
+    /// Jobs at most waiting or in flight in the store: an `enqueue`
+    /// beyond fails with [`Error::QueueFull`](crate::Error::QueueFull) and
+    /// writes nothing (a known key still returns its job), as a pool's
+    /// own [`Builder::max_queued`](crate::Builder::max_queued) bounds its
+    /// queue in memory. 0, the default, sets no limit. On Redis the bound
+    /// is the stream's length, shared by every producer.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = n;
         self
     }
 
@@ -193,8 +228,8 @@ impl OutboxOptions {
         self
     }
 
-    /// Redis: at most `n` deliveries per `per` to each host, counted
-    /// across every consumer of the stream (a rate kept in Redis, on
+    /// Redis: at most `n` deliveries per `per` to each host, shared by
+    /// every consumer of the stream (a rate kept in Redis, on
     /// Redis's clock), so that many machines together stay under one
     /// API's quota. A 429 (or a 503 with `Retry-After`) pauses the host
     /// for every consumer for as long as it asked (1 s for a 429 that
@@ -203,10 +238,10 @@ impl OutboxOptions {
     /// workers free to send at once: in any sliding window of `per` at
     /// most `n` and one interval's burst go out, also after a stall. The
     /// pool's own [`Builder::max_rate_per_host`](crate::Builder::max_rate_per_host)
-    /// applies on top, per process. Checked by [`redis`](OutboxOptions::redis): `n` and `per` must not
-    /// be zero.
+    /// applies on top, per process. Checked by
+    /// [`redis`](OutboxOptions::redis): `n` and `per` must not be zero.
     #[cfg(feature = "redis")]
-    pub fn max_rate_per_host(mut self, n: u32, per: Duration) -> Self {
+    pub fn shared_rate_per_host(mut self, n: u32, per: Duration) -> Self {
         self.redis.rate = Some((n, per));
         self
     }
@@ -231,9 +266,9 @@ impl OutboxOptions {
         }
         let interval = match r.rate {
             None => None,
-            Some((0, _)) => return Err(Error::usage("max_rate_per_host: n must be at least 1")),
+            Some((0, _)) => return Err(Error::usage("shared_rate_per_host: n must be at least 1")),
             Some((_, per)) if per.is_zero() => {
-                return Err(Error::usage("max_rate_per_host: per must not be zero"));
+                return Err(Error::usage("shared_rate_per_host: per must not be zero"));
             }
             Some((n, per)) => Some((per / n).max(Duration::from_micros(1))),
         };
@@ -245,7 +280,7 @@ impl OutboxOptions {
                 .unwrap_or_else(super::redis::default_consumer),
             lease: r.lease,
             interval,
-            maxlen: self.maxlen,
+            max_queued: self.max_queued,
             prefetch: (8 * workers).max(64),
             retention: self.retention,
         };
@@ -255,6 +290,6 @@ impl OutboxOptions {
     /// The file store these settings make.
     #[cfg(feature = "sqlite")]
     pub(super) fn file_store(&self, path: &std::path::Path) -> Result<Sqlite, crate::error::Error> {
-        Sqlite::open(path, self.durability, self.maxlen, self.retention)
+        Sqlite::open(path, self.durability, self.max_queued, self.retention)
     }
 }

@@ -15,10 +15,9 @@ use std::time::Duration;
 /// How much of a reply body is kept for [`Outbox::reply`](crate::Outbox::reply).
 const REPLY_CAP: usize = 64 * 1024;
 
-/// The first wait after a failed delivery; it doubles with each try, up
-/// to [`BACKOFF_CAP`].
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(256);
+/// The wait after a delivery the pool did not try (shut down, no room in
+/// time), and the pause a 429 that names none asks of every consumer.
+const SECOND: Duration = Duration::from_secs(1);
 
 /// How one delivery ended, for its job.
 pub(super) struct Verdict {
@@ -83,7 +82,7 @@ pub(super) fn judge<R>(
         tries,
         end: End::Dead { error },
     };
-    if final_error(e) {
+    if final_error(e, options) {
         return dead(text);
     }
     if let Some(limit) = options.max_age {
@@ -94,7 +93,7 @@ pub(super) fn judge<R>(
             ));
         }
     }
-    if sent && attempts >= options.max_attempts {
+    if sent && attempts >= options.retry.max_attempts {
         return dead(text);
     }
     let last = e.last_attempt();
@@ -103,18 +102,22 @@ pub(super) fn judge<R>(
         Error::CircuitOpen { retry_in, .. } => *retry_in,
         // Not tried (the pool was shut down, or the job cancelled): a
         // second rather than spin on a pool that takes nothing.
-        Error::Cancelled | Error::Closed => BACKOFF_FIRST,
+        Error::Cancelled | Error::Closed => SECOND,
         // The pool had no room in time (its queue, its host's rate): a
         // second, not a growing wait: nothing is wrong with the host.
         Error::Timeout {
             phase: Phase::Queued | Phase::Throttled,
             ..
-        } => BACKOFF_FIRST,
-        _ => backoff(tries).max(e.retry_after().unwrap_or_default()),
+        } => SECOND,
+        // The policy's backoff, whole (no jitter), or the server's word.
+        _ => options
+            .retry
+            .ceiling_after(tries)
+            .max(e.retry_after().unwrap_or_default()),
     }
     .min(LONGEST_WAIT);
     let throttled = match e.status() {
-        Some(429) => Some(e.retry_after().unwrap_or(BACKOFF_FIRST)),
+        Some(429) => Some(e.retry_after().unwrap_or(SECOND)),
         Some(503) => e.retry_after(),
         _ => None,
     };
@@ -129,14 +132,6 @@ pub(super) fn judge<R>(
     }
 }
 
-/// The wait before delivery number `tries + 1`: 1 s, doubling, 256 s at
-/// most.
-fn backoff(tries: u32) -> Duration {
-    BACKOFF_FIRST
-        .saturating_mul(1u32 << tries.saturating_sub(1).min(8))
-        .min(BACKOFF_CAP)
-}
-
 /// Whether any attempt of the delivery may have reached a server.
 fn was_sent(e: &Error) -> bool {
     match e {
@@ -146,17 +141,15 @@ fn was_sent(e: &Error) -> bool {
 }
 
 /// A failure that another delivery cannot cure: the server's final word
-/// (a 4xx other than 408, 425 and 429; a redirect the request may not
-/// follow), or a stored request that cannot be built.
-fn final_error(e: &Error) -> bool {
-    match e.status() {
-        Some(code) if (400..500).contains(&code) => !matches!(code, 408 | 425 | 429),
-        Some(code) => (300..400).contains(&code),
-        None => matches!(
+/// (a status the retry policy does not retry: by default any 4xx but 408,
+/// 425 and 429, and a redirect the request may not follow), or a stored
+/// request that cannot be built.
+fn final_error(e: &Error, options: &OutboxOptions) -> bool {
+    options.retry.final_status(e)
+        || matches!(
             e.last_attempt(),
             Error::InvalidRequest { .. } | Error::Usage { .. }
-        ),
-    }
+        )
 }
 
 #[cfg(test)]
@@ -165,10 +158,27 @@ mod tests {
 
     #[test]
     fn the_backoff_doubles_to_its_cap_and_never_overflows() {
+        let retry = OutboxOptions::default().retry;
         let waits: Vec<u64> = [0, 1, 2, 3, 9, 10, u32::MAX]
             .into_iter()
-            .map(|t| backoff(t).as_secs())
+            .map(|t| retry.ceiling_after(t).as_secs())
             .collect();
         assert_eq!(waits, [1, 1, 2, 4, 256, 256, 256]);
+    }
+
+    /// The default policy's final statuses are the outbox's rule of
+    /// before it took them from `Retry`: any 4xx but 408, 425 and 429, and
+    /// a redirect not followed; 5xx go again.
+    #[test]
+    fn the_default_final_statuses_are_the_outbox_rule() {
+        let options = OutboxOptions::default();
+        for code in 300..600u16 {
+            let e = Error::status_error(code, "POST", "http://127.0.0.1:1/", b"");
+            let before = match code {
+                400..500 => !matches!(code, 408 | 425 | 429),
+                _ => (300..400).contains(&code),
+            };
+            assert_eq!(final_error(&e, &options), before, "{code}");
+        }
     }
 }

@@ -43,7 +43,7 @@ pub(super) struct Setup {
     /// The shared rate: one request per this interval, per host.
     pub(super) interval: Option<Duration>,
     /// Entries at most in the stream (0: no limit).
-    pub(super) maxlen: usize,
+    pub(super) max_queued: usize,
     /// Jobs this consumer holds at most (running and waiting): the rest
     /// stay in the stream for the others, and a consumer that dies leaves
     /// no more than this for its lease.
@@ -198,7 +198,7 @@ impl Delivery for Redis {
                     .arg(&self.stream)
                     .arg(format!("{}:seq", self.stream))
                     .arg(self.key("key", &r.key))
-                    .arg(self.setup.maxlen)
+                    .arg(self.setup.max_queued)
                     .arg("key")
                     .arg(&r.key)
                     .arg("method")

@@ -33,7 +33,7 @@ pub(super) struct Sqlite {
     wal: Mutex<wal::Watch>,
     path: PathBuf,
     /// Jobs at most pending or in flight (0: no limit).
-    maxlen: usize,
+    max_queued: usize,
     /// How long a delivered job stays (`Duration::MAX`: kept; zero: a
     /// job with no reply kept goes at once).
     retention: Duration,
@@ -48,7 +48,7 @@ impl Sqlite {
     pub(super) fn open(
         path: &Path,
         durability: Durability,
-        maxlen: usize,
+        max_queued: usize,
         retention: Duration,
     ) -> Result<Sqlite, Error> {
         let db = file::open(path, durability)?;
@@ -58,7 +58,7 @@ impl Sqlite {
             db: Mutex::new(db),
             wal: Mutex::new(wal),
             path: path.to_path_buf(),
-            maxlen,
+            max_queued,
             retention,
             suspects: std::sync::atomic::AtomicBool::new(true),
         })
@@ -100,14 +100,14 @@ impl Delivery for Sqlite {
         let mut db = lock(&self.db);
         lock(&self.wal).keep(&db)?;
         let tx = db.transaction().map_err(sql)?;
-        let mut room = if self.maxlen == 0 {
+        let mut room = if self.max_queued == 0 {
             usize::MAX
         } else {
             let n: i64 = tx
                 .prepare_cached("SELECT count(*) FROM jobs WHERE state IN (?1, ?2)")
                 .and_then(|mut st| st.query_row(params![PENDING, IN_FLIGHT], |r| r.get(0)))
                 .map_err(sql)?;
-            self.maxlen
+            self.max_queued
                 .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
         };
         // Due from now: jobs go out in the order they came, a retry at
