@@ -43,14 +43,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{Front, Row, Store, now_ms};
 
-/// Requests that outlive the process: written to a local SQLite file before
-/// [`enqueue`](Outbox::enqueue) returns, delivered by a pool, marked done
-/// once the server answered, and replayed when the file is opened again.
+/// Requests that outlive the process: written to a store (a local SQLite
+/// file, or a Redis stream) before [`enqueue`](Outbox::enqueue) returns,
+/// delivered by a pool, marked done once the server answered, and
+/// replayed when the store is opened again.
 ///
 /// Every job carries an `Idempotency-Key` (the caller's, or one generated
 /// and stored with it), sent on every delivery: a job in flight when the
 /// process died is sent again after the restart, and the key lets the
-/// server recognise the repeat. `enqueue` with a key already in the file
+/// server recognise the repeat. `enqueue` with a key already in the store
 /// returns the existing job and sends nothing, so a re-run script passes
 /// the same keys and only the missing items go out.
 ///
@@ -75,12 +76,13 @@ use store::{Front, Row, Store, now_ms};
 /// `Cookie`, `secret_header`) or a secret query value is refused with
 /// [`Error::Usage`] (add such values at delivery with
 /// [`Builder::bearer_from`](crate::Builder::bearer_from) or
-/// [`Builder::before_attempt`](crate::Builder::before_attempt)). The file
+/// [`Builder::before_attempt`](crate::Builder::before_attempt)). A file
 /// is created readable by its owner only. A job
 /// given up on (a final status, or `max_attempts` deliveries) is logged at
 /// `warn` and handed to the pool's [`on_error`](crate::Builder::on_error)
 /// hook.
-/// One process at a time: a second `open` of a file in use fails.
+/// A file is one process's at a time: a second `open` of a file in use
+/// fails.
 ///
 /// The same outbox on a Redis stream (`Outbox::redis`, feature `redis`)
 /// is shared by many processes on many machines: each enqueues, each with
@@ -194,11 +196,11 @@ impl Outbox {
         })
     }
 
-    /// Writes `request` to the file and returns its id once it is there
+    /// Writes `request` to the store and returns its id once it is there
     /// (on a file: durable as `Durability` says); the pool delivers it in the
     /// background with its `Idempotency-Key`. Blocks for the commit.
     ///
-    /// A key already in the file returns that job's id and sends nothing.
+    /// A key already in the store returns that job's id and sends nothing.
     ///
     /// # Errors
     ///
@@ -368,7 +370,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be read.
+    /// [`Error::Storage`] if the store cannot be read.
     pub fn stats(&self) -> Result<OutboxStats, Error> {
         self.store.stats()
     }
@@ -377,7 +379,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be read.
+    /// [`Error::Storage`] if the store cannot be read.
     pub fn dead(&self) -> Result<Vec<DeadJob>, Error> {
         self.store.dead()
     }
@@ -387,20 +389,20 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be written.
+    /// [`Error::Storage`] if the store cannot be written.
     pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
         let back = self.store.requeue(id)?;
         self.shared.more_work();
         Ok(back)
     }
 
-    /// Removes a delivered or dead job from the file: its key, its reply,
+    /// Removes a delivered or dead job from the store: its key, its reply,
     /// its last error. Pending and in-flight jobs stay. True if it was
     /// removed. Blocks for the commit.
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be written.
+    /// [`Error::Storage`] if the store cannot be written.
     pub fn forget(&self, id: JobId) -> Result<bool, Error> {
         self.store.forget(id)
     }
@@ -410,7 +412,7 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be read.
+    /// [`Error::Storage`] if the store cannot be read.
     pub fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
         self.store.reply(id)
     }

@@ -152,9 +152,9 @@ impl OutboxOptions {
         self
     }
 
-    /// How long a delivered job stays in the file: its key (so a re-run
+    /// How long a delivered job stays in the store: its key (so a re-run
     /// that enqueues the same key sends nothing) and its reply. After
-    /// that it is removed, and the file's space is reused: the file grows
+    /// that it is removed, and its space is reused: the store grows
     /// with pending work and this window, not with history. A re-run
     /// after the window sends a removed job's key again (the server's
     /// idempotency window should be longer). `Duration::ZERO` removes a
@@ -175,9 +175,9 @@ impl OutboxOptions {
         self
     }
 
-    /// Off: this outbox only writes jobs to the file and delivers none
+    /// Off: this outbox only writes jobs to the store and delivers none
     /// (a script that queues work for a later run, or for a process that
-    /// delivers). The file is one process's at a time either way.
+    /// delivers). A file is one process's at a time either way.
     /// Defaults to true.
     pub fn deliver(mut self, yes: bool) -> Self {
         self.deliver = yes;
