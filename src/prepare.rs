@@ -290,7 +290,7 @@ impl Prepared {
 
 /// A request as a durable outbox writes it: what goes on the wire, and
 /// nothing secret.
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) method: String,
@@ -302,7 +302,7 @@ pub(crate) struct Stored {
     pub(crate) key: Option<String>,
 }
 
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 impl Prepared {
     /// This request as an outbox stores it.
     ///
