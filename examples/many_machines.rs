@@ -200,8 +200,10 @@ fn kill_one(redis: &str, tag: u32) {
         .unwrap()
         .get_connection()
         .unwrap();
+    // The stream's key: the outbox's name as its hash tag.
+    let key = format!("{{{stream}}}");
     let held: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(&stream)
+        .arg(&key)
         .arg("reqpool")
         .arg("-")
         .arg("+")
@@ -213,7 +215,7 @@ fn kill_one(redis: &str, tag: u32) {
         .iter()
         .filter_map(|(id, ..)| {
             let e: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-                .arg(&stream)
+                .arg(&key)
                 .arg(id)
                 .arg(id)
                 .query(&mut conn)

@@ -445,7 +445,48 @@ impl OutboxOptions {
     /// As [`Outbox::redis`].
     #[cfg(feature = "redis")]
     pub fn redis(mut self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
-        let store = self.redis_store(url, name, pool.workers())?;
+        let store = self.redis_store(redis::Nodes::One(url), name, pool.workers())?;
+        Outbox::start(store, pool, self)
+    }
+
+    /// Blocks while it connects to the Redis Cluster that `nodes` belong
+    /// to (any one that answers is enough: the client learns the others
+    /// and the slots from it) and opens the outbox `name` on it with these
+    /// settings: the same outbox as [`Outbox::redis`], on one slot of the
+    /// cluster (every key of the outbox carries the hash tag `{name}`).
+    /// When a master fails and its replica takes over, calls fail with
+    /// [`StorageKind::Unreachable`](crate::StorageKind::Unreachable)
+    /// until the cluster has a master for the slot again (a few seconds:
+    /// the cluster's `cluster-node-timeout` and its election); the
+    /// consumers go on by themselves, and an `enqueue` that failed may be
+    /// called again with the same key. What a failover may lose: writes
+    /// the old master acknowledged and had not yet sent to its replica
+    /// (Redis replicates asynchronously; `WAIT`-less, as every Redis
+    /// Cluster client), so a job enqueued or acknowledged in that instant
+    /// may be lost or delivered again (with its key).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), reqpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = reqpool::Pool::new(16);
+    /// let nodes = ["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"];
+    /// let outbox = reqpool::Outbox::options().redis_cluster(&nodes, "calls", &pool)?;
+    /// outbox.enqueue(pool.post("http://127.0.0.1:8000/orders").idempotency_key("order-17"))?;
+    /// assert_eq!(outbox.flush_timeout(Duration::from_secs(60)), 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::redis`]; [`Error::Usage`] also for no node at all.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster(
+        mut self,
+        nodes: &[&str],
+        name: &str,
+        pool: &Pool,
+    ) -> Result<Outbox, Error> {
+        let store = self.redis_store(redis::Nodes::Cluster(nodes), name, pool.workers())?;
         Outbox::start(store, pool, self)
     }
 

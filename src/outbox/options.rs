@@ -4,7 +4,7 @@
 //! name and lease, and the rate shared by every consumer.
 
 #[cfg(feature = "redis")]
-use super::redis::{Redis, Setup};
+use super::redis::{Nodes, Redis, Setup};
 #[cfg(feature = "sqlite")]
 use super::sqlite::{Durability, Sqlite};
 #[cfg(feature = "redis")]
@@ -42,6 +42,7 @@ pub(super) struct RedisOptions {
     consumer: Option<String>,
     lease: Duration,
     rate: Option<(u32, Duration)>,
+    replicas: Option<usize>,
 }
 
 impl Default for OutboxOptions {
@@ -62,6 +63,7 @@ impl Default for OutboxOptions {
                 consumer: None,
                 lease: Duration::from_secs(30),
                 rate: None,
+                replicas: None,
             },
         }
     }
@@ -246,12 +248,27 @@ impl OutboxOptions {
         self
     }
 
+    /// Redis: how many replicas must hold a job before its `enqueue`
+    /// returns (Redis's `WAIT`, up to 2 s): a job whose `enqueue`
+    /// returned survives the loss of its master when one of them takes
+    /// over. Fewer within 2 s fail the `enqueue` with
+    /// [`StorageKind::Unreachable`](crate::StorageKind::Unreachable) (the
+    /// job may be there all the same: enqueue it again with its key).
+    /// Defaults to 0 on one server ([`redis`](OutboxOptions::redis)) and
+    /// to 1 on a cluster ([`redis_cluster`](OutboxOptions::redis_cluster));
+    /// 0 on a cluster without replicas.
+    #[cfg(feature = "redis")]
+    pub fn wait_for_replicas(mut self, n: usize) -> Self {
+        self.redis.replicas = Some(n);
+        self
+    }
+
     /// The Redis store these settings make (its own default retention
     /// if none was set), for a pool of `workers`.
     #[cfg(feature = "redis")]
     pub(super) fn redis_store(
         &mut self,
-        url: &str,
+        nodes: Nodes<'_>,
         name: &str,
         workers: usize,
     ) -> Result<Redis, Error> {
@@ -283,8 +300,11 @@ impl OutboxOptions {
             max_queued: self.max_queued,
             prefetch: (8 * workers).max(64),
             retention: self.retention,
+            replicas: r
+                .replicas
+                .unwrap_or(usize::from(matches!(nodes, Nodes::Cluster(_)))),
         };
-        Redis::open(url, name, setup)
+        Redis::open(nodes, name, setup)
     }
 
     /// The file store these settings make.

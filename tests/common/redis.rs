@@ -101,15 +101,7 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"PING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        ping(self.port)
     }
 
     /// Every byte the server holds, as its snapshot file (written now,
@@ -142,6 +134,316 @@ fn redis_binary() -> Option<PathBuf> {
     let why =
         "redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)";
     // A CI run that cannot start Redis fails rather than skip.
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+        "CI=true and {why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// A real Redis Cluster of this test: three masters and a replica each,
+/// every node a `redis-server` on free ports of 127.0.0.1 (its client
+/// port and its cluster bus port) in a temporary folder, made one cluster
+/// by `redis-cli --cluster create`; ended when dropped. `None` (and why)
+/// without Debian's `redis-server` and `redis-cli`; under `CI=true` their
+/// absence fails the test.
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+    _dir: TempDir,
+}
+
+struct ClusterNode {
+    port: u16,
+    bus: u16,
+    home: PathBuf,
+    child: Option<Child>,
+}
+
+impl ClusterNode {
+    /// Starts its `redis-server` (again: with the cluster's view it kept
+    /// in its folder, so it rejoins as what the cluster says it is now).
+    fn spawn(&mut self) {
+        let child = Command::new(redis_binary().unwrap())
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &self.bus.to_string(),
+            ])
+            .args(["--cluster-config-file", "nodes.conf"])
+            // A master is failed over after 1 s without an answer.
+            .args(["--cluster-node-timeout", "1000"])
+            .arg("--dir")
+            .arg(&self.home)
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--protected-mode", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while !ping(self.port) {
+            assert!(
+                start.elapsed() < LIMIT,
+                "redis-server {} did not come up",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl RedisCluster {
+    pub fn start() -> Option<RedisCluster> {
+        redis_binary()?;
+        let cli = cli_binary()?;
+        let dir = TempDir::new("redis-cluster");
+        // Client and bus ports, all taken at once so that none repeats.
+        let listeners: Vec<TcpListener> = (0..12)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(listeners);
+        let mut nodes = Vec::new();
+        for i in 0..6 {
+            let home = dir.file(&format!("node-{}", ports[i]));
+            std::fs::create_dir_all(&home).unwrap();
+            let mut node = ClusterNode {
+                port: ports[i],
+                bus: ports[6 + i],
+                home,
+                child: None,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let cluster = RedisCluster { nodes, _dir: dir };
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let made = bounded(LIMIT, move || {
+            Command::new(cli)
+                .args(["--cluster", "create"])
+                .args(&addrs)
+                .args(["--cluster-replicas", "1", "--cluster-yes"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        });
+        assert!(
+            made.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&made.stdout)
+        );
+        cluster.wait_until_whole(LIMIT);
+        Some(cluster)
+    }
+
+    /// Every node's URL (those killed too: a client must cope).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect()
+    }
+
+    /// A connection to a node that runs.
+    fn any(&self) -> ::redis::Connection {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a node that runs");
+        let c = ::redis::Client::open(format!("redis://127.0.0.1:{}/", n.port)).unwrap();
+        let conn = c.get_connection_with_timeout(SERVER_WAIT).unwrap();
+        conn.set_read_timeout(Some(SERVER_WAIT)).unwrap();
+        conn
+    }
+
+    /// The port of the master that holds `key`'s slot now, as the nodes
+    /// that run say.
+    pub fn master_of(&self, key: &str) -> u16 {
+        master_port_via(&self.running_ports(), key).expect("the slot has a master")
+    }
+
+    /// Ends the node on `port` at once (`SIGKILL`: no goodbye to the
+    /// cluster).
+    pub fn kill(&mut self, port: u16) {
+        let n = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the node on `port` again after [`kill`](RedisCluster::kill):
+    /// it rejoins the cluster, as a replica of the master that took its
+    /// place.
+    pub fn start_again(&mut self, port: u16) {
+        let n = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        assert!(n.child.is_none(), "still running");
+        n.spawn();
+    }
+
+    /// Waits (at most `limit`) until every node that runs says the
+    /// cluster is whole (`cluster_state:ok`, every slot served) and
+    /// every master that runs has a replica in sync, or every replica is
+    /// in sync with its master.
+    pub fn wait_until_whole(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let whole = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
+                let Ok(c) = ::redis::Client::open(format!("redis://127.0.0.1:{}/", n.port)) else {
+                    return false;
+                };
+                let Ok(mut c) = c.get_connection_with_timeout(SERVER_WAIT) else {
+                    return false;
+                };
+                let info: String = ::redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                let repl: String = ::redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok")
+                    && (repl.contains("master_link_status:up")
+                        || (repl.contains("role:master") && !repl.contains("connected_slaves:0")))
+            });
+            if whole {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the cluster did not become whole within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (at most `limit`) until `key`'s slot has a master other
+    /// than the one on `old` (a replica took over) and the cluster says
+    /// it is whole again.
+    pub fn wait_for_failover(&self, key: &str, old: u16, limit: Duration) -> u16 {
+        let start = Instant::now();
+        loop {
+            let now = bounded(SERVER_WAIT * 2, {
+                let urls = self.running_ports();
+                let key = key.to_owned();
+                move || master_port_via(&urls, &key)
+            });
+            if let Some(p) = now.filter(|&p| p != old) {
+                let info: String = ::redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut self.any())
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    return p;
+                }
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no replica took over from {old} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn running_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
+    }
+}
+
+/// `key`'s master as the first node of `ports` that answers says.
+fn master_port_via(ports: &[u16], key: &str) -> Option<u16> {
+    for &p in ports {
+        let Ok(c) = ::redis::Client::open(format!("redis://127.0.0.1:{p}/")) else {
+            continue;
+        };
+        let Ok(mut c) = c.get_connection_with_timeout(SERVER_WAIT) else {
+            continue;
+        };
+        let Ok(slot) = ::redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query::<i64>(&mut c)
+        else {
+            continue;
+        };
+        let Ok(nodes) = ::redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c) else {
+            continue;
+        };
+        // `<id> <ip:port@bus> <flags> <master> ... <slots>`: a master
+        // that is not failed, serving a range with the slot.
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let serves = f[8..].iter().any(|r| {
+                let mut it = r.split('-').map(|x| x.parse::<i64>().ok());
+                match (it.next().flatten(), it.next().flatten()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if serves {
+                let port = f[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                return Some(port);
+            }
+        }
+    }
+    None
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// `redis-cli`, if installed (Debian's `redis-tools`, which
+/// `redis-server` depends on).
+fn cli_binary() -> Option<PathBuf> {
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let p = PathBuf::from(dir).join("redis-cli");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    let why =
+        "redis-cli is not installed (Debian: apt-get install redis-tools; .ci/run installs it)";
     assert!(
         !std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
         "CI=true and {why}"

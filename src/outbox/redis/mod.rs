@@ -6,11 +6,14 @@
 //! to the stream with its next time; a job given up on moves to the dead
 //! letters, `<stream>:dead`.
 //!
-//! Keys, for a stream named `calls`: `calls` (the jobs), `calls:dead`,
-//! `calls:seq` (job ids), `calls:key:<key>` (a key's job),
-//! `calls:done:<id>` (a delivered job's reply), `calls:delivered` (a
-//! count), and per host `calls:rate:<host>`, `calls:pause:<host>`,
-//! `calls:slow:<host>` (the shared rate).
+//! Keys, for an outbox named `calls`, all under the hash tag `{calls}` so
+//! that on a Redis Cluster they share one slot (each script's keys, each
+//! pipeline's commands go to one master): `{calls}` (the stream of jobs),
+//! `{calls}:dead`, `{calls}:seq` (job ids), `{calls}:key:<key>` (a key's
+//! job), `{calls}:done:<id>` (a delivered job's reply),
+//! `{calls}:delivered` (a count), `{calls}:later`, `{calls}:proven`,
+//! `{calls}:alone:<consumer>`, and per host `{calls}:rate:<host>`,
+//! `{calls}:pause:<host>`, `{calls}:slow:<host>` (the shared rate).
 
 mod admin;
 mod answers;
@@ -19,7 +22,9 @@ mod link;
 mod record;
 mod scripts;
 
-use super::store::{Answer, Claimed, Delivery, End, Housekeeping, Inserted, Room, Row, now_ms};
+use super::store::{
+    Answer, Claimed, Delivery, End, Housekeeping, Inserted, Room, Row, millis, now_ms,
+};
 use crate::error::Error;
 use crate::sync::lock;
 use link::Link;
@@ -34,6 +39,8 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(20);
 /// Entries taken over from stopped consumers at most per look.
 const TAKE_OVER: usize = 1_000;
+/// How long an enqueue waits for the replicas it must reach.
+const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
 /// How a Redis store is set up (from [`OutboxOptions`](super::OutboxOptions)).
 pub(super) struct Setup {
@@ -49,6 +56,8 @@ pub(super) struct Setup {
     /// no more than this for its lease.
     pub(super) prefetch: usize,
     pub(super) retention: Duration,
+    /// Replicas that must hold a job before its enqueue returns (`WAIT`).
+    pub(super) replicas: usize,
 }
 
 /// A stream, its group, and what this consumer holds of it.
@@ -78,14 +87,36 @@ struct Held {
     last_extend: Option<Instant>,
 }
 
+/// Where the store is: one Redis server, or nodes of a Redis Cluster.
+pub(super) enum Nodes<'a> {
+    One(&'a str),
+    Cluster(&'a [&'a str]),
+}
+
+/// The stream's key for an outbox `name`: the name as its hash tag, which
+/// every other key of the outbox begins with.
+fn stream_key(name: &str) -> Result<String, Error> {
+    if name.contains(['{', '}']) {
+        return Err(Error::usage(format!(
+            "an outbox name on Redis may not contain `{{` or `}}` (it becomes the keys' hash tag): {name:?}"
+        )));
+    }
+    Ok(format!("{{{name}}}"))
+}
+
 impl Redis {
-    /// Connects to `url` (failing at once if Redis cannot be reached) and
-    /// makes the stream and its group if they are not there.
-    pub(super) fn open(url: &str, stream: &str, setup: Setup) -> Result<Redis, Error> {
-        let link = Link::open(url, stream, &setup.group)?;
+    /// Connects to `nodes` (failing at once if Redis cannot be reached)
+    /// and makes the stream of outbox `name` and its group if they are
+    /// not there.
+    pub(super) fn open(nodes: Nodes<'_>, name: &str, setup: Setup) -> Result<Redis, Error> {
+        let stream = stream_key(name)?;
+        let link = match nodes {
+            Nodes::One(url) => Link::open(url, &stream, &setup.group)?,
+            Nodes::Cluster(urls) => Link::open_cluster(urls, &stream, &setup.group)?,
+        };
         Ok(Redis {
             link,
-            stream: stream.to_owned(),
+            stream,
             setup,
             held: Mutex::new(Held::default()),
             lost: std::sync::atomic::AtomicU64::new(0),
@@ -188,7 +219,8 @@ impl Delivery for Redis {
     /// added some of them.
     fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error> {
         let hash = self.link.scripts().enqueue.get_hash().to_owned();
-        let replies: Vec<redis::RedisResult<(i64, i64)>> = self.link.with(|c, _| {
+        let replicas = self.setup.replicas;
+        let (replies, copies) = self.link.with(|c, _| {
             let mut p = redis::pipe();
             p.ignore_errors();
             for r in rows {
@@ -217,7 +249,21 @@ impl Delivery for Redis {
                     p.arg("body").arg(b.as_slice());
                 }
             }
-            let replies: Vec<redis::RedisResult<(i64, i64)>> = p.query(c)?;
+            if replicas > 0 {
+                // On the same connection (the same master): returns once
+                // that many replicas hold every write above.
+                p.cmd("WAIT").arg(replicas).arg(millis(REPLICA_WAIT));
+            }
+            let mut replies: Vec<redis::RedisResult<Value>> = p.query(c)?;
+            let copies = if replicas > 0 {
+                match replies.pop() {
+                    Some(Ok(Value::Int(n))) => usize::try_from(n).unwrap_or(0),
+                    Some(Err(e)) => return Err(e),
+                    _ => 0,
+                }
+            } else {
+                0
+            };
             // Every script refused for a reason that needs a new
             // connection (Redis restarted without them): the call fails,
             // so that the next connects again; nothing was added.
@@ -225,13 +271,22 @@ impl Delivery for Redis {
                 Some(Err(e)) if link::broken(e) && replies.iter().all(Result::is_err) => {
                     Err(e.clone())
                 }
-                _ => Ok(replies),
+                _ => Ok((replies, copies)),
             }
         })?;
+        let short = copies < replicas;
         Ok(replies
             .into_iter()
-            .map(|reply| match reply {
+            .map(|reply| match reply.and_then(|v| Ok(redis::from_redis_value::<(i64, i64)>(v)?)) {
                 Ok((id, _)) if id < 0 => Err(Error::QueueFull),
+                Ok(_) if short => Err(Error::storage(
+                    crate::error::StorageKind::Unreachable,
+                    format!(
+                        "redis at {}: the job reached {copies} of the {replicas} replica(s) it waits for \
+                         within {REPLICA_WAIT:?} (it may be there: enqueue it again with its key)",
+                        self.link.shown()
+                    ),
+                )),
                 Ok((id, new)) => Ok((id, new == 1)),
                 Err(e) => Err(self.link.error(&e)),
             })

@@ -3,7 +3,7 @@
 //! put back for later or moved to the dead letters, a lease extended, a
 //! token taken from a host's shared rate.
 
-use redis::{Connection, RedisResult, Script};
+use redis::{ConnectionLike, RedisResult, Script};
 
 /// `enqueue`. KEYS: stream, id counter, the key's name. ARGV: maxlen
 /// (0: none), then the record's fields and values. Returns `{id, 1}` for
@@ -184,7 +184,7 @@ impl Scripts {
     }
 
     /// Loads every script, so that pipelines can run them by hash.
-    pub(super) fn load(&self, conn: &mut Connection) -> RedisResult<()> {
+    pub(super) fn load(&self, conn: &mut dyn ConnectionLike) -> RedisResult<()> {
         for s in [
             &self.enqueue,
             &self.done,
