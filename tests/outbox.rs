@@ -1056,3 +1056,47 @@ fn enqueue_all_gives_each_job_its_own_outcome() {
         options.open(dir.file("calls.db"), pool).unwrap()
     });
 }
+
+const ORDER_DB: &str = "REQPOOL_OUTBOX_ORDER_DB";
+const ORDER_URL: &str = "REQPOOL_OUTBOX_ORDER_URL";
+const ORDER_DONE: &str = "REQPOOL_OUTBOX_ORDER_DONE";
+
+/// The child's side of the order-key test: enqueues the jobs, delivers
+/// until killed.
+#[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
+fn child_enqueues_ordered_and_delivers_until_killed() {
+    let (Ok(db), Ok(url), Ok(done)) = (
+        std::env::var(ORDER_DB),
+        std::env::var(ORDER_URL),
+        std::env::var(ORDER_DONE),
+    ) else {
+        return; // only in the child (run by its parent test)
+    };
+    let pool = Pool::new(16);
+    let outbox = ordered_options().open(&db, &pool).unwrap();
+    enqueue_ordered_jobs(&outbox, &pool, &url, std::path::Path::new(&done));
+    outbox.flush_timeout(Duration::from_secs(120));
+}
+
+/// Per-key order on a file, across random 503s and a killed process: see
+/// `common::per_key_order_holds_across_503s_and_a_kill`.
+#[test]
+fn per_key_order_holds_across_503s_and_a_kill() {
+    let dir = TempDir::new("order");
+    let db = dir.file("calls.db");
+    common::per_key_order_holds_across_503s_and_a_kill(
+        &|url, done| {
+            spawn_child(
+                "child_enqueues_ordered_and_delivers_until_killed",
+                &[
+                    (ORDER_DB, db.to_str().unwrap()),
+                    (ORDER_URL, url),
+                    (ORDER_DONE, done.to_str().unwrap()),
+                ],
+            )
+        },
+        &|pool| ordered_options().open(&db, pool).unwrap(),
+        false,
+    );
+}

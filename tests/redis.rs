@@ -1269,3 +1269,58 @@ fn a_cluster_failover_loses_no_job_and_consumers_follow_the_slot() {
     assert_eq!((s.pending, s.in_flight, s.dead), (0, 0, 0), "{s:?}");
     assert!(s.delivered >= N as u64 - twice as u64, "{s:?}");
 }
+
+const ORDER_REDIS: &str = "REQPOOL_REDIS_ORDER_REDIS";
+const ORDER_URL: &str = "REQPOOL_REDIS_ORDER_URL";
+const ORDER_DONE: &str = "REQPOOL_REDIS_ORDER_DONE";
+
+/// The child's side of the order-key test: enqueues the jobs, delivers
+/// until killed.
+#[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
+fn child_enqueues_ordered_and_consumes() {
+    let (Ok(redis), Ok(url), Ok(done)) = (
+        std::env::var(ORDER_REDIS),
+        std::env::var(ORDER_URL),
+        std::env::var(ORDER_DONE),
+    ) else {
+        return; // only in the child (run by its parent test)
+    };
+    let pool = Pool::new(16);
+    let outbox = ordered_options()
+        .consumer("child")
+        .lease(Duration::from_millis(1000))
+        .redis(&redis, "calls", &pool)
+        .unwrap();
+    enqueue_ordered_jobs(&outbox, &pool, &url, std::path::Path::new(&done));
+    outbox.flush_timeout(Duration::from_secs(120));
+}
+
+/// Per-key order on Redis, across random 503s, two consumers and one of
+/// them killed: see `common::per_key_order_holds_across_503s_and_a_kill`.
+#[test]
+fn per_key_order_holds_across_503s_and_a_kill() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::per_key_order_holds_across_503s_and_a_kill(
+        &|url, done| {
+            spawn_child(
+                "child_enqueues_ordered_and_consumes",
+                &[
+                    (ORDER_REDIS, r.url().as_str()),
+                    (ORDER_URL, url),
+                    (ORDER_DONE, done.to_str().unwrap()),
+                ],
+            )
+        },
+        &|pool| {
+            ordered_options()
+                .consumer("survivor")
+                .lease(Duration::from_millis(1000))
+                .redis(&r.url(), "calls", pool)
+                .unwrap()
+        },
+        true,
+    );
+}

@@ -153,7 +153,7 @@ impl Outbox {
     /// let pool = reqpool::Pool::new(16);
     /// let outbox = reqpool::Outbox::options()
     ///     .lease(Duration::from_secs(10))
-    ///     .max_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
+    ///     .shared_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
     ///     .redis("redis://127.0.0.1:6379/", "calls", &pool)?;
     /// outbox.enqueue(pool.post("http://127.0.0.1:8000/orders").idempotency_key("order-17"))?;
     /// assert_eq!(outbox.flush_timeout(Duration::from_secs(60)), 0); // every consumer's work
@@ -213,6 +213,55 @@ impl Outbox {
     /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
         let row = self.row(request)?;
+        let key = row.key.clone();
+        let inserted = self.commits.insert(&*self.store, row);
+        self.inserted(&key, inserted)
+    }
+
+    /// [`enqueue`](Outbox::enqueue) in the order of `order_key`: the jobs
+    /// of one order key (a customer, an account, a document) go one at a
+    /// time, in the order they were enqueued, whichever consumer delivers
+    /// them. The next job of a key goes only once the one before it is
+    /// over: delivered, or dead (given up on). A job tried again later
+    /// (a 503, a `Retry-After`, a consumer that stopped) holds its key's
+    /// later jobs until it is over; jobs of other keys, and jobs without
+    /// one, go meanwhile. A dead letter requeued goes again outside its
+    /// key's order.
+    ///
+    /// Blocks for the commit, as `enqueue`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), reqpool::Error> {
+    /// let pool = reqpool::Pool::new(8);
+    /// let outbox = reqpool::Outbox::open("calls.db", &pool)?;
+    /// for (n, event) in ["created", "paid", "shipped"].into_iter().enumerate() {
+    ///     outbox.enqueue_ordered(
+    ///         "customer-42", // created, then paid, then shipped
+    ///         pool.post("http://127.0.0.1:8000/hooks")
+    ///             .json_body(&serde_json::json!({ "event": event }))
+    ///             .idempotency_key(&format!("customer-42-{n}")),
+    ///     )?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Outbox::enqueue); [`Error::Usage`] also for an
+    /// empty order key or one over 1,024 bytes.
+    pub fn enqueue_ordered(
+        &self,
+        order_key: &str,
+        request: RequestBuilder,
+    ) -> Result<JobId, Error> {
+        if order_key.is_empty() || order_key.len() > 1024 {
+            return Err(Error::usage(format!(
+                "an order key must be 1 to 1,024 bytes long (this one is {})",
+                order_key.len()
+            )));
+        }
+        let mut row = self.row(request)?;
+        row.order = Some(order_key.to_owned());
         let key = row.key.clone();
         let inserted = self.commits.insert(&*self.store, row);
         self.inserted(&key, inserted)
@@ -299,6 +348,7 @@ impl Outbox {
             headers,
             body: stored.body,
             created: now_ms(),
+            order: None,
         })
     }
 

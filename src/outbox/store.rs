@@ -129,6 +129,10 @@ pub(super) struct Row {
     /// When it was enqueued (ms since the epoch), for
     /// [`max_age`](crate::OutboxOptions::max_age).
     pub(super) created: i64,
+    /// Its order key ([`Outbox::enqueue_ordered`](crate::Outbox::enqueue_ordered)):
+    /// a store hands out a job of a key only once every job of that key
+    /// enqueued before it is over (delivered or dead), and never two at once.
+    pub(super) order: Option<String>,
 }
 
 /// One row's fate in [`Delivery::insert`]: its id and whether it is new,

@@ -493,3 +493,158 @@ pub fn a_retry_after_survives_a_kill(
     assert!(gap >= Duration::from_secs(2), "{gap:?}");
     assert!(gap < Duration::from_millis(3500), "{gap:?}");
 }
+
+/// The order-key test: 1,000 jobs over 10 order keys (job `i` is the
+/// `i / 10`-th of key `k{i % 10}`).
+pub const ORDERED: usize = 1_000;
+pub const ORDER_KEYS: usize = 10;
+
+/// The options of every consumer of the order-key test: retries soon
+/// (the test's 503s), a short lease (the killed consumer's jobs go on).
+pub fn ordered_options() -> OutboxOptions {
+    Outbox::options().retry(
+        reqpool::Retry::standard()
+            .max_attempts(20)
+            .backoff(Duration::from_millis(20), Duration::from_millis(100))
+            .statuses(&[503]),
+    )
+}
+
+/// Enqueues the order-key test's jobs, in order, each under its key, then
+/// says so with the file `done`.
+pub fn enqueue_ordered_jobs(outbox: &Outbox, pool: &Pool, url: &str, done: &std::path::Path) {
+    for i in 0..ORDERED {
+        let (key, seq) = (i % ORDER_KEYS, i / ORDER_KEYS);
+        outbox
+            .enqueue_ordered(
+                &format!("k{key}"),
+                pool.post(url)
+                    .json_body(&serde_json::json!({"key": key, "seq": seq}))
+                    .idempotency_key(&format!("job-{i}")),
+            )
+            .unwrap();
+    }
+    std::fs::write(done, "").unwrap();
+}
+
+/// What the order-key test's server saw.
+#[derive(Default)]
+struct OrderSeen {
+    /// Per key: the next job it may start (every one before it answered
+    /// 200), and the jobs that arrived out of turn.
+    next: HashMap<usize, usize>,
+    violations: Vec<String>,
+    /// Per key: the jobs in the handler now (a job sent again while its
+    /// killed sender's request is still there is one job); the most jobs
+    /// of one key at once.
+    running: HashMap<usize, Vec<usize>>,
+    most_of_one_key: usize,
+    /// Keys with a request in the handler at once, at most.
+    most_keys: usize,
+    /// Deliveries per job, and its 503s given.
+    arrivals: HashMap<(usize, usize), usize>,
+    distinct: usize,
+}
+
+/// Per-key order on any store: the child that `spawn` starts (given the
+/// server's URL and a file to write once it enqueued everything) enqueues
+/// the 1,000 jobs with [`enqueue_ordered_jobs`] and delivers them with
+/// [`ordered_options`]; it is killed (`SIGKILL`) after 300 of them. With
+/// `beside`, a second consumer (`reopen`) delivers beside it from the
+/// start (a store many processes share); otherwise it opens after the
+/// kill. The server answers a job's first delivery with a 503 one time in
+/// seven. At the server: a job of a key first arrives only after the one
+/// before it was answered 200, no two jobs of a key are in the handler at
+/// once, and at least 5 keys are.
+pub fn per_key_order_holds_across_503s_and_a_kill(
+    spawn: &dyn Fn(&str, &std::path::Path) -> std::process::Child,
+    reopen: &dyn Fn(&Pool) -> Outbox,
+    beside: bool,
+) {
+    let seen: Arc<Mutex<OrderSeen>> = Arc::default();
+    let s = seen.clone();
+    let server = Server::with_handler(move |req, _| {
+        let body = req.json().unwrap_or_default();
+        let key = body["key"].as_u64().unwrap_or(0) as usize;
+        let seq = body["seq"].as_u64().unwrap_or(0) as usize;
+        let first = {
+            let mut s = s.lock().unwrap();
+            let n = s.arrivals.entry((key, seq)).or_default();
+            *n += 1;
+            let first = *n == 1;
+            if first {
+                s.distinct += 1;
+                let next = s.next.get(&key).copied().unwrap_or(0);
+                if seq != next {
+                    s.violations.push(format!(
+                        "key {key}: job {seq} arrived while {next} was not done"
+                    ));
+                }
+            }
+            s.running.entry(key).or_default().push(seq);
+            let mut jobs = s.running[&key].clone();
+            jobs.sort_unstable();
+            jobs.dedup();
+            s.most_of_one_key = s.most_of_one_key.max(jobs.len());
+            let keys = s.running.values().filter(|v| !v.is_empty()).count();
+            s.most_keys = s.most_keys.max(keys);
+            first
+        };
+        // In the handler a little while, so that keys overlap.
+        std::thread::sleep(Duration::from_millis(5));
+        let mut s = s.lock().unwrap();
+        let running = s.running.get_mut(&key).unwrap();
+        if let Some(at) = running.iter().position(|&j| j == seq) {
+            running.remove(at);
+        }
+        if first && (key * 13 + seq * 7) % 7 == 3 {
+            return Reply::json(503, serde_json::json!({"later": true}));
+        }
+        let next = s.next.entry(key).or_default();
+        if *next == seq {
+            *next += 1;
+        }
+        Reply::json(200, serde_json::json!({"ok": true}))
+    });
+    let dir = TempDir::new("ordered");
+    let enqueued = dir.file("enqueued");
+    let url = server.url("/hooks");
+    let mut child = spawn(&url, &enqueued);
+    let pool = Pool::new(16);
+    let mut survivor = beside.then(|| reopen(&pool));
+    let t0 = Instant::now();
+    while !(enqueued.exists() && seen.lock().unwrap().distinct >= 300) {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the child did not get to 300 jobs: {} delivered, enqueued: {}",
+            seen.lock().unwrap().distinct,
+            enqueued.exists()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = seen.lock().unwrap().distinct;
+    let outbox = survivor.take().unwrap_or_else(|| reopen(&pool));
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let s = seen.lock().unwrap();
+    let twice = s.arrivals.values().filter(|&&n| n > 1).count();
+    eprintln!(
+        "order: {ORDERED} jobs over {ORDER_KEYS} keys in {:?}, killed at {at_kill}; \
+         violations {}, most of one key at once {}, most keys at once {}, jobs sent more than once (503s included) {twice}",
+        t0.elapsed(),
+        s.violations.len(),
+        s.most_of_one_key,
+        s.most_keys
+    );
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    assert_eq!(s.distinct, ORDERED, "lost jobs");
+    assert!(
+        (0..ORDER_KEYS).all(|k| s.next.get(&k) == Some(&(ORDERED / ORDER_KEYS))),
+        "every job of every key done in turn"
+    );
+    assert_eq!(s.most_of_one_key, 1, "two jobs of one key at once");
+    assert!(s.most_keys >= 5, "only {} keys at once", s.most_keys);
+    let st = outbox.stats().unwrap();
+    assert_eq!((st.pending, st.in_flight, st.dead), (0, 0, 0), "{st:?}");
+}

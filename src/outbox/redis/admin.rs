@@ -35,29 +35,36 @@ impl Admin for Redis {
     /// Entries in the stream: every job not yet answered, of every
     /// consumer.
     fn unfinished(&self) -> Result<usize, Error> {
-        let n: u64 = self
-            .link
-            .with(|c, _| redis::cmd("XLEN").arg(&self.stream).query(c))?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        let (n, parked): (u64, Option<u64>) = self.link.with(|c, _| {
+            redis::pipe()
+                .cmd("XLEN")
+                .arg(&self.stream)
+                .cmd("GET")
+                .arg(self.parked())
+                .query(c)
+        })?;
+        Ok(usize::try_from(n.saturating_add(parked.unwrap_or(0))).unwrap_or(usize::MAX))
     }
 
     fn stats(&self) -> Result<OutboxStats, Error> {
-        let (len, pending, delivered, dead, later): (u64, Value, Option<u64>, u64, u64) =
-            self.link.with(|c, _| {
-                redis::pipe()
-                    .cmd("XLEN")
-                    .arg(&self.stream)
-                    .cmd("XPENDING")
-                    .arg(&self.stream)
-                    .arg(&self.setup.group)
-                    .cmd("GET")
-                    .arg(format!("{}:delivered", self.stream))
-                    .cmd("XLEN")
-                    .arg(self.dead_stream())
-                    .cmd("HLEN")
-                    .arg(self.later())
-                    .query(c)
-            })?;
+        type Counts = (u64, Value, Option<u64>, u64, u64, Option<u64>);
+        let (len, pending, delivered, dead, later, parked): Counts = self.link.with(|c, _| {
+            redis::pipe()
+                .cmd("XLEN")
+                .arg(&self.stream)
+                .cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.setup.group)
+                .cmd("GET")
+                .arg(format!("{}:delivered", self.stream))
+                .cmd("XLEN")
+                .arg(self.dead_stream())
+                .cmd("HLEN")
+                .arg(self.later())
+                .cmd("GET")
+                .arg(self.parked())
+                .query(c)
+        })?;
         let in_flight = match &pending {
             Value::Array(p) => p.first().and_then(string).and_then(|n| n.parse().ok()),
             _ => None,
@@ -66,7 +73,10 @@ impl Admin for Redis {
         // A job put off stays its consumer's entry; it is pending.
         let in_flight = in_flight.saturating_sub(later);
         Ok(OutboxStats {
-            pending: len.saturating_sub(in_flight),
+            // Jobs waiting for their order key's turn are pending too.
+            pending: len
+                .saturating_sub(in_flight)
+                .saturating_add(parked.unwrap_or(0)),
             in_flight,
             delivered: delivered.unwrap_or(0),
             dead,

@@ -43,7 +43,9 @@ impl Redis {
                 .arg(if status.is_some() { "1" } else { "0" })
                 .arg(status.unwrap_or(0))
                 .arg(body.as_deref().unwrap_or_default())
-                .arg(if *cut { "1" } else { "0" });
+                .arg(if *cut { "1" } else { "0" })
+                .arg(r.order.as_deref().unwrap_or_default())
+                .arg(r.id);
         }
     }
 
@@ -101,7 +103,11 @@ impl Redis {
                     s.moved.get_hash(),
                     &[self.stream.clone(), self.dead_stream()],
                 );
-                p.arg(&self.setup.group).arg(&a.receipt);
+                // Over: the next job of its key goes.
+                p.arg(&self.setup.group)
+                    .arg(&a.receipt)
+                    .arg(record.order.as_deref().unwrap_or_default())
+                    .arg(record.id);
                 for (k, v) in &fields {
                     p.arg(k).arg(v.as_slice());
                 }

@@ -38,7 +38,9 @@ impl Redis {
             let mut inv = s.moved.key(&self.stream);
             inv.key(self.dead_stream())
                 .arg(&self.setup.group)
-                .arg(entry);
+                .arg(entry)
+                .arg("")
+                .arg(0);
             for (k, v) in &args {
                 inv.arg(k).arg(v.as_slice());
             }

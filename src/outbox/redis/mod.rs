@@ -12,7 +12,9 @@
 //! `{calls}:dead`, `{calls}:seq` (job ids), `{calls}:key:<key>` (a key's
 //! job), `{calls}:done:<id>` (a delivered job's reply),
 //! `{calls}:delivered` (a count), `{calls}:later`, `{calls}:proven`,
-//! `{calls}:alone:<consumer>`, and per host `{calls}:rate:<host>`,
+//! `{calls}:alone:<consumer>`, per order key `{calls}:order:<key>` (its
+//! line of job ids) with `{calls}:park:<id>` (a job waiting its turn)
+//! and `{calls}:parked` (a count), and per host `{calls}:rate:<host>`,
 //! `{calls}:pause:<host>`, `{calls}:slow:<host>` (the shared rate).
 
 mod admin;
@@ -174,6 +176,12 @@ impl Redis {
         format!("{}:alone:{}", self.stream, self.setup.consumer)
     }
 
+    /// How many jobs wait for their order key's turn (see
+    /// `scripts::ENQUEUE`).
+    fn parked(&self) -> String {
+        format!("{}:parked", self.stream)
+    }
+
     fn dead_stream(&self) -> String {
         format!("{}:dead", self.stream)
     }
@@ -231,6 +239,7 @@ impl Delivery for Redis {
                     .arg(format!("{}:seq", self.stream))
                     .arg(self.key("key", &r.key))
                     .arg(self.setup.max_queued)
+                    .arg(r.order.as_deref().unwrap_or_default())
                     .arg("key")
                     .arg(&r.key)
                     .arg("method")
@@ -245,6 +254,9 @@ impl Delivery for Redis {
                     .arg(0)
                     .arg("created")
                     .arg(r.created);
+                if let Some(o) = &r.order {
+                    p.arg("order").arg(o);
+                }
                 if let Some(b) = &r.body {
                     p.arg("body").arg(b.as_slice());
                 }
@@ -488,7 +500,10 @@ impl Delivery for Redis {
                 .arg(&self.stream)
                 .arg(&self.stream)
                 .arg(&self.setup.group)
-                .arg(entry);
+                .arg(entry)
+                // Back in the stream, still the head of its key's line.
+                .arg("")
+                .arg(record.id);
             for (k, v) in record.fields(true) {
                 p.arg(k).arg(v);
             }

@@ -21,6 +21,8 @@ pub(super) struct Record {
     /// Not before (ms since the epoch).
     pub(super) due: i64,
     pub(super) stored: Stored,
+    /// Its order key, if it was enqueued in one's order.
+    pub(super) order: Option<String>,
 }
 
 /// Fields and values, as a stream entry holds them.
@@ -45,6 +47,9 @@ impl Record {
         out.push(("tries".into(), self.tries.to_string().into_bytes()));
         out.push(("stops".into(), self.stops.to_string().into_bytes()));
         out.push(("created".into(), self.created.to_string().into_bytes()));
+        if let Some(o) = &self.order {
+            out.push(("order".into(), o.clone().into_bytes()));
+        }
         if let Some(b) = &s.body {
             out.push(("body".into(), b.clone()));
         }
@@ -94,6 +99,7 @@ impl Record {
                 body: get("body").cloned(),
                 key: (!key.is_empty()).then_some(key),
             },
+            order: get("order").map(|o| String::from_utf8_lossy(o).into_owned()),
         })
     }
 }

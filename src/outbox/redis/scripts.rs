@@ -6,19 +6,28 @@
 use redis::{ConnectionLike, RedisResult, Script};
 
 /// `enqueue`. KEYS: stream, id counter, the key's name. ARGV: maxlen
-/// (0: none), then the record's fields and values. Returns `{id, 1}` for
-/// a new job, `{id, 0}` for a known key, `{-1, 0}` when the stream is
-/// full. A counter that is not there (a new stream, or a Redis that lost
-/// its data) starts at Redis's time in ms times 1,000: past every id an
-/// earlier counter gave, unless it gave more than 1,000 a millisecond
-/// over its whole life, so that no id is given twice (`reply` of an old
-/// id never finds a new job's answer). Its first write is the first of
-/// the script: at `maxmemory` nothing is written.
+/// (0: none), the order key (empty: none), then the record's fields and
+/// values. Returns `{id, 1}` for a new job, `{id, 0}` for a known key,
+/// `{-1, 0}` when the stream is full. A counter that is not there (a new
+/// stream, or a Redis that lost its data) starts at Redis's time in ms
+/// times 1,000: past every id an earlier counter gave, unless it gave
+/// more than 1,000 a millisecond over its whole life, so that no id is
+/// given twice (`reply` of an old id never finds a new job's answer). Its
+/// first write is the first of the script: at `maxmemory` nothing is
+/// written.
+///
+/// A job with an order key joins its key's line, `<stream>:order:<key>`
+/// (job ids, the first is the one in the stream): the first of its line
+/// goes to the stream; a later one waits, parked under
+/// `<stream>:park:<id>` (its fields) and counted in `<stream>:parked`,
+/// until the job before it is over (see `RELEASE`). (These keys are
+/// named here, not in KEYS: they share the stream's hash tag, so its
+/// slot.)
 const ENQUEUE: &str = r"
 local known = redis.call('GET', KEYS[3])
 if known then return {tonumber(known), 0} end
 local maxlen = tonumber(ARGV[1])
-if maxlen > 0 and redis.call('XLEN', KEYS[1]) >= maxlen then return {-1, 0} end
+if maxlen > 0 and redis.call('XLEN', KEYS[1]) + tonumber(redis.call('GET', KEYS[1] .. ':parked') or '0') >= maxlen then return {-1, 0} end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -26,27 +35,59 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 local id = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], id)
-redis.call('XADD', KEYS[1], '*', 'job', id, unpack(ARGV, 2))
+if ARGV[2] ~= '' then
+  -- (In a key's name, `..` would write a large id as 1.7e+15.)
+  local sid = string.format('%.0f', id)
+  if redis.call('RPUSH', KEYS[1] .. ':order:' .. ARGV[2], sid) > 1 then
+    redis.call('HSET', KEYS[1] .. ':park:' .. sid, 'job', sid, unpack(ARGV, 3))
+    redis.call('INCR', KEYS[1] .. ':parked')
+    return {id, 1}
+  end
+end
+redis.call('XADD', KEYS[1], '*', 'job', id, unpack(ARGV, 3))
 return {id, 1}
+";
+
+/// A job over (delivered, or dead): if it heads its order key's line
+/// (stream `s`, order key `okey`, job id `job`), it leaves the line, and
+/// the next job of the line goes to the stream. Nothing for a job
+/// without one, or not at the head (a requeued dead letter).
+const RELEASE: &str = r"
+local function release(s, okey, job)
+  if okey == '' then return end
+  local line = s .. ':order:' .. okey
+  if redis.call('LINDEX', line, 0) ~= job then return end
+  redis.call('LPOP', line)
+  local next = redis.call('LINDEX', line, 0)
+  if not next then return end
+  local park = s .. ':park:' .. next
+  local f = redis.call('HGETALL', park)
+  if #f > 0 then
+    redis.call('XADD', s, '*', unpack(f))
+    redis.call('DEL', park)
+    redis.call('DECR', s .. ':parked')
+  end
+end
 ";
 
 /// Deliveries answered, many in one call. KEYS: stream, the delivered
 /// counter, then per job its reply hash and its key's name. ARGV: group,
 /// retention in ms (-1: forever, 0: forget at once), then per job its
 /// entry, its key, keep the reply (`1`/`0`), status, body, cut (`1`: the
-/// body was too large to keep). An entry no
-/// longer pending (another consumer answered it) is skipped. Returns how
-/// many were acknowledged.
+/// body was too large to keep), its order key (empty: none), its job id.
+/// An entry no longer pending (another consumer answered it) is skipped.
+/// Returns how many were acknowledged.
 const DONE: &str = r"
 local keep = tonumber(ARGV[2])
 local n = 0
 local jobs = (#KEYS - 2) / 2
 for j = 0, jobs - 1 do
-  local a = 3 + j * 6
+  local a = 3 + j * 8
   local reply, key = KEYS[3 + j * 2], KEYS[4 + j * 2]
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[a]) == 1 then
     n = n + 1
     redis.call('XDEL', KEYS[1], ARGV[a])
+    release(KEYS[1], ARGV[a + 6], ARGV[a + 7])
     if keep == 0 then
       redis.call('DEL', key)
     else
@@ -69,12 +110,14 @@ return n
 
 /// A delivery that moves the job on: acknowledged and added again to
 /// KEYS[2] (the stream itself for a later try, the dead letters when
-/// given up). KEYS: stream, target. ARGV: group, entry, then the fields
-/// and values to add. Returns 0 if the entry was no longer pending.
+/// given up). KEYS: stream, target. ARGV: group, entry, the order key to
+/// release (empty: none; a dead job's), its job id, then the fields and
+/// values to add. Returns 0 if the entry was no longer pending.
 const MOVE: &str = r"
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
+release(KEYS[1], ARGV[3], ARGV[4])
 return 1
 ";
 
@@ -173,8 +216,8 @@ impl Scripts {
     pub(super) fn new() -> Self {
         Scripts {
             enqueue: Script::new(ENQUEUE),
-            done: Script::new(DONE),
-            moved: Script::new(MOVE),
+            done: Script::new(&format!("{RELEASE}{DONE}")),
+            moved: Script::new(&format!("{RELEASE}{MOVE}")),
             requeue: Script::new(REQUEUE),
             extend: Script::new(EXTEND),
             take: Script::new(TAKE),

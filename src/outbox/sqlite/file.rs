@@ -11,7 +11,7 @@ use std::path::Path;
 /// The schema this version writes; a file with a newer one is refused,
 /// an older one is brought to it. 2: `created`, `tries` and `stops`;
 /// bodies in a table of their own.
-const SCHEMA: i64 = 2;
+const SCHEMA: i64 = 3;
 
 /// A job's states in the file.
 pub(super) const PENDING: i64 = 0;
@@ -84,7 +84,8 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
              reply BLOB,
              created INTEGER NOT NULL DEFAULT 0,
              tries INTEGER NOT NULL DEFAULT 0,
-             stops INTEGER NOT NULL DEFAULT 0
+             stops INTEGER NOT NULL DEFAULT 0,
+             order_key TEXT
          );
          CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at);
          CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
@@ -101,7 +102,8 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     // walking a backlog of fresh jobs.
     let indexes =
         "CREATE INDEX IF NOT EXISTS jobs_retry ON jobs(next_at) WHERE state = 0 AND tries > 0;
-         CREATE INDEX IF NOT EXISTS jobs_suspect ON jobs(next_at) WHERE state = 0 AND stops > 1;";
+         CREATE INDEX IF NOT EXISTS jobs_suspect ON jobs(next_at) WHERE state = 0 AND stops > 1;
+         CREATE INDEX IF NOT EXISTS jobs_order ON jobs(order_key, id) WHERE order_key IS NOT NULL AND state IN (0, 1);";
     if version == 1 {
         db.execute_batch(
             "BEGIN;
@@ -111,6 +113,10 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
              COMMIT;",
         )
         .map_err(sql)?;
+    }
+    if version == 1 || version == 2 {
+        db.execute_batch("ALTER TABLE jobs ADD COLUMN order_key TEXT;")
+            .map_err(sql)?;
     }
     db.execute_batch(indexes).map_err(sql)?;
     db.execute_batch(&format!("PRAGMA user_version = {SCHEMA};"))

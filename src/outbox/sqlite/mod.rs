@@ -380,6 +380,7 @@ mod tests {
             headers: "[]".into(),
             body: Some(vec![b'x'; bytes]),
             created: now_ms(),
+            order: None,
         };
         let rows = [
             row("a", 10),

@@ -22,14 +22,17 @@ pub(super) fn claim_in(
 ) -> Result<Vec<Claimed<i64>>, Error> {
     // (States written out, not bound: a partial index is used only
     // for a condition SQLite can see when it prepares the statement.)
+    // A job with an order key goes only as the first of its key not
+    // over (pending or in flight): not beside the one in flight, nor
+    // before one that waits for its retry.
     let picks: &[&str] = if suspects {
         &[
-            "SELECT id FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?1 = 0 ORDER BY next_at, id LIMIT min(1, ?3)",
+            "SELECT id FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?1 = 0 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT min(1, ?3)",
         ]
     } else {
         &[
-            "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?2 AND ?1 = 0 ORDER BY next_at, id LIMIT ?3",
-            "SELECT id FROM jobs WHERE state = ?1 AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3",
+            "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?2 AND ?1 = 0 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT ?3",
+            "SELECT id FROM jobs WHERE state = ?1 AND next_at <= ?2 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT ?3",
         ]
     };
     let mut ids: Vec<i64> = Vec::new();
@@ -88,8 +91,8 @@ pub(super) fn claim_in(
     Ok(out)
 }
 
-// The claim's SQL writes the pending state out as 0.
-const _: () = assert!(PENDING == 0);
+// The claim's SQL writes the pending state out as 0, in flight as 1.
+const _: () = assert!(PENDING == 0 && IN_FLIGHT == 1);
 
 /// Bodies up to this size stay in the job's row.
 const INLINE_BODY: usize = 4 * 1024;
@@ -153,10 +156,10 @@ pub(super) fn insert_row(
     let written = (|| {
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(key) DO NOTHING",
             )?
-            .execute(params![id, r.key, r.method, r.url, r.headers, small, PENDING, now, r.created])?;
+            .execute(params![id, r.key, r.method, r.url, r.headers, small, PENDING, now, r.created, r.order])?;
         if inserted == 1
             && let Some(body) = large
         {
