@@ -148,6 +148,10 @@
 //! - `tracing`: a span per job and per attempt, with OpenTelemetry's HTTP
 //!   client field names; an outbox delivery is a child of the span that
 //!   enqueued it.
+//! - `webhooks`: `reqpool::webhooks`, Standard Webhooks signatures
+//!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`, HMAC-SHA256
+//!   with `whsec_` secrets) added to each attempt by a `before_attempt`
+//!   hook, and the receiver's `Verifier`.
 //! - `native-tls`, `platform-verifier`: the platform's TLS library or
 //!   trust store instead of rustls with webpki roots.
 //!
@@ -198,6 +202,8 @@ mod timer;
 mod tls;
 mod trace;
 mod wait;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;
 mod wire;
 mod worker;
 
