@@ -152,6 +152,10 @@
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`, HMAC-SHA256
 //!   with `whsec_` secrets) added to each attempt by a `before_attempt`
 //!   hook, and the receiver's `Verifier`.
+//! - `metrics`: `reqpool::metrics`, the pool's requests, attempts,
+//!   latencies, queue, retries, breaker states and rate-limit waits
+//!   through the `metrics` facade (OpenTelemetry's HTTP client names),
+//!   and `metrics::watch_outbox` for an outbox's counts.
 //! - `native-tls`, `platform-verifier`: the platform's TLS library or
 //!   trust store instead of rustls with webpki roots.
 //!
@@ -179,6 +183,8 @@ mod host_key;
 mod hosts;
 mod lifecycle;
 mod many;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "outbox")]
 mod outbox;
 mod pending;
