@@ -4,7 +4,7 @@
 //! with the `webhooks::Verifier` and answers 401 to any it refuses.
 //!
 //! `cargo run --release --features webhooks,outbox --example webhooks`
-//! (`EVENTS=n` for another count).
+//! (`EVENTS=n` for another count, `DB=path` to keep the outbox file).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -62,7 +62,9 @@ fn main() -> Result<(), Error> {
         .before_attempt(Signer::new(SECRET)?.hook())
         .build()?;
     let dir = TempDir::new("webhooks-example");
-    let outbox = Outbox::open(dir.file("webhooks.db"), &pool)?;
+    let db =
+        std::env::var_os("DB").map_or_else(|| dir.file("webhooks.db"), std::path::PathBuf::from);
+    let outbox = Outbox::open(db, &pool)?;
     let url = server.url("/webhooks");
     let started = Instant::now();
     let jobs: Vec<_> = (0..events)
