@@ -25,6 +25,15 @@ commands:
   forget ID             removes a delivered or dead job (key, reply, error)
   tail [--every MS]     follows deliveries: a line per change, a line per
                         new dead letter (every 1000 ms by default)
+  serve [--listen ADDR] [--deliver] [--allow-requeue]
+                        a status page at http://ADDR/ (127.0.0.1:8080 by
+                        default): counts, delivery rate, health, dead
+                        letters per host with their last error. Read-only
+                        unless --allow-requeue, which needs a token of at
+                        least 16 characters in REQPOOL_OUTBOX_TOKEN (typed
+                        into the page to requeue). --deliver: this process
+                        delivers the jobs (for a file whose program is
+                        stopped).
 
 A SQLite file is one process's at a time: while its program runs, these
 commands fail with code 3 (on Redis they work at any time).
@@ -68,6 +77,10 @@ pub(crate) enum Command {
         store: Store,
         every: Duration,
     },
+    Serve {
+        store: Store,
+        options: crate::serve::ServeOptions,
+    },
 }
 
 impl Command {
@@ -78,13 +91,14 @@ impl Command {
             | Command::Show { store, .. }
             | Command::Requeue { store, .. }
             | Command::Forget { store, .. }
-            | Command::Tail { store, .. } => store,
+            | Command::Tail { store, .. }
+            | Command::Serve { store, .. } => store,
         }
     }
 
     /// Whether the command delivers jobs (only `serve --deliver`).
     pub(crate) fn delivers(&self) -> bool {
-        false
+        matches!(self, Command::Serve { options, .. } if options.deliver)
     }
 }
 
@@ -103,6 +117,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
     let mut command: Option<String> = None;
     let mut id_arg: Option<i64> = None;
     let (mut limit, mut all_dead, mut every) = (None, false, None);
+    let (mut listen, mut deliver, mut allow_requeue) = (None, false, false);
     let err = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(err)? {
         match arg {
@@ -150,6 +165,16 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
                 every = Some(Duration::from_millis(ms));
             }
             Long("all-dead") => all_dead = true,
+            Long("listen") => {
+                listen = Some(
+                    p.value()
+                        .map_err(err)?
+                        .string()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            Long("deliver") => deliver = true,
+            Long("allow-requeue") => allow_requeue = true,
             Value(v) if command.is_none() => command = Some(v.string().map_err(|e| e.to_string())?),
             Value(v) if id_arg.is_none() => id_arg = Some(id(v)?),
             other => return Err(other.unexpected().to_string()),
@@ -164,7 +189,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
         }
         _ => return Err("--file and --redis are two different stores: give one".into()),
     };
-    let command = command.ok_or("which command? stats, dead, show, requeue, forget or tail")?;
+    let command =
+        command.ok_or("which command? stats, dead, show, requeue, forget, tail or serve")?;
     let need_id = || id_arg.ok_or_else(|| format!("{command} needs a job id"));
     let refuse = |what: &str, given: bool| {
         if given {
@@ -176,6 +202,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
     refuse("--limit", limit.is_some() && command != "dead")?;
     refuse("--all-dead", all_dead && command != "requeue")?;
     refuse("--every", every.is_some() && command != "tail")?;
+    refuse("--listen", listen.is_some() && command != "serve")?;
+    refuse("--deliver", deliver && command != "serve")?;
+    refuse("--allow-requeue", allow_requeue && command != "serve")?;
     let c = match command.as_str() {
         "stats" => Command::Stats { store },
         "dead" => Command::Dead { store, limit },
@@ -196,9 +225,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
             store,
             every: every.unwrap_or(Duration::from_secs(1)),
         },
+        "serve" => {
+            let title = match &store {
+                Store::File(f) => f.display().to_string(),
+                // The stream's name, never the URL (it may hold a password).
+                Store::Redis { stream, .. } => format!("redis stream {stream}"),
+            };
+            Command::Serve {
+                store,
+                options: crate::serve::ServeOptions {
+                    listen: listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
+                    deliver,
+                    allow_requeue,
+                    title,
+                },
+            }
+        }
         other => {
             return Err(format!(
-                "no command {other:?}: stats, dead, show, requeue, forget or tail"
+                "no command {other:?}: stats, dead, show, requeue, forget, tail or serve"
             ));
         }
     };
@@ -248,6 +293,14 @@ mod tests {
             Ok(Some(Command::Tail { .. }))
         ));
         assert!(matches!(p("--help"), Ok(None)));
+        match p("--redis redis://:pw@h/ --stream s serve --deliver") {
+            Ok(Some(Command::Serve { options, .. })) => {
+                assert_eq!(options.listen, "127.0.0.1:8080");
+                assert!(options.deliver && !options.allow_requeue);
+                assert_eq!(options.title, "redis stream s");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -271,6 +324,7 @@ mod tests {
                 "two different stores",
             ),
             ("--file a.db stats --bogus", "bogus"),
+            ("--file a.db stats --deliver", "does not go with"),
         ] {
             let e = p(line).unwrap_err();
             assert!(e.contains(why), "{line}: {e}");

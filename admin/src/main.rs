@@ -14,6 +14,7 @@
 //! | 4 | any other failure |
 
 mod args;
+mod serve;
 
 use args::{Command, Store};
 use reqpool::{Error, JobId, Outbox, OutboxOptions, Pool, StorageKind};
@@ -192,6 +193,10 @@ fn run(command: Command) -> Result<(), Failure> {
             w(writeln!(out, "forgot {id}"))?;
         }
         Command::Tail { every, .. } => tail(&outbox, every, &mut out)?,
+        Command::Serve { options, .. } => {
+            drop(out);
+            serve::run(outbox, options)?;
+        }
     }
     Ok(())
 }
