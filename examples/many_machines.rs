@@ -3,7 +3,7 @@
 //! SIGKILL a third of the way through 6,000 keyed POSTs. Prints what
 //! reached the server once, twice or never, and how long the survivors
 //! took to take over the dead consumer's jobs. Then the rate that three
-//! consumers share (`max_rate_per_host(100, 1 s)`), and throughput: one
+//! consumers share (`shared_rate_per_host(100, 1 s)`), and throughput: one
 //! consumer against plain `fire`, three consumers against one.
 //!
 //! `cargo run --release --features redis --example many_machines`
@@ -37,7 +37,7 @@ fn consumer() {
         .keep_replies(false)
         .retention(Duration::ZERO);
     if let Ok(rate) = std::env::var("RATE") {
-        options = options.max_rate_per_host(rate.parse().unwrap(), Duration::from_secs(1));
+        options = options.shared_rate_per_host(rate.parse().unwrap(), Duration::from_secs(1));
     }
     let outbox = options
         .redis(&var("REDIS"), &var("STREAM"), &pool)
@@ -277,7 +277,7 @@ fn shared_rate(redis: &str, tag: u32) {
     }
     let span = (times[times.len() - 1] - times[0]).as_secs_f64();
     println!(
-        "2. {n} POSTs, 3 consumers sharing max_rate_per_host(100, 1 s): at most {max_window} in any 1 s window, {:.1}/s on average ({:.2} s, {:.2} s with start-up)",
+        "2. {n} POSTs, 3 consumers sharing shared_rate_per_host(100, 1 s): at most {max_window} in any 1 s window, {:.1}/s on average ({:.2} s, {:.2} s with start-up)",
         (times.len() - 1) as f64 / span,
         span,
         wall.as_secs_f64()

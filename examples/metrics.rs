@@ -5,7 +5,7 @@
 //! Prometheus would. It also times the same batch before the recorder
 //! is installed (the facade's calls are then no-ops) and after.
 //!
-//! `cargo run --release --features metrics,outbox --example metrics`
+//! `cargo run --release --features metrics,sqlite --example metrics`
 //! (`REQUESTS=n` for another batch size).
 
 #[path = "../tests/common/mod.rs"]

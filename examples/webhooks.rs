@@ -3,7 +3,7 @@
 //! `webhooks::Signer`, to a local receiver that checks every request
 //! with the `webhooks::Verifier` and answers 401 to any it refuses.
 //!
-//! `cargo run --release --features webhooks,outbox --example webhooks`
+//! `cargo run --release --features webhooks,sqlite --example webhooks`
 //! (`EVENTS=n` for another count, `DB=path` to keep the outbox file).
 
 #[path = "../tests/common/mod.rs"]

@@ -138,13 +138,15 @@
 //!
 //! # Cargo features
 //!
-//! - `outbox`: `Outbox`, requests written to a SQLite file before
-//!   `enqueue` returns and delivered with an `Idempotency-Key` until the
-//!   server answered — across crashes and restarts; `Outbox::health`
-//!   says whether delivery runs.
+//! - `sqlite` (or its older name `outbox`): `Outbox` on a SQLite file
+//!   (`Outbox::open`), requests written before `enqueue` returns and
+//!   delivered with an `Idempotency-Key` until the server answered —
+//!   across crashes and restarts; `Outbox::health` says whether delivery
+//!   runs. SQLite is bundled (compiled from source).
 //! - `redis`: the same `Outbox` on a Redis stream (`Outbox::redis`),
 //!   shared by many processes on many machines, with leases, dead letters
-//!   and a rate shared by every consumer.
+//!   and a rate shared by every consumer. It compiles no SQLite; enable
+//!   both features for both stores.
 //! - `tracing`: a span per job and per attempt, with OpenTelemetry's HTTP
 //!   client field names; an outbox delivery is a child of the span that
 //!   enqueued it.
@@ -185,7 +187,7 @@ mod lifecycle;
 mod many;
 #[cfg(feature = "metrics")]
 pub mod metrics;
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 mod outbox;
 mod pending;
 mod poll;
@@ -199,6 +201,7 @@ mod response;
 mod retry;
 mod send;
 mod slot;
+mod spill;
 mod state;
 mod stats;
 mod submit;
@@ -222,9 +225,11 @@ pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
 };
-#[cfg(feature = "outbox")]
+#[cfg(feature = "sqlite")]
+pub use crate::outbox::Durability;
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub use crate::outbox::{
-    DeadJob, Delivered, Durability, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
+    DeadJob, Delivered, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
 };
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;

@@ -2,7 +2,7 @@
 //! (feature `metrics`): whatever recorder the program installed
 //! (Prometheus, OpenTelemetry, StatsD, …) gets the pool's requests,
 //! attempts and latencies per host and outcome, its queue, and, from
-//! `watch_outbox` (with feature `outbox`), an outbox's counts. Without a recorder every call is
+//! `watch_outbox` (with an outbox store, feature `sqlite` or `redis`), an outbox's counts. Without a recorder every call is
 //! a no-op.
 //!
 //! Names and units follow OpenTelemetry's HTTP client conventions where
@@ -22,7 +22,7 @@
 //! | `reqpool.rate_limit.waits` | counter | | | waits for a token of a host's rate limit |
 //! | `reqpool.rate_limit.waiting` | gauge | | | jobs waiting for one now |
 //!
-//! The outbox's metrics, recorded by the watcher of `watch_outbox` (with feature `outbox`)
+//! The outbox's metrics, recorded by the watcher of `watch_outbox` (with an outbox store, feature `sqlite` or `redis`)
 //! (each with the label `reqpool.outbox`, the name it was given):
 //! `reqpool.outbox.jobs` (gauge, label `state`: `pending`, `in_flight`,
 //! `dead`), `reqpool.outbox.delivered` (counter), `reqpool.outbox.oldest_due.age`
@@ -37,9 +37,9 @@ use crate::host_key::HostKey;
 use metrics::{Label, counter, gauge, histogram};
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 mod watch;
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub use watch::{OutboxWatcher, watch_outbox};
 
 /// The labels of one request: its method and host (the host key's name
@@ -51,12 +51,14 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn of(method: &str, url: &str) -> Target {
-        let (address, port) = HostKey::of_url(url).map_or((String::new(), 0), |k| (k.host, k.port));
+        let (address, port) = HostKey::of_url(url).map_or((String::new(), String::new()), |k| {
+            (k.host().to_string(), k.port().to_string())
+        });
         Target {
             labels: [
                 Label::new("http.request.method", method.to_string()),
                 Label::new("server.address", address),
-                Label::new("server.port", port.to_string()),
+                Label::new("server.port", port),
             ],
         }
     }
@@ -114,7 +116,9 @@ pub(crate) fn request_ended(t: &Target, ok: bool, status: Option<u16>, err: Opti
 /// The circuit of `host` (a host key, `scheme://name:port`) is now
 /// closed, open or half-open.
 pub(crate) fn breaker(host: &str, open: bool, probing: bool) {
-    let (address, port) = HostKey::of_url(host).map_or((String::new(), 0), |k| (k.host, k.port));
+    let (address, port) = HostKey::of_url(host).map_or((String::new(), String::new()), |k| {
+        (k.host().to_string(), k.port().to_string())
+    });
     let state = if probing {
         2.0
     } else if open {
@@ -219,6 +223,6 @@ pub fn describe() {
         "reqpool.rate_limit.waiting",
         "Jobs waiting for a rate-limit token now"
     );
-    #[cfg(feature = "outbox")]
+    #[cfg(any(feature = "sqlite", feature = "redis"))]
     watch::describe();
 }

@@ -209,7 +209,7 @@ impl Spec {
     /// The host the request goes to, by its key (`scheme://host:port`).
     pub(crate) fn host(&self) -> Option<Arc<str>> {
         let uri = self.uri().ok()?;
-        HostKey::of_uri(&uri).map(|k| Arc::from(k.to_string()))
+        HostKey::of_uri(&uri).map(|k| Arc::from(k.into_string()))
     }
 
     /// The parsed URL. It was checked when the spec was made, and is not
@@ -290,7 +290,7 @@ impl Prepared {
 
 /// A request as a durable outbox writes it: what goes on the wire, and
 /// nothing secret.
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) method: String,
@@ -302,7 +302,7 @@ pub(crate) struct Stored {
     pub(crate) key: Option<String>,
 }
 
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 impl Prepared {
     /// This request as an outbox stores it.
     ///

@@ -1,7 +1,7 @@
 //! Metrics (feature `metrics`): the Prometheus exporter's recorder is
 //! installed, requests go through every way in, through retries, an
 //! open circuit, a rate limit and an outbox, and the exporter's text is
-//! read back. `cargo test --features metrics,outbox --test metrics`.
+//! read back. `cargo test --features metrics,sqlite --test metrics`.
 //!
 //! One recorder per process: the tests share it and each looks at the
 //! labels of its own server's port.
@@ -161,7 +161,7 @@ fn retries_an_open_circuit_and_rate_limit_waits_are_counted() {
     );
 }
 
-#[cfg(feature = "outbox")]
+#[cfg(feature = "sqlite")]
 #[test]
 fn an_outboxs_counts_come_from_its_watcher() {
     use std::sync::Arc;

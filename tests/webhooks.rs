@@ -1,7 +1,7 @@
 //! Standard Webhooks (feature `webhooks`): a pool whose `before_attempt`
 //! is the signer, against a real receiver that checks every request with
 //! the `Verifier`, on every way in, on a retry, and through an outbox.
-//! `cargo test --features webhooks,outbox --test webhooks`.
+//! `cargo test --features webhooks,sqlite --test webhooks`.
 #![cfg(feature = "webhooks")]
 
 mod common;
@@ -169,7 +169,7 @@ fn during_a_rotation_a_receiver_with_either_secret_accepts() {
 /// Through an outbox, each job's key (its own, or one it generated) is
 /// its webhook-id on every delivery, and the signature never reaches the
 /// file.
-#[cfg(feature = "outbox")]
+#[cfg(feature = "sqlite")]
 #[test]
 fn an_outboxs_jobs_are_signed_at_delivery_with_their_key_as_id() {
     let dir = TempDir::new("webhooks");

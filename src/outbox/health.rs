@@ -30,7 +30,8 @@ pub struct OutboxHealth {
     /// opened with [`deliver(false)`](super::OutboxOptions::deliver), and
     /// after it stopped (the outbox is being dropped).
     pub delivering: bool,
-    /// The last failure of the store (or a panic of the dispatcher), as
+    /// The last failure of the store (or a panic of the dispatcher or of
+    /// the housekeeping), as
     /// its error says it (no secrets), if there was one.
     pub last_error: Option<String>,
     /// How long ago [`last_error`](OutboxHealth::last_error) happened.
@@ -45,8 +46,8 @@ pub struct OutboxHealth {
     pub oldest_due: Option<Duration>,
     /// Store calls of the dispatcher that failed, since the outbox opened.
     pub store_errors: u64,
-    /// Panics of the dispatcher it recovered from (each logged at
-    /// `error` and followed by a pause).
+    /// Panics of the dispatcher and of the housekeeping it recovered
+    /// from (each logged at `error` and followed by a pause).
     pub panics: u64,
     /// Jobs this process knew of that its store lost (a Redis restarted
     /// without its data, entries deleted while held): each loss is also
@@ -96,12 +97,13 @@ impl Health {
         s.last_error = Some((error.to_owned(), Instant::now()));
     }
 
-    /// The dispatcher panicked with `message`.
-    pub(super) fn panicked(&self, message: &str) {
+    /// The outbox's `what` (its dispatcher, its housekeeping) panicked
+    /// with `message`.
+    pub(super) fn panicked(&self, what: &str, message: &str) {
         let mut s = lock(&self.state);
         s.panics = s.panics.saturating_add(1);
         s.last_error = Some((
-            format!("the outbox's dispatcher panicked: {message}"),
+            format!("the outbox's {what} panicked: {message}"),
             Instant::now(),
         ));
     }

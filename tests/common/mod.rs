@@ -28,7 +28,7 @@ mod routes;
 mod server;
 #[cfg(feature = "tracing")]
 mod spans;
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 mod stores;
 // The TLS kit needs rcgen and rustls: only the `suite` package (which
 // has them, and feature `tls-kit`) compiles it.
@@ -45,7 +45,7 @@ pub use routes::*;
 pub use server::*;
 #[cfg(feature = "tracing")]
 pub use spans::*;
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub use stores::*;
 #[cfg(feature = "tls-kit")]
 pub use tls::*;
