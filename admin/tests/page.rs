@@ -10,15 +10,14 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod kit;
 
 use common::*;
 use reqpool::{Outbox, Pool};
-use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 const TOKEN: &str = "a-long-operator-token-1234";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -103,35 +102,14 @@ fn dump_dom(url: &str) -> String {
 }
 
 /// An outbox file with 3 jobs delivered and 2 dead (a 400), whose
-/// server then answers 200 to all.
+/// server then answers 200 to all; the first dead job's id.
 fn seeded(dir: &TempDir) -> (std::path::PathBuf, Server, i64) {
-    let status = Arc::new(AtomicUsize::new(400));
-    let s = Arc::clone(&status);
-    let server = Server::with_handler(move |req, _| match req.path.as_str() {
-        "/gone" => Reply::json(
-            s.load(Ordering::SeqCst) as u16,
-            json!({"detail": "<b>no such hook</b>"}),
-        ),
-        _ => Reply::json(200, json!({})),
-    });
+    let (server, status) = kit::server();
     let db = dir.file("calls.db");
     let pool = Pool::new(2);
-    let outbox = Outbox::open(&db, &pool).unwrap();
-    for i in 0..3 {
-        outbox
-            .enqueue(pool.post(&server.url("/ok")).json_body(&json!({"i": i})))
-            .unwrap();
-    }
-    let dead = outbox
-        .enqueue(pool.post(&server.url("/gone")).body("{}"))
-        .unwrap();
-    outbox
-        .enqueue(pool.post(&server.url("/gone")).body("{}"))
-        .unwrap();
-    assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    drop(outbox);
+    let (_, dead) = kit::seed(&Outbox::open(&db, &pool).unwrap(), &pool, &server);
     status.store(200, Ordering::SeqCst);
-    (db, server, dead.0)
+    (db, server, dead[0].0)
 }
 
 #[test]
