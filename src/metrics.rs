@@ -28,7 +28,8 @@
 //! `dead`), `reqpool.outbox.delivered` (counter), `reqpool.outbox.oldest_due.age`
 //! (gauge, s; 0 when nothing is due), `reqpool.outbox.store_errors`,
 //! `reqpool.outbox.panics`, `reqpool.outbox.lost` (counters),
-//! `reqpool.outbox.delivering` (gauge, 1 or 0) and
+//! `reqpool.outbox.delivering` (gauge, 1 or 0), `reqpool.outbox.paused`
+//! (gauge: endpoints a `410 Gone` paused in this process) and
 //! `reqpool.outbox.watch.failures` (counter: reads of the store the
 //! watcher could not make).
 

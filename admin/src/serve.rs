@@ -229,6 +229,14 @@ impl Page {
             )),
         }
         health_table(&mut h, &health);
+        let paused = outbox.paused();
+        if !paused.is_empty() {
+            h.push_str("<h2>Paused endpoints (410 Gone)</h2><ul id=\"paused\">");
+            for url in &paused {
+                h.push_str(&format!("<li><code>{}</code></li>", escape(url)));
+            }
+            h.push_str("</ul>");
+        }
         match &dead {
             Ok(dead) => self.dead_tables(&mut h, dead),
             Err(e) => h.push_str(&format!(

@@ -105,6 +105,7 @@ fn record(outbox: &Outbox, name: &str) {
             counter!("reqpool.outbox.watch.failures", vec![label()]).increment(1);
         }
     }
+    gauge!("reqpool.outbox.paused", vec![label()]).set(outbox.paused().len() as f64);
     let h = outbox.health();
     let oldest = h.oldest_due.map_or(0.0, |d| d.as_secs_f64());
     gauge!("reqpool.outbox.oldest_due.age", vec![label()]).set(oldest);
@@ -130,6 +131,10 @@ pub(super) fn describe() {
         "How long the job due longest has waited"
     );
     describe_gauge!("reqpool.outbox.delivering", "1 while this process delivers");
+    describe_gauge!(
+        "reqpool.outbox.paused",
+        "Endpoints a 410 Gone paused in this process"
+    );
     describe_counter!(
         "reqpool.outbox.store_errors",
         "Store calls of the dispatcher that failed"

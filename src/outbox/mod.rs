@@ -17,6 +17,7 @@ mod enqueue;
 mod health;
 mod lineage;
 mod options;
+mod pause;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;
@@ -405,6 +406,21 @@ impl Outbox {
     /// [`Error::Storage`] if the store cannot be written.
     pub fn forget(&self, id: JobId) -> Result<bool, Error> {
         self.store.forget(id)
+    }
+
+    /// The endpoints (URLs, redacted) a `410 Gone` paused in this
+    /// process, with
+    /// [`OutboxOptions::pause_on_gone`](crate::OutboxOptions::pause_on_gone):
+    /// their jobs wait, pending, until [`resume`](Outbox::resume).
+    pub fn paused(&self) -> Vec<String> {
+        self.shared.paused.list()
+    }
+
+    /// Sends the jobs to `url` again (within 2 s); true if it was paused.
+    /// The job that got the `410` stays dead: requeue it if it should go
+    /// too.
+    pub fn resume(&self, url: &str) -> bool {
+        self.shared.paused.resume(url)
     }
 
     /// The server's answer to job `id`, if it was delivered and replies
