@@ -191,6 +191,7 @@ mod response;
 mod retry;
 mod send;
 mod slot;
+mod spill;
 mod state;
 mod stats;
 mod submit;

@@ -209,7 +209,7 @@ impl Spec {
     /// The host the request goes to, by its key (`scheme://host:port`).
     pub(crate) fn host(&self) -> Option<Arc<str>> {
         let uri = self.uri().ok()?;
-        HostKey::of_uri(&uri).map(|k| Arc::from(k.to_string()))
+        HostKey::of_uri(&uri).map(|k| Arc::from(k.into_string()))
     }
 
     /// The parsed URL. It was checked when the spec was made, and is not

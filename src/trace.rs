@@ -189,7 +189,7 @@ impl AttemptSpan {
 #[cfg(feature = "tracing")]
 fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
-        .map(|k| k.host)
+        .map(|k| k.host().to_owned())
         .unwrap_or_default()
 }
 

@@ -1153,7 +1153,11 @@ fn the_shared_rate_holds_in_every_window_after_a_stall() {
         .max()
         .unwrap();
     eprintln!("100/s with a 0.5 s stall: at most {most} in any 1 s, {most_100ms} in any 100 ms");
-    assert!(most <= 102, "{most} in one sliding second");
+    // The limiter releases at most 101 in any second (its tolerance is
+    // one interval); the server sees arrivals, which a loaded machine's
+    // scheduling can bunch by a few. The bug this guards against let
+    // 264-292 through.
+    assert!(most <= 105, "{most} in one sliding second");
 }
 
 #[test]

@@ -498,6 +498,6 @@ pub(super) fn default_consumer() -> String {
 /// shared rate.
 fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
-        .map(|k| k.to_string())
+        .map(crate::host_key::HostKey::into_string)
         .unwrap_or_default()
 }
