@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// [`since_progress`](OutboxHealth::since_progress) grows.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), reqpool::Error> {
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(4);
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 ///     eprintln!("outbox: not delivering; last error: {:?}", h.last_error);
 /// }
 /// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
