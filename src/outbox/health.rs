@@ -1,7 +1,7 @@
 //! Whether an outbox delivers, seen from outside: the dispatcher's
 //! heartbeat (its last round with the store), its last error, the panics
 //! it survived, and the jobs its store lost; what
-//! [`Outbox::health`](super::Outbox::health) reports.
+//! [`Outbox::health`](crate::Outbox::health) reports.
 
 use crate::sync::lock;
 use std::sync::Mutex;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub struct OutboxHealth {
     /// True while this process's dispatcher runs: false for an outbox
-    /// opened with [`deliver(false)`](super::OutboxOptions::deliver), and
+    /// opened with [`deliver(false)`](crate::OutboxOptions::deliver), and
     /// after it stopped (the outbox is being dropped).
     pub delivering: bool,
     /// The last failure of the store (or a panic of the dispatcher or of
