@@ -200,6 +200,7 @@ mod task;
 mod timer;
 mod tls;
 mod trace;
+mod urls;
 mod wait;
 mod wire;
 mod worker;
