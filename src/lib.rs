@@ -210,6 +210,7 @@ mod task;
 mod timer;
 mod tls;
 mod trace;
+mod urls;
 mod wait;
 #[cfg(feature = "webhooks")]
 pub mod webhooks;

@@ -91,7 +91,7 @@ fn run<S: Store>(d: &Arc<Dispatcher<S>>) {
 
 /// Runs `round` until it returns, which it does when the outbox closes. A
 /// panic of it is caught, logged at `error`, counted in
-/// [`OutboxHealth`](super::OutboxHealth), and `round` starts again after a
+/// [`OutboxHealth`](super::health::OutboxHealth), and `round` starts again after a
 /// pause (growing to [`BACKOFF_MAX`]).
 fn supervise(shared: &Shared, what: &str, mut round: impl FnMut()) {
     let mut pause = Duration::from_millis(100);

@@ -57,6 +57,7 @@ use store::{Front, Row, Store, now_ms};
 /// the same keys and only the missing items go out.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), reqpool::Error> {
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(16);
@@ -70,6 +71,8 @@ use store::{Front, Row, Store, now_ms};
 /// let reply = outbox.reply(id)?.expect("delivered");
 /// println!("{} {}", reply.status, String::from_utf8_lossy(&reply.body));
 /// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 ///
 /// What is stored: method, URL, headers and body. Secrets are not: a
@@ -154,7 +157,7 @@ impl Outbox {
     /// let pool = reqpool::Pool::new(16);
     /// let outbox = reqpool::Outbox::options()
     ///     .lease(Duration::from_secs(10))
-    ///     .max_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
+    ///     .shared_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
     ///     .redis("redis://127.0.0.1:6379/", "calls", &pool)?;
     /// outbox.enqueue(pool.post("http://127.0.0.1:8000/orders").idempotency_key("order-17"))?;
     /// assert_eq!(outbox.flush_timeout(Duration::from_secs(60)), 0); // every consumer's work
@@ -226,6 +229,7 @@ impl Outbox {
     /// each, at a fraction of the cost of one commit per job.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "sqlite")]
     /// # fn main() -> Result<(), reqpool::Error> {
     /// let pool = reqpool::Pool::new(8);
     /// let outbox = reqpool::Outbox::open("calls.db", &pool)?;
@@ -236,6 +240,8 @@ impl Outbox {
     /// }));
     /// assert!(ids.iter().all(Result::is_ok));
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))]
+    /// # fn main() {}
     /// ```
     ///
     /// # Errors

@@ -35,7 +35,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// Entries taken over from stopped consumers at most per look.
 const TAKE_OVER: usize = 1_000;
 
-/// How a Redis store is set up (from [`OutboxOptions`](super::OutboxOptions)).
+/// How a Redis store is set up (from [`OutboxOptions`](crate::OutboxOptions)).
 pub(super) struct Setup {
     pub(super) group: String,
     pub(super) consumer: String,
