@@ -57,10 +57,11 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 /// The spec's example retry schedule: the wait before each of its 10
 /// tries (the first at once), 75 h 35 min 5 s from the first to the last.
 ///
-/// Neither [`Retry`](crate::Retry) (a backoff that doubles, within one
-/// request's time limit) nor the outbox (1 s doubling to 256 s) takes a
-/// schedule of arbitrary steps yet; this constant is the schedule for the
-/// code that will.
+/// It does not fit a [`Retry`](crate::Retry), which the pool and the
+/// outbox (`OutboxOptions::retry`) both take: a backoff that doubles to a
+/// cap, and an outbox waits at most an hour between deliveries, where
+/// this schedule waits up to 24 h. This constant is the schedule for the
+/// code that will take a list of steps.
 pub const RETRY_SCHEDULE: [Duration; 10] = [
     Duration::ZERO,
     Duration::from_secs(5),
