@@ -25,7 +25,7 @@ commands:
   forget ID             removes a delivered or dead job (key, reply, error)
   tail [--every MS]     follows deliveries: a line per change, a line per
                         new dead letter (every 1000 ms by default)
-  serve [--listen ADDR] [--deliver] [--allow-requeue]
+  serve [--listen ADDR] [--deliver [--pause-on-gone]] [--allow-requeue]
                         a status page at http://ADDR/ (127.0.0.1:8080 by
                         default): counts, delivery rate, health, dead
                         letters per host with their last error. Read-only
@@ -33,7 +33,9 @@ commands:
                         least 16 characters in REQPOOL_OUTBOX_TOKEN (typed
                         into the page to requeue). --deliver: this process
                         delivers the jobs (for a file whose program is
-                        stopped).
+                        stopped); with --pause-on-gone a 410 Gone pauses
+                        its endpoint (listed, with a resume button when
+                        requeue is allowed).
 
 A SQLite file is one process's at a time: while its program runs, these
 commands fail with code 3 (on Redis they work at any time).
@@ -100,6 +102,11 @@ impl Command {
     pub(crate) fn delivers(&self) -> bool {
         matches!(self, Command::Serve { options, .. } if options.deliver)
     }
+
+    /// Whether a delivering `serve` pauses an endpoint at a 410.
+    pub(crate) fn pauses_on_gone(&self) -> bool {
+        matches!(self, Command::Serve { options, .. } if options.pause_on_gone)
+    }
 }
 
 fn id(v: OsString) -> Result<i64, String> {
@@ -118,6 +125,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
     let mut id_arg: Option<i64> = None;
     let (mut limit, mut all_dead, mut every) = (None, false, None);
     let (mut listen, mut deliver, mut allow_requeue) = (None, false, false);
+    let mut pause_on_gone = false;
     let err = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(err)? {
         match arg {
@@ -175,6 +183,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
             }
             Long("deliver") => deliver = true,
             Long("allow-requeue") => allow_requeue = true,
+            Long("pause-on-gone") => pause_on_gone = true,
             Value(v) if command.is_none() => command = Some(v.string().map_err(|e| e.to_string())?),
             Value(v) if id_arg.is_none() => id_arg = Some(id(v)?),
             other => return Err(other.unexpected().to_string()),
@@ -205,6 +214,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
     refuse("--listen", listen.is_some() && command != "serve")?;
     refuse("--deliver", deliver && command != "serve")?;
     refuse("--allow-requeue", allow_requeue && command != "serve")?;
+    refuse("--pause-on-gone", pause_on_gone && !deliver)?;
     let c = match command.as_str() {
         "stats" => Command::Stats { store },
         "dead" => Command::Dead { store, limit },
@@ -236,6 +246,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Option<C
                 options: crate::serve::ServeOptions {
                     listen: listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
                     deliver,
+                    pause_on_gone,
                     allow_requeue,
                     title,
                 },
@@ -325,6 +336,7 @@ mod tests {
             ),
             ("--file a.db stats --bogus", "bogus"),
             ("--file a.db stats --deliver", "does not go with"),
+            ("--file a.db serve --pause-on-gone", "does not go with"),
         ] {
             let e = p(line).unwrap_err();
             assert!(e.contains(why), "{line}: {e}");

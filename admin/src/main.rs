@@ -80,8 +80,10 @@ fn main() -> ExitCode {
 
 /// Opens the store; without `deliver`, this command only looks and mends
 /// and the program that owns the outbox delivers.
-fn open(store: &Store, pool: &Pool, deliver: bool) -> Result<Outbox, Failure> {
-    let options = OutboxOptions::new().deliver(deliver);
+fn open(store: &Store, pool: &Pool, deliver: bool, pause_on_gone: bool) -> Result<Outbox, Failure> {
+    let options = OutboxOptions::new()
+        .deliver(deliver)
+        .pause_on_gone(pause_on_gone);
     match store {
         Store::File(path) => {
             if !path.exists() {
@@ -110,7 +112,12 @@ fn open(store: &Store, pool: &Pool, deliver: bool) -> Result<Outbox, Failure> {
 
 fn run(command: Command) -> Result<(), Failure> {
     let pool = Pool::new(if command.delivers() { 8 } else { 1 });
-    let outbox = open(command.store(), &pool, command.delivers())?;
+    let outbox = open(
+        command.store(),
+        &pool,
+        command.delivers(),
+        command.pauses_on_gone(),
+    )?;
     let mut out = std::io::stdout().lock();
     let w = |r: std::io::Result<()>| {
         r.map_err(|e| Failure::new(OTHER, format!("writing the output: {e}")))

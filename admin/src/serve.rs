@@ -32,7 +32,9 @@ pub(crate) struct ServeOptions {
     /// This process delivers the outbox's jobs (a file is one process's:
     /// with its program stopped, the page's process delivers).
     pub(crate) deliver: bool,
-    /// Requeue buttons, with the token of `TOKEN_VAR`.
+    /// A 410 Gone pauses its endpoint (with `deliver`).
+    pub(crate) pause_on_gone: bool,
+    /// Requeue (and resume) buttons, with the token of `TOKEN_VAR`.
     pub(crate) allow_requeue: bool,
     /// What the page calls the outbox (a file's path, a stream's name).
     pub(crate) title: String,
@@ -156,6 +158,16 @@ impl Page {
                     }
                     Err((code, why)) => (code, plain_page("Not requeued", &why)),
                 },
+                (Method::Post, "/resume") => match self.resume(outbox, &mut req) {
+                    Ok(()) => {
+                        let r = Response::from_string("")
+                            .with_status_code(303)
+                            .with_header(header("Location", "/?resumed=1"));
+                        let _ = req.respond(r);
+                        return;
+                    }
+                    Err((code, why)) => (code, plain_page("Not resumed", &why)),
+                },
                 (Method::Get | Method::Post, _) => (404, plain_page("Not found", "nothing here")),
                 _ => (
                     405,
@@ -171,9 +183,8 @@ impl Page {
         let _ = req.respond(r);
     }
 
-    /// Checks the token and requeues the job of the form; its id, or a
-    /// status and why.
-    fn requeue(&self, outbox: &Outbox, req: &mut Request) -> Result<i64, (u16, String)> {
+    /// The fields of a posted form, once its token is checked.
+    fn form(&self, req: &mut Request) -> Result<Vec<(String, String)>, (u16, String)> {
         let Some(token) = &self.token else {
             return Err((
                 403,
@@ -185,23 +196,39 @@ impl Page {
             .take(BODY_MAX)
             .read_to_string(&mut body)
             .map_err(|_| (400, "the form could not be read".to_string()))?;
-        let field = |name: &str| {
-            body.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k == name).then(|| decode_form(v))
-            })
-        };
-        let given = field("token").unwrap_or_default();
+        let fields: Vec<(String, String)> = body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), decode_form(v)))
+            .collect();
+        let given = field(&fields, "token").unwrap_or_default();
         if !same(given.as_bytes(), token.as_bytes()) {
             return Err((403, "wrong token".into()));
         }
-        let id = field("id")
+        Ok(fields)
+    }
+
+    /// Requeues the job of the form; its id, or a status and why.
+    fn requeue(&self, outbox: &Outbox, req: &mut Request) -> Result<i64, (u16, String)> {
+        let fields = self.form(req)?;
+        let id = field(&fields, "id")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or((400, "no job id".to_string()))?;
         match outbox.requeue(JobId(id)) {
             Ok(true) => Ok(id),
             Ok(false) => Err((404, format!("job {id} is not dead"))),
-            Err(e) => Err((503, escape(&e.to_string()))),
+            Err(e) => Err((503, e.to_string())),
+        }
+    }
+
+    /// Resumes the endpoint of the form.
+    fn resume(&self, outbox: &Outbox, req: &mut Request) -> Result<(), (u16, String)> {
+        let fields = self.form(req)?;
+        let url = field(&fields, "url").ok_or((400, "no endpoint".to_string()))?;
+        if outbox.resume(&url) {
+            Ok(())
+        } else {
+            Err((404, "that endpoint is not paused".into()))
         }
     }
 
@@ -233,7 +260,16 @@ impl Page {
         if !paused.is_empty() {
             h.push_str("<h2>Paused endpoints (410 Gone)</h2><ul id=\"paused\">");
             for url in &paused {
-                h.push_str(&format!("<li><code>{}</code></li>", escape(url)));
+                h.push_str(&format!("<li><code>{}</code>", escape(url)));
+                if self.token.is_some() {
+                    h.push_str(&format!(
+                        " <form method=\"post\" action=\"/resume\"><input type=\"hidden\" name=\"url\" value=\"{}\">\
+                         <input type=\"password\" name=\"token\" placeholder=\"token\" autocomplete=\"off\">\
+                         <button type=\"submit\">resume</button></form>",
+                        escape(url)
+                    ));
+                }
+                h.push_str("</li>");
             }
             h.push_str("</ul>");
         }
@@ -318,6 +354,13 @@ fn health_table(h: &mut String, x: &OutboxHealth) {
         x.store_errors,
         x.last_error.as_deref().map_or("–".to_string(), escape),
     ));
+}
+
+fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// `scheme://host:port` of a redacted request (`METHOD URL`).

@@ -56,9 +56,13 @@ impl Drop for Serving {
 }
 
 fn serve(db: &Path, extra: &[&str]) -> Serving {
+    serve_at(&["--file", db.to_str().unwrap()], extra)
+}
+
+/// `serve` on the store `at` names (`--file …`, `--redis … --stream …`).
+fn serve_at(at: &[&str], extra: &[&str]) -> Serving {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reqpool-outbox"))
-        .arg("--file")
-        .arg(db)
+        .args(at)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
         .env("REQPOOL_OUTBOX_TOKEN", TOKEN)
@@ -206,4 +210,80 @@ fn pressing_requeue_with_the_token_delivers_the_job() {
         "{said}"
     );
     assert!(said.contains("delivered: 4 dead: 1"), "{said}");
+}
+
+/// `serve --deliver --pause-on-gone` on a Redis stream (where the test
+/// can enqueue beside the page's process): a 410 pauses its endpoint,
+/// the page lists it, jobs enqueued to it then wait, and its resume form
+/// (with the token) sends them. Plain HTTP from the test: no browser.
+#[test]
+fn a_paused_endpoint_is_listed_and_resumed_from_the_page() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (server, status) = kit::server();
+    status.store(410, Ordering::SeqCst);
+    let pool = Pool::new(2);
+    let gone = server.url("/gone");
+    let url = redis.url();
+    // A producer only: the page's process delivers.
+    let producer = reqpool::OutboxOptions::new()
+        .deliver(false)
+        .redis(&url, "hooks", &pool)
+        .unwrap();
+    producer.enqueue(pool.post(&gone).body("{}")).unwrap();
+    let page = serve_at(
+        &["--redis", &url, "--stream", "hooks"],
+        &["--deliver", "--pause-on-gone", "--allow-requeue"],
+    );
+    let get = |url: &str| {
+        ureq::get(url)
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    let until = |url: &str, want: &'static [&'static str]| {
+        let url = url.to_string();
+        bounded(LIMIT, move || {
+            loop {
+                let html = get(&url);
+                if want.iter().all(|w| html.contains(w)) {
+                    return html;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let html = until(&page.url, &["id=\"paused\"", "<td id=\"dead\">1</td>"]);
+    assert!(html.contains(&format!("<code>{gone}</code>")), "{html}");
+    // Jobs to the paused endpoint wait, pending, unsent.
+    for i in 0..2 {
+        producer
+            .enqueue(pool.post(&gone).body(format!("{{\"i\":{i}}}")))
+            .unwrap();
+    }
+    until(&page.url, &["<td id=\"pending\">2</td>"]);
+    assert_eq!(server.shared.hits("/gone"), 1);
+    status.store(200, Ordering::SeqCst);
+    let post = |token: &str| {
+        ureq::post(&format!("{}resume", page.url))
+            .config()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .send_form([("url", gone.as_str()), ("token", token)])
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("not-the-token-at-all"), 403);
+    assert_eq!(post(TOKEN), 303);
+    assert_eq!(post(TOKEN), 404, "resumed twice");
+    until(
+        &page.url,
+        &["<td id=\"pending\">0</td>", "<td id=\"in-flight\">0</td>"],
+    );
+    assert_eq!(server.shared.hits("/gone"), 3);
 }
