@@ -31,6 +31,20 @@ const LEASE: Duration = Duration::from_secs(3);
 fn consumer() {
     let var = |k: &str| std::env::var(k).expect(k);
     let pool = Pool::new(var("WORKERS").parse().unwrap());
+    if let Ok(url) = std::env::var("FIRE") {
+        // The yardstick: the same POSTs fired by a pool of the same size,
+        // in a process of its own like a consumer.
+        let n: usize = var("N").parse().unwrap();
+        for i in 0..n {
+            let _ = pool.post(&url).json_body(&json!({"item": i})).fire();
+        }
+        pool.flush_timeout(Duration::from_secs(300));
+        eprintln!(
+            "   (plain fire: {:.1} µs CPU per request)",
+            common::cpu_seconds() / n as f64 * 1e6
+        );
+        return;
+    }
     let mut options = Outbox::options()
         .consumer(&var("NAME"))
         .lease(LEASE)
@@ -43,11 +57,13 @@ fn consumer() {
         .redis(&var("REDIS"), &var("STREAM"), &pool)
         .expect("open the outbox");
     outbox.flush_timeout(Duration::from_secs(300));
-    if std::env::var("CPU").is_ok() {
+    if let Ok(n) = std::env::var("CPU") {
+        let n: f64 = n.parse().unwrap_or(1.0);
         eprintln!(
-            "   (consumer {}: {:.2} s CPU)",
+            "   (consumer {}: {:.2} s CPU, {:.1} µs per job)",
             var("NAME"),
-            common::cpu_seconds()
+            common::cpu_seconds(),
+            common::cpu_seconds() / n * 1e6
         );
     }
 }
@@ -96,7 +112,22 @@ fn fill(redis: &str, stream: &str, url: &str, n: usize) {
 }
 
 fn spawn(redis: &str, stream: &str, name: &str, workers: usize, rate: Option<u32>) -> Child {
+    spawn_counting(redis, stream, name, workers, rate, None)
+}
+
+/// As `spawn`; with `jobs`, the consumer says its CPU per job of those.
+fn spawn_counting(
+    redis: &str,
+    stream: &str,
+    name: &str,
+    workers: usize,
+    rate: Option<u32>,
+    jobs: Option<usize>,
+) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if let Some(n) = jobs {
+        cmd.env("CPU", n.to_string());
+    }
     cmd.env(ROLE, "1")
         .env("REDIS", redis)
         .env("STREAM", stream)
@@ -125,7 +156,10 @@ fn run(
     let cpu0 = redis_cpu(redis);
     let t0 = Instant::now();
     let children: Vec<Child> = (0..consumers)
-        .map(|i| spawn(redis, stream, &format!("{stream}-c{i}"), workers, rate))
+        .map(|i| {
+            let name = format!("{stream}-c{i}");
+            spawn_counting(redis, stream, &name, workers, rate, Some(n / consumers))
+        })
         .collect();
     for mut c in children {
         assert!(c.wait().unwrap().success(), "a consumer failed");
@@ -292,14 +326,17 @@ fn throughput(redis: &str, tag: u32) {
     let n = 20_000;
     let (srv, _seen) = server(Duration::ZERO);
     let url = srv.url("/orders");
-    let pool = Pool::new(16);
     let t0 = Instant::now();
-    for i in 0..n {
-        let _ = pool.post(&url).json_body(&json!({"item": i})).fire();
-    }
-    pool.flush_timeout(Duration::from_secs(300));
+    let fired = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "1")
+        .env("FIRE", &url)
+        .env("N", n.to_string())
+        .env("WORKERS", "16")
+        .stdout(Stdio::null())
+        .status()
+        .expect("start the fire process");
+    assert!(fired.success(), "the fire process failed");
     let fire = n as f64 / t0.elapsed().as_secs_f64();
-    drop(pool);
     let one = n as f64
         / run(
             &redis,
@@ -315,6 +352,9 @@ fn throughput(redis: &str, tag: u32) {
         "3. {n} POSTs at no delay, 16 workers: plain fire {fire:.0}/s, one consumer {one:.0}/s ({:.2} x fire)",
         one / fire
     );
+    if std::env::var("FAST_ONLY").is_ok() {
+        return;
+    }
     // Three against one where the store could be the limit: the server
     // takes 20 ms, so each consumer's 16 workers are the bound.
     let n = 6_000;

@@ -64,15 +64,24 @@ impl HostKey {
 
     /// The key of `url`, if it parses as an absolute http(s) URL.
     // Only spans and the Redis outbox start from a URL's text.
-    #[cfg_attr(not(any(feature = "redis", feature = "tracing")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "tracing", feature = "metrics")),
+        allow(dead_code)
+    )]
     pub(crate) fn of_url(url: &str) -> Option<HostKey> {
         HostKey::of_uri(&url.parse().ok()?)
     }
 
     /// The host name or address alone.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
     pub(crate) fn host(&self) -> &str {
         &self.key[self.host.clone()]
+    }
+
+    /// The port, given or the scheme's (`server.port` of a metric).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn port(&self) -> &str {
+        self.key.get(self.host.end + 1..).unwrap_or_default()
     }
 
     /// The key as a string, without copying it.

@@ -150,6 +150,14 @@
 //! - `tracing`: a span per job and per attempt, with OpenTelemetry's HTTP
 //!   client field names; an outbox delivery is a child of the span that
 //!   enqueued it.
+//! - `webhooks`: `reqpool::webhooks`, Standard Webhooks signatures
+//!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`, HMAC-SHA256
+//!   with `whsec_` secrets) added to each attempt by a `before_attempt`
+//!   hook, and the receiver's `Verifier`.
+//! - `metrics`: `reqpool::metrics`, the pool's requests, attempts,
+//!   latencies, queue, retries, breaker states and rate-limit waits
+//!   through the `metrics` facade (OpenTelemetry's HTTP client names),
+//!   and `metrics::watch_outbox` for an outbox's counts.
 //! - `native-tls`, `platform-verifier`: the platform's TLS library or
 //!   trust store instead of rustls with webpki roots.
 //!
@@ -177,6 +185,8 @@ mod host_key;
 mod hosts;
 mod lifecycle;
 mod many;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(any(feature = "sqlite", feature = "redis"))]
 mod outbox;
 mod pending;
@@ -200,7 +210,10 @@ mod task;
 mod timer;
 mod tls;
 mod trace;
+mod urls;
 mod wait;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;
 mod wire;
 mod worker;
 

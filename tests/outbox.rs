@@ -116,6 +116,14 @@ fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
 }
 
 #[test]
+fn a_410_pauses_its_endpoint_until_resumed() {
+    let dir = TempDir::new("gone");
+    common::a_410_pauses_its_endpoint_until_resumed(&|options, pool| {
+        options.open(dir.file("calls.db"), pool).unwrap()
+    });
+}
+
+#[test]
 fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
     let dir = TempDir::new("retry");
     common::a_host_that_keeps_failing_is_retried_across_deliveries_then_dead(&|options, pool| {

@@ -83,6 +83,16 @@ fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
 }
 
 #[test]
+fn a_410_pauses_its_endpoint_until_resumed() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::a_410_pauses_its_endpoint_until_resumed(&|options, pool| {
+        options.redis(&r.url(), "calls", pool).unwrap()
+    });
+}
+
+#[test]
 fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
     let Some(r) = RedisServer::start() else {
         return;

@@ -91,7 +91,7 @@ fn run<S: Store>(d: &Arc<Dispatcher<S>>) {
 
 /// Runs `round` until it returns, which it does when the outbox closes. A
 /// panic of it is caught, logged at `error`, counted in
-/// [`OutboxHealth`](super::OutboxHealth), and `round` starts again after a
+/// [`OutboxHealth`](super::health::OutboxHealth), and `round` starts again after a
 /// pause (growing to [`BACKOFF_MAX`]).
 fn supervise(shared: &Shared, what: &str, mut round: impl FnMut()) {
     let mut pause = Duration::from_millis(100);
@@ -132,6 +132,16 @@ impl<S: Store> Dispatcher<S> {
     /// with the others of the moment.
     fn finish(&self, job: Claimed<S::Receipt>, result: Result<Response, Error>) {
         let v = verdict::judge(&job, &result, &self.shared.options, now_ms());
+        if self.shared.options.pause_on_gone
+            && let Err(e) = &result
+            && e.last_attempt().status() == Some(410)
+            && self.shared.paused.pause(&job.stored.url)
+        {
+            log::warn!(
+                "reqpool: outbox endpoint {} answered 410 Gone: paused until Outbox::resume",
+                crate::redact::redact_url(&job.stored.url)
+            );
+        }
         if let (End::Dead { error }, Err(e)) = (&v.end, &result) {
             let id = job.id;
             log::warn!(
@@ -340,6 +350,20 @@ fn deliver<S: Store>(d: &Arc<Dispatcher<S>>, mut job: Claimed<S::Receipt>) {
             attempts: job.attempts,
             tries: job.tries,
             end: End::Dead { error },
+        };
+        d.note(job, v);
+        return;
+    }
+    if s.paused.is_paused(&job.stored.url) {
+        // Not sent, not counted: it waits for its endpoint's resume.
+        let v = verdict::Verdict {
+            attempts: job.attempts,
+            tries: job.tries,
+            end: End::Later {
+                at: now_ms().saturating_add(super::store::millis(super::pause::LOOK_AGAIN)),
+                error: Some("its endpoint is paused (it answered 410 Gone): Outbox::resume".into()),
+                throttled: None,
+            },
         };
         d.note(job, v);
         return;

@@ -1,7 +1,7 @@
 //! Whether an outbox delivers, seen from outside: the dispatcher's
 //! heartbeat (its last round with the store), its last error, the panics
 //! it survived, and the jobs its store lost; what
-//! [`Outbox::health`](super::Outbox::health) reports.
+//! [`Outbox::health`](crate::Outbox::health) reports.
 
 use crate::sync::lock;
 use std::sync::Mutex;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// [`since_progress`](OutboxHealth::since_progress) grows.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), reqpool::Error> {
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(4);
@@ -22,12 +23,14 @@ use std::time::{Duration, Instant};
 ///     eprintln!("outbox: not delivering; last error: {:?}", h.last_error);
 /// }
 /// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct OutboxHealth {
     /// True while this process's dispatcher runs: false for an outbox
-    /// opened with [`deliver(false)`](super::OutboxOptions::deliver), and
+    /// opened with [`deliver(false)`](crate::OutboxOptions::deliver), and
     /// after it stopped (the outbox is being dropped).
     pub delivering: bool,
     /// The last failure of the store (or a panic of the dispatcher or of

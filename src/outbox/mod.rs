@@ -17,6 +17,7 @@ mod enqueue;
 mod health;
 mod lineage;
 mod options;
+mod pause;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;
@@ -56,6 +57,7 @@ use store::{Front, Row, Store, now_ms};
 /// the same keys and only the missing items go out.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), reqpool::Error> {
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(16);
@@ -69,6 +71,8 @@ use store::{Front, Row, Store, now_ms};
 /// let reply = outbox.reply(id)?.expect("delivered");
 /// println!("{} {}", reply.status, String::from_utf8_lossy(&reply.body));
 /// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 ///
 /// What is stored: method, URL, headers and body. Secrets are not: a
@@ -274,6 +278,7 @@ impl Outbox {
     /// each, at a fraction of the cost of one commit per job.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "sqlite")]
     /// # fn main() -> Result<(), reqpool::Error> {
     /// let pool = reqpool::Pool::new(8);
     /// let outbox = reqpool::Outbox::open("calls.db", &pool)?;
@@ -284,6 +289,8 @@ impl Outbox {
     /// }));
     /// assert!(ids.iter().all(Result::is_ok));
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))]
+    /// # fn main() {}
     /// ```
     ///
     /// # Errors
@@ -455,6 +462,21 @@ impl Outbox {
     /// [`Error::Storage`] if the store cannot be written.
     pub fn forget(&self, id: JobId) -> Result<bool, Error> {
         self.store.forget(id)
+    }
+
+    /// The endpoints (URLs, redacted) a `410 Gone` paused in this
+    /// process, with
+    /// [`OutboxOptions::pause_on_gone`](crate::OutboxOptions::pause_on_gone):
+    /// their jobs wait, pending, until [`resume`](Outbox::resume).
+    pub fn paused(&self) -> Vec<String> {
+        self.shared.paused.list()
+    }
+
+    /// Sends the jobs to `url` again (within 2 s); true if it was paused.
+    /// The job that got the `410` stays dead: requeue it if it should go
+    /// too.
+    pub fn resume(&self, url: &str) -> bool {
+        self.shared.paused.resume(url)
     }
 
     /// The server's answer to job `id`, if it was delivered and replies

@@ -30,6 +30,7 @@ pub struct OutboxOptions {
     retention_set: bool,
     pub(super) deliver: bool,
     pub(super) max_queued: usize,
+    pub(super) pause_on_gone: bool,
     #[cfg(feature = "redis")]
     pub(super) redis: RedisOptions,
 }
@@ -57,6 +58,7 @@ impl Default for OutboxOptions {
             retention_set: false,
             deliver: true,
             max_queued: 0,
+            pause_on_gone: false,
             #[cfg(feature = "redis")]
             redis: RedisOptions {
                 group: "reqpool".into(),
@@ -86,6 +88,20 @@ impl OutboxOptions {
     #[cfg(feature = "sqlite")]
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
+        self
+    }
+
+    /// A `410 Gone` pauses its endpoint (the job's URL), as the Standard
+    /// Webhooks spec asks: the job is dead (a 410 is final) and the
+    /// other jobs to that URL are not sent: they wait, pending, listed by
+    /// [`Outbox::paused`](crate::Outbox::paused), until
+    /// [`Outbox::resume`](crate::Outbox::resume) (then they go within 2
+    /// s; requeue the dead one if it should go too). The pause is this
+    /// process's: a restarted one, or another consumer of a Redis stream,
+    /// pauses the endpoint at its own next `410`. Defaults to false (a
+    /// 410 kills its job only).
+    pub fn pause_on_gone(mut self, yes: bool) -> Self {
+        self.pause_on_gone = yes;
         self
     }
 

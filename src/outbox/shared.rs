@@ -6,6 +6,7 @@
 use super::health::Health;
 use super::lineage::Lineage;
 use super::options::OutboxOptions;
+use super::pause::Paused;
 use crate::deadline::Deadline;
 use crate::pool::Pool;
 use crate::sync::{lock, wait_while};
@@ -22,6 +23,8 @@ pub(super) struct Shared {
     pub(super) health: Health,
     /// The spans jobs were enqueued in.
     pub(super) lineage: Lineage,
+    /// Endpoints a `410 Gone` paused.
+    pub(super) paused: Paused,
     /// Jobs handed to the pool whose answers are not written yet.
     claimed: AtomicUsize,
     /// Wakes the dispatcher (a new job, a delivery done, closing) and
@@ -52,6 +55,7 @@ impl Shared {
             options,
             health: Health::default(),
             lineage: Lineage::default(),
+            paused: Paused::default(),
             claimed: AtomicUsize::new(0),
             signal: Mutex::new(Signal::default()),
             cond: Condvar::new(),

@@ -255,19 +255,6 @@ impl RedisCluster {
             .collect()
     }
 
-    /// A connection to a node that runs.
-    fn any(&self) -> ::redis::Connection {
-        let n = self
-            .nodes
-            .iter()
-            .find(|n| n.child.is_some())
-            .expect("a node that runs");
-        let c = ::redis::Client::open(format!("redis://127.0.0.1:{}/", n.port)).unwrap();
-        let conn = c.get_connection_with_timeout(SERVER_WAIT).unwrap();
-        conn.set_read_timeout(Some(SERVER_WAIT)).unwrap();
-        conn
-    }
-
     /// The port of the master that holds `key`'s slot now, as the nodes
     /// that run say.
     pub fn master_of(&self, key: &str) -> u16 {
@@ -300,21 +287,9 @@ impl RedisCluster {
     pub fn wait_until_whole(&self, limit: Duration) {
         let start = Instant::now();
         loop {
-            let whole = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                let Ok(c) = ::redis::Client::open(format!("redis://127.0.0.1:{}/", n.port)) else {
-                    return false;
-                };
-                let Ok(mut c) = c.get_connection_with_timeout(SERVER_WAIT) else {
-                    return false;
-                };
-                let info: String = ::redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query(&mut c)
-                    .unwrap_or_default();
-                let repl: String = ::redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut c)
-                    .unwrap_or_default();
+            let whole = self.running_ports().into_iter().all(|port| {
+                let info = ask(port, &["CLUSTER", "INFO"]).unwrap_or_default();
+                let repl = ask(port, &["INFO", "replication"]).unwrap_or_default();
                 info.contains("cluster_state:ok")
                     && (repl.contains("master_link_status:up")
                         || (repl.contains("role:master") && !repl.contains("connected_slaves:0")))
@@ -336,16 +311,9 @@ impl RedisCluster {
     pub fn wait_for_failover(&self, key: &str, old: u16, limit: Duration) -> u16 {
         let start = Instant::now();
         loop {
-            let now = bounded(SERVER_WAIT * 2, {
-                let urls = self.running_ports();
-                let key = key.to_owned();
-                move || master_port_via(&urls, &key)
-            });
+            let now = master_port_via(&self.running_ports(), key);
             if let Some(p) = now.filter(|&p| p != old) {
-                let info: String = ::redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query(&mut self.any())
-                    .unwrap_or_default();
+                let info = ask(p, &["CLUSTER", "INFO"]).unwrap_or_default();
                 if info.contains("cluster_state:ok") {
                     return p;
                 }
@@ -370,20 +338,11 @@ impl RedisCluster {
 /// `key`'s master as the first node of `ports` that answers says.
 fn master_port_via(ports: &[u16], key: &str) -> Option<u16> {
     for &p in ports {
-        let Ok(c) = ::redis::Client::open(format!("redis://127.0.0.1:{p}/")) else {
-            continue;
-        };
-        let Ok(mut c) = c.get_connection_with_timeout(SERVER_WAIT) else {
-            continue;
-        };
-        let Ok(slot) = ::redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(key)
-            .query::<i64>(&mut c)
+        let Some(slot) = ask(p, &["CLUSTER", "KEYSLOT", key]).and_then(|s| s.parse::<i64>().ok())
         else {
             continue;
         };
-        let Ok(nodes) = ::redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c) else {
+        let Some(nodes) = ask(p, &["CLUSTER", "NODES"]) else {
             continue;
         };
         // `<id> <ip:port@bus> <flags> <master> ... <slots>`: a master
@@ -418,6 +377,35 @@ impl Drop for RedisCluster {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+/// One command to the server on `port`, its reply (a bulk string, a
+/// simple string or an integer) as text; `None` if it does not answer
+/// (within 2 s) or answers an error. (Raw RESP: the kit is compiled
+/// where the `redis` crate is not a dependency.)
+fn ask(port: u16, args: &[&str]) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(cmd.as_bytes()).ok()?;
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    r.read_line(&mut head).ok()?;
+    let head = head.trim_end();
+    match head.as_bytes().first()? {
+        b'+' | b':' => Some(head[1..].to_owned()),
+        b'$' => {
+            let len: usize = head[1..].parse().ok()?;
+            let mut body = vec![0u8; len + 2];
+            r.read_exact(&mut body).ok()?;
+            body.truncate(len);
+            String::from_utf8(body).ok()
+        }
+        _ => None,
     }
 }
 

@@ -44,7 +44,7 @@ const TAKE_OVER: usize = 1_000;
 /// How long an enqueue waits for the replicas it must reach.
 const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
-/// How a Redis store is set up (from [`OutboxOptions`](super::OutboxOptions)).
+/// How a Redis store is set up (from [`OutboxOptions`](crate::OutboxOptions)).
 pub(super) struct Setup {
     pub(super) group: String,
     pub(super) consumer: String,

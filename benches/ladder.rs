@@ -22,13 +22,13 @@
 //! 6. `json`: `pool.post_json`: + decoding on the worker;
 //! 7. `fire`: `pool.post(..).fire()` then `flush`: no handle kept.
 //!
-//! `cargo bench -p reqpool-suite --bench ladder` (`RUNS=3`, `N=20000`,
+//! `cargo bench -p reqpool-benches --bench ladder` (`RUNS=3`, `N=20000`,
 //! `WORKERS=16,2`). The README's ladder comes from one such run. To look
 //! inside one rung (with `perf` or `heaptrack`), `LADDER_SERVE=60` only
 //! serves for 60 s and prints the server's URL; then run the bench binary
 //! with `LADDER_CHILD=<rung> URL=<url>/json` under the tool.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 #[path = "support/peer_server.rs"]
