@@ -2,7 +2,8 @@
 //! writes every change to disk (`appendfsync always`), one `enqueue` at a
 //! time against `enqueue_all`; a local Redis Cluster (three masters, a
 //! replica each, all on this machine) against one server, enqueue (with
-//! `WAIT` for a replica) and delivery; and delivery with order keys.
+//! `WAIT` for a replica) and delivery; delivery with order keys; and an
+//! outbox over 1, 3 and 6 shards of the cluster.
 //!
 //! `cargo run --release --features redis --example past_one_redis`
 //! (`JOBS=20000` to change the batch). Starts its own `redis-server`s and
@@ -71,6 +72,43 @@ fn delivery_rate(
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// Jobs a second delivered by three consumers (16 workers each, in
+/// this process) from a full outbox of `n` jobs.
+fn three_consumers(
+    open: &dyn Fn(OutboxOptions, &Pool) -> Outbox,
+    url: &str,
+    n: usize,
+    tag: &str,
+) -> f64 {
+    let pool = Pool::new(16);
+    let producer = open(Outbox::options().deliver(false), &pool);
+    let ids = producer.enqueue_all((0..n).map(|i| {
+        pool.post(url)
+            .json_body(&serde_json::json!({"i": i}))
+            .idempotency_key(&format!("{tag}-{i}"))
+    }));
+    assert!(ids.iter().all(Result::is_ok));
+    drop(producer);
+    let pools: Vec<Pool> = (0..3).map(|_| Pool::new(16)).collect();
+    let t0 = Instant::now();
+    let consumers: Vec<Outbox> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            open(
+                Outbox::options()
+                    .keep_replies(false)
+                    .consumer(&format!("c{i}")),
+                p,
+            )
+        })
+        .collect();
+    for c in &consumers {
+        assert_eq!(c.flush_timeout(Duration::from_secs(600)), 0);
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
 fn main() {
     let n: usize = std::env::var("JOBS")
         .ok()
@@ -131,6 +169,25 @@ fn main() {
         let ordered = delivery_rate(open, &url, n, 100, "o");
         println!(
             "{name}: enqueue {single:.0} jobs/s, enqueue_all {all:.0} jobs/s; one consumer (16 workers, 0 ms server) delivers {delivery:.0} jobs/s, with 100 order keys {ordered:.0} jobs/s"
+        );
+    }
+
+    // 3. Shards on the cluster: enqueue_all from one thread, and one or
+    // three consumers (16 workers each) delivering.
+    for shards in [1, 3, 6] {
+        let name = format!("sharded-{shards}");
+        let open = |o: OutboxOptions, p: &Pool| {
+            o.shards(shards)
+                .redis_cluster(&nodes, &name, p)
+                .expect("open")
+        };
+        let producer = open(Outbox::options().deliver(false), &pool);
+        let all = enqueue_rate(&producer, &pool, &url, n, true, "s");
+        drop(producer);
+        let one = delivery_rate(&open, &url, n, 0, "one");
+        let three = three_consumers(&open, &url, n, "three");
+        println!(
+            "cluster, {shards} shard(s): enqueue_all {all:.0} jobs/s; one consumer delivers {one:.0} jobs/s, three {three:.0} jobs/s"
         );
     }
 }

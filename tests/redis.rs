@@ -356,6 +356,8 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
             Outbox::options().shared_rate_per_host(5, Duration::ZERO),
         ),
         ("empty group", Outbox::options().group("")),
+        ("no shard", Outbox::options().shards(0)),
+        ("too many shards", Outbox::options().shards(1025)),
     ] {
         let name = if what == "empty name" { "" } else { "calls" };
         let e = opts.redis(&r.url(), name, &pool).unwrap_err();
@@ -1332,5 +1334,129 @@ fn per_key_order_holds_across_503s_and_a_kill() {
                 .unwrap()
         },
         true,
+    );
+}
+
+/// The dead-letter rules on an outbox over 3 shards: the dead letter's id
+/// finds its shard for `requeue` and `reply`.
+#[test]
+fn a_final_status_is_a_dead_letter_that_can_be_requeued_across_shards() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::a_final_status_is_a_dead_letter_that_can_be_requeued(&|options, pool| {
+        options.shards(3).redis(&r.url(), "calls", pool).unwrap()
+    });
+}
+
+/// One outbox over 3 streams (`{calls:0}` … `{calls:2}`): 600 jobs spread
+/// over every shard by key, a known key found again, two consumers that
+/// each read every shard, 60 dead letters (a 422) listed across the
+/// shards and requeued by id, every reply found by id; `stats` and
+/// `flush_timeout` across them.
+#[test]
+fn a_sharded_outbox_places_by_key_and_answers_across_its_shards() {
+    const N: usize = 600;
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let rf = refuse.clone();
+    let server = Server::with_handler(move |req, _| {
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default();
+        let bad = key
+            .strip_prefix("order-")
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i % 10 == 0);
+        if bad && rf.load(std::sync::atomic::Ordering::SeqCst) {
+            return Reply::json(422, json!({"no": key}));
+        }
+        Reply::json(200, json!({"key": key}))
+    });
+    let open = |consumer: &str, pool: &Pool| {
+        Outbox::options()
+            .shards(3)
+            .consumer(consumer)
+            .redis(&r.url(), "calls", pool)
+            .unwrap()
+    };
+    let pool = Pool::new(1);
+    let producer = Outbox::options()
+        .shards(3)
+        .deliver(false)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let ids: Vec<_> = producer
+        .enqueue_all((0..N).map(|i| order(&pool, &server.url("/orders"), i)))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // A known key is found again, on its shard.
+    assert_eq!(
+        producer
+            .enqueue(order(&pool, &server.url("/orders"), 7))
+            .unwrap(),
+        ids[7]
+    );
+    let mut c = raw(&r);
+    let per_shard: Vec<u64> = (0..3)
+        .map(|s| {
+            redis::cmd("XLEN")
+                .arg(format!("{{calls:{s}}}"))
+                .query(&mut c)
+                .unwrap()
+        })
+        .collect();
+    eprintln!("jobs per shard: {per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<u64>(), N as u64);
+    assert!(per_shard.iter().all(|&n| n > N as u64 / 6), "{per_shard:?}");
+    assert_eq!(producer.stats().unwrap().pending, N as u64);
+    let (pa, pb) = (Pool::new(4), Pool::new(4));
+    let (a, b) = (open("a", &pa), open("b", &pb));
+    assert_eq!(a.flush_timeout(LIMIT), 0);
+    assert_eq!(b.flush_timeout(LIMIT), 0);
+    // Each consumer read every shard (each is a consumer of its group).
+    for s in 0..3 {
+        let consumers: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(format!("{{calls:{s}}}"))
+            .arg("reqpool")
+            .query(&mut c)
+            .unwrap();
+        let mut names: Vec<String> = consumers
+            .iter()
+            .filter_map(|m| redis::from_redis_value_ref::<String>(m.get("name")?).ok())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"], "shard {s}");
+    }
+    let dead = a.dead().unwrap();
+    assert_eq!(dead.len(), N / 10, "{dead:?}");
+    let s = a.stats().unwrap();
+    assert_eq!(
+        (s.pending, s.in_flight, s.delivered, s.dead),
+        (0, 0, (N - N / 10) as u64, (N / 10) as u64)
+    );
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    for d in &dead {
+        assert!(ids.contains(&d.id), "{d:?}");
+        assert!(b.requeue(d.id).unwrap(), "{d:?}");
+    }
+    assert_eq!(a.flush_timeout(LIMIT), 0);
+    for (i, id) in ids.iter().enumerate() {
+        let reply = a
+            .reply(*id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no reply for job {i}"));
+        assert_eq!(reply.status, 200, "job {i}");
+    }
+    let s = b.stats().unwrap();
+    assert_eq!(
+        (s.pending, s.in_flight, s.delivered, s.dead),
+        (0, 0, N as u64, 0)
     );
 }

@@ -20,6 +20,8 @@ mod options;
 mod pause;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod shards;
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -517,8 +519,21 @@ impl OutboxOptions {
     /// As [`Outbox::redis`].
     #[cfg(feature = "redis")]
     pub fn redis(mut self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
-        let store = self.redis_store(redis::Nodes::One(url), name, pool.workers())?;
-        Outbox::start(store, pool, self)
+        let stores = self.redis_store(redis::Nodes::One(url), name, pool.workers())?;
+        self.start_redis(stores, pool)
+    }
+
+    /// An outbox on one Redis store, or on its shards.
+    #[cfg(feature = "redis")]
+    fn start_redis(self, mut stores: Vec<redis::Redis>, pool: &Pool) -> Result<Outbox, Error> {
+        match stores.pop() {
+            Some(one) if stores.is_empty() => Outbox::start(one, pool, self),
+            Some(last) => {
+                stores.push(last);
+                Outbox::start(shards::Shards::new(stores)?, pool, self)
+            }
+            None => Err(Error::usage("an outbox needs at least one shard")),
+        }
     }
 
     /// Blocks while it connects to the Redis Cluster that `nodes` belong
@@ -558,8 +573,8 @@ impl OutboxOptions {
         name: &str,
         pool: &Pool,
     ) -> Result<Outbox, Error> {
-        let store = self.redis_store(redis::Nodes::Cluster(nodes), name, pool.workers())?;
-        Outbox::start(store, pool, self)
+        let stores = self.redis_store(redis::Nodes::Cluster(nodes), name, pool.workers())?;
+        self.start_redis(stores, pool)
     }
 
     /// Blocks while it opens (or creates) the outbox file at `path` with

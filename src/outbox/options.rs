@@ -44,6 +44,7 @@ pub(super) struct RedisOptions {
     lease: Duration,
     rate: Option<(u32, Duration)>,
     replicas: Option<usize>,
+    shards: usize,
 }
 
 impl Default for OutboxOptions {
@@ -66,6 +67,7 @@ impl Default for OutboxOptions {
                 lease: Duration::from_secs(30),
                 rate: None,
                 replicas: None,
+                shards: 1,
             },
         }
     }
@@ -279,6 +281,23 @@ impl OutboxOptions {
         self
     }
 
+    /// Redis: one outbox over `n` streams, `{name:0}` … `{name:n-1}`
+    /// (each with its own keys, under its own hash tag, so that on a
+    /// cluster they spread over the slots, so the masters). A job goes to
+    /// one of them by its order key, or without one by its idempotency
+    /// key (the same key always to the same shard: a known key is found,
+    /// a key's order kept); every consumer reads every shard, the first
+    /// one asked turning with each read; `stats`, `dead`, `requeue`,
+    /// `forget`, `reply` and `flush_timeout` answer across them (a job's
+    /// id names its shard). The shared rate stays one for the whole
+    /// outbox. Every process of one outbox must use the same `n`. 1 to
+    /// 1,024; defaults to 1 (the stream `{name}`).
+    #[cfg(feature = "redis")]
+    pub fn shards(mut self, n: usize) -> Self {
+        self.redis.shards = n;
+        self
+    }
+
     /// The Redis store these settings make (its own default retention
     /// if none was set), for a pool of `workers`.
     #[cfg(feature = "redis")]
@@ -287,7 +306,7 @@ impl OutboxOptions {
         nodes: Nodes<'_>,
         name: &str,
         workers: usize,
-    ) -> Result<Redis, Error> {
+    ) -> Result<Vec<Redis>, Error> {
         if !self.retention_set {
             self.retention = Self::REDIS_RETENTION;
         }
@@ -305,12 +324,20 @@ impl OutboxOptions {
             }
             Some((n, per)) => Some((per / n).max(Duration::from_micros(1))),
         };
-        let setup = Setup {
+        let shards = r.shards;
+        if !(1..=1024).contains(&shards) {
+            return Err(Error::usage(format!(
+                "shards: 1 to 1,024 streams, not {shards}"
+            )));
+        }
+        let shared = super::redis::stream_key(name)?;
+        let consumer = r
+            .consumer
+            .clone()
+            .unwrap_or_else(super::redis::default_consumer);
+        let setup = |_| Setup {
             group: r.group.clone(),
-            consumer: r
-                .consumer
-                .clone()
-                .unwrap_or_else(super::redis::default_consumer),
+            consumer: consumer.clone(),
             lease: r.lease,
             interval,
             max_queued: self.max_queued,
@@ -319,8 +346,14 @@ impl OutboxOptions {
             replicas: r
                 .replicas
                 .unwrap_or(usize::from(matches!(nodes, Nodes::Cluster(_)))),
+            shared: shared.clone(),
         };
-        Redis::open(nodes, name, setup)
+        if shards == 1 {
+            return Ok(vec![Redis::open(nodes, name, setup(0))?]);
+        }
+        (0..shards)
+            .map(|i| Redis::open(nodes, &format!("{name}:{i}"), setup(i)))
+            .collect()
     }
 
     /// The file store these settings make.

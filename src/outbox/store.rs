@@ -185,6 +185,7 @@ pub(super) struct Answer<R> {
 
 /// The end of one delivery: facts about it, which each store keeps as it
 /// can.
+#[derive(Clone)]
 pub(super) enum End {
     /// Answered: the reply if replies are kept (`status` is `None` when
     /// they are not), `cut` when its body was over the pool's

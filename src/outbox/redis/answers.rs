@@ -79,13 +79,13 @@ impl Redis {
                         .unwrap_or(u64::MAX)
                         .clamp(1, 1 << 40);
                     p.cmd("SET")
-                        .arg(self.key("pause", &host))
+                        .arg(self.shared_key("pause", &host))
                         .arg(1)
                         .arg("PX")
                         .arg(ms)
                         .ignore();
                     p.cmd("SET")
-                        .arg(self.key("slow", &host))
+                        .arg(self.shared_key("slow", &host))
                         .arg(1)
                         .arg("PX")
                         .arg(ms.saturating_add(10_000))

@@ -60,6 +60,9 @@ pub(super) struct Setup {
     pub(super) retention: Duration,
     /// Replicas that must hold a job before its enqueue returns (`WAIT`).
     pub(super) replicas: usize,
+    /// What the keys of the shared rate begin with: the outbox's hash
+    /// tag, `{name}`, the same for all its shards.
+    pub(super) shared: String,
 }
 
 /// A stream, its group, and what this consumer holds of it.
@@ -90,6 +93,7 @@ struct Held {
 }
 
 /// Where the store is: one Redis server, or nodes of a Redis Cluster.
+#[derive(Clone, Copy)]
 pub(super) enum Nodes<'a> {
     One(&'a str),
     Cluster(&'a [&'a str]),
@@ -97,7 +101,7 @@ pub(super) enum Nodes<'a> {
 
 /// The stream's key for an outbox `name`: the name as its hash tag, which
 /// every other key of the outbox begins with.
-fn stream_key(name: &str) -> Result<String, Error> {
+pub(super) fn stream_key(name: &str) -> Result<String, Error> {
     if name.contains(['{', '}']) {
         return Err(Error::usage(format!(
             "an outbox name on Redis may not contain `{{` or `}}` (it becomes the keys' hash tag): {name:?}"
@@ -159,6 +163,12 @@ impl Redis {
         format!("{}:{what}:{of}", self.stream)
     }
 
+    /// A key of the shared rate: one for all the shards of an outbox
+    /// (under the outbox's own hash tag, `{name}`).
+    fn shared_key(&self, what: &str, of: &str) -> String {
+        format!("{}:{what}:{of}", self.setup.shared)
+    }
+
     /// The jobs put off: `due attempts tries` by entry (see
     /// `scripts::LATER`).
     fn later(&self) -> String {
@@ -201,9 +211,9 @@ impl Redis {
             .max(1);
         let (got, wait): (i64, i64) = self.link.with(|c, s| {
             s.take
-                .key(self.key("rate", &host))
-                .key(self.key("pause", &host))
-                .key(self.key("slow", &host))
+                .key(self.shared_key("rate", &host))
+                .key(self.shared_key("pause", &host))
+                .key(self.shared_key("slow", &host))
                 .arg(us)
                 .invoke(c)
         })?;
