@@ -42,14 +42,15 @@ fn enqueue_rate(outbox: &Outbox, pool: &Pool, url: &str, n: usize, all: bool, ta
 /// Jobs a second delivered by one consumer of 16 workers from a full
 /// outbox (`n` jobs, `keys` order keys, 0 for none).
 fn delivery_rate(
-    open: &dyn Fn(OutboxOptions, &Pool) -> Outbox,
+    open: &dyn Fn(OutboxOptions, &Pool, &str) -> Outbox,
     url: &str,
     n: usize,
     keys: usize,
     tag: &str,
 ) -> f64 {
     let pool = Pool::new(16);
-    let producer = open(Outbox::options().deliver(false), &pool);
+    let producer = open(Outbox::options().deliver(false), &pool, tag);
+    let before = producer.stats().expect("stats").delivered;
     let job = |i: usize| {
         pool.post(url)
             .json_body(&serde_json::json!({"i": i}))
@@ -67,21 +68,29 @@ fn delivery_rate(
     }
     drop(producer);
     let t0 = Instant::now();
-    let consumer = open(Outbox::options().keep_replies(false), &pool);
+    let consumer = open(Outbox::options().keep_replies(false), &pool, tag);
     assert_eq!(consumer.flush_timeout(Duration::from_secs(600)), 0);
-    n as f64 / t0.elapsed().as_secs_f64()
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let s = consumer.stats().expect("stats");
+    assert_eq!(
+        (s.delivered - before, s.pending, s.dead),
+        (n as u64, 0, 0),
+        "{tag}"
+    );
+    rate
 }
 
 /// Jobs a second delivered by three consumers (16 workers each, in
 /// this process) from a full outbox of `n` jobs.
 fn three_consumers(
-    open: &dyn Fn(OutboxOptions, &Pool) -> Outbox,
+    open: &dyn Fn(OutboxOptions, &Pool, &str) -> Outbox,
     url: &str,
     n: usize,
     tag: &str,
 ) -> f64 {
     let pool = Pool::new(16);
-    let producer = open(Outbox::options().deliver(false), &pool);
+    let producer = open(Outbox::options().deliver(false), &pool, tag);
+    let before = producer.stats().expect("stats").delivered;
     let ids = producer.enqueue_all((0..n).map(|i| {
         pool.post(url)
             .json_body(&serde_json::json!({"i": i}))
@@ -100,13 +109,21 @@ fn three_consumers(
                     .keep_replies(false)
                     .consumer(&format!("c{i}")),
                 p,
+                tag,
             )
         })
         .collect();
     for c in &consumers {
         assert_eq!(c.flush_timeout(Duration::from_secs(600)), 0);
     }
-    n as f64 / t0.elapsed().as_secs_f64()
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let s = consumers[0].stats().expect("stats");
+    assert_eq!(
+        (s.delivered - before, s.pending, s.dead),
+        (n as u64, 0, 0),
+        "{tag}"
+    );
+    rate
 }
 
 fn main() {
@@ -151,17 +168,19 @@ fn main() {
     };
     let urls = cluster.urls();
     let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let on_one = |o: OutboxOptions, p: &Pool| o.redis(&one.url(), "calls", p).expect("open");
+    // Each measure on an outbox of its own (named by its tag).
+    let on_one =
+        |o: OutboxOptions, p: &Pool, name: &str| o.redis(&one.url(), name, p).expect("open");
     let on_cluster =
-        |o: OutboxOptions, p: &Pool| o.redis_cluster(&nodes, "calls", p).expect("open");
+        |o: OutboxOptions, p: &Pool, name: &str| o.redis_cluster(&nodes, name, p).expect("open");
     for (name, open) in [
         (
             "one Redis",
-            &on_one as &dyn Fn(OutboxOptions, &Pool) -> Outbox,
+            &on_one as &dyn Fn(OutboxOptions, &Pool, &str) -> Outbox,
         ),
         ("cluster 3+3", &on_cluster),
     ] {
-        let producer = open(Outbox::options().deliver(false), &pool);
+        let producer = open(Outbox::options().deliver(false), &pool, "enqueue");
         let single = enqueue_rate(&producer, &pool, &url, (n / 10).max(100), false, "e1");
         let all = enqueue_rate(&producer, &pool, &url, n, true, "eall");
         drop(producer);
@@ -175,13 +194,12 @@ fn main() {
     // 3. Shards on the cluster: enqueue_all from one thread, and one or
     // three consumers (16 workers each) delivering.
     for shards in [1, 3, 6] {
-        let name = format!("sharded-{shards}");
-        let open = |o: OutboxOptions, p: &Pool| {
+        let open = |o: OutboxOptions, p: &Pool, name: &str| {
             o.shards(shards)
-                .redis_cluster(&nodes, &name, p)
+                .redis_cluster(&nodes, &format!("{name}-{shards}"), p)
                 .expect("open")
         };
-        let producer = open(Outbox::options().deliver(false), &pool);
+        let producer = open(Outbox::options().deliver(false), &pool, "enqueue");
         let all = enqueue_rate(&producer, &pool, &url, n, true, "s");
         drop(producer);
         let one = delivery_rate(&open, &url, n, 0, "one");
