@@ -125,15 +125,26 @@ impl Drop for RedisServer {
 
 /// `redis-server`, if installed.
 fn redis_binary() -> Option<PathBuf> {
+    binary("redis-server", "redis-server")
+}
+
+/// `redis-cli`, if installed (Debian's `redis-tools`, which
+/// `redis-server` depends on).
+fn cli_binary() -> Option<PathBuf> {
+    binary("redis-cli", "redis-tools")
+}
+
+/// The program `name` (of Debian's `package`), if installed; a CI run
+/// that cannot find it fails rather than skip.
+fn binary(name: &str, package: &str) -> Option<PathBuf> {
     for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
-        let p = PathBuf::from(dir).join("redis-server");
+        let p = PathBuf::from(dir).join(name);
         if p.exists() {
             return Some(p);
         }
     }
     let why =
-        "redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)";
-    // A CI run that cannot start Redis fails rather than skip.
+        format!("{name} is not installed (Debian: apt-get install {package}; .ci/run installs it)");
     assert!(
         !std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
         "CI=true and {why}"
@@ -419,23 +430,4 @@ fn ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// `redis-cli`, if installed (Debian's `redis-tools`, which
-/// `redis-server` depends on).
-fn cli_binary() -> Option<PathBuf> {
-    for dir in ["/usr/bin", "/usr/local/bin"] {
-        let p = PathBuf::from(dir).join("redis-cli");
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    let why =
-        "redis-cli is not installed (Debian: apt-get install redis-tools; .ci/run installs it)";
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
-        "CI=true and {why}"
-    );
-    eprintln!("skipped: {why}");
-    None
 }
