@@ -231,8 +231,9 @@ impl Outbox {
     /// over: delivered, or dead (given up on). A job tried again later
     /// (a 503, a `Retry-After`, a consumer that stopped) holds its key's
     /// later jobs until it is over; jobs of other keys, and jobs without
-    /// one, go meanwhile. A dead letter requeued goes again outside its
-    /// key's order.
+    /// one, go meanwhile. A dead letter requeued goes again: on a file
+    /// as its key's first unfinished job (before the key's later jobs
+    /// still waiting), on Redis outside its key's order.
     ///
     /// Blocks for the commit, as `enqueue`.
     ///
