@@ -597,7 +597,7 @@ pub fn per_key_order_holds_across_503s_and_a_kill(
         if let Some(at) = running.iter().position(|&j| j == seq) {
             running.remove(at);
         }
-        if first && (key * 13 + seq * 7) % 7 == 3 {
+        if first && (key * 13 + seq * 5) % 7 == 3 {
             return Reply::json(503, serde_json::json!({"later": true}));
         }
         let next = s.next.entry(key).or_default();
