@@ -39,7 +39,15 @@ pub(crate) struct AgentSettings<'a> {
     pub(crate) proxy: Option<Option<ureq::Proxy>>,
     /// Each connection's read buffer, which also bounds a response head.
     pub(crate) read_buffer: usize,
+    /// Set by the caller (else the pool's default, or the caller's
+    /// agent's).
+    pub(crate) max_idle_age: Option<Duration>,
 }
+
+/// How long a pool's own agent reuses an idle connection: below the 5 s
+/// after which Node (and Apache) close one, so a request is never written
+/// to a connection the server is closing at that moment.
+pub(crate) const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
 
 /// The agent a pool builds for itself, from the builder's settings and, if
 /// given, the configuration of the caller's agent (proxy, TLS, user agent,
@@ -247,6 +255,7 @@ fn config(
             .tls_config(s.tls.clone().unwrap_or_default())
             .max_idle_connections(share.max(10))
             .max_idle_connections_per_host(share.max(3))
+            .max_idle_age(s.max_idle_age.unwrap_or(MAX_IDLE_AGE))
             // ureq's 128 KiB buffers per connection (zero-filled on first
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
@@ -274,7 +283,7 @@ fn config(
             .output_buffer_size(c.output_buffer_size())
             .max_idle_connections(c.max_idle_connections())
             .max_idle_connections_per_host(c.max_idle_connections_per_host())
-            .max_idle_age(c.max_idle_age())
+            .max_idle_age(s.max_idle_age.unwrap_or(c.max_idle_age()))
             .allow_non_standard_methods(c.allow_non_standard_methods())
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),

@@ -65,6 +65,7 @@ impl Builder {
                 tls,
                 proxy,
                 read_buffer: self.read_buffer,
+                max_idle_age: self.max_idle_age,
             },
             base,
         );
