@@ -170,6 +170,7 @@ mod closure;
 mod crew;
 mod deadline;
 mod error;
+mod flight;
 mod hedge;
 mod host_key;
 mod hosts;

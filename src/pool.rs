@@ -134,6 +134,8 @@ pub(crate) struct Inner {
     interrupted: AtomicBool,
     hosts: Option<Hosts<Dispatch>>,
     latencies: Latencies,
+    /// Shared GET and HEAD requests in flight (`RequestBuilder::shared`).
+    flights: crate::flight::Flights,
     timer: OnceLock<Timer>,
     /// Room in the bounded queue: one token per queued job.
     slots: Option<(Sender<()>, Receiver<()>)>,
@@ -254,6 +256,14 @@ impl Inner {
 
     pub(crate) fn defaults(&self) -> &RequestDefaults {
         &self.defaults
+    }
+
+    pub(crate) fn flights(&self) -> &crate::flight::Flights {
+        &self.flights
+    }
+
+    pub(crate) fn pool_id(&self) -> usize {
+        self.id
     }
 
     pub(crate) fn latencies(&self) -> &Latencies {
@@ -478,6 +488,7 @@ impl Pool {
             interrupted: AtomicBool::new(false),
             hosts: s.hosts.any().then(|| Hosts::new(s.hosts)),
             latencies: Latencies::default(),
+            flights: crate::flight::Flights::default(),
             timer: OnceLock::new(),
             slots: s.max_queued.map(bounded),
         });
