@@ -95,7 +95,7 @@ pub(crate) fn ride<T: Send + 'static>(
             }
             None => {
                 let f = Arc::new(Flight {
-                    pool: pool.inner().pool_id(),
+                    pool: pool.inner().id(),
                     job: OnceLock::new(),
                     riders: Mutex::new(Riders {
                         slots: vec![Arc::clone(&slot)],

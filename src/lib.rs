@@ -206,7 +206,7 @@ pub use crate::attempt::Attempt;
 pub use crate::builder::Builder;
 pub use crate::error::{Error, GaveUpReason, Phase, Secrets, StorageKind, TransportKind};
 pub use crate::hedge::Hedge;
-pub use crate::hosts::Breaker;
+pub use crate::hosts::{AdaptiveConcurrency, Breaker};
 pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,

@@ -233,9 +233,8 @@ impl Queue for Inner {
         });
     }
     fn release_host(&self, host: &Arc<str>) {
-        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
-            self.execute(next);
-        }
+        let next = self.hosts.as_ref().map(|c| c.release(host));
+        next.into_iter().flatten().for_each(|job| self.execute(job));
     }
 }
 
@@ -260,10 +259,6 @@ impl Inner {
 
     pub(crate) fn flights(&self) -> &crate::flight::Flights {
         &self.flights
-    }
-
-    pub(crate) fn pool_id(&self) -> usize {
-        self.id
     }
 
     pub(crate) fn latencies(&self) -> &Latencies {
@@ -382,6 +377,7 @@ impl Inner {
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot();
         (stats.threads, stats.threads_peak) = self.crew.threads();
+        stats.host_limits = self.hosts.as_ref().map(Hosts::limits).unwrap_or_default();
         stats
     }
 

@@ -97,6 +97,7 @@ impl Builder {
                 rate: self.max_rate,
                 adaptive: self.adaptive.unwrap_or(self.max_rate.is_some()),
                 breaker: self.breaker,
+                concurrency: self.concurrency,
             },
         };
         let pool = Pool::start(settings, agents, sockets, defaults)?;

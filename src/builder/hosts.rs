@@ -3,7 +3,7 @@
 //! connection to a host may be reused.
 
 use super::Builder;
-use crate::hosts::{Breaker, Rate};
+use crate::hosts::{AdaptiveConcurrency, Breaker, Rate};
 use std::time::Duration;
 
 impl Builder {
@@ -122,6 +122,17 @@ impl Builder {
     /// ```
     pub fn max_idle_age(mut self, idle: Duration) -> Self {
         self.max_idle_age = Some(idle);
+        self
+    }
+
+    /// Finds each host's limit on requests in flight by its latency and
+    /// push-back (429, 503, timeouts), instead of a guessed
+    /// [`max_per_host`](Builder::max_per_host): see
+    /// [`AdaptiveConcurrency`]. A request beyond its host's limit waits off
+    /// the workers, as behind a cap; with both set, the lower one holds.
+    /// Closure jobs are not counted. Defaults to off.
+    pub fn adaptive_concurrency(mut self, how: AdaptiveConcurrency) -> Self {
+        self.concurrency = Some(how);
         self
     }
 }

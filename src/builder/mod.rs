@@ -55,6 +55,7 @@ pub struct Builder {
     rate_burst: u32,
     adaptive: Option<bool>,
     breaker: Option<Breaker>,
+    concurrency: Option<crate::hosts::AdaptiveConcurrency>,
     hedge: Option<crate::hedge::Hedge>,
     secret_query_keys: Vec<String>,
     redact_all_query: bool,
@@ -90,6 +91,7 @@ impl Default for Builder {
             rate_burst: 1,
             adaptive: None,
             breaker: None,
+            concurrency: None,
             hedge: None,
             secret_query_keys: Vec::new(),
             redact_all_query: false,
@@ -498,6 +500,7 @@ impl fmt::Debug for Builder {
             .field("max_per_host", &self.max_per_host)
             .field("max_rate_per_host", &self.max_rate)
             .field("adaptive_rate", &self.adaptive)
+            .field("adaptive_concurrency", &self.concurrency)
             .field("circuit_breaker", &self.breaker)
             .field("hedge", &self.hedge)
             .field("hooks", &self.hooks)
