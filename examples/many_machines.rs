@@ -3,7 +3,7 @@
 //! SIGKILL a third of the way through 6,000 keyed POSTs. Prints what
 //! reached the server once, twice or never, and how long the survivors
 //! took to take over the dead consumer's jobs. Then the rate that three
-//! consumers share (`max_rate_per_host(100, 1 s)`), and throughput: one
+//! consumers share (`shared_rate_per_host(100, 1 s)`), and throughput: one
 //! consumer against plain `fire`, three consumers against one.
 //!
 //! `cargo run --release --features redis --example many_machines`
@@ -31,23 +31,39 @@ const LEASE: Duration = Duration::from_secs(3);
 fn consumer() {
     let var = |k: &str| std::env::var(k).expect(k);
     let pool = Pool::new(var("WORKERS").parse().unwrap());
+    if let Ok(url) = std::env::var("FIRE") {
+        // The yardstick: the same POSTs fired by a pool of the same size,
+        // in a process of its own like a consumer.
+        let n: usize = var("N").parse().unwrap();
+        for i in 0..n {
+            let _ = pool.post(&url).json_body(&json!({"item": i})).fire();
+        }
+        pool.flush_timeout(Duration::from_secs(300));
+        eprintln!(
+            "   (plain fire: {:.1} µs CPU per request)",
+            common::cpu_seconds() / n as f64 * 1e6
+        );
+        return;
+    }
     let mut options = Outbox::options()
         .consumer(&var("NAME"))
         .lease(LEASE)
         .keep_replies(false)
         .retention(Duration::ZERO);
     if let Ok(rate) = std::env::var("RATE") {
-        options = options.max_rate_per_host(rate.parse().unwrap(), Duration::from_secs(1));
+        options = options.shared_rate_per_host(rate.parse().unwrap(), Duration::from_secs(1));
     }
     let outbox = options
         .redis(&var("REDIS"), &var("STREAM"), &pool)
         .expect("open the outbox");
     outbox.flush_timeout(Duration::from_secs(300));
-    if std::env::var("CPU").is_ok() {
+    if let Ok(n) = std::env::var("CPU") {
+        let n: f64 = n.parse().unwrap_or(1.0);
         eprintln!(
-            "   (consumer {}: {:.2} s CPU)",
+            "   (consumer {}: {:.2} s CPU, {:.1} µs per job)",
             var("NAME"),
-            common::cpu_seconds()
+            common::cpu_seconds(),
+            common::cpu_seconds() / n * 1e6
         );
     }
 }
@@ -96,7 +112,22 @@ fn fill(redis: &str, stream: &str, url: &str, n: usize) {
 }
 
 fn spawn(redis: &str, stream: &str, name: &str, workers: usize, rate: Option<u32>) -> Child {
+    spawn_counting(redis, stream, name, workers, rate, None)
+}
+
+/// As `spawn`; with `jobs`, the consumer says its CPU per job of those.
+fn spawn_counting(
+    redis: &str,
+    stream: &str,
+    name: &str,
+    workers: usize,
+    rate: Option<u32>,
+    jobs: Option<usize>,
+) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if let Some(n) = jobs {
+        cmd.env("CPU", n.to_string());
+    }
     cmd.env(ROLE, "1")
         .env("REDIS", redis)
         .env("STREAM", stream)
@@ -125,7 +156,10 @@ fn run(
     let cpu0 = redis_cpu(redis);
     let t0 = Instant::now();
     let children: Vec<Child> = (0..consumers)
-        .map(|i| spawn(redis, stream, &format!("{stream}-c{i}"), workers, rate))
+        .map(|i| {
+            let name = format!("{stream}-c{i}");
+            spawn_counting(redis, stream, &name, workers, rate, Some(n / consumers))
+        })
         .collect();
     for mut c in children {
         assert!(c.wait().unwrap().success(), "a consumer failed");
@@ -277,7 +311,7 @@ fn shared_rate(redis: &str, tag: u32) {
     }
     let span = (times[times.len() - 1] - times[0]).as_secs_f64();
     println!(
-        "2. {n} POSTs, 3 consumers sharing max_rate_per_host(100, 1 s): at most {max_window} in any 1 s window, {:.1}/s on average ({:.2} s, {:.2} s with start-up)",
+        "2. {n} POSTs, 3 consumers sharing shared_rate_per_host(100, 1 s): at most {max_window} in any 1 s window, {:.1}/s on average ({:.2} s, {:.2} s with start-up)",
         (times.len() - 1) as f64 / span,
         span,
         wall.as_secs_f64()
@@ -290,14 +324,17 @@ fn throughput(redis: &str, tag: u32) {
     let n = 20_000;
     let (srv, _seen) = server(Duration::ZERO);
     let url = srv.url("/orders");
-    let pool = Pool::new(16);
     let t0 = Instant::now();
-    for i in 0..n {
-        let _ = pool.post(&url).json_body(&json!({"item": i})).fire();
-    }
-    pool.flush_timeout(Duration::from_secs(300));
+    let fired = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "1")
+        .env("FIRE", &url)
+        .env("N", n.to_string())
+        .env("WORKERS", "16")
+        .stdout(Stdio::null())
+        .status()
+        .expect("start the fire process");
+    assert!(fired.success(), "the fire process failed");
     let fire = n as f64 / t0.elapsed().as_secs_f64();
-    drop(pool);
     let one = n as f64
         / run(
             &redis,
@@ -313,6 +350,9 @@ fn throughput(redis: &str, tag: u32) {
         "3. {n} POSTs at no delay, 16 workers: plain fire {fire:.0}/s, one consumer {one:.0}/s ({:.2} x fire)",
         one / fire
     );
+    if std::env::var("FAST_ONLY").is_ok() {
+        return;
+    }
     // Three against one where the store could be the limit: the server
     // takes 20 ms, so each consumer's 16 workers are the bound.
     let n = 6_000;

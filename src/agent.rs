@@ -2,12 +2,8 @@
 //! the configuration of the caller's agent, with the pool's own rules set
 //! on the agent itself and the wire's guard on every connection.
 
-use crate::host_key::HostKey;
-use crate::sync::lock;
 use crate::wire::{Guard, Sockets};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A phase limit for ureq: ureq adds it to an `Instant`, which panics past
@@ -73,18 +69,15 @@ pub(crate) fn pool_agents(
 ) -> (Agents, Arc<Sockets>) {
     let count = s.workers.div_ceil(WORKERS_PER_AGENT).clamp(1, MAX_AGENTS);
     let share = s.workers.div_ceil(count);
-    let cfg = config(s, share, base, None, false);
+    let cfg = config(s, share, base, None);
     let user_agent = match cfg.user_agent() {
         ureq::config::AutoHeaderValue::Provided(ua) => ua.len(),
         _ => 64,
     };
     let added = user_agent + WIDE_SLACK;
-    // The wide agents, made on first need: one that reads a response head
-    // of up to `WIDE_READ` (for hosts that send them), one that also
-    // writes the longest request head; few idle connections (each keeps
-    // its buffers).
-    let read_cfg = config(s, share, base, None, true);
-    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added), true);
+    // The wide agent, made on first need: it also writes the longest
+    // request head; few idle connections (each keeps its buffers).
+    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added));
     let sockets = Arc::new(Sockets::default());
     let chunks = count.div_ceil(AGENTS_PER_CHUNK);
     let agents = Agents {
@@ -93,10 +86,6 @@ pub(crate) fn pool_agents(
         cfg,
         wide_cfg,
         wide: OnceLock::new(),
-        read_cfg,
-        read: OnceLock::new(),
-        wide_hosts: Mutex::new(HashSet::new()),
-        any_wide: AtomicBool::new(false),
         sockets: Arc::clone(&sockets),
         count,
         chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
@@ -109,10 +98,11 @@ pub(crate) fn pool_agents(
 /// headers already pass it, else when the attempt's hooks have added theirs.
 pub(crate) const HEAD_MAX: usize = 128 * 1024;
 
-/// The longest response head the wide agent reads (as Python's `http`
-/// takes a line): a host that once answered with a head longer than the
-/// read buffer is read through the wide agent from then on.
-pub(crate) const WIDE_READ: usize = 64 * 1024;
+/// The longest response head a pool's own agent reads (as Python's
+/// `http` takes a line), or its read buffer if larger: a head longer than
+/// the read buffer spills into a buffer of its own while it is read (see
+/// [`crate::spill`]).
+pub(crate) const HEAD_READ: usize = 64 * 1024;
 
 /// What ureq may add to a head beyond reqpool's own count (`Host`,
 /// `Accept`, `Accept-Encoding`, body headers), besides the user agent.
@@ -140,15 +130,6 @@ pub(crate) struct Agents {
     /// use, shared by every worker.
     wide_cfg: ureq::config::Config,
     wide: OnceLock<ureq::Agent>,
-    /// The agent for hosts whose response heads are long: a read buffer
-    /// for `WIDE_READ`, the workers' write buffer.
-    read_cfg: ureq::config::Config,
-    read: OnceLock<ureq::Agent>,
-    /// Hosts (by key) that answered with a head longer than the read
-    /// buffer: read through the wide agent. `any_wide` spares the lock
-    /// while there are none.
-    wide_hosts: Mutex<HashSet<String>>,
-    any_wide: AtomicBool,
     sockets: Arc<Sockets>,
     count: usize,
     chunks: Box<[OnceLock<Chunk>]>,
@@ -171,53 +152,28 @@ impl Agents {
             .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
     }
 
-    /// The agent for a request to `uri` whose head, as
-    /// reqpool counts it, is `head` bytes, and whether it is the wide one:
-    /// `own` (the worker's) if the head fits its output buffer with what
-    /// ureq adds and the host is not read wide, else the wide agent;
-    /// `None` past [`HEAD_MAX`].
+    /// The agent for a request whose head, as reqpool counts it, is
+    /// `head` bytes: `own` (the worker's) if the head fits its output
+    /// buffer with what ureq adds, else the wide agent; `None` past
+    /// [`HEAD_MAX`].
     pub(crate) fn for_request<'a>(
         &'a self,
         own: &'a ureq::Agent,
-        uri: &ureq::http::Uri,
         head: usize,
-    ) -> Option<(&'a ureq::Agent, bool)> {
-        let wide_host = || {
-            self.any_wide.load(Ordering::Acquire)
-                && HostKey::of_uri(uri)
-                    .is_some_and(|k| lock(&self.wide_hosts).contains(&k.to_string()))
-        };
+    ) -> Option<&'a ureq::Agent> {
         if head > HEAD_MAX {
             None
         } else if head.saturating_add(self.added) > self.narrow {
-            Some((self.wide(), true))
-        } else if wide_host() {
-            Some((self.wide_read(), true))
+            Some(self.wide())
         } else {
-            Some((own, false))
+            Some(own)
         }
-    }
-
-    /// The agent that reads response heads of up to [`WIDE_READ`], made
-    /// on first use.
-    pub(crate) fn wide_read(&self) -> &ureq::Agent {
-        self.read
-            .get_or_init(|| guarded(self.read_cfg.clone(), Arc::clone(&self.sockets)))
     }
 
     /// The wide agent, made on first use.
     pub(crate) fn wide(&self) -> &ureq::Agent {
         self.wide
             .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets)))
-    }
-
-    /// The host of `uri` answered with a head longer than the read
-    /// buffer: its requests go through the wide agent from now on.
-    pub(crate) fn widen(&self, uri: &ureq::http::Uri) {
-        if let Some(k) = HostKey::of_uri(uri) {
-            lock(&self.wide_hosts).insert(k.to_string());
-            self.any_wide.store(true, Ordering::Release);
-        }
     }
 
     /// The agents made so far.
@@ -227,7 +183,6 @@ impl Agents {
             .filter_map(OnceLock::get)
             .flat_map(|c| c.iter().filter_map(OnceLock::get))
             .chain(self.wide.get())
-            .chain(self.read.get())
     }
 }
 
@@ -237,7 +192,6 @@ fn config(
     share: usize,
     base: Option<&ureq::config::Config>,
     output: Option<usize>,
-    read_wide: bool,
 ) -> ureq::config::Config {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -259,12 +213,13 @@ fn config(
             // ureq's 128 KiB buffers per connection (zero-filled on first
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
-            // smaller ones. 16 KiB each keep a pool of thousands small.
+            // smaller ones. 16 KiB to write (a longer head goes through the wide
+            // agent) and 8 KiB to read (a longer head spills, see
+            // `spill.rs`) keep a pool of thousands small.
             .output_buffer_size(16 * 1024)
             .input_buffer_size(s.read_buffer)
-            // A head that does not fit the buffer is this error, not a
-            // "no progress" disconnect.
-            .max_response_header_size(s.read_buffer - 1),
+            // A longer head spills past the buffer while it is read.
+            .max_response_header_size(HEAD_READ.max(s.read_buffer)),
         Some(c) => b
             .proxy(s.proxy.clone().unwrap_or_else(|| c.proxy().cloned()))
             // An explicit `Builder::user_agent` wins over the agent's.
@@ -288,18 +243,9 @@ fn config(
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
     };
-    let b = match output {
-        Some(n) => b.output_buffer_size(n),
-        None => b,
-    };
-    if read_wide {
-        let read = base.map_or(s.read_buffer, |c| c.input_buffer_size());
-        let read = read.max(WIDE_READ + 1);
-        b.input_buffer_size(read)
-            .max_response_header_size(read - 1)
-            .build()
-    } else {
-        b.build()
+    match output {
+        Some(n) => b.output_buffer_size(n).build(),
+        None => b.build(),
     }
 }
 
@@ -309,9 +255,10 @@ pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_
 /// An agent with `cfg` and the guard on its connections, whose sockets go
 /// to `sockets`.
 fn guarded(cfg: ureq::config::Config, sockets: Arc<Sockets>) -> ureq::Agent {
+    let head_limit = cfg.max_response_header_size();
     ureq::Agent::with_parts(
         cfg,
-        Guard::new(sockets),
+        Guard::new(sockets, head_limit),
         ureq::unversioned::resolver::DefaultResolver::default(),
     )
 }

@@ -44,6 +44,8 @@ pub struct Attempt<'a> {
     url: &'a str,
     body: &'a [u8],
     number: u32,
+    /// The request's `Idempotency-Key`, filled in just before the hook runs.
+    key: Option<String>,
     /// Name, value, secret.
     set: Vec<(String, String, bool)>,
 }
@@ -55,6 +57,7 @@ impl<'a> Attempt<'a> {
             url,
             body,
             number,
+            key: None,
             set: Vec::new(),
         }
     }
@@ -79,6 +82,16 @@ impl<'a> Attempt<'a> {
     /// attempt it belongs to; a hedged copy counts its own.
     pub fn number(&self) -> u32 {
         self.number
+    }
+
+    /// The request's `Idempotency-Key`, if it has one: the caller's
+    /// ([`RequestBuilder::idempotency_key`](crate::RequestBuilder::idempotency_key)),
+    /// or, through an outbox, the job's own (the caller's or one it
+    /// generated). The same on every attempt and every delivery of the
+    /// job, so a hook can name the message by it (the Standard Webhooks
+    /// signer of feature `webhooks` sends it as `webhook-id`).
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// Sets a header on this attempt (replacing one of the same name). A
@@ -449,6 +462,10 @@ impl Hooks {
             return Ok(applied);
         };
         let mut attempt = attempt;
+        attempt.key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         before(&mut attempt)?;
         for (name, value, secret) in attempt.set {
             let bad =

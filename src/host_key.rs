@@ -6,47 +6,93 @@
 //! are one host and no key carries a password.
 
 use std::fmt;
+use std::ops::Range;
 use ureq::http::Uri;
 
-/// A host as its per-host state knows it.
+/// A host as its per-host state knows it: `scheme://host:port` in one
+/// string, made with one allocation (it is made for every request to a
+/// pool with host policies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostKey {
-    /// `http` or `https` (lowercase).
-    pub(crate) scheme: String,
-    /// The host name (lowercase) or IP address (an IPv6 one in brackets).
-    pub(crate) host: String,
-    /// The port, the scheme's default when the URL has none.
-    pub(crate) port: u16,
+    key: String,
+    /// Where the host name (lowercase) or IP address (an IPv6 one in
+    /// brackets) is in `key`.
+    host: Range<usize>,
 }
 
 impl HostKey {
     /// The key of a checked URL; `None` without a scheme, a host, or a
     /// port (given or known from the scheme).
     pub(crate) fn of_uri(uri: &Uri) -> Option<HostKey> {
-        let scheme = uri.scheme_str()?.to_ascii_lowercase();
-        let host = uri.host().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+        let scheme = uri.scheme_str()?;
+        let host = uri.host().filter(|h| !h.is_empty())?;
         let port = match uri.port_u16() {
             Some(p) => p,
-            None => match scheme.as_str() {
-                "http" => 80,
-                "https" => 443,
-                _ => return None,
-            },
+            None if scheme.eq_ignore_ascii_case("http") => 80,
+            None if scheme.eq_ignore_ascii_case("https") => 443,
+            None => return None,
         };
-        Some(HostKey { scheme, host, port })
+        // "://", ":" and at most 5 digits.
+        let mut key = String::with_capacity(scheme.len() + host.len() + 9);
+        key.push_str(scheme);
+        key.push_str("://");
+        let start = key.len();
+        key.push_str(host);
+        let end = key.len();
+        key.push(':');
+        // At most 5 digits, no allocation.
+        let mut digits = [0u8; 5];
+        let mut n = port;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            key.push(char::from(d));
+        }
+        key.make_ascii_lowercase();
+        Some(HostKey {
+            key,
+            host: start..end,
+        })
     }
 
     /// The key of `url`, if it parses as an absolute http(s) URL.
     // Only spans and the Redis outbox start from a URL's text.
-    #[cfg_attr(not(any(feature = "redis", feature = "tracing")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "tracing", feature = "metrics")),
+        allow(dead_code)
+    )]
     pub(crate) fn of_url(url: &str) -> Option<HostKey> {
         HostKey::of_uri(&url.parse().ok()?)
+    }
+
+    /// The host name or address alone.
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn host(&self) -> &str {
+        &self.key[self.host.clone()]
+    }
+
+    /// The port, given or the scheme's (`server.port` of a metric).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn port(&self) -> &str {
+        self.key.get(self.host.end + 1..).unwrap_or_default()
+    }
+
+    /// The key as a string, without copying it.
+    pub(crate) fn into_string(self) -> String {
+        self.key
     }
 }
 
 impl fmt::Display for HostKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        f.write_str(&self.key)
     }
 }
 
@@ -75,5 +121,9 @@ mod tests {
         assert_ne!(key("http://h:443"), key("https://h:443"));
         assert_eq!(key("not a url"), None);
         assert_eq!(key("ftp://h/x"), None);
+        assert_eq!(key("http://h:65535").as_deref(), Some("http://h:65535"));
+        assert_eq!(key("http://h:0").as_deref(), Some("http://h:0"));
+        let k = HostKey::of_url("HTTPS://u:p@Api.Example:8443/x").unwrap();
+        assert_eq!(k.host(), "api.example");
     }
 }

@@ -138,16 +138,26 @@
 //!
 //! # Cargo features
 //!
-//! - `outbox`: `Outbox`, requests written to a SQLite file before
-//!   `enqueue` returns and delivered with an `Idempotency-Key` until the
-//!   server answered — across crashes and restarts; `Outbox::health`
-//!   says whether delivery runs.
+//! - `sqlite` (or its older name `outbox`): `Outbox` on a SQLite file
+//!   (`Outbox::open`), requests written before `enqueue` returns and
+//!   delivered with an `Idempotency-Key` until the server answered —
+//!   across crashes and restarts; `Outbox::health` says whether delivery
+//!   runs. SQLite is bundled (compiled from source).
 //! - `redis`: the same `Outbox` on a Redis stream (`Outbox::redis`),
 //!   shared by many processes on many machines, with leases, dead letters
-//!   and a rate shared by every consumer.
+//!   and a rate shared by every consumer. It compiles no SQLite; enable
+//!   both features for both stores.
 //! - `tracing`: a span per job and per attempt, with OpenTelemetry's HTTP
 //!   client field names; an outbox delivery is a child of the span that
 //!   enqueued it.
+//! - `webhooks`: `reqpool::webhooks`, Standard Webhooks signatures
+//!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`, HMAC-SHA256
+//!   with `whsec_` secrets) added to each attempt by a `before_attempt`
+//!   hook, and the receiver's `Verifier`.
+//! - `metrics`: `reqpool::metrics`, the pool's requests, attempts,
+//!   latencies, queue, retries, breaker states and rate-limit waits
+//!   through the `metrics` facade (OpenTelemetry's HTTP client names),
+//!   and `metrics::watch_outbox` for an outbox's counts.
 //! - `native-tls`, `platform-verifier`: the platform's TLS library or
 //!   trust store instead of rustls with webpki roots.
 //!
@@ -176,7 +186,9 @@ mod host_key;
 mod hosts;
 mod lifecycle;
 mod many;
-#[cfg(feature = "outbox")]
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 mod outbox;
 mod pending;
 mod poll;
@@ -190,6 +202,7 @@ mod response;
 mod retry;
 mod send;
 mod slot;
+mod spill;
 mod state;
 mod stats;
 mod submit;
@@ -198,7 +211,10 @@ mod task;
 mod timer;
 mod tls;
 mod trace;
+mod urls;
 mod wait;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;
 mod wire;
 mod worker;
 
@@ -211,9 +227,11 @@ pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
 };
-#[cfg(feature = "outbox")]
+#[cfg(feature = "sqlite")]
+pub use crate::outbox::Durability;
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub use crate::outbox::{
-    DeadJob, Delivered, Durability, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
+    DeadJob, Delivered, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
 };
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;

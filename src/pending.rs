@@ -1,5 +1,6 @@
-//! `Pending<T>`: the handle of a job that runs on the pool, and the one
-//! way every helper waits on a job.
+//! `Pending<T>`: the handle of a job that runs on the pool: wait, cancel,
+//! map and chain it. Its waits go through the one wait loop of `wait.rs`,
+//! like every helper's.
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase, panic_message};

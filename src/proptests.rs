@@ -6,9 +6,10 @@
 //! overrides).
 
 use crate::error::{Error, Secrets, TransportKind};
-use crate::prepare::{QuerySecrets, Raw, Spec, join_url, parse_url};
+use crate::prepare::{QuerySecrets, Raw, Spec};
 use crate::redact::{redact_url, secret_forms, url_secrets};
 use crate::retry::parse_retry_after;
+use crate::urls::{join_url, parse_url};
 use proptest::prelude::*;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -269,7 +270,7 @@ proptest! {
     #[test]
     fn url_checks_never_panic(url in ".{0,80}") {
         let _ = parse_url(&url);
-        if let Ok(normal) = crate::prepare::normalize_url(&url, &[]) {
+        if let Ok(normal) = crate::urls::normalize_url(&url, &[]) {
             prop_assert!(parse_url(&normal).is_ok(), "{normal:?}");
         }
         let shown = redact_url(&url);

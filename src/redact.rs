@@ -335,7 +335,7 @@ pub(crate) fn scrub_with(text: &str, secrets: &[String]) -> String {
 
 /// [`scrub_with`] for bytes that may not be text (a reply body): text is
 /// scrubbed as text; other bytes have each secret's bytes replaced.
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub(crate) fn scrub_bytes(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return scrub_with(text, secrets).into_bytes();
@@ -527,7 +527,7 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "outbox")]
+    #[cfg(any(feature = "sqlite", feature = "redis"))]
     #[test]
     fn bytes_are_scrubbed_as_text_or_as_bytes() {
         let secrets = secret_forms(vec!["tok/1".to_string()]);

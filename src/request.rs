@@ -406,7 +406,7 @@ impl RequestBuilder {
     /// Validates the request and applies the pool's defaults.
     /// The settings of this request's own that only a direct send
     /// honours, by name: an outbox refuses them rather than drop them.
-    #[cfg(feature = "outbox")]
+    #[cfg(any(feature = "sqlite", feature = "redis"))]
     pub(crate) fn own_settings(&self) -> Vec<&'static str> {
         [
             ("timeout", self.timeout.is_some()),

@@ -39,7 +39,7 @@ impl Response {
     /// the request (a `bearer_from` token, a secret header), if the
     /// server echoed it, replaced with `***` in every form a secret is
     /// looked for in messages.
-    #[cfg(feature = "outbox")]
+    #[cfg(any(feature = "sqlite", feature = "redis"))]
     pub(crate) fn body_to_keep(&self) -> Cow<'_, [u8]> {
         if self.hook_secrets.is_empty() {
             return Cow::Borrowed(&self.body);

@@ -111,16 +111,35 @@ impl Retry {
 
     /// The full-jitter backoff before attempt `attempt + 1`.
     pub(crate) fn backoff_after(&self, attempt: u32) -> Duration {
-        let exp = self.base.saturating_mul(
-            1u32.checked_shl(attempt.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        let ceiling = exp.min(self.cap);
+        let ceiling = self.ceiling_after(attempt);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         if nanos == 0 {
             return Duration::ZERO;
         }
         Duration::from_nanos(random() % nanos.saturating_add(1))
+    }
+}
+
+impl Retry {
+    /// The backoff's ceiling before attempt `attempt + 1`: the first
+    /// backoff doubled per attempt, at most the largest. The pool draws its
+    /// wait below it (full jitter); the outbox waits it whole (its waits
+    /// are hours apart at most, and kept in its store).
+    pub(crate) fn ceiling_after(&self, attempt: u32) -> Duration {
+        let exp = self.base.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        exp.min(self.cap)
+    }
+
+    /// True when `e` has a status this policy does not retry: the server's
+    /// final word. The one status rule of the pool's retries
+    /// ([`Error::retryable_with`]) and of the outbox's deliveries, which
+    /// make a job with such a status dead at once.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
+    pub(crate) fn final_status(&self, e: &Error) -> bool {
+        e.status().is_some() && !e.retryable_with(&self.statuses)
     }
 }
 

@@ -7,12 +7,13 @@ use crate::deadline::Deadline;
 use crate::error::{ERROR_BODY_CAP, Error, Phase, TransportKind};
 use crate::host_key::HostKey;
 use crate::hosts::Observed;
-use crate::prepare::{ALWAYS_SECRET, Headers, Prepared, join_url, parse_url};
+use crate::prepare::{ALWAYS_SECRET, Headers, Prepared};
 use crate::redact::{redact_url, url_secrets};
 use crate::response::Response;
 use crate::retry::{Decision, Facts, parse_retry_after};
 use crate::task::{Ctx, Step};
 use crate::trace::AttemptSpan;
+use crate::urls::{join_url, parse_url};
 use crate::wire::with_limit;
 use std::borrow::Cow;
 use std::io::Read;
@@ -72,7 +73,7 @@ impl Prepared {
         let key = ctx
             .hosts
             .and_then(|_| HostKey::of_uri(&self.spec.uri().ok()?))
-            .map(|k| k.to_string());
+            .map(HostKey::into_string);
         let host = ctx.hosts.zip(key.as_deref());
         loop {
             // A retry never goes into an open circuit.
@@ -285,8 +286,9 @@ fn execute(
         Ok(uri) => uri,
         Err(e) => return Exec::Done(Err(e)),
     };
-    // The first host: a hop elsewhere goes through that host's policies.
-    let first = HostKey::of_uri(&start);
+    // The first host: a hop elsewhere goes through that host's policies
+    // (a pool without any needs no key).
+    let first = ctx.hosts.and_then(|_| HostKey::of_uri(&start));
     let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
         Some(n) => {
             // It was answered before it waited: the first server has it.
@@ -316,9 +318,9 @@ fn execute(
         }
     };
     loop {
-        let key = HostKey::of_uri(&hop.uri);
+        let key = ctx.hosts.and_then(|_| HostKey::of_uri(&hop.uri));
         let crossed = first != key;
-        let key = ctx.hosts.and(key).map(|k| k.to_string());
+        let key = key.map(HostKey::into_string);
         let host = ctx.hosts.zip(key.as_deref());
         if redirects > 0
             && crossed
@@ -489,48 +491,27 @@ fn exchange(
         }
     }
     // The head must fit the connection's output buffer: a long one (a
-    // long URL, token or cookie) goes through the pool's wide agent, and
-    // so does a request to a host whose response heads are long.
+    // long URL, token or cookie) goes through the pool's wide agent.
     let head = builder
         .headers_ref()
         .map_or(0, |h| head_len(method, &hop.uri, h));
-    let (agent, wide) = match ctx.agents {
-        Some(agents) => agents
-            .for_request(ctx.agent, &hop.uri, head)
-            .ok_or_else(|| {
-                Error::invalid(
-                    url,
-                    format!(
-                        "the request head is about {head} bytes, more than the {} a pool sends",
-                        crate::agent::HEAD_MAX
-                    ),
-                )
-            })?,
-        None => (ctx.agent, false),
+    let agent = match ctx.agents {
+        Some(agents) => agents.for_request(ctx.agent, head).ok_or_else(|| {
+            Error::invalid(
+                url,
+                format!(
+                    "the request head is about {head} bytes, more than the {} a pool sends",
+                    crate::agent::HEAD_MAX
+                ),
+            )
+        })?,
+        None => ctx.agent,
     };
     let head = builder
         .body(())
         .map_err(|e| Error::invalid(url, e.to_string()))?;
-    let send = |agent: &ureq::Agent| {
-        crate::wire::reset_opened();
-        send_once(agent, &head, hop)
-    };
-    let mut run = send(agent);
-    // A response head longer than the read buffer: the host is read
-    // through the wide agent from now on, and a request that may be sent
-    // twice is sent again through it at once (it was answered, so the
-    // server has it: a POST without a key is not).
-    if let Err(ureq::Error::LargeResponseHeader(..)) = &run
-        && !wide
-        && let Some(agents) = ctx.agents
-    {
-        agents.widen(&hop.uri);
-        if req.retry_idempotent() && !crate::wire::aborted() {
-            crate::wire::release_conn();
-            run = send(agents.wide_read());
-        }
-    }
-    let mut resp = run.map_err(|e| {
+    crate::wire::reset_opened();
+    let mut resp = send_once(agent, &head, hop).map_err(|e| {
         seen.reused = !crate::wire::opened();
         Error::from_ureq(e, method, url)
     })?;

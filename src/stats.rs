@@ -63,24 +63,32 @@ impl Counters {
     }
 
     pub(crate) fn queued(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::moved(crate::metrics::Move::Queued);
         self.submitted.fetch_add(1, Ordering::Relaxed);
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A job left the queue for its first step.
     pub(crate) fn started(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::moved(crate::metrics::Move::Started);
         self.queued.fetch_sub(1, Ordering::Relaxed);
         self.running.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A job went to wait between two steps.
     pub(crate) fn slept(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::moved(crate::metrics::Move::Slept);
         self.running.fetch_sub(1, Ordering::Relaxed);
         self.scheduled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A job came back from waiting between two steps.
     pub(crate) fn resumed(&self) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::moved(crate::metrics::Move::Resumed);
         self.scheduled.fetch_sub(1, Ordering::Relaxed);
         self.running.fetch_add(1, Ordering::Relaxed);
     }
@@ -88,6 +96,8 @@ impl Counters {
     /// A job ended without running (again): cancelled, or expired in the
     /// queue (a failure).
     pub(crate) fn skipped(&self, scheduled: bool, cancelled: bool) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::moved(crate::metrics::Move::Skipped { scheduled });
         if scheduled {
             self.scheduled.fetch_sub(1, Ordering::Relaxed);
         } else {
@@ -105,7 +115,11 @@ impl Counters {
     pub(crate) fn finished(&self, queued_at: Instant, started: Instant, outcome: Outcome) {
         self.running.fetch_sub(1, Ordering::Relaxed);
         let counter = match outcome {
-            Outcome::Cancelled => return, // counted when it was cancelled
+            Outcome::Cancelled => {
+                #[cfg(feature = "metrics")]
+                crate::metrics::job_ended(Duration::ZERO, Duration::ZERO, "cancelled");
+                return; // counted when it was cancelled
+            }
             Outcome::Succeeded => &self.succeeded,
             Outcome::Failed => &self.failed,
             Outcome::Panicked => {
@@ -114,6 +128,16 @@ impl Counters {
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::job_ended(
+            started.saturating_duration_since(queued_at),
+            started.elapsed(),
+            match outcome {
+                Outcome::Succeeded => "ok",
+                Outcome::Panicked => "panicked",
+                _ => "error",
+            },
+        );
         let mut t = lock(&self.times);
         t.queue
             .saturating_record(micros(started.saturating_duration_since(queued_at)));
@@ -128,6 +152,8 @@ impl Counters {
     /// A job began (true) or ended (false) waiting for a token of its
     /// host's rate limit.
     pub(crate) fn throttled(&self, waiting: bool) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::throttled(waiting);
         if waiting {
             self.throttled.fetch_add(1, Ordering::Relaxed);
         } else {

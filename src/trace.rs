@@ -3,7 +3,9 @@
 //! field names of OpenTelemetry's HTTP client conventions. The span that
 //! was current where the job was submitted is the job span's parent,
 //! although the job runs on a worker. Without the feature these are
-//! empty types the compiler removes.
+//! empty types the compiler removes. With feature `metrics` the same
+//! points (an attempt answered or failed, a retry, a job's end) are
+//! recorded by `crate::metrics` too.
 
 use crate::error::Error;
 #[cfg(feature = "tracing")]
@@ -19,6 +21,8 @@ pub(crate) struct JobSpan {
     /// What was recorded: a hedged request's copies share the span.
     #[cfg(feature = "tracing")]
     marks: std::sync::Arc<Marks>,
+    #[cfg(feature = "metrics")]
+    target: crate::metrics::Target,
 }
 
 /// What a job span has recorded so far.
@@ -35,6 +39,8 @@ struct Marks {
 pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    #[cfg(feature = "metrics")]
+    metrics: (crate::metrics::Target, std::time::Instant),
 }
 
 impl JobSpan {
@@ -60,10 +66,15 @@ impl JobSpan {
                 span,
                 submitted: Instant::now(),
                 marks: Default::default(),
+                #[cfg(feature = "metrics")]
+                target: crate::metrics::Target::of(method, url),
             }
         }
         #[cfg(not(feature = "tracing"))]
-        JobSpan {}
+        JobSpan {
+            #[cfg(feature = "metrics")]
+            target: crate::metrics::Target::of(method, url),
+        }
     }
 
     /// Runs one step of the job inside its span; the first step of all
@@ -85,6 +96,12 @@ impl JobSpan {
     /// The job ended with `result` after `attempts` attempts.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn ended<T>(&self, result: &Result<T, Error>, status: Option<u16>, attempts: u32) {
+        #[cfg(feature = "metrics")]
+        if !matches!(result, Err(Error::Cancelled)) {
+            let err = result.as_ref().err().map(Error::last_attempt);
+            let status = status.or_else(|| err.and_then(Error::status));
+            crate::metrics::request_ended(&self.target, result.is_ok(), status, err);
+        }
         #[cfg(feature = "tracing")]
         {
             use std::sync::atomic::Ordering;
@@ -117,6 +134,11 @@ impl AttemptSpan {
     /// the job's span.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn new(method: &str, url: &str, number: u32) -> AttemptSpan {
+        #[cfg(feature = "metrics")]
+        let metrics = (
+            crate::metrics::Target::of(method, url),
+            std::time::Instant::now(),
+        );
         #[cfg(feature = "tracing")]
         {
             let span = tracing::info_span!(
@@ -131,10 +153,17 @@ impl AttemptSpan {
                 error.type = tracing::field::Empty,
                 reqpool.retry = tracing::field::Empty,
             );
-            AttemptSpan { span }
+            AttemptSpan {
+                span,
+                #[cfg(feature = "metrics")]
+                metrics,
+            }
         }
         #[cfg(not(feature = "tracing"))]
-        AttemptSpan {}
+        AttemptSpan {
+            #[cfg(feature = "metrics")]
+            metrics,
+        }
     }
 
     /// Runs the attempt inside its span.
@@ -150,6 +179,8 @@ impl AttemptSpan {
     /// The server answered `code` with a body of `bytes`.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn answered(&self, code: u16, bytes: usize) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt_ended(&self.metrics.0, self.metrics.1, Some(code), None);
         #[cfg(feature = "tracing")]
         {
             self.span.record("http.response.status_code", code);
@@ -160,6 +191,8 @@ impl AttemptSpan {
     /// The attempt failed with `err`.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn failed(&self, err: &Error) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt_ended(&self.metrics.0, self.metrics.1, err.status(), Some(err));
         #[cfg(feature = "tracing")]
         {
             if let Some(code) = err.status() {
@@ -172,6 +205,8 @@ impl AttemptSpan {
     /// Another attempt follows, for `why`.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn retried(&self, why: &str) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::retried(&self.metrics.0);
         #[cfg(feature = "tracing")]
         self.span.record("reqpool.retry", why);
     }
@@ -181,6 +216,8 @@ impl AttemptSpan {
     pub(crate) fn retried_after(&self, wait: std::time::Duration) {
         #[cfg(feature = "tracing")]
         self.retried(&format!("after {wait:?}"));
+        #[cfg(all(feature = "metrics", not(feature = "tracing")))]
+        crate::metrics::retried(&self.metrics.0);
     }
 }
 
@@ -189,14 +226,14 @@ impl AttemptSpan {
 #[cfg(feature = "tracing")]
 fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
-        .map(|k| k.host)
+        .map(|k| k.host().to_owned())
         .unwrap_or_default()
 }
 
 /// `error.type`: the status code of an error status, else a short class
 /// of the failure (low cardinality, as the conventions ask).
-#[cfg(feature = "tracing")]
-fn error_type(e: &Error) -> String {
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+pub(crate) fn error_type(e: &Error) -> String {
     use crate::error::TransportKind as K;
     match e {
         Error::Status { code, .. } => code.to_string(),

@@ -13,6 +13,7 @@
 //! bound, because they run on the same thread.
 
 use crate::deadline::Deadline;
+use crate::spill::Spilling;
 use crate::sync::lock;
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, Weak};
@@ -339,14 +340,19 @@ impl Sockets {
 pub(crate) struct Guard {
     inner: DefaultConnector,
     sockets: Arc<Sockets>,
+    /// The longest response head its connections read.
+    head_limit: usize,
 }
 
 impl Guard {
-    /// A guard whose connections' sockets are kept in `sockets`.
-    pub(crate) fn new(sockets: Arc<Sockets>) -> Guard {
+    /// A guard whose connections' sockets are kept in `sockets`, and
+    /// whose connections read response heads of up to `head_limit` bytes
+    /// (past their read buffer, through a [`Spilling`] input).
+    pub(crate) fn new(sockets: Arc<Sockets>, head_limit: usize) -> Guard {
         Guard {
             inner: DefaultConnector::default(),
             sockets,
+            head_limit,
         }
     }
 }
@@ -382,14 +388,17 @@ impl Connector<()> for Guard {
             }),
         };
         let inner = self.inner.connect(&capped, chained)?;
-        Ok(inner.map(|inner| Guarded { inner, conn }))
+        Ok(inner.map(|inner| Guarded {
+            io: Spilling::new(inner, self.head_limit),
+            conn,
+        }))
     }
 }
 
 /// A connection whose every wait is capped by the limit of the job using it.
 #[derive(Debug)]
 pub(crate) struct Guarded {
-    inner: Box<dyn Transport>,
+    io: Spilling,
     conn: Arc<Conn>,
 }
 
@@ -401,7 +410,7 @@ impl std::fmt::Debug for Conn {
 
 impl Transport for Guarded {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        self.inner.buffers()
+        self.io.buffers()
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
@@ -410,7 +419,7 @@ impl Transport for Guarded {
         // Not retried: a write that timed out may have written part of the
         // output. The coarse cap ends it early by at most an eighth of
         // what was left, and only for a server that stops reading.
-        self.inner.transmit_output(amount, capped(timeout).0)
+        self.io.inner().transmit_output(amount, capped(timeout).0)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
@@ -418,7 +427,7 @@ impl Transport for Guarded {
         let start = Instant::now();
         loop {
             let (t, ours) = capped(less(timeout, start));
-            match self.inner.await_input(t) {
+            match self.io.await_input(t) {
                 // The coarse cap ran out before the limit did: nothing was
                 // read, wait for the rest.
                 Err(ureq::Error::Timeout(_)) if ours && !limit_passed() => {
@@ -430,11 +439,11 @@ impl Transport for Guarded {
     }
 
     fn is_open(&mut self) -> bool {
-        self.inner.is_open()
+        self.io.inner().is_open()
     }
 
     fn is_tls(&self) -> bool {
-        self.inner.is_tls()
+        self.io.is_tls()
     }
 }
 

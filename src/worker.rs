@@ -1,5 +1,7 @@
-//! The workers: the loop each one runs, which pool a thread belongs to,
-//! and what happens to one job on its way through a worker.
+//! What a worker does with one job, and which pool and seat a thread
+//! belongs to: a job on its way through a worker is cancelled, parked
+//! behind its host's cap, put off until its host's rate allows it, refused
+//! by an open circuit, or run (the threads themselves are `crew.rs`'s).
 
 use crate::error::Error;
 use crate::hosts::{Admit, Admitted};

@@ -1,6 +1,6 @@
 //! What errors tell a user: the right kind and words on every way in, and
 //! secrets left out of everything shown while the server's words stay as
-//! they came. (A dev certificate's refusal is in `suite/tests/tls.rs`.)
+//! they came. (A dev certificate's refusal is in `benches/tests/tls.rs`.)
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! The durable outbox (feature `outbox`) on real SQLite files in temporary
 //! folders, against in-process servers, with a real child process killed
 //! with SIGKILL mid-batch. `cargo test --features outbox --test outbox`.
-#![cfg(feature = "outbox")]
+#![cfg(feature = "sqlite")]
 
 mod common;
 
@@ -111,6 +111,14 @@ fn delivered_jobs_can_be_forgotten_by_hand_or_by_retention() {
 fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
     let dir = TempDir::new("dead");
     common::a_final_status_is_a_dead_letter_that_can_be_requeued(&|options, pool| {
+        options.open(dir.file("calls.db"), pool).unwrap()
+    });
+}
+
+#[test]
+fn a_410_pauses_its_endpoint_until_resumed() {
+    let dir = TempDir::new("gone");
+    common::a_410_pauses_its_endpoint_until_resumed(&|options, pool| {
         options.open(dir.file("calls.db"), pool).unwrap()
     });
 }
@@ -610,9 +618,10 @@ const JOBS: usize = 200;
 /// The child's side of the crash test: enqueue every job, then deliver
 /// until killed.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_enqueues_and_delivers_until_killed() {
     let (Ok(db), Ok(url)) = (std::env::var(CHILD_DB), std::env::var(CHILD_URL)) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(4);
     let outbox = Outbox::open(&db, &pool).unwrap();
@@ -706,9 +715,10 @@ const POISON_DB: &str = "REQPOOL_OUTBOX_POISON_DB";
 /// The child's side of the poison test: one worker, at most 3 attempts,
 /// deliver until done (or killed by the test when the poison arrives).
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_delivers_with_three_attempts() {
     let Ok(db) = std::env::var(POISON_DB) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(1);
     let outbox = Outbox::options().max_attempts(3).open(&db, &pool).unwrap();
@@ -758,9 +768,10 @@ const RA_URL: &str = "REQPOOL_OUTBOX_RA_URL";
 
 /// The child's side of the Retry-After test: enqueue one job, deliver.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_enqueues_one_job_and_delivers() {
     let (Ok(db), Ok(url)) = (std::env::var(RA_DB), std::env::var(RA_URL)) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(1);
     let outbox = Outbox::open(&db, &pool).unwrap();
@@ -838,9 +849,10 @@ const DUP_WORKERS: usize = 8;
 /// The child's side of the duplicates test: deliver what the file holds
 /// with 8 workers until killed.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_delivers_until_killed() {
     let (Ok(db), Ok(_)) = (std::env::var(DUP_DB), std::env::var(DUP_URL)) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(DUP_WORKERS);
     let outbox = Outbox::open(&db, &pool).unwrap();
@@ -932,9 +944,10 @@ const WAL_CHILD_DB: &str = "REQPOOL_OUTBOX_WAL_CHILD_DB";
 /// it, one more job, a mark that all 21 were acknowledged, then it waits
 /// to be killed.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_loses_its_wal_and_waits_to_be_killed() {
     let Ok(db) = std::env::var(WAL_CHILD_DB) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(1);
     let outbox = Outbox::options().deliver(false).open(&db, &pool).unwrap();
@@ -985,9 +998,10 @@ const MEM_DB: &str = "REQPOOL_OUTBOX_MEM_DB";
 /// The child's side of the memory test: deliver what the file holds with
 /// one worker, and say how much memory that took.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_delivers_and_reports_its_memory() {
     let Ok(db) = std::env::var(MEM_DB) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let start = rss_kib();
     let pool = Pool::new(1);

@@ -45,6 +45,88 @@ fn a_silent_server_cannot_hold_any_path_past_its_limit() {
     }
 }
 
+/// A limit that runs out before any byte of a request was written says
+/// where it was spent and that the request was not sent, on every way in
+/// that goes through the pool's request path: while the host's rate made
+/// it wait (`Throttled`), and while its connection was being opened
+/// (`Connect`, against a listener whose accept queue is full, so that a
+/// new connection is never accepted).
+#[test]
+fn a_limit_spent_before_anything_was_written_says_where_and_unsent_on_every_path() {
+    let ways = [Path::Json, Path::Send, Path::Fire, Path::Poll];
+    let server = Server::start();
+    let timeout = Duration::from_millis(300);
+    for path in ways {
+        // One request a minute: the first takes the token, the second's
+        // would come after its limit.
+        let (pool, errors) = pool_with(
+            Pool::builder()
+                .workers(2)
+                .timeout(timeout)
+                .max_rate_per_host(1, Duration::from_secs(60)),
+        );
+        let first = send_through(
+            &pool,
+            &errors,
+            Path::Send,
+            "GET",
+            &server.url("/json"),
+            false,
+        );
+        assert!(first.is_ok(), "{path:?}: {first:?}");
+        let call = Call::new("POST", &server.url("/json"), true).timeout(timeout);
+        let e = bounded(LIMIT, through(&pool, &errors, path, &call))
+            .expect_err("the second waits past its limit");
+        assert!(
+            matches!(
+                e.last_attempt(),
+                Error::Timeout {
+                    phase: Phase::Throttled,
+                    ..
+                }
+            ),
+            "{path:?}: {e:?}"
+        );
+        assert!(!e.maybe_sent(), "{path:?}: {e:?}");
+    }
+    assert_eq!(
+        server.shared.hits("/json"),
+        ways.len(),
+        "only the first of each was sent"
+    );
+
+    // A listener that never accepts, its queue filled: a connect hangs.
+    let full = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut held = Vec::new();
+    while held.len() < 4096 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(s) => held.push(s),
+            Err(_) => break, // the queue is full
+        }
+    }
+    let url = format!("http://{addr}/x");
+    for path in ways {
+        let (pool, errors) = pool_with(Pool::builder().workers(1).timeout(timeout));
+        let call = Call::new("POST", &url, true).timeout(timeout);
+        let t0 = Instant::now();
+        let e = bounded(LIMIT, through(&pool, &errors, path, &call)).expect_err("never connected");
+        assert!(
+            matches!(
+                e.last_attempt(),
+                Error::Timeout {
+                    phase: Phase::Connect,
+                    ..
+                }
+            ),
+            "{path:?}: {e:?}"
+        );
+        assert!(!e.maybe_sent(), "{path:?}: {e:?}");
+        assert!(t0.elapsed() < timeout + Duration::from_secs(2), "{path:?}");
+    }
+    drop(full);
+}
+
 #[test]
 fn a_trickling_server_cannot_hold_any_path_past_its_limit() {
     // The head just before the limit, then the body one byte every 30 ms

@@ -83,6 +83,16 @@ fn a_final_status_is_a_dead_letter_that_can_be_requeued() {
 }
 
 #[test]
+fn a_410_pauses_its_endpoint_until_resumed() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    common::a_410_pauses_its_endpoint_until_resumed(&|options, pool| {
+        options.redis(&r.url(), "calls", pool).unwrap()
+    });
+}
+
+#[test]
 fn a_host_that_keeps_failing_is_retried_across_deliveries_then_dead() {
     let Some(r) = RedisServer::start() else {
         return;
@@ -339,11 +349,11 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
         ("empty name", Outbox::options()),
         (
             "rate of 0",
-            Outbox::options().max_rate_per_host(0, Duration::from_secs(1)),
+            Outbox::options().shared_rate_per_host(0, Duration::from_secs(1)),
         ),
         (
             "rate per 0",
-            Outbox::options().max_rate_per_host(5, Duration::ZERO),
+            Outbox::options().shared_rate_per_host(5, Duration::ZERO),
         ),
         ("empty group", Outbox::options().group("")),
     ] {
@@ -364,14 +374,14 @@ fn bad_settings_and_an_unreachable_server_get_clear_errors() {
     // Huge and tiny settings are taken.
     let outbox = Outbox::options()
         .lease(Duration::MAX)
-        .max_rate_per_host(u32::MAX, Duration::MAX)
-        .maxlen(usize::MAX)
+        .shared_rate_per_host(u32::MAX, Duration::MAX)
+        .max_queued(usize::MAX)
         .redis(&r.url(), "big", &pool)
         .unwrap();
     drop(outbox);
     let outbox = Outbox::options()
         .lease(Duration::ZERO)
-        .max_rate_per_host(1, Duration::from_nanos(1))
+        .shared_rate_per_host(1, Duration::from_nanos(1))
         .redis(&r.url(), "small", &pool)
         .unwrap();
     assert!(format!("{outbox:?}").contains("small"));
@@ -412,21 +422,26 @@ fn a_full_stream_refuses_new_jobs_on_both_stores() {
     let Some(r) = RedisServer::start() else {
         return;
     };
+    #[cfg(feature = "sqlite")]
     let dir = TempDir::new("full");
     let pool = Pool::new(1);
     let url = "http://127.0.0.1:1/orders";
-    let stores = [
+    #[allow(unused_mut)] // without feature `sqlite`, Redis alone
+    let mut stores = vec![
         Outbox::options()
             .deliver(false)
-            .maxlen(3)
+            .max_queued(3)
             .redis(&r.url(), "calls", &pool)
             .unwrap(),
+    ];
+    #[cfg(feature = "sqlite")]
+    stores.push(
         Outbox::options()
             .deliver(false)
-            .maxlen(3)
+            .max_queued(3)
             .open(dir.file("calls.db"), &pool)
             .unwrap(),
-    ];
+    );
     for outbox in &stores {
         let first = outbox.enqueue(order(&pool, url, 0)).unwrap();
         for i in 1..3 {
@@ -760,7 +775,7 @@ fn consumers_share_one_rate_per_host() {
         .map(|(i, p)| {
             Outbox::options()
                 .consumer(&format!("c{i}"))
-                .max_rate_per_host(20, Duration::from_secs(1))
+                .shared_rate_per_host(20, Duration::from_secs(1))
                 .redis(&r.url(), "calls", p)
                 .unwrap()
         })
@@ -800,7 +815,7 @@ fn a_429_pauses_the_host_for_every_consumer() {
         .build()
         .unwrap();
     let outbox = Outbox::options()
-        .max_rate_per_host(1000, Duration::from_secs(1))
+        .shared_rate_per_host(1000, Duration::from_secs(1))
         .redis(&r.url(), "calls", &pool)
         .unwrap();
     outbox.enqueue(order(&pool, &server.url("/a"), 1)).unwrap();
@@ -822,7 +837,7 @@ fn a_429_pauses_the_host_for_every_consumer() {
     let pool2 = Pool::new(2);
     let other = Outbox::options()
         .consumer("other")
-        .max_rate_per_host(1000, Duration::from_secs(1))
+        .shared_rate_per_host(1000, Duration::from_secs(1))
         .redis(&r.url(), "calls", &pool2)
         .unwrap();
     other.enqueue(order(&pool2, &server.url("/b"), 2)).unwrap();
@@ -841,9 +856,10 @@ const JOBS: usize = 300;
 /// The child's side of the crash test: a consumer of 4 workers that
 /// delivers until killed.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_consumes_until_killed() {
     let (Ok(redis), Ok(_)) = (std::env::var(CHILD_REDIS), std::env::var(CHILD_URL)) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(4);
     let outbox = Outbox::options()
@@ -904,9 +920,10 @@ const POISON_REDIS: &str = "REQPOOL_REDIS_POISON_REDIS";
 /// The child's side of the poison test: a consumer of one worker, at most
 /// 3 attempts, a short lease; delivers until done or killed.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_consumes_with_three_attempts() {
     let Ok(redis) = std::env::var(POISON_REDIS) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(1);
     let outbox = Outbox::options()
@@ -967,9 +984,10 @@ const RA_URL: &str = "REQPOOL_REDIS_RA_URL";
 /// The child's side of the Retry-After test: a consumer with a short
 /// lease that enqueues one job and delivers.
 #[test]
+#[ignore = "a child process's entry point: its parent test runs it"]
 fn child_enqueues_one_job_and_consumes() {
     let (Ok(redis), Ok(url)) = (std::env::var(RA_REDIS), std::env::var(RA_URL)) else {
-        return; // only in the child
+        return; // only in the child (run by its parent test)
     };
     let pool = Pool::new(1);
     let outbox = Outbox::options()
@@ -1116,7 +1134,7 @@ fn the_shared_rate_holds_in_every_window_after_a_stall() {
     });
     let pool = Pool::new(16);
     let outbox = Outbox::options()
-        .max_rate_per_host(100, Duration::from_secs(1))
+        .shared_rate_per_host(100, Duration::from_secs(1))
         .redis(&r.url(), "calls", &pool)
         .unwrap();
     let url = server.url("/orders");
@@ -1145,7 +1163,11 @@ fn the_shared_rate_holds_in_every_window_after_a_stall() {
         .max()
         .unwrap();
     eprintln!("100/s with a 0.5 s stall: at most {most} in any 1 s, {most_100ms} in any 100 ms");
-    assert!(most <= 102, "{most} in one sliding second");
+    // The limiter releases at most 101 in any second (its tolerance is
+    // one interval); the server sees arrivals, which a loaded machine's
+    // scheduling can bunch by a few. The bug this guards against let
+    // 264-292 through.
+    assert!(most <= 105, "{most} in one sliding second");
 }
 
 #[test]

@@ -196,7 +196,7 @@ fn every_way_in_through_the_request_builder_is_traced_under_its_caller() {
 /// attempt) that is that span's child, with the job span inside it —
 /// every delivery of it, also a retry. Before: deliveries were root spans,
 /// and the enqueuer's trace ended at `enqueue`.
-#[cfg(feature = "outbox")]
+#[cfg(feature = "sqlite")]
 #[test]
 fn an_outbox_delivery_is_a_child_of_the_span_that_enqueued_it() {
     recorder();

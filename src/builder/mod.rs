@@ -69,7 +69,7 @@ impl Default for Builder {
             thread_name: "reqpool-worker".to_string(),
             stack_size: None,
             thread_keep_alive: Duration::from_secs(10),
-            read_buffer: 16 * 1024,
+            read_buffer: 8 * 1024,
             max_idle_age: None,
             timeout: Duration::from_secs(30),
             deadline: None,
@@ -142,19 +142,19 @@ impl Builder {
         self
     }
 
-    /// The read buffer of each connection, in bytes, which also bounds a
-    /// response's head (status line and headers) on the workers'
-    /// connections. A host that answers with a longer head is read from
-    /// then on through connections whose buffer holds 64 KiB (or this
-    /// size, if larger); the request that met the long head is sent again
-    /// through one at once if it may be sent twice (an idempotent method
-    /// or an `Idempotency-Key`), else it fails. A head longer than that
-    /// fails with an [`Error::Transport`](crate::Error::Transport) of kind
-    /// [`Protocol`](crate::TransportKind::Protocol) that says so. Bodies of
-    /// any size stream through it. The pool's own agent only (an agent given to
-    /// [`agent`](Builder::agent) keeps its own). Defaults to 16 KiB: with
-    /// the 16 KiB write buffer, 32 KiB per open connection (ureq's
-    /// defaults are 128 KiB each). At least 1 KiB (else `build()` fails).
+    /// The read buffer of each connection, in bytes. Bodies of any size
+    /// stream through it. A response head (status line and headers) of up
+    /// to 64 KiB, or this size if larger, is read whatever the request: a
+    /// head longer than the buffer is copied into a buffer of its own that
+    /// grows while the head is read and is freed once it was used, so only
+    /// a connection reading a long head pays for it. A longer head fails
+    /// with an [`Error::Transport`](crate::Error::Transport) of kind
+    /// [`Protocol`](crate::TransportKind::Protocol) that says so. The
+    /// pool's own agent only (an agent given to [`agent`](Builder::agent)
+    /// keeps its buffers, and reads heads up to its
+    /// `max_response_header_size`). Defaults to 8 KiB: with the 16 KiB
+    /// write buffer, 24 KiB per open connection (ureq's defaults are
+    /// 128 KiB each). At least 1 KiB (else `build()` fails).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes;
         self

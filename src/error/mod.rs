@@ -455,7 +455,7 @@ impl Error {
         }
     }
 
-    #[cfg_attr(not(feature = "outbox"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
     pub(crate) fn storage(kind: StorageKind, reason: impl Into<String>) -> Error {
         Error::Storage {
             kind,

@@ -353,6 +353,12 @@ impl<J: Admitted> Hosts<J> {
             if o != Observed::Answered && (h.circuit == Circuit::Probing || counted_out) {
                 h.circuit = open;
             }
+            #[cfg(feature = "metrics")]
+            crate::metrics::breaker(
+                host,
+                matches!(h.circuit, Circuit::Open { .. }),
+                h.circuit == Circuit::Probing,
+            );
         }
         if p.adaptive && h.bucket.is_none() && matches!(o, Observed::Throttled { .. }) {
             h.bucket = Some(Bucket::adaptive_from(f64::from(h.recent.1), now));

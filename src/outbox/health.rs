@@ -1,7 +1,7 @@
 //! Whether an outbox delivers, seen from outside: the dispatcher's
 //! heartbeat (its last round with the store), its last error, the panics
 //! it survived, and the jobs its store lost; what
-//! [`Outbox::health`](super::Outbox::health) reports.
+//! [`Outbox::health`](crate::Outbox::health) reports.
 
 use crate::sync::lock;
 use std::sync::Mutex;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// [`since_progress`](OutboxHealth::since_progress) grows.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), reqpool::Error> {
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(4);
@@ -22,15 +23,18 @@ use std::time::{Duration, Instant};
 ///     eprintln!("outbox: not delivering; last error: {:?}", h.last_error);
 /// }
 /// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct OutboxHealth {
     /// True while this process's dispatcher runs: false for an outbox
-    /// opened with [`deliver(false)`](super::OutboxOptions::deliver), and
+    /// opened with [`deliver(false)`](crate::OutboxOptions::deliver), and
     /// after it stopped (the outbox is being dropped).
     pub delivering: bool,
-    /// The last failure of the store (or a panic of the dispatcher), as
+    /// The last failure of the store (or a panic of the dispatcher or of
+    /// the housekeeping), as
     /// its error says it (no secrets), if there was one.
     pub last_error: Option<String>,
     /// How long ago [`last_error`](OutboxHealth::last_error) happened.
@@ -45,8 +49,8 @@ pub struct OutboxHealth {
     pub oldest_due: Option<Duration>,
     /// Store calls of the dispatcher that failed, since the outbox opened.
     pub store_errors: u64,
-    /// Panics of the dispatcher it recovered from (each logged at
-    /// `error` and followed by a pause).
+    /// Panics of the dispatcher and of the housekeeping it recovered
+    /// from (each logged at `error` and followed by a pause).
     pub panics: u64,
     /// Jobs this process knew of that its store lost (a Redis restarted
     /// without its data, entries deleted while held): each loss is also
@@ -96,12 +100,13 @@ impl Health {
         s.last_error = Some((error.to_owned(), Instant::now()));
     }
 
-    /// The dispatcher panicked with `message`.
-    pub(super) fn panicked(&self, message: &str) {
+    /// The outbox's `what` (its dispatcher, its housekeeping) panicked
+    /// with `message`.
+    pub(super) fn panicked(&self, what: &str, message: &str) {
         let mut s = lock(&self.state);
         s.panics = s.panics.saturating_add(1);
         s.last_error = Some((
-            format!("the outbox's dispatcher panicked: {message}"),
+            format!("the outbox's {what} panicked: {message}"),
             Instant::now(),
         ));
     }

@@ -1,144 +1,63 @@
-//! A durable outbox (feature `outbox`): requests written to a store (a
-//! SQLite file) before `enqueue` returns, delivered by an ordinary pool
-//! with an `Idempotency-Key`, marked done once the server answered,
-//! replayed when the store is opened again after a crash, and kept as dead
-//! letters when they cannot be delivered.
+//! A durable outbox (features `sqlite`, `redis`): requests written to a
+//! store before `enqueue` returns, delivered by an ordinary pool with an
+//! `Idempotency-Key`, marked done once the server answered, replayed when
+//! the store is opened again after a crash, and kept as dead letters when
+//! they cannot be delivered.
+//!
+//! This file is the face: [`Outbox`] and its calls. The seam every store
+//! implements is `store.rs`; the machinery over it is `shared.rs` (what
+//! the face and the dispatcher share), `deliver.rs` (the dispatcher and
+//! the housekeeping), `enqueue.rs` (commits shared by enqueues),
+//! `verdict.rs` (what a delivery's end means), `options.rs`, `health.rs`
+//! and `lineage.rs`; each store is a folder of its own (`sqlite/`,
+//! `redis/`).
 
 mod deliver;
 mod enqueue;
-mod file;
 mod health;
 mod lineage;
-mod mark;
 mod options;
+mod pause;
 #[cfg(feature = "redis")]
 mod redis;
+mod shared;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
 mod verdict;
-mod wal;
 
 pub use health::OutboxHealth;
-pub use options::{Durability, OutboxOptions};
+pub use options::OutboxOptions;
+#[cfg(feature = "sqlite")]
+pub use sqlite::Durability;
+pub use store::{DeadJob, Delivered, JobId, OutboxStats};
 
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::pool::Pool;
 use crate::request::RequestBuilder;
-use crate::sync::{lock, wait_while};
-use deliver::supervise;
+use shared::Shared;
 use std::fmt;
+#[cfg(feature = "sqlite")]
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use store::Store;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::{Front, Row, Store, now_ms};
 
-/// How much of a reply body is kept for [`Outbox::reply`].
-const REPLY_CAP: usize = 64 * 1024;
-
-/// How long the dispatcher lets work gather before it claims it.
-const GATHER: Duration = Duration::from_millis(2);
-
-/// The id of a job in an outbox file; stable across restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(pub i64);
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "job {}", self.0)
-    }
-}
-
-/// How many jobs of an outbox are where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct OutboxStats {
-    /// Waiting for their (next) delivery.
-    pub pending: u64,
-    /// Handed to the pool, not answered yet.
-    pub in_flight: u64,
-    /// Answered by the server, and still in the file (see
-    /// [`OutboxOptions::retention`] and [`Outbox::forget`]).
-    pub delivered: u64,
-    /// Given up on: see [`Outbox::dead`].
-    pub dead: u64,
-}
-
-/// A job the outbox gave up on.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct DeadJob {
-    /// Its id.
-    pub id: JobId,
-    /// Its idempotency key.
-    pub key: String,
-    /// The request, as `METHOD url` with the URL redacted.
-    pub request: String,
-    /// The error of its last delivery.
-    pub last_error: String,
-    /// How many deliveries were tried.
-    pub attempts: u32,
-}
-
-impl DeadJob {
-    /// A dead job as a store lists it; the URL is redacted here.
-    fn new(
-        id: JobId,
-        key: String,
-        method: &str,
-        url: &str,
-        last_error: String,
-        attempts: u32,
-    ) -> Self {
-        DeadJob {
-            id,
-            key,
-            request: format!("{method} {}", crate::redact::redact_url(url)),
-            last_error,
-            attempts,
-        }
-    }
-}
-
-/// A server's answer to a delivered job, as kept in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Delivered {
-    /// The HTTP status.
-    pub status: u16,
-    /// The body (at most 64 KiB of it).
-    pub body: Vec<u8>,
-    /// True when the server's body was over the pool's
-    /// [`max_response_bytes`](crate::Builder::max_response_bytes): the
-    /// job counts as delivered (the server took it; sending it again
-    /// would repeat it) and `body` is empty.
-    pub cut: bool,
-}
-
-impl Delivered {
-    /// A reply as a store keeps it; `None` for a status out of range.
-    fn new(status: i64, body: Option<Vec<u8>>, cut: bool) -> Option<Self> {
-        Some(Delivered {
-            status: u16::try_from(status).ok()?,
-            body: body.unwrap_or_default(),
-            cut,
-        })
-    }
-}
-
-/// Requests that outlive the process: written to a local SQLite file before
-/// [`enqueue`](Outbox::enqueue) returns, delivered by a pool, marked done
-/// once the server answered, and replayed when the file is opened again.
+/// Requests that outlive the process: written to a store (a local SQLite
+/// file, or a Redis stream) before [`enqueue`](Outbox::enqueue) returns,
+/// delivered by a pool, marked done once the server answered, and
+/// replayed when the store is opened again.
 ///
 /// Every job carries an `Idempotency-Key` (the caller's, or one generated
 /// and stored with it), sent on every delivery: a job in flight when the
 /// process died is sent again after the restart, and the key lets the
-/// server recognise the repeat. `enqueue` with a key already in the file
+/// server recognise the repeat. `enqueue` with a key already in the store
 /// returns the existing job and sends nothing, so a re-run script passes
 /// the same keys and only the missing items go out.
 ///
 /// ```no_run
+/// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), reqpool::Error> {
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(16);
@@ -152,6 +71,8 @@ impl Delivered {
 /// let reply = outbox.reply(id)?.expect("delivered");
 /// println!("{} {}", reply.status, String::from_utf8_lossy(&reply.body));
 /// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 ///
 /// What is stored: method, URL, headers and body. Secrets are not: a
@@ -159,12 +80,13 @@ impl Delivered {
 /// `Cookie`, `secret_header`) or a secret query value is refused with
 /// [`Error::Usage`] (add such values at delivery with
 /// [`Builder::bearer_from`](crate::Builder::bearer_from) or
-/// [`Builder::before_attempt`](crate::Builder::before_attempt)). The file
+/// [`Builder::before_attempt`](crate::Builder::before_attempt)). A file
 /// is created readable by its owner only. A job
 /// given up on (a final status, or `max_attempts` deliveries) is logged at
 /// `warn` and handed to the pool's [`on_error`](crate::Builder::on_error)
 /// hook.
-/// One process at a time: a second `open` of a file in use fails.
+/// A file is one process's at a time: a second `open` of a file in use
+/// fails.
 ///
 /// The same outbox on a Redis stream (`Outbox::redis`, feature `redis`)
 /// is shared by many processes on many machines: each enqueues, each with
@@ -172,47 +94,18 @@ impl Delivered {
 /// others.
 pub struct Outbox {
     shared: Arc<Shared>,
+    store: Arc<dyn Front>,
+    commits: enqueue::Commits,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-struct Shared {
-    store: Box<dyn Store>,
-    pool: Pool,
-    options: OutboxOptions,
-    /// How deliveries ended, not yet written: the dispatcher writes
-    /// them in one transaction.
-    answers: Mutex<Vec<store::Answer>>,
-    /// Jobs handed to the pool and not yet answered.
-    claimed: AtomicUsize,
-    /// Bytes of the bodies of jobs handed to the pool and not yet ended.
-    bytes: AtomicUsize,
-    /// Rows waiting for a shared commit.
-    inserts: Mutex<enqueue::Inserts>,
-    /// Wakes the dispatcher (a new job, a delivery done, closing) and
-    /// the flushers.
-    signal: Mutex<Signal>,
-    cond: Condvar,
-    /// Wakes the flushers when answers were written.
-    written: Condvar,
-    /// The dispatcher's heartbeat and last error.
-    health: health::Health,
-    /// The spans jobs were enqueued in.
-    lineage: lineage::Lineage,
 }
 
 impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outbox")
-            .field("store", &self.shared.store.describe())
+            .field("store", &self.store)
             .field("options", &self.shared.options)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A fresh idempotency key: 128 random bits, hex.
@@ -244,13 +137,14 @@ impl Outbox {
     /// newer version, cannot be created or written (a read-only folder, a
     /// full disk), or is open in another process: its
     /// [`StorageKind`](crate::StorageKind) says which.
+    #[cfg(feature = "sqlite")]
     pub fn open(path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
         OutboxOptions::default().open(path, pool)
     }
 
     /// Blocks while it connects to the Redis server at `url` (feature
     /// `redis`) and opens the outbox on its stream `name`, with the
-    /// default [`OutboxOptions`]: the same outbox as [`open`](Outbox::open),
+    /// default [`OutboxOptions`]: the same outbox as `Outbox::open` (a file),
     /// shared by every process that opens the same stream, on any
     /// machine. Each one can `enqueue`; each one with a pool delivers, as
     /// a consumer of the group `reqpool`, and acknowledges a job only
@@ -263,7 +157,7 @@ impl Outbox {
     /// let pool = reqpool::Pool::new(16);
     /// let outbox = reqpool::Outbox::options()
     ///     .lease(Duration::from_secs(10))
-    ///     .max_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
+    ///     .shared_rate_per_host(100, Duration::from_secs(1)) // for all consumers together
     ///     .redis("redis://127.0.0.1:6379/", "calls", &pool)?;
     /// outbox.enqueue(pool.post("http://127.0.0.1:8000/orders").idempotency_key("order-17"))?;
     /// assert_eq!(outbox.flush_timeout(Duration::from_secs(60)), 0); // every consumer's work
@@ -290,43 +184,27 @@ impl Outbox {
 
     /// Starts an outbox on `store`: delivering through `pool` unless the
     /// options say not to.
-    fn start(store: Box<dyn Store>, pool: &Pool, options: OutboxOptions) -> Result<Outbox, Error> {
-        let shared = Arc::new(Shared {
-            store,
-            pool: pool.clone(),
-            options,
-            answers: Mutex::new(Vec::new()),
-            claimed: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
-            inserts: Mutex::new(enqueue::Inserts::default()),
-            signal: Mutex::new(Signal::default()),
-            cond: Condvar::new(),
-            written: Condvar::new(),
-            health: health::Health::default(),
-            lineage: lineage::Lineage::default(),
-        });
-        if !shared.options.deliver {
-            return Ok(Outbox {
-                shared,
-                thread: None,
-            });
-        }
-        let s = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("reqpool-outbox".into())
-            .spawn(move || supervise(&s))
-            .map_err(|e| Error::usage(format!("could not start the outbox thread: {e}")))?;
+    fn start<S: Store>(store: S, pool: &Pool, options: OutboxOptions) -> Result<Outbox, Error> {
+        let store = Arc::new(store);
+        let shared = Arc::new(Shared::new(pool, options));
+        let thread = if shared.options.deliver {
+            Some(deliver::start(&shared, &store)?)
+        } else {
+            None
+        };
         Ok(Outbox {
             shared,
-            thread: Some(thread),
+            store,
+            commits: enqueue::Commits::default(),
+            thread,
         })
     }
 
-    /// Writes `request` to the file and returns its id once it is there
-    /// (durable as [`Durability`] says); the pool delivers it in the
+    /// Writes `request` to the store and returns its id once it is there
+    /// (on a file: durable as `Durability` says); the pool delivers it in the
     /// background with its `Idempotency-Key`. Blocks for the commit.
     ///
-    /// A key already in the file returns that job's id and sends nothing.
+    /// A key already in the store returns that job's id and sends nothing.
     ///
     /// # Errors
     ///
@@ -335,12 +213,12 @@ impl Outbox {
     /// its own that the outbox does not keep (`timeout`, `deadline`,
     /// `retry`, `hedge`, `follow_redirects`: the delivering pool's
     /// settings apply, so set them on its [`Builder`](crate::Builder));
-    /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::maxlen`] jobs
+    /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::max_queued`] jobs
     /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
         let row = self.row(request)?;
         let key = row.key.clone();
-        let inserted = self.shared.insert(row);
+        let inserted = self.commits.insert(&*self.store, row);
         self.inserted(&key, inserted)
     }
 
@@ -351,6 +229,7 @@ impl Outbox {
     /// each, at a fraction of the cost of one commit per job.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "sqlite")]
     /// # fn main() -> Result<(), reqpool::Error> {
     /// let pool = reqpool::Pool::new(8);
     /// let outbox = reqpool::Outbox::open("calls.db", &pool)?;
@@ -361,6 +240,8 @@ impl Outbox {
     /// }));
     /// assert!(ids.iter().all(Result::is_ok));
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))]
+    /// # fn main() {}
     /// ```
     ///
     /// # Errors
@@ -374,7 +255,7 @@ impl Outbox {
         requests: impl IntoIterator<Item = RequestBuilder>,
     ) -> Vec<Result<JobId, Error>> {
         let mut out: Vec<Option<Result<JobId, Error>>> = Vec::new();
-        let mut rows: Vec<(usize, store::Row)> = Vec::new();
+        let mut rows: Vec<(usize, Row)> = Vec::new();
         for request in requests {
             match self.row(request) {
                 Ok(row) => {
@@ -385,8 +266,8 @@ impl Outbox {
             }
         }
         for chunk in rows.chunks(1_000) {
-            let refs: Vec<&store::Row> = chunk.iter().map(|(_, r)| r).collect();
-            let results = match self.shared.store.insert(&refs) {
+            let refs: Vec<&Row> = chunk.iter().map(|(_, r)| r).collect();
+            let results = match self.store.insert(&refs) {
                 Ok(each) => each,
                 Err(e) => chunk.iter().map(|_| Err(enqueue::copy(&e))).collect(),
             };
@@ -401,7 +282,7 @@ impl Outbox {
 
     /// `request` as the store keeps it, checked; its span kept for its
     /// deliveries.
-    fn row(&self, request: RequestBuilder) -> Result<store::Row, Error> {
+    fn row(&self, request: RequestBuilder) -> Result<Row, Error> {
         let own = request.own_settings();
         if !own.is_empty() {
             return Err(Error::usage(format!(
@@ -418,7 +299,7 @@ impl Outbox {
         if self.thread.is_some() {
             self.shared.lineage.enqueued(&key);
         }
-        Ok(store::Row {
+        Ok(Row {
             key,
             method: stored.method,
             url: stored.url,
@@ -456,14 +337,10 @@ impl Outbox {
     pub fn flush_timeout(&self, limit: Duration) -> usize {
         let stop = Deadline::after(limit);
         loop {
-            let seen = lock(&self.shared.signal).writes;
+            let seen = self.shared.writes();
             // Jobs of this process in flight are unfinished in the store
             // too: it is asked only when there are none, or at the end.
-            let busy = self
-                .shared
-                .claimed
-                .load(std::sync::atomic::Ordering::Acquire)
-                > 0;
+            let busy = self.shared.in_flight() > 0;
             if !busy || stop.passed() {
                 let left = self.unfinished().unwrap_or(usize::MAX);
                 if left == 0 || stop.passed() {
@@ -473,8 +350,7 @@ impl Outbox {
             // Until the next write of answers (or a while, for retries
             // that come due).
             let look = stop.min(Deadline::after(Duration::from_millis(100)));
-            let guard = lock(&self.shared.signal);
-            let _ = wait_while(&self.shared.written, guard, look, |s| s.writes == seen);
+            self.shared.wait_written(seen, look);
         }
     }
 
@@ -486,33 +362,33 @@ impl Outbox {
     /// [`last_error`](OutboxHealth::last_error) and a growing
     /// [`since_progress`](OutboxHealth::since_progress).
     pub fn health(&self) -> OutboxHealth {
-        let oldest = self.shared.store.oldest_due().ok().flatten().map(|since| {
+        let oldest = self.store.oldest_due().ok().flatten().map(|since| {
             Duration::from_millis(u64::try_from(now_ms().saturating_sub(since)).unwrap_or(0))
         });
-        self.shared.health.report(oldest, self.shared.store.lost())
+        self.shared.health.report(oldest, self.store.lost())
     }
 
     /// Jobs pending or in flight.
     fn unfinished(&self) -> Result<usize, Error> {
-        self.shared.store.unfinished()
+        self.store.unfinished()
     }
 
     /// How many jobs are pending, in flight, delivered and dead.
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be read.
+    /// [`Error::Storage`] if the store cannot be read.
     pub fn stats(&self) -> Result<OutboxStats, Error> {
-        self.shared.store.stats()
+        self.store.stats()
     }
 
     /// The jobs given up on, oldest first.
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be read.
+    /// [`Error::Storage`] if the store cannot be read.
     pub fn dead(&self) -> Result<Vec<DeadJob>, Error> {
-        self.shared.store.dead()
+        self.store.dead()
     }
 
     /// Puts a dead job back to pending, with its attempts reset; false if
@@ -520,22 +396,37 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be written.
+    /// [`Error::Storage`] if the store cannot be written.
     pub fn requeue(&self, id: JobId) -> Result<bool, Error> {
-        let back = self.shared.store.requeue(id)?;
+        let back = self.store.requeue(id)?;
         self.shared.more_work();
         Ok(back)
     }
 
-    /// Removes a delivered or dead job from the file: its key, its reply,
+    /// Removes a delivered or dead job from the store: its key, its reply,
     /// its last error. Pending and in-flight jobs stay. True if it was
     /// removed. Blocks for the commit.
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be written.
+    /// [`Error::Storage`] if the store cannot be written.
     pub fn forget(&self, id: JobId) -> Result<bool, Error> {
-        self.shared.store.forget(id)
+        self.store.forget(id)
+    }
+
+    /// The endpoints (URLs, redacted) a `410 Gone` paused in this
+    /// process, with
+    /// [`OutboxOptions::pause_on_gone`](crate::OutboxOptions::pause_on_gone):
+    /// their jobs wait, pending, until [`resume`](Outbox::resume).
+    pub fn paused(&self) -> Vec<String> {
+        self.shared.paused.list()
+    }
+
+    /// Sends the jobs to `url` again (within 2 s); true if it was paused.
+    /// The job that got the `410` stays dead: requeue it if it should go
+    /// too.
+    pub fn resume(&self, url: &str) -> bool {
+        self.shared.paused.resume(url)
     }
 
     /// The server's answer to job `id`, if it was delivered and replies
@@ -543,16 +434,15 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if the file cannot be read.
+    /// [`Error::Storage`] if the store cannot be read.
     pub fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
-        self.shared.store.reply(id)
+        self.store.reply(id)
     }
 }
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        lock(&self.shared.signal).closing = true;
-        self.shared.cond.notify_all();
+        self.shared.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -561,82 +451,35 @@ impl Drop for Outbox {
         // that the store is closed when `drop` returns and the next open
         // of the same file finds it free.
         let stop = Deadline::after(Duration::from_secs(1));
-        while self
-            .shared
-            .claimed
-            .load(std::sync::atomic::Ordering::Acquire)
-            == 0
-            && Arc::strong_count(&self.shared) > 1
-            && !stop.passed()
-        {
+        while self.shared.in_flight() == 0 && Arc::strong_count(&self.store) > 1 && !stop.passed() {
             std::thread::yield_now();
         }
     }
 }
 
-impl Shared {
-    /// Tells the dispatcher there is work to claim (after its gathering
-    /// pause).
-    fn more_work(&self) {
-        // Only the first since the last claim wakes it: the rest wait for
-        // the same claim anyway.
-        let was = std::mem::replace(&mut lock(&self.signal).work, true);
-        if !was {
-            self.cond.notify_all();
-        }
+impl OutboxOptions {
+    /// Blocks while it connects to the Redis server at `url` and opens
+    /// the outbox on its stream `name` with these settings; see
+    /// [`Outbox::redis`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::redis`].
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+        let store = self.redis_store(url, name, pool.workers())?;
+        Outbox::start(store, pool, self)
     }
 
-    /// Tells the dispatcher there are answers to write (at once).
-    fn answered(&self) {
-        let was = std::mem::replace(&mut lock(&self.signal).answered, true);
-        if !was {
-            self.cond.notify_all();
-        }
+    /// Blocks while it opens (or creates) the outbox file at `path` with
+    /// these settings; see [`Outbox::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::open`].
+    #[cfg(feature = "sqlite")]
+    pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
+        let store = self.file_store(path.as_ref())?;
+        Outbox::start(store, pool, self)
     }
-
-    /// Blocks the dispatcher until answers come, work comes and
-    /// `next_claim` passes, `idle_until` passes, or the outbox closes.
-    fn wait_for_work(&self, next_claim: Instant, idle_until: Instant) {
-        let mut g = lock(&self.signal);
-        loop {
-            // Work that comes meanwhile moves the end up to the next claim:
-            // the wait starts again with it.
-            let work = g.work;
-            let until = Deadline::at(if work { next_claim } else { idle_until });
-            g = wait_while(&self.cond, g, until, |s| {
-                !s.closing && !s.answered && s.work == work
-            })
-            .0;
-            if g.closing || g.answered || g.work == work {
-                break;
-            }
-        }
-        g.answered = false;
-    }
-
-    /// Sleeps `d`, or until the outbox closes: true if it closes.
-    fn pause(&self, d: Duration) -> bool {
-        let g = lock(&self.signal);
-        wait_while(&self.cond, g, Deadline::after(d), |s| !s.closing)
-            .0
-            .closing
-    }
-
-    /// True once the outbox is being dropped.
-    fn closing(&self) -> bool {
-        lock(&self.signal).closing
-    }
-}
-
-/// What the dispatcher waits for.
-#[derive(Debug, Default)]
-struct Signal {
-    /// The outbox is being dropped.
-    closing: bool,
-    /// Jobs were enqueued or re-queued since the last claim.
-    work: bool,
-    /// Deliveries ended since the last write.
-    answered: bool,
-    /// Writes of answers so far (the flushers look again after each).
-    writes: u64,
 }

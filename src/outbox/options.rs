@@ -3,32 +3,25 @@
 //! many jobs may wait; and for a Redis stream its group, its consumer's
 //! name and lease, and the rate shared by every consumer.
 
-use super::Outbox;
+#[cfg(feature = "redis")]
+use super::redis::{Redis, Setup};
+#[cfg(feature = "sqlite")]
+use super::sqlite::{Durability, Sqlite};
+#[cfg(feature = "redis")]
 use crate::error::Error;
-use crate::pool::Pool;
-use std::path::Path;
+use crate::retry::Retry;
 use std::time::Duration;
 
-/// What survives what: each commit of the outbox file is flushed as far as
-/// this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// A job is in the file once `enqueue` returns, and survives a killed
-    /// process (WAL with `synchronous=NORMAL`). The default.
-    #[default]
-    Process,
-    /// As `Process`, and also survives a power loss: an fsync per commit
-    /// (`synchronous=FULL`), much slower.
-    PowerLoss,
-}
-
-/// The settings of an outbox; [`Outbox::open`] takes the defaults.
+/// The settings of an outbox; `Outbox::open` (feature `sqlite`) and
+/// `Outbox::redis` (feature `redis`) take the defaults.
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
-    pub(super) durability: Durability,
+    #[cfg(feature = "sqlite")]
+    durability: Durability,
     pub(super) keep_replies: bool,
-    pub(super) max_attempts: u32,
+    /// When a failed delivery is tried again: attempts, backoff, the
+    /// statuses that are not final.
+    pub(super) retry: Retry,
     pub(super) max_age: Option<Duration>,
     pub(super) retention: Duration,
     /// `retention` was set: a Redis outbox keeps it rather than its own
@@ -36,7 +29,8 @@ pub struct OutboxOptions {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     retention_set: bool,
     pub(super) deliver: bool,
-    pub(super) maxlen: usize,
+    pub(super) max_queued: usize,
+    pub(super) pause_on_gone: bool,
     #[cfg(feature = "redis")]
     pub(super) redis: RedisOptions,
 }
@@ -54,14 +48,16 @@ pub(super) struct RedisOptions {
 impl Default for OutboxOptions {
     fn default() -> Self {
         OutboxOptions {
+            #[cfg(feature = "sqlite")]
             durability: Durability::Process,
             keep_replies: true,
-            max_attempts: 5,
+            retry: Self::default_retry(),
             max_age: None,
             retention: Duration::MAX,
             retention_set: false,
             deliver: true,
-            maxlen: 0,
+            max_queued: 0,
+            pause_on_gone: false,
             #[cfg(feature = "redis")]
             redis: RedisOptions {
                 group: "reqpool".into(),
@@ -79,27 +75,73 @@ impl OutboxOptions {
     /// hours.
     pub const REDIS_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
-    /// The defaults: [`Durability::Process`], replies kept, 5 deliveries
+    /// The defaults: `Durability::Process` (a file), replies kept, 5 deliveries
     /// at most.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// What a commit survives. Defaults to [`Durability::Process`].
+    /// What a commit of the file survives (feature `sqlite`). Defaults to
+    /// [`Durability::Process`].
+    #[cfg(feature = "sqlite")]
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
         self
     }
 
+    /// A `410 Gone` pauses its endpoint (the job's URL), as the Standard
+    /// Webhooks spec asks: the job is dead (a 410 is final) and the
+    /// other jobs to that URL are not sent: they wait, pending, listed by
+    /// [`Outbox::paused`](crate::Outbox::paused), until
+    /// [`Outbox::resume`](crate::Outbox::resume) (then they go within 2
+    /// s; requeue the dead one if it should go too). The pause is this
+    /// process's: a restarted one, or another consumer of a Redis stream,
+    /// pauses the endpoint at its own next `410`. Defaults to false (a
+    /// 410 kills its job only).
+    pub fn pause_on_gone(mut self, yes: bool) -> Self {
+        self.pause_on_gone = yes;
+        self
+    }
+
     /// Keeps each reply's status and body (64 KiB at most) for
-    /// [`Outbox::reply`]. Off for pure fire-and-forget: a delivered job
+    /// [`Outbox::reply`](crate::Outbox::reply). Off for pure fire-and-forget: a delivered job
     /// then keeps only its key. Defaults to true.
     pub fn keep_replies(mut self, yes: bool) -> Self {
         self.keep_replies = yes;
         self
     }
 
-    /// Deliveries at most before a job that keeps failing is dead. What
+    /// When a failed delivery is tried again, by the same policy type as
+    /// the pool's retries ([`Builder::retry`](crate::Builder::retry)),
+    /// read the outbox's way: each delivery is one attempt, and its
+    /// [`max_attempts`](Retry::max_attempts) counts deliveries as
+    /// [`OutboxOptions::max_attempts`] says; the wait before delivery
+    /// `n + 1` is the [`backoff`](Retry::backoff) doubled `n - 1` times up
+    /// to its cap, without jitter, or the server's `Retry-After` if longer
+    /// (up to 1 h); a status not among its
+    /// [`statuses`](Retry::statuses) is the server's final word, and the
+    /// job is dead at once; `non_idempotent` does not apply (every
+    /// delivery carries its key).
+    ///
+    /// Defaults to 5 deliveries, from 1 s doubling to 256 s, and 408, 425,
+    /// 429 and every 5xx tried again (any other 4xx and a redirect the
+    /// request may not follow are final).
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The outbox's default policy; see [`retry`](OutboxOptions::retry).
+    fn default_retry() -> Retry {
+        let statuses: Vec<u16> = [408, 425, 429].into_iter().chain(500..600).collect();
+        Retry::standard()
+            .max_attempts(5)
+            .backoff(Duration::from_secs(1), Duration::from_secs(256))
+            .statuses(&statuses)
+    }
+
+    /// Deliveries at most before a job that keeps failing is dead (the
+    /// [`retry`](OutboxOptions::retry) policy's `max_attempts`). What
     /// counts: each delivery that reached (or may have reached) a server
     /// and failed, and each delivery whose consumer stopped (crashed,
     /// killed, its lease ran out) — a job that kills its consumer is dead
@@ -113,7 +155,7 @@ impl OutboxOptions {
     /// wait between attempts (a `Retry-After` included) is the outbox's,
     /// kept in the store across a crash. At least 1; defaults to 5.
     pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+        self.retry = self.retry.max_attempts(n);
         self
     }
 
@@ -126,13 +168,13 @@ impl OutboxOptions {
         self
     }
 
-    /// How long a delivered job stays in the file: its key (so a re-run
+    /// How long a delivered job stays in the store: its key (so a re-run
     /// that enqueues the same key sends nothing) and its reply. After
-    /// that it is removed, and the file's space is reused: the file grows
+    /// that it is removed, and its space is reused: the store grows
     /// with pending work and this window, not with history. A re-run
     /// after the window sends a removed job's key again (the server's
     /// idempotency window should be longer). `Duration::ZERO` removes a
-    /// job as soon as it is delivered; [`Outbox::forget`] removes one
+    /// job as soon as it is delivered; [`Outbox::forget`](crate::Outbox::forget) removes one
     /// by hand; `Duration::MAX` keeps it.
     ///
     /// Defaults to `Duration::MAX` (kept) on a file: the file is one
@@ -149,21 +191,23 @@ impl OutboxOptions {
         self
     }
 
-    /// Off: this outbox only writes jobs to the file and delivers none
+    /// Off: this outbox only writes jobs to the store and delivers none
     /// (a script that queues work for a later run, or for a process that
-    /// delivers). The file is one process's at a time either way.
+    /// delivers). A file is one process's at a time either way.
     /// Defaults to true.
     pub fn deliver(mut self, yes: bool) -> Self {
         self.deliver = yes;
         self
     }
 
-    /// Jobs at most waiting or in flight: an `enqueue` beyond fails with
-    /// [`Error::QueueFull`] and writes nothing (a known key still returns
-    /// its job). 0, the default, sets no limit. On Redis the bound is the
-    /// stream's length, shared by every producer.
-    pub fn maxlen(mut self, n: usize) -> Self {
-        self.maxlen = n;
+    /// Jobs at most waiting or in flight in the store: an `enqueue`
+    /// beyond fails with [`Error::QueueFull`](crate::Error::QueueFull) and
+    /// writes nothing (a known key still returns its job), as a pool's
+    /// own [`Builder::max_queued`](crate::Builder::max_queued) bounds its
+    /// queue in memory. 0, the default, sets no limit. On Redis the bound
+    /// is the stream's length, shared by every producer.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = n;
         self
     }
 
@@ -200,8 +244,8 @@ impl OutboxOptions {
         self
     }
 
-    /// Redis: at most `n` deliveries per `per` to each host, counted
-    /// across every consumer of the stream (a rate kept in Redis, on
+    /// Redis: at most `n` deliveries per `per` to each host, shared by
+    /// every consumer of the stream (a rate kept in Redis, on
     /// Redis's clock), so that many machines together stay under one
     /// API's quota. A 429 (or a 503 with `Retry-After`) pauses the host
     /// for every consumer for as long as it asked (1 s for a 429 that
@@ -210,23 +254,23 @@ impl OutboxOptions {
     /// workers free to send at once: in any sliding window of `per` at
     /// most `n` and one interval's burst go out, also after a stall. The
     /// pool's own [`Builder::max_rate_per_host`](crate::Builder::max_rate_per_host)
-    /// applies on top, per process. Checked by [`redis`](OutboxOptions::redis): `n` and `per` must not
-    /// be zero.
+    /// applies on top, per process. Checked by
+    /// [`redis`](OutboxOptions::redis): `n` and `per` must not be zero.
     #[cfg(feature = "redis")]
-    pub fn max_rate_per_host(mut self, n: u32, per: Duration) -> Self {
+    pub fn shared_rate_per_host(mut self, n: u32, per: Duration) -> Self {
         self.redis.rate = Some((n, per));
         self
     }
 
-    /// Blocks while it connects to the Redis server at `url` and opens
-    /// the outbox on its stream `name` with these settings; see
-    /// [`Outbox::redis`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Outbox::redis`].
+    /// The Redis store these settings make (its own default retention
+    /// if none was set), for a pool of `workers`.
     #[cfg(feature = "redis")]
-    pub fn redis(mut self, url: &str, name: &str, pool: &Pool) -> Result<Outbox, Error> {
+    pub(super) fn redis_store(
+        &mut self,
+        url: &str,
+        name: &str,
+        workers: usize,
+    ) -> Result<Redis, Error> {
         if !self.retention_set {
             self.retention = Self::REDIS_RETENTION;
         }
@@ -238,13 +282,13 @@ impl OutboxOptions {
         }
         let interval = match r.rate {
             None => None,
-            Some((0, _)) => return Err(Error::usage("max_rate_per_host: n must be at least 1")),
+            Some((0, _)) => return Err(Error::usage("shared_rate_per_host: n must be at least 1")),
             Some((_, per)) if per.is_zero() => {
-                return Err(Error::usage("max_rate_per_host: per must not be zero"));
+                return Err(Error::usage("shared_rate_per_host: per must not be zero"));
             }
             Some((n, per)) => Some((per / n).max(Duration::from_micros(1))),
         };
-        let setup = super::redis::Setup {
+        let setup = Setup {
             group: r.group.clone(),
             consumer: r
                 .consumer
@@ -252,22 +296,16 @@ impl OutboxOptions {
                 .unwrap_or_else(super::redis::default_consumer),
             lease: r.lease,
             interval,
-            maxlen: self.maxlen,
-            prefetch: (8 * pool.workers()).max(64),
+            max_queued: self.max_queued,
+            prefetch: (8 * workers).max(64),
             retention: self.retention,
         };
-        let store = super::redis::Redis::open(url, name, setup)?;
-        Outbox::start(Box::new(store), pool, self)
+        Redis::open(url, name, setup)
     }
 
-    /// Blocks while it opens (or creates) the outbox file at `path` with
-    /// these settings; see [`Outbox::open`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Outbox::open`].
-    pub fn open(self, path: impl AsRef<Path>, pool: &Pool) -> Result<Outbox, Error> {
-        let store = super::sqlite::Sqlite::open(path.as_ref(), self.durability, self.maxlen)?;
-        Outbox::start(Box::new(store), pool, self)
+    /// The file store these settings make.
+    #[cfg(feature = "sqlite")]
+    pub(super) fn file_store(&self, path: &std::path::Path) -> Result<Sqlite, crate::error::Error> {
+        Sqlite::open(path, self.durability, self.max_queued, self.retention)
     }
 }

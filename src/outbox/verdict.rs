@@ -6,22 +6,18 @@
 //! circuit, a wait past the pool's limit, a refused connection, a pool
 //! shut down) are never a reason for a job to die.
 
-use super::store::{Claimed, End};
-use super::{OutboxOptions, REPLY_CAP};
+use super::options::OutboxOptions;
+use super::store::{Claimed, End, LONGEST_WAIT, millis};
 use crate::error::{Error, Phase};
 use crate::response::Response;
 use std::time::Duration;
 
-/// The longest wait the outbox gives a job between two deliveries (its
-/// backoff's cap, and the most of a `Retry-After` it honours). A stored
-/// time further ahead than this is not trusted (a clock that was ahead, a
-/// hand-written value): the job is due at once.
-pub(super) const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+/// How much of a reply body is kept for [`Outbox::reply`](crate::Outbox::reply).
+const REPLY_CAP: usize = 64 * 1024;
 
-/// The first wait after a failed delivery; it doubles with each try, up
-/// to [`BACKOFF_CAP`].
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(256);
+/// The wait after a delivery the pool did not try (shut down, no room in
+/// time), and the pause a 429 that names none asks of every consumer.
+const SECOND: Duration = Duration::from_secs(1);
 
 /// How one delivery ended, for its job.
 pub(super) struct Verdict {
@@ -34,14 +30,13 @@ pub(super) struct Verdict {
 
 /// The verdict on `job`'s delivery that ended with `result`, at `now`
 /// (ms since the epoch).
-pub(super) fn judge(
-    job: &Claimed,
+pub(super) fn judge<R>(
+    job: &Claimed<R>,
     result: &Result<Response, Error>,
     options: &OutboxOptions,
     now: i64,
 ) -> Verdict {
     let tries = job.tries.saturating_add(1);
-    let forget = !options.keep_replies && options.retention.is_zero();
     let e = match result {
         Ok(resp) => {
             let (status, body) = if options.keep_replies {
@@ -58,7 +53,6 @@ pub(super) fn judge(
                     status,
                     body,
                     cut: false,
-                    forget,
                 },
             };
         }
@@ -77,7 +71,6 @@ pub(super) fn judge(
                 status: options.keep_replies.then_some(i64::from(*code)),
                 body: options.keep_replies.then(Vec::new),
                 cut: true,
-                forget,
             },
         };
     }
@@ -89,7 +82,7 @@ pub(super) fn judge(
         tries,
         end: End::Dead { error },
     };
-    if final_error(e) {
+    if final_error(e, options) {
         return dead(text);
     }
     if let Some(limit) = options.max_age {
@@ -100,7 +93,7 @@ pub(super) fn judge(
             ));
         }
     }
-    if sent && attempts >= options.max_attempts {
+    if sent && attempts >= options.retry.max_attempts {
         return dead(text);
     }
     let last = e.last_attempt();
@@ -109,18 +102,22 @@ pub(super) fn judge(
         Error::CircuitOpen { retry_in, .. } => *retry_in,
         // Not tried (the pool was shut down, or the job cancelled): a
         // second rather than spin on a pool that takes nothing.
-        Error::Cancelled | Error::Closed => BACKOFF_FIRST,
+        Error::Cancelled | Error::Closed => SECOND,
         // The pool had no room in time (its queue, its host's rate): a
         // second, not a growing wait: nothing is wrong with the host.
         Error::Timeout {
             phase: Phase::Queued | Phase::Throttled,
             ..
-        } => BACKOFF_FIRST,
-        _ => backoff(tries).max(e.retry_after().unwrap_or_default()),
+        } => SECOND,
+        // The policy's backoff, whole (no jitter), or the server's word.
+        _ => options
+            .retry
+            .ceiling_after(tries)
+            .max(e.retry_after().unwrap_or_default()),
     }
     .min(LONGEST_WAIT);
     let throttled = match e.status() {
-        Some(429) => Some(e.retry_after().unwrap_or(BACKOFF_FIRST)),
+        Some(429) => Some(e.retry_after().unwrap_or(SECOND)),
         Some(503) => e.retry_after(),
         _ => None,
     };
@@ -135,19 +132,6 @@ pub(super) fn judge(
     }
 }
 
-/// The wait before delivery number `tries + 1`: 1 s, doubling, 256 s at
-/// most.
-fn backoff(tries: u32) -> Duration {
-    BACKOFF_FIRST
-        .saturating_mul(1u32 << tries.saturating_sub(1).min(8))
-        .min(BACKOFF_CAP)
-}
-
-/// A duration in ms, saturating.
-pub(super) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Whether any attempt of the delivery may have reached a server.
 fn was_sent(e: &Error) -> bool {
     match e {
@@ -157,17 +141,15 @@ fn was_sent(e: &Error) -> bool {
 }
 
 /// A failure that another delivery cannot cure: the server's final word
-/// (a 4xx other than 408, 425 and 429; a redirect the request may not
-/// follow), or a stored request that cannot be built.
-fn final_error(e: &Error) -> bool {
-    match e.status() {
-        Some(code) if (400..500).contains(&code) => !matches!(code, 408 | 425 | 429),
-        Some(code) => (300..400).contains(&code),
-        None => matches!(
+/// (a status the retry policy does not retry: by default any 4xx but 408,
+/// 425 and 429, and a redirect the request may not follow), or a stored
+/// request that cannot be built.
+fn final_error(e: &Error, options: &OutboxOptions) -> bool {
+    options.retry.final_status(e)
+        || matches!(
             e.last_attempt(),
             Error::InvalidRequest { .. } | Error::Usage { .. }
-        ),
-    }
+        )
 }
 
 #[cfg(test)]
@@ -176,10 +158,27 @@ mod tests {
 
     #[test]
     fn the_backoff_doubles_to_its_cap_and_never_overflows() {
+        let retry = OutboxOptions::default().retry;
         let waits: Vec<u64> = [0, 1, 2, 3, 9, 10, u32::MAX]
             .into_iter()
-            .map(|t| backoff(t).as_secs())
+            .map(|t| retry.ceiling_after(t).as_secs())
             .collect();
         assert_eq!(waits, [1, 1, 2, 4, 256, 256, 256]);
+    }
+
+    /// The default policy's final statuses are the outbox's rule of
+    /// before it took them from `Retry`: any 4xx but 408, 425 and 429, and
+    /// a redirect not followed; 5xx go again.
+    #[test]
+    fn the_default_final_statuses_are_the_outbox_rule() {
+        let options = OutboxOptions::default();
+        for code in 300..600u16 {
+            let e = Error::status_error(code, "POST", "http://127.0.0.1:1/", b"");
+            let before = match code {
+                400..500 => !matches!(code, 408 | 425 | 429),
+                _ => (300..400).contains(&code),
+            };
+            assert_eq!(final_error(&e, &options), before, "{code}");
+        }
     }
 }

@@ -1,12 +1,16 @@
 //! This test binary run again as a child process (to test what happens at
 //! exit, or under `SIGKILL`), and temporary folders.
+//!
+//! A child's entry point is a test marked `#[ignore]` (so that a normal run
+//! does not count it as a test that passed having done nothing); the
+//! parent runs it by name with `--include-ignored`.
 
 use super::*;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
-/// Runs the test `name` of this binary again in a child process with
-/// `env` set, and waits (at most `LIMIT`) for it to end.
+/// Runs the test `name` of this binary (ignored or not) again in a child
+/// process with `env` set, and waits (at most `LIMIT`) for it to end.
 pub fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = child_command(name, env);
     bounded(LIMIT, move || cmd.output().unwrap())
@@ -21,7 +25,13 @@ pub fn spawn_child(name: &str, env: &[(&str, &str)]) -> Child {
 
 fn child_command(name: &str, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "--exact",
+        name,
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -4,7 +4,7 @@
 //! - `server`: a small HTTP/1.1 server with keep-alive that routes to a
 //!   handler; `routes`: the endpoints the tests use.
 //! - `fault`: a raw `TcpListener` that misbehaves on purpose.
-//! - `tls`: a private CA and a TLS server (in the `suite` package only).
+//! - `tls`: a private CA and a TLS server (in the `benches` package only).
 //! - `paths`: every way a request reaches a pool, as one table.
 //! - `child`: this test binary run again as a child process, temp folders.
 //! - `peers`: the hand-rolled pool that benches compare against.
@@ -28,9 +28,9 @@ mod routes;
 mod server;
 #[cfg(feature = "tracing")]
 mod spans;
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 mod stores;
-// The TLS kit needs rcgen and rustls: only the `suite` package (which
+// The TLS kit needs rcgen and rustls: only the `benches` package (which
 // has them, and feature `tls-kit`) compiles it.
 #[cfg(feature = "tls-kit")]
 mod tls;
@@ -45,7 +45,7 @@ pub use routes::*;
 pub use server::*;
 #[cfg(feature = "tracing")]
 pub use spans::*;
-#[cfg(feature = "outbox")]
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub use stores::*;
 #[cfg(feature = "tls-kit")]
 pub use tls::*;

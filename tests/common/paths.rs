@@ -37,6 +37,8 @@ pub struct Call {
     pub body: bool,
     /// A poll job's own time limit (the pool's if `None`).
     pub timeout: Option<Duration>,
+    /// An `Idempotency-Key` for the paths through the request builder.
+    pub key: Option<String>,
 }
 
 impl Call {
@@ -46,6 +48,7 @@ impl Call {
             url: url.to_string(),
             body,
             timeout: None,
+            key: None,
         }
     }
 
@@ -55,6 +58,11 @@ impl Call {
 
     pub fn timeout(mut self, limit: Duration) -> Call {
         self.timeout = Some(limit);
+        self
+    }
+
+    pub fn key(mut self, key: &str) -> Call {
+        self.key = Some(key.to_string());
         self
     }
 }
@@ -100,7 +108,10 @@ pub type Outcome = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 /// `Pending`'s.
 pub fn through(pool: &Pool, errors: &Receiver<Error>, path: Path, call: &Call) -> Outcome {
     let req = || {
-        let r = pool.request(&call.method, &call.url);
+        let mut r = pool.request(&call.method, &call.url);
+        if let Some(k) = &call.key {
+            r = r.idempotency_key(k);
+        }
         if call.body {
             r.json_body(&json!({"order": 17}))
         } else {

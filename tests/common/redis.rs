@@ -1,8 +1,9 @@
 //! A real `redis-server` for the tests and examples of feature `redis`:
 //! started on a free port of 127.0.0.1 in a temporary folder, ended when
 //! dropped. Debian's package (`apt-get install redis-server`; `.ci/run`
-//! installs it); without it, `RedisServer::start` says why and returns
-//! `None`, and the test passes having tested nothing (it prints that).
+//! installs it). Without it, `RedisServer::start` fails the test under
+//! `CI=true` (a CI run must not pass having tested nothing); elsewhere it
+//! says why and returns `None`, and the test is skipped (it prints that).
 
 use super::*;
 use std::path::PathBuf;
@@ -18,7 +19,8 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// A fresh server with no persistence, or `None` (and why, on
-    /// stderr) if `redis-server` is not installed.
+    /// stderr) if `redis-server` is not installed; under `CI=true` a
+    /// missing `redis-server` fails the test instead.
     pub fn start() -> Option<RedisServer> {
         RedisServer::start_with(false)
     }
@@ -137,8 +139,13 @@ fn redis_binary() -> Option<PathBuf> {
             return Some(p);
         }
     }
-    eprintln!(
-        "skipped: redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)"
+    let why =
+        "redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)";
+    // A CI run that cannot start Redis fails rather than skip.
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+        "CI=true and {why}"
     );
+    eprintln!("skipped: {why}");
     None
 }

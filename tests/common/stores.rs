@@ -493,3 +493,57 @@ pub fn a_retry_after_survives_a_kill(
     assert!(gap >= Duration::from_secs(2), "{gap:?}");
     assert!(gap < Duration::from_millis(3500), "{gap:?}");
 }
+
+/// With `pause_on_gone`, a `410 Gone` kills its job and pauses its
+/// endpoint: the other jobs to that URL are not sent (they wait, pending)
+/// while jobs to other URLs go; `resume` sends them. Without it a 410
+/// kills its job only.
+pub fn a_410_pauses_its_endpoint_until_resumed(open: Open<'_>) {
+    let gone = Arc::new(AtomicUsize::new(1));
+    let g = gone.clone();
+    let server = Server::with_handler(move |req, _| {
+        if req.path == "/gone" && g.load(Ordering::SeqCst) == 1 {
+            Reply::json(410, serde_json::json!({}))
+        } else {
+            Reply::json(200, serde_json::json!({}))
+        }
+    });
+    let (gone_url, other_url) = (server.url("/gone"), server.url("/other"));
+    let pool = Pool::new(2);
+    let outbox = open(Outbox::options().pause_on_gone(true), &pool);
+    let first = outbox.enqueue(order(&pool, &gone_url, 0)).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.dead().unwrap()[0].id, first);
+    assert_eq!(outbox.paused(), vec![gone_url.clone()]);
+    for i in 1..=5 {
+        outbox.enqueue(order(&pool, &gone_url, i)).unwrap();
+    }
+    for i in 6..=8 {
+        outbox.enqueue(order(&pool, &other_url, i)).unwrap();
+    }
+    assert_eq!(hits_when(&server, "/other", 3), 3);
+    // The paused ones stay: a short flush leaves them (and sends none).
+    assert_eq!(outbox.flush_timeout(Duration::from_millis(300)), 5);
+    assert_eq!(server.shared.hits("/gone"), 1);
+    let s = outbox.stats().unwrap();
+    assert_eq!((s.pending + s.in_flight, s.dead), (5, 1));
+    // Resumed (the endpoint wants them again): they go; the dead one stays.
+    gone.store(0, Ordering::SeqCst);
+    assert!(outbox.resume(&gone_url));
+    assert!(!outbox.resume(&gone_url));
+    assert!(outbox.paused().is_empty());
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(server.shared.hits("/gone"), 6);
+    assert_eq!(outbox.stats().unwrap().dead, 1);
+    drop(outbox);
+
+    // Without the option a 410 kills its job only.
+    gone.store(1, Ordering::SeqCst);
+    let outbox = open(Outbox::options(), &pool);
+    outbox.enqueue(order(&pool, &gone_url, 100)).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert!(outbox.paused().is_empty());
+    outbox.enqueue(order(&pool, &gone_url, 101)).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(server.shared.hits("/gone"), 8);
+}

@@ -4,15 +4,14 @@
 
 use super::record::Record;
 use super::{Redis, host};
-use crate::outbox::now_ms;
-use crate::outbox::store::{Answer, End};
+use crate::outbox::store::{Answer, End, now_ms};
 use redis::Pipeline;
 use std::time::Duration;
 
 impl Redis {
     /// One call that acknowledges every delivered job of `done`, and
     /// keeps its reply and key for the retention.
-    pub(super) fn delivered(&self, p: &mut Pipeline, done: &[(&Answer, &Record)]) {
+    pub(super) fn delivered(&self, p: &mut Pipeline, done: &[(&Answer<String>, &Record)]) {
         if done.is_empty() {
             return;
         }
@@ -39,7 +38,7 @@ impl Redis {
             else {
                 continue;
             };
-            p.arg(&a.entry)
+            p.arg(&a.receipt)
                 .arg(r.stored.key.as_deref().unwrap_or_default())
                 .arg(if status.is_some() { "1" } else { "0" })
                 .arg(status.unwrap_or(0))
@@ -49,7 +48,7 @@ impl Redis {
     }
 
     /// The pipeline that writes one answer that moves its job on.
-    pub(super) fn answer(&self, p: &mut Pipeline, a: &Answer, record: &Record) {
+    pub(super) fn answer(&self, p: &mut Pipeline, a: &Answer<String>, record: &Record) {
         let scripts_hash = |p: &mut Pipeline, hash: &str, keys: &[String]| {
             p.cmd("EVALSHA").arg(hash).arg(keys.len()).arg(keys);
         };
@@ -65,7 +64,7 @@ impl Redis {
                 // `last_error`; here the dead letter keeps the last one.)
                 let wait = at.saturating_sub(now_ms()).max(0);
                 scripts_hash(p, s.later.get_hash(), &[self.later()]);
-                p.arg(&a.entry)
+                p.arg(&a.receipt)
                     .arg(wait)
                     .arg(a.attempts)
                     .arg(a.tries)
@@ -102,7 +101,7 @@ impl Redis {
                     s.moved.get_hash(),
                     &[self.stream.clone(), self.dead_stream()],
                 );
-                p.arg(&self.setup.group).arg(&a.entry);
+                p.arg(&self.setup.group).arg(&a.receipt);
                 for (k, v) in &fields {
                     p.arg(k).arg(v.as_slice());
                 }

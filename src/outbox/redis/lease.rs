@@ -5,8 +5,7 @@
 use super::record::{Fields, Record, entries, string};
 use super::{Held, Redis, TAKE_OVER};
 use crate::error::Error;
-use crate::outbox::now_ms;
-use crate::outbox::verdict::{LONGEST_WAIT, millis};
+use crate::outbox::store::{LONGEST_WAIT, millis, now_ms};
 use crate::sync::lock;
 use redis::Value;
 use std::collections::HashMap;

@@ -12,20 +12,21 @@
 //! count), and per host `calls:rate:<host>`, `calls:pause:<host>`,
 //! `calls:slow:<host>` (the shared rate).
 
+mod admin;
 mod answers;
 mod lease;
 mod link;
 mod record;
 mod scripts;
 
-use super::store::{Answer, Claimed, End, Inserted, Row, Store};
-use super::{DeadJob, Delivered, JobId, OutboxStats, now_ms};
+use super::store::{Answer, Claimed, Delivery, End, Housekeeping, Inserted, Room, Row, now_ms};
 use crate::error::Error;
 use crate::sync::lock;
 use link::Link;
-use record::{Fields, Record, entries, field, read_reply, string};
+use record::{Record, read_reply};
 use redis::Value;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// Entries taken over from stopped consumers at most per look.
 const TAKE_OVER: usize = 1_000;
 
-/// How a Redis store is set up (from [`OutboxOptions`](super::OutboxOptions)).
+/// How a Redis store is set up (from [`OutboxOptions`](crate::OutboxOptions)).
 pub(super) struct Setup {
     pub(super) group: String,
     pub(super) consumer: String,
@@ -42,7 +43,7 @@ pub(super) struct Setup {
     /// The shared rate: one request per this interval, per host.
     pub(super) interval: Option<Duration>,
     /// Entries at most in the stream (0: no limit).
-    pub(super) maxlen: usize,
+    pub(super) max_queued: usize,
     /// Jobs this consumer holds at most (running and waiting): the rest
     /// stay in the stream for the others, and a consumer that dies leaves
     /// no more than this for its lease.
@@ -174,30 +175,11 @@ impl Redis {
         held.blocked.insert(host, now + (wait + 999) / 1000);
         Ok(false)
     }
-
-    /// The dead letters: entry id and fields, oldest first.
-    fn dead_entries(&self) -> Result<Vec<(String, Fields)>, Error> {
-        let v: Value = self.link.with(|c, _| {
-            redis::cmd("XRANGE")
-                .arg(self.dead_stream())
-                .arg("-")
-                .arg("+")
-                .query(c)
-        })?;
-        Ok(entries(&v))
-    }
-
-    /// The dead letter of job `id`.
-    fn dead_entry(&self, id: JobId) -> Result<Option<(String, Fields)>, Error> {
-        let want = id.0.to_string();
-        Ok(self
-            .dead_entries()?
-            .into_iter()
-            .find(|(_, f)| field(f, "job") == Some(want.as_bytes())))
-    }
 }
 
-impl Store for Redis {
+impl Delivery for Redis {
+    type Receipt = String;
+
     /// One script per job, pipelined: each job is added whole or not at
     /// all (a script that Redis refuses at `maxmemory` writes nothing),
     /// and each gets its own script's answer, so a refused job never
@@ -216,7 +198,7 @@ impl Store for Redis {
                     .arg(&self.stream)
                     .arg(format!("{}:seq", self.stream))
                     .arg(self.key("key", &r.key))
-                    .arg(self.setup.maxlen)
+                    .arg(self.setup.max_queued)
                     .arg("key")
                     .arg(&r.key)
                     .arg("method")
@@ -260,7 +242,16 @@ impl Store for Redis {
     /// before leave), then the due jobs, as the shared rate allows. A job
     /// taken over from a stopped consumer goes alone (see
     /// `Sqlite::claim`).
-    fn claim(&self, room: usize, bytes: usize) -> Result<Vec<Claimed>, Error> {
+    fn claim(&self, room: Room) -> Result<Vec<Claimed<String>>, Error> {
+        // With a shared rate, each job claimed takes a token: jobs are
+        // claimed only for free workers (no burst of queued jobs after a
+        // stall).
+        let bytes = room.bytes;
+        let room = if self.setup.interval.is_some() {
+            room.jobs.min(room.free)
+        } else {
+            room.jobs
+        };
         let mut held = lock(&self.held);
         let holding = held.waiting.len() + held.flight.len();
         // What is read stays in memory until it goes: as many entries as
@@ -329,7 +320,7 @@ impl Store for Redis {
                     stops: record.stops,
                     created: record.created,
                     stored: record.stored,
-                    entry,
+                    receipt: entry,
                 });
             } else {
                 held.waiting.push((entry, record));
@@ -345,7 +336,7 @@ impl Store for Redis {
             if let Err(e) = self.link.with(|conn, _| {
                 redis::cmd("SET")
                     .arg(self.alone())
-                    .arg(&c.entry)
+                    .arg(&c.receipt)
                     .arg("PX")
                     .arg(ms)
                     .query::<()>(conn)
@@ -364,14 +355,14 @@ impl Store for Redis {
         }
     }
 
-    fn write(&self, answers: &[Answer]) -> Result<(), Error> {
+    fn write(&self, answers: &[Answer<String>]) -> Result<(), Error> {
         let mut p = redis::pipe();
         {
             let held = lock(&self.held);
             let mut done = Vec::new();
             for a in answers {
                 // A job this consumer does not hold was answered already.
-                let Some(r) = held.flight.get(&a.entry) else {
+                let Some(r) = held.flight.get(&a.receipt) else {
                     continue;
                 };
                 if matches!(a.end, End::Delivered { .. }) {
@@ -381,10 +372,10 @@ impl Store for Redis {
                 }
                 if r.stops > 0 {
                     // Its proven stops are in its attempts from now on.
-                    p.cmd("HDEL").arg(self.proven()).arg(&a.entry).ignore();
+                    p.cmd("HDEL").arg(self.proven()).arg(&a.receipt).ignore();
                 }
                 if r.tries > 0 && !matches!(a.end, End::Later { .. }) {
-                    p.cmd("HDEL").arg(self.later()).arg(&a.entry).ignore();
+                    p.cmd("HDEL").arg(self.later()).arg(&a.receipt).ignore();
                 }
             }
             for chunk in done.chunks(500) {
@@ -396,7 +387,7 @@ impl Store for Redis {
         self.count_vanished_in(&mut held);
         wrote?;
         for a in answers {
-            let Some(mut r) = held.flight.remove(&a.entry) else {
+            let Some(mut r) = held.flight.remove(&a.receipt) else {
                 continue;
             };
             if let End::Later { at, .. } = a.end {
@@ -404,7 +395,7 @@ impl Store for Redis {
                 r.due = at;
                 r.attempts = a.attempts;
                 r.tries = a.tries;
-                held.waiting.insert(0, (a.entry.clone(), r));
+                held.waiting.insert(0, (a.receipt.clone(), r));
             }
         }
         Ok(())
@@ -424,214 +415,6 @@ impl Store for Redis {
             })
             .min();
         Ok(Some(first.map_or(poll, |f| f.min(poll))))
-    }
-
-    /// The oldest of: the jobs this consumer holds that are due, and the
-    /// first entry of the stream no consumer of the group has read (its
-    /// id is its time, on Redis's clock).
-    fn oldest_due(&self) -> Result<Option<i64>, Error> {
-        let now = now_ms();
-        let held = lock(&self.held)
-            .waiting
-            .iter()
-            .map(|(_, r)| r.due)
-            .filter(|&d| d <= now)
-            .min();
-        let groups: Value = self
-            .link
-            .with(|c, _| redis::cmd("XINFO").arg("GROUPS").arg(&self.stream).query(c))?;
-        let last = record::group_field(&groups, &self.setup.group, "last-delivered-id")
-            .unwrap_or_else(|| "0-0".into());
-        let next: Value = self.link.with(|c, _| {
-            redis::cmd("XRANGE")
-                .arg(&self.stream)
-                .arg(format!("({last}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .query(c)
-        })?;
-        let unread = entries(&next)
-            .first()
-            .and_then(|(id, _)| id.split('-').next()?.parse::<i64>().ok());
-        Ok(match (held, unread) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
-    }
-
-    /// Entries in the stream: every job not yet answered, of every
-    /// consumer.
-    fn unfinished(&self) -> Result<usize, Error> {
-        let n: u64 = self
-            .link
-            .with(|c, _| redis::cmd("XLEN").arg(&self.stream).query(c))?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
-    }
-
-    /// Keeps this consumer's lease (every third of it) and takes over
-    /// what stopped consumers left. Delivered jobs expire by themselves.
-    fn tidy(&self, _retention: Duration) -> Result<(), Error> {
-        self.count_vanished();
-        let due = {
-            let mut held = lock(&self.held);
-            let due = held
-                .last_extend
-                .is_none_or(|t| t.elapsed() >= self.setup.lease / 3);
-            if due {
-                held.last_extend = Some(Instant::now());
-            }
-            due
-        };
-        if due {
-            self.extend()?;
-        }
-        self.take_over()
-    }
-
-    fn tidy_every(&self) -> Duration {
-        (self.setup.lease / 4).clamp(Duration::from_millis(50), Duration::from_millis(500))
-    }
-
-    fn paced(&self) -> bool {
-        self.setup.interval.is_some()
-    }
-
-    fn lost(&self) -> u64 {
-        self.lost.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn stats(&self) -> Result<OutboxStats, Error> {
-        let (len, pending, delivered, dead, later): (u64, Value, Option<u64>, u64, u64) =
-            self.link.with(|c, _| {
-                redis::pipe()
-                    .cmd("XLEN")
-                    .arg(&self.stream)
-                    .cmd("XPENDING")
-                    .arg(&self.stream)
-                    .arg(&self.setup.group)
-                    .cmd("GET")
-                    .arg(format!("{}:delivered", self.stream))
-                    .cmd("XLEN")
-                    .arg(self.dead_stream())
-                    .cmd("HLEN")
-                    .arg(self.later())
-                    .query(c)
-            })?;
-        let in_flight = match &pending {
-            Value::Array(p) => p.first().and_then(string).and_then(|n| n.parse().ok()),
-            _ => None,
-        }
-        .unwrap_or(0u64);
-        // A job put off stays its consumer's entry; it is pending.
-        let in_flight = in_flight.saturating_sub(later);
-        Ok(OutboxStats {
-            pending: len.saturating_sub(in_flight),
-            in_flight,
-            delivered: delivered.unwrap_or(0),
-            dead,
-        })
-    }
-
-    fn dead(&self) -> Result<Vec<DeadJob>, Error> {
-        Ok(self
-            .dead_entries()?
-            .into_iter()
-            .map(|(entry, f)| {
-                let text = |name: &str| {
-                    field(&f, name)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                };
-                let num = |name: &str| text(name).parse().ok();
-                let mut url = text("url");
-                let mut method = text("method");
-                if field(&f, "job").is_none() {
-                    // Not one of reqpool's: shown by where it was.
-                    method = "entry".into();
-                    url = format!("{} of {}", text("entry").max(entry), self.stream);
-                }
-                DeadJob::new(
-                    JobId(num("job").unwrap_or(0)),
-                    text("key"),
-                    &method,
-                    &url,
-                    text("error"),
-                    num("attempts")
-                        .and_then(|n: i64| u32::try_from(n).ok())
-                        .unwrap_or(0),
-                )
-            })
-            .collect())
-    }
-
-    fn requeue(&self, id: JobId) -> Result<bool, Error> {
-        let Some((entry, fields)) = self.dead_entry(id)? else {
-            return Ok(false);
-        };
-        let Ok(mut record) = Record::parse(&fields) else {
-            return Ok(false);
-        };
-        record.attempts = 0;
-        record.tries = 0;
-        record.stops = 0;
-        record.due = 0;
-        let back: i64 = self.link.with(|c, s| {
-            let mut inv = s.requeue.key(self.dead_stream());
-            inv.key(&self.stream).arg(&entry);
-            for (k, v) in record.fields(true) {
-                inv.arg(k).arg(v);
-            }
-            inv.invoke(c)
-        })?;
-        Ok(back == 1)
-    }
-
-    fn forget(&self, id: JobId) -> Result<bool, Error> {
-        let done = self.key("done", &id.0.to_string());
-        let key: Option<String> = self
-            .link
-            .with(|c, _| redis::cmd("HGET").arg(&done).arg("key").query(c))?;
-        if let Some(key) = key {
-            let n: (i64, i64) = self.link.with(|c, _| {
-                redis::pipe()
-                    .cmd("DEL")
-                    .arg(&done)
-                    .cmd("DEL")
-                    .arg(self.key("key", &key))
-                    .query(c)
-            })?;
-            return Ok(n.0 == 1);
-        }
-        let Some((entry, fields)) = self.dead_entry(id)? else {
-            return Ok(false);
-        };
-        let key = field(&fields, "key")
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_default();
-        let n: (i64, i64) = self.link.with(|c, _| {
-            redis::pipe()
-                .cmd("XDEL")
-                .arg(self.dead_stream())
-                .arg(&entry)
-                .cmd("DEL")
-                .arg(self.key("key", &key))
-                .query(c)
-        })?;
-        Ok(n.0 == 1)
-    }
-
-    fn reply(&self, id: JobId) -> Result<Option<Delivered>, Error> {
-        let (status, body, cut): (Option<i64>, Option<Vec<u8>>, Option<String>) =
-            self.link.with(|c, _| {
-                redis::cmd("HMGET")
-                    .arg(self.key("done", &id.0.to_string()))
-                    .arg("status")
-                    .arg("body")
-                    .arg("cut")
-                    .query(c)
-            })?;
-        Ok(status.and_then(|s| Delivered::new(s, body, cut.is_some())))
     }
 
     /// Jobs read and not started go back to the stream as new entries,
@@ -660,9 +443,37 @@ impl Store for Redis {
         }
         self.link.with(|c, _| p.query::<Value>(c).map(drop))
     }
+}
 
-    fn describe(&self) -> String {
-        format!("redis {} stream {}", self.link.shown(), self.stream)
+impl Housekeeping for Redis {
+    fn every(&self) -> Duration {
+        (self.setup.lease / 4).clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    /// Keeps this consumer's lease (every third of it) and takes over
+    /// what stopped consumers left. Delivered jobs expire by themselves.
+    fn tidy(&self) -> Result<(), Error> {
+        self.count_vanished();
+        let due = {
+            let mut held = lock(&self.held);
+            let due = held
+                .last_extend
+                .is_none_or(|t| t.elapsed() >= self.setup.lease / 3);
+            if due {
+                held.last_extend = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.extend()?;
+        }
+        self.take_over()
+    }
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis {} stream {}", self.link.shown(), self.stream)
     }
 }
 
@@ -687,6 +498,6 @@ pub(super) fn default_consumer() -> String {
 /// shared rate.
 fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
-        .map(|k| k.to_string())
+        .map(crate::host_key::HostKey::into_string)
         .unwrap_or_default()
 }

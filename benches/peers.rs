@@ -12,10 +12,10 @@
 //! - **memory**: reqpool's dispatch-all with handles kept, 20,000 POSTs of
 //!   64 KiB, `max_queued(64)`: peak RSS.
 //!
-//! `cargo bench -p reqpool-suite --bench peers` (`RUNS=5`, `N=20000`,
+//! `cargo bench -p reqpool-benches --bench peers` (`RUNS=5`, `N=20000`,
 //! `WORKERS=16,2`). The README's table comes from one such run.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 #[path = "support/peer_server.rs"]

@@ -17,7 +17,7 @@
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 #[path = "support/config.rs"]

@@ -3,8 +3,8 @@
 //! elsewhere), brought to the current schema, and its jobs in flight when
 //! the last process died handed back to the queue.
 
+use super::error::sql;
 use crate::error::{Error, StorageKind};
-use crate::outbox::Durability;
 use rusqlite::{Connection, params};
 use std::path::Path;
 
@@ -19,17 +19,18 @@ pub(super) const IN_FLIGHT: i64 = 1;
 pub(super) const DELIVERED: i64 = 2;
 pub(super) const DEAD: i64 = 3;
 
-/// A failure of the file as a typed error, by SQLite's error code.
-pub(super) fn sql(e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode as C;
-    let kind = match e.sqlite_error_code() {
-        Some(C::DatabaseBusy | C::DatabaseLocked) => StorageKind::InUse,
-        Some(C::NotADatabase) => StorageKind::NotAnOutbox,
-        Some(C::ReadOnly) => StorageKind::ReadOnly,
-        Some(C::DiskFull) => StorageKind::Full,
-        _ => StorageKind::Io,
-    };
-    Error::storage(kind, e.to_string())
+/// What survives what: each commit of the outbox file is flushed as far as
+/// this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// A job is in the file once `enqueue` returns, and survives a killed
+    /// process (WAL with `synchronous=NORMAL`). The default.
+    #[default]
+    Process,
+    /// As `Process`, and also survives a power loss: an fsync per commit
+    /// (`synchronous=FULL`), much slower.
+    PowerLoss,
 }
 
 /// Opens the outbox file at `path`, with `durability`. Jobs that were in
@@ -130,7 +131,7 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
     db.execute(
         "UPDATE jobs SET state = ?1, stops = stops + 1, attempts = attempts + ?4, next_at = max(next_at, ?3)
          WHERE state = ?2",
-        params![PENDING, IN_FLIGHT, super::now_ms(), i64::from(flying == 1)],
+        params![PENDING, IN_FLIGHT, crate::outbox::store::now_ms(), i64::from(flying == 1)],
     )
     .map_err(sql)?;
     Ok(db)

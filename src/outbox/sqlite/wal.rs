@@ -7,7 +7,7 @@
 //! checkpoint from the WAL still open) and made again, and this is said
 //! at `error`. Nothing acknowledged is lost.
 
-use super::file::sql;
+use super::error::sql;
 use crate::error::Error;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

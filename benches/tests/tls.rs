@@ -281,6 +281,55 @@ fn a_proxy_from_the_builder_and_a_refused_connect() {
     );
 }
 
+/// Heads longer than a connection's buffers, both ways, over TLS (rustls,
+/// and native-tls when built with it): a POST without a key that is the
+/// first to meet a 40 KiB response head is read at once, sent once; a
+/// 20 KiB token goes out; the connection is kept for the next request.
+#[test]
+fn long_heads_both_ways_over_tls() {
+    let ca = TestCa::new();
+    let cookie = format!("s={}", "c".repeat(40 * 1024));
+    let c = cookie.clone();
+    let server = TlsServer::start(&ca, None, move |req, _| {
+        let token = req.headers.get("authorization").map_or(0, String::len);
+        Reply::json(200, json!({"token": token})).header("Set-Cookie", &c)
+    });
+    let token = "t".repeat(20 * 1024);
+    let mut pools = vec![("rustls", pool_trusting(&ca, 1).build().unwrap())];
+    if cfg!(feature = "native-tls") {
+        let native = pool_trusting(&ca, 1).tls_native(true).build().unwrap();
+        pools.push(("native-tls", native));
+    }
+    for (n, (name, pool)) in pools.into_iter().enumerate() {
+        let url = server.url("/post");
+        let token = token.clone();
+        let r = bounded(LIMIT, move || {
+            let r = pool
+                .post(&url)
+                .bearer_auth(&token)
+                .json_body(&json!({}))
+                .send()
+                .wait();
+            let again = pool.get(&url).send().wait();
+            (r, again)
+        });
+        let (first, again) = (r.0.unwrap(), r.1.unwrap());
+        assert_eq!(
+            first.header("set-cookie").map(str::len),
+            Some(cookie.len()),
+            "{name}"
+        );
+        let v: Value = first.json().unwrap();
+        assert!(v["token"].as_u64().unwrap() > 20 * 1024, "{name}: {v}");
+        assert_eq!(again.status(), 200, "{name}");
+        assert_eq!(
+            server.shared.hits("/post"),
+            2 * (n + 1),
+            "{name}: each sent once"
+        );
+    }
+}
+
 /// The platform's TLS library: the pool's agent shares one TLS setup and
 /// keeps its connections, so 400 keep-alive requests through 8 workers make
 /// no more handshakes than a hand-rolled pool on a native-tls agent, and a

@@ -13,11 +13,11 @@
 //! request in flight, CPU; medians over `RUNS` (default 3) interleaved
 //! runs, and reqpool's ratios to the peers.
 //!
-//! `cargo bench -p reqpool-suite --bench in_flight` (`SIZES=2000`,
+//! `cargo bench -p reqpool-benches --bench in_flight` (`SIZES=2000`,
 //! `HOLD_MS=3000`, `ROUNDS=3`, `RUNS=3`, `PEERS=reqpool,hand_rolled`).
 //! Needs `ulimit -n` of at least 2 × N + 100.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 #[path = "support/peer_server.rs"]

@@ -16,7 +16,7 @@
 //! in WAL, where the header may be older than the WAL, is looked at
 //! through SQLite, reading only.
 
-use super::file::sql;
+use super::error::sql;
 use crate::error::{Error, StorageKind};
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;

@@ -1,0 +1,236 @@
+//! The price of each layer, itemised: the same `N` POSTs (a small JSON
+//! body, every reply parsed) through successive layers, each in a child
+//! process of its own against one server (tokio, in this process), with
+//! the same number of workers. For each rung: the client's CPU per
+//! request (user + system) and the heap allocations per request (a
+//! counting allocator in the child), medians of interleaved runs.
+//!
+//! The rungs, each adding one layer to the one before:
+//!
+//! 1. `hand_rolled`: `W` std threads sharing one ureq agent, jobs in and
+//!    replies out over channels (the code a user would write);
+//! 2. `submit_plain`: the same ureq call in a `Pool::submit` closure, on a
+//!    plain agent: + the pool's queue, task, handle and stats;
+//! 3. `submit_guarded`: the closure uses the pool's own agent
+//!    (`Pool::agent`): + the guard that caps every socket wait by the
+//!    job's limit;
+//! 4. `send`: `pool.post(url).json_body(..).send()`, the reply parsed by
+//!    the caller: + the request path (prepare, attempts, redaction,
+//!    response capture);
+//! 5. `send_policies`: as 4 on a pool with a host cap, a rate and a
+//!    breaker that never bind: + host policies configured but idle;
+//! 6. `json`: `pool.post_json`: + decoding on the worker;
+//! 7. `fire`: `pool.post(..).fire()` then `flush`: no handle kept.
+//!
+//! `cargo bench -p reqpool-benches --bench ladder` (`RUNS=3`, `N=20000`,
+//! `WORKERS=16,2`). The README's ladder comes from one such run. To look
+//! inside one rung (with `perf` or `heaptrack`), `LADDER_SERVE=60` only
+//! serves for 60 s and prints the server's URL; then run the bench binary
+//! with `LADDER_CHILD=<rung> URL=<url>/json` under the tool.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+#[path = "support/peer_server.rs"]
+mod peer_server;
+
+#[path = "support/child.rs"]
+mod child;
+
+use child::{env, median, usage};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counts every allocation (and reallocation) of the process.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const ROLE: &str = "LADDER_CHILD";
+
+const RUNGS: [(&str, &str); 7] = [
+    ("hand_rolled", "threads + ureq, channels"),
+    ("submit_plain", "+ pool: queue, task, handle, stats"),
+    ("submit_guarded", "+ the guard on every socket wait"),
+    ("send", "+ the request path"),
+    ("send_policies", "+ host policies, idle"),
+    ("json", "+ decoding on the worker"),
+    ("fire", "fire + flush, no handle"),
+];
+
+fn body() -> serde_json::Value {
+    serde_json::json!({"tag": "bench", "items": [{"id": 1}]})
+}
+
+fn plain_agent(workers: usize) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_idle_connections_per_host(workers)
+        .build()
+        .into()
+}
+
+/// `n` ureq POSTs as closure jobs of `pool`, each on `agent`.
+fn submit_all(pool: &reqpool::Pool, agent: &ureq::Agent, url: &str, n: usize) {
+    let all: Vec<_> = (0..n)
+        .map(|_| {
+            let (agent, url) = (agent.clone(), url.to_owned());
+            pool.submit(move |_| {
+                let v: serde_json::Value =
+                    agent.post(&url).send_json(body())?.body_mut().read_json()?;
+                Ok(v)
+            })
+        })
+        .collect();
+    for p in all {
+        std::hint::black_box(p.wait().unwrap());
+    }
+}
+
+fn send_all(pool: &reqpool::Pool, url: &str, n: usize) {
+    let body = body();
+    let all: Vec<_> = (0..n)
+        .map(|_| pool.post(url).json_body(&body).send())
+        .collect();
+    for p in all {
+        let v: serde_json::Value = p.wait().unwrap().json().unwrap();
+        std::hint::black_box(v);
+    }
+}
+
+fn rung(name: &str, url: &str, n: usize, workers: usize) {
+    match name {
+        "hand_rolled" => {
+            common::HandRolled::start(workers, &plain_agent(workers), url, &body()).run(n);
+        }
+        "submit_plain" => submit_all(&reqpool::Pool::new(workers), &plain_agent(workers), url, n),
+        "submit_guarded" => {
+            let pool = reqpool::Pool::new(workers);
+            let agent = pool.agent().clone();
+            submit_all(&pool, &agent, url, n);
+        }
+        "send" => send_all(&reqpool::Pool::new(workers), url, n),
+        "send_policies" => {
+            let pool = reqpool::Pool::builder()
+                .workers(workers)
+                .max_per_host(workers * 4)
+                .max_rate_per_host(1_000_000, Duration::from_secs(1))
+                .max_rate_burst(1_000_000)
+                .circuit_breaker(reqpool::Breaker::new().failures(1_000))
+                .build()
+                .unwrap();
+            send_all(&pool, url, n);
+        }
+        "json" => {
+            let pool = reqpool::Pool::new(workers);
+            let body = body();
+            let all: Vec<_> = (0..n)
+                .map(|_| pool.post_json::<serde_json::Value>(url, &body))
+                .collect();
+            for p in all {
+                std::hint::black_box(p.wait().unwrap());
+            }
+        }
+        "fire" => {
+            let pool = reqpool::Pool::new(workers);
+            let body = body();
+            for _ in 0..n {
+                pool.post(url).json_body(&body).fire().unwrap();
+            }
+            assert_eq!(pool.flush(), 0);
+            assert_eq!(pool.stats().fired_failed, 0);
+        }
+        other => panic!("no rung {other}"),
+    }
+}
+
+fn as_child(name: &str) {
+    let url = std::env::var("URL").unwrap();
+    let n: usize = env("N", 20_000);
+    let workers: usize = env("W", 16);
+    // The first requests open the connections: not counted.
+    rung(name, &url, workers * 4, workers);
+    let (_, cpu0) = usage();
+    let a0 = ALLOCS.load(Ordering::Relaxed);
+    let t0 = std::time::Instant::now();
+    rung(name, &url, n, workers);
+    let wall = t0.elapsed().as_secs_f64();
+    let (_, cpu) = usage();
+    let allocs = ALLOCS.load(Ordering::Relaxed) - a0;
+    println!("RESULT {wall} {} {allocs}", cpu - cpu0);
+}
+
+fn main() {
+    if let Ok(name) = std::env::var(ROLE) {
+        return as_child(&name);
+    }
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    if let Ok(secs) = std::env::var("LADDER_SERVE") {
+        println!("{}/json", peer_server::start(Duration::ZERO));
+        std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
+        return;
+    }
+    let runs: usize = env("RUNS", 3);
+    let n: usize = env("N", 20_000);
+    let sizes: Vec<usize> = child::list("WORKERS", "16,2");
+    let base = peer_server::start(Duration::ZERO);
+    let url = format!("{base}/json");
+    println!("ladder: {n} POSTs at no delay, medians of {runs} interleaved runs");
+    println!(
+        "| workers | rung | adds | req/s | CPU µs per request | × hand-rolled | allocations per request |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|");
+    for &w in &sizes {
+        let mut got: Vec<Vec<Vec<f64>>> = vec![Vec::new(); RUNGS.len()];
+        for _ in 0..runs {
+            for (i, (name, _)) in RUNGS.iter().enumerate() {
+                got[i].push(child::run_child(&[
+                    (ROLE, (*name).to_owned()),
+                    ("URL", url.clone()),
+                    ("N", n.to_string()),
+                    ("W", w.to_string()),
+                ]));
+            }
+        }
+        let med = |i: usize, f: &dyn Fn(&Vec<f64>) -> f64| median(got[i].iter().map(f).collect());
+        let per = n as f64;
+        let base_cpu = med(0, &|r| r[1] / per * 1e6);
+        for (i, (name, adds)) in RUNGS.iter().enumerate() {
+            let cpu = med(i, &|r| r[1] / per * 1e6);
+            println!(
+                "| {w} | {name} | {adds} | {:.0} | {cpu:.1} | {:.2} | {:.1} |",
+                med(i, &|r| per / r[0]),
+                cpu / base_cpu,
+                med(i, &|r| r[2] / per),
+            );
+        }
+    }
+}
