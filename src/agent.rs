@@ -38,6 +38,9 @@ pub(crate) struct AgentSettings<'a> {
     /// Set by the caller (else the pool's default, or the caller's
     /// agent's).
     pub(crate) max_idle_age: Option<Duration>,
+    /// The caller's name lookup (else the system's), run by the pool's
+    /// resolver threads.
+    pub(crate) lookup: Option<crate::resolve::Lookup>,
 }
 
 /// How long a pool's own agent reuses an idle connection: below the 5 s
@@ -87,6 +90,7 @@ pub(crate) fn pool_agents(
         wide_cfg,
         wide: OnceLock::new(),
         sockets: Arc::clone(&sockets),
+        resolve: crate::resolve::Resolve::new(s.lookup.clone()),
         count,
         chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
     };
@@ -131,6 +135,8 @@ pub(crate) struct Agents {
     wide_cfg: ureq::config::Config,
     wide: OnceLock<ureq::Agent>,
     sockets: Arc<Sockets>,
+    /// Name resolution under the job's limit, shared by the agents.
+    resolve: crate::resolve::Resolve,
     count: usize,
     chunks: Box<[OnceLock<Chunk>]>,
 }
@@ -149,7 +155,7 @@ impl Agents {
             (0..len).map(|_| OnceLock::new()).collect()
         });
         chunk[i % AGENTS_PER_CHUNK]
-            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
+            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets), &self.resolve))
     }
 
     /// The agent for a request whose head, as reqpool counts it, is
@@ -172,8 +178,13 @@ impl Agents {
 
     /// The wide agent, made on first use.
     pub(crate) fn wide(&self) -> &ureq::Agent {
-        self.wide
-            .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets)))
+        self.wide.get_or_init(|| {
+            guarded(
+                self.wide_cfg.clone(),
+                Arc::clone(&self.sockets),
+                &self.resolve,
+            )
+        })
     }
 
     /// The agents made so far.
@@ -254,11 +265,11 @@ pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_
 
 /// An agent with `cfg` and the guard on its connections, whose sockets go
 /// to `sockets`.
-fn guarded(cfg: ureq::config::Config, sockets: Arc<Sockets>) -> ureq::Agent {
+fn guarded(
+    cfg: ureq::config::Config,
+    sockets: Arc<Sockets>,
+    resolve: &crate::resolve::Resolve,
+) -> ureq::Agent {
     let head_limit = cfg.max_response_header_size();
-    ureq::Agent::with_parts(
-        cfg,
-        Guard::new(sockets, head_limit),
-        ureq::unversioned::resolver::DefaultResolver::default(),
-    )
+    ureq::Agent::with_parts(cfg, Guard::new(sockets, head_limit), resolve.clone())
 }

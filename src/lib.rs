@@ -198,6 +198,7 @@ mod prepare;
 mod proptests;
 mod redact;
 mod request;
+mod resolve;
 mod response;
 mod retry;
 mod send;

@@ -66,6 +66,7 @@ impl Builder {
                 proxy,
                 read_buffer: self.read_buffer,
                 max_idle_age: self.max_idle_age,
+                lookup: self.lookup.clone(),
             },
             base,
         );

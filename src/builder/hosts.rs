@@ -135,4 +135,31 @@ impl Builder {
         self.concurrency = Some(how);
         self
     }
+
+    /// Resolves host names with `lookup` instead of the system's
+    /// resolver (`getaddrinfo`): a DNS-over-HTTPS client, a fixed table as
+    /// curl's `--resolve`. Either way a lookup runs on the pool's four
+    /// resolver threads, never a worker, and a request waits for it at most
+    /// what is left of its limit (then it fails with a
+    /// [`Phase::Resolve`](crate::Phase::Resolve) timeout, and the lookup
+    /// goes on on its thread); an answer is kept 30 seconds. An IP address
+    /// in the URL is not looked up.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// let pool = reqpool::Pool::builder()
+    ///     .resolver(|host, port| match host {
+    ///         "api.internal" => Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]),
+    ///         _ => Err(std::io::Error::other("unknown host")),
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn resolver(
+        mut self,
+        lookup: impl Fn(&str, u16) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        self.lookup = Some(std::sync::Arc::new(lookup));
+        self
+    }
 }

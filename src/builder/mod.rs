@@ -35,6 +35,7 @@ pub struct Builder {
     thread_keep_alive: Duration,
     read_buffer: usize,
     max_idle_age: Option<Duration>,
+    lookup: Option<crate::resolve::Lookup>,
     timeout: Duration,
     deadline: Option<Duration>,
     connect_timeout: Duration,
@@ -71,6 +72,7 @@ impl Default for Builder {
             thread_keep_alive: Duration::from_secs(10),
             read_buffer: 8 * 1024,
             max_idle_age: None,
+            lookup: None,
             timeout: Duration::from_secs(30),
             deadline: None,
             connect_timeout: Duration::from_secs(10),
@@ -476,6 +478,7 @@ impl fmt::Debug for Builder {
             .field("thread_keep_alive", &self.thread_keep_alive)
             .field("read_buffer", &self.read_buffer)
             .field("max_idle_age", &self.max_idle_age)
+            .field("resolver", &self.lookup.is_some())
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
             .field("connect_timeout", &self.connect_timeout)
