@@ -251,4 +251,23 @@ mod tests {
         }
         assert_eq!(l.limit(), 1);
     }
+
+    #[test]
+    fn failed_attempts_do_not_inflate_the_baseline() {
+        // Five attempts that got no answer after 30 s each (timeouts):
+        // push-back, not time; the baseline stays the server's 100 ms.
+        let t0 = Instant::now() + Duration::from_secs(60);
+        let mut l = Limiter::new(AdaptiveConcurrency::new(), t0);
+        for w in 1..=5u32 {
+            answered(&mut l, 100, t0 + MS * (100 * w));
+        }
+        for w in 6..=10u32 {
+            let now = t0 + MS * (100 * w);
+            l.observe(Observed::Failed, now - Duration::from_secs(30), false, now);
+        }
+        answered(&mut l, 100, t0 + MS * 1100);
+        let (mean, _) = l.baseline.expect("a baseline");
+        assert!(mean <= 0.3, "observed {mean} s, the server's 0.1 s");
+        assert!((mean - 0.1).abs() < 0.01, "{mean}");
+    }
 }
