@@ -180,6 +180,7 @@ mod closure;
 mod crew;
 mod deadline;
 mod error;
+mod exchange;
 mod flight;
 mod hedge;
 mod host_key;
