@@ -7,11 +7,9 @@
 use crate::deadline::Deadline;
 use crate::error::{Error, Phase};
 use crate::pending::Pending;
-use crate::pool::Pool;
 use crate::prepare::{Prepared, Spec};
 use crate::response::Response;
 use crate::slot::Slot;
-use crate::submit::{Decode, Options, start};
 use crate::sync::lock;
 use crate::task::{Bound, Job, Ran, State};
 use std::collections::HashMap;
@@ -75,54 +73,76 @@ fn key(spec: &Spec) -> String {
     key
 }
 
-/// Runs `req` as a shared flight: rides the identical one in flight, or
-/// starts one. The returned handle decodes the answer with `decode`.
-pub(crate) fn ride<T: Send + 'static>(
-    pool: &Pool,
-    opts: Options,
-    req: Arc<Prepared>,
-    decode: Decode<T>,
-) -> Pending<T> {
-    let flights = &pool.inner().flights().map;
-    let key = key(&req.spec);
-    let slot = Arc::new(Slot::new());
-    let (flight, lead) = {
-        let mut map = lock(flights);
-        match map.get(&key) {
-            Some(f) => {
-                lock(&f.riders).slots.push(Arc::clone(&slot));
-                (Arc::clone(f), false)
+/// A seat taken on a flight: the handle's slot and its job, and for the
+/// first seat of a new flight, the request to start.
+pub(crate) struct Boarding {
+    pub(crate) slot: Arc<Slot<Response>>,
+    pub(crate) rider: Arc<dyn Job>,
+    /// Set for the seat that opened the flight: start its request and
+    /// hand it over with [`Lead::took_off`].
+    pub(crate) lead: Option<Lead>,
+}
+
+/// The seat that opened a flight, until its request is started.
+pub(crate) struct Lead {
+    map: Arc<Mutex<HashMap<String, Arc<Flight>>>>,
+    key: String,
+    flight: Arc<Flight>,
+}
+
+impl Flights {
+    /// Takes a seat for `req` (a request of pool `pool`) on the identical
+    /// flight in the air, or opens a new one.
+    pub(crate) fn board(&self, pool: usize, req: &Prepared) -> Boarding {
+        let key = key(&req.spec);
+        let slot = Arc::new(Slot::new());
+        let (flight, lead) = {
+            let mut map = lock(&self.map);
+            match map.get(&key) {
+                Some(f) => {
+                    lock(&f.riders).slots.push(Arc::clone(&slot));
+                    (Arc::clone(f), false)
+                }
+                None => {
+                    let f = Arc::new(Flight {
+                        pool,
+                        job: OnceLock::new(),
+                        riders: Mutex::new(Riders {
+                            slots: vec![Arc::clone(&slot)],
+                            landed: false,
+                        }),
+                    });
+                    map.insert(key.clone(), Arc::clone(&f));
+                    (f, true)
+                }
             }
-            None => {
-                let f = Arc::new(Flight {
-                    pool: pool.inner().id(),
-                    job: OnceLock::new(),
-                    riders: Mutex::new(Riders {
-                        slots: vec![Arc::clone(&slot)],
-                        landed: false,
-                    }),
-                });
-                map.insert(key.clone(), Arc::clone(&f));
-                (f, true)
-            }
-        }
-    };
-    if lead {
-        let sent: Pending<Response> = start(pool, opts, Arc::clone(&req), |r, _| Ok(r));
-        if let Some(job) = sent.job() {
-            let _ = flight.job.set(job);
-        }
-        let (map, f) = (Arc::clone(flights), Arc::clone(&flight));
-        sent.on_complete(Box::new(move |result| land(&map, &key, &f, result)));
+        };
+        let lead = lead.then(|| Lead {
+            map: Arc::clone(&self.map),
+            key,
+            flight: Arc::clone(&flight),
+        });
+        let rider = Arc::new(Rider {
+            flight,
+            slot: Arc::clone(&slot),
+            timeout: req.timeout,
+            method: req.spec.method.to_string(),
+            url: req.spec.url.clone(),
+        });
+        Boarding { slot, rider, lead }
     }
-    let rider = Arc::new(Rider {
-        flight,
-        slot: Arc::clone(&slot),
-        timeout: req.timeout,
-        method: req.spec.method.to_string(),
-        url: req.spec.url.clone(),
-    });
-    Pending::new(slot, rider).and_then(move |resp| decode(resp, &req))
+}
+
+impl Lead {
+    /// The flight's request was handed to the pool as `sent`: every seat
+    /// gets its end.
+    pub(crate) fn took_off(self, sent: Pending<Response>) {
+        if let Some(job) = sent.job() {
+            let _ = self.flight.job.set(job);
+        }
+        let Lead { map, key, flight } = self;
+        sent.on_complete(Box::new(move |result| land(&map, &key, &flight, result)));
+    }
 }
 
 /// The request ended: no one joins it from now on, and every rider left

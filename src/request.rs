@@ -396,7 +396,16 @@ impl RequestBuilder {
         let shared = self.shared;
         match self.prepare() {
             Ok((pool, opts, prepared)) if shared && crate::flight::can_share(&prepared.spec) => {
-                crate::flight::ride(&pool, opts, prepared, decode)
+                // A seat on the identical flight in the air, or the first
+                // seat of a new one, whose request starts here.
+                let inner = pool.inner();
+                let seat = inner.flights().board(inner.id(), &prepared);
+                if let Some(lead) = seat.lead {
+                    let req = Arc::clone(&prepared);
+                    let sent: Pending<Response> = start(&pool, opts, req, |r, _| Ok(r));
+                    lead.took_off(sent);
+                }
+                Pending::new(seat.slot, seat.rider).and_then(move |resp| decode(resp, &prepared))
             }
             Ok((pool, opts, prepared)) => start(&pool, opts, prepared, decode),
             Err(e) => Pending::ready(Err(e)),

@@ -22,7 +22,7 @@ pub(crate) struct JobSpan {
     #[cfg(feature = "tracing")]
     marks: std::sync::Arc<Marks>,
     #[cfg(feature = "metrics")]
-    target: crate::metrics::Target,
+    target: crate::metrics::record::Target,
 }
 
 /// What a job span has recorded so far.
@@ -40,7 +40,7 @@ pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
     #[cfg(feature = "metrics")]
-    metrics: (crate::metrics::Target, std::time::Instant),
+    metrics: (crate::metrics::record::Target, std::time::Instant),
 }
 
 impl JobSpan {
@@ -67,13 +67,13 @@ impl JobSpan {
                 submitted: Instant::now(),
                 marks: Default::default(),
                 #[cfg(feature = "metrics")]
-                target: crate::metrics::Target::of(method, url),
+                target: crate::metrics::record::Target::of(method, url),
             }
         }
         #[cfg(not(feature = "tracing"))]
         JobSpan {
             #[cfg(feature = "metrics")]
-            target: crate::metrics::Target::of(method, url),
+            target: crate::metrics::record::Target::of(method, url),
         }
     }
 
@@ -100,7 +100,7 @@ impl JobSpan {
         if !matches!(result, Err(Error::Cancelled)) {
             let err = result.as_ref().err().map(Error::last_attempt);
             let status = status.or_else(|| err.and_then(Error::status));
-            crate::metrics::request_ended(&self.target, result.is_ok(), status, err);
+            crate::metrics::record::request_ended(&self.target, result.is_ok(), status, err);
         }
         #[cfg(feature = "tracing")]
         {
@@ -122,7 +122,8 @@ impl JobSpan {
                     if let Some(code) = e.last_attempt().status() {
                         self.span.record("http.response.status_code", code);
                     }
-                    self.span.record("error.type", error_type(e.last_attempt()));
+                    self.span
+                        .record("error.type", crate::error::error_type(e.last_attempt()));
                 }
             }
         }
@@ -136,7 +137,7 @@ impl AttemptSpan {
     pub(crate) fn new(method: &str, url: &str, number: u32) -> AttemptSpan {
         #[cfg(feature = "metrics")]
         let metrics = (
-            crate::metrics::Target::of(method, url),
+            crate::metrics::record::Target::of(method, url),
             std::time::Instant::now(),
         );
         #[cfg(feature = "tracing")]
@@ -180,7 +181,7 @@ impl AttemptSpan {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn answered(&self, code: u16, bytes: usize) {
         #[cfg(feature = "metrics")]
-        crate::metrics::attempt_ended(&self.metrics.0, self.metrics.1, Some(code), None);
+        crate::metrics::record::attempt_ended(&self.metrics.0, self.metrics.1, Some(code), None);
         #[cfg(feature = "tracing")]
         {
             self.span.record("http.response.status_code", code);
@@ -192,13 +193,19 @@ impl AttemptSpan {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn failed(&self, err: &Error) {
         #[cfg(feature = "metrics")]
-        crate::metrics::attempt_ended(&self.metrics.0, self.metrics.1, err.status(), Some(err));
+        crate::metrics::record::attempt_ended(
+            &self.metrics.0,
+            self.metrics.1,
+            err.status(),
+            Some(err),
+        );
         #[cfg(feature = "tracing")]
         {
             if let Some(code) = err.status() {
                 self.span.record("http.response.status_code", code);
             }
-            self.span.record("error.type", error_type(err));
+            self.span
+                .record("error.type", crate::error::error_type(err));
         }
     }
 
@@ -206,7 +213,7 @@ impl AttemptSpan {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn retried(&self, why: &str) {
         #[cfg(feature = "metrics")]
-        crate::metrics::retried(&self.metrics.0);
+        crate::metrics::record::retried(&self.metrics.0);
         #[cfg(feature = "tracing")]
         self.span.record("reqpool.retry", why);
     }
@@ -217,7 +224,7 @@ impl AttemptSpan {
         #[cfg(feature = "tracing")]
         self.retried(&format!("after {wait:?}"));
         #[cfg(all(feature = "metrics", not(feature = "tracing")))]
-        crate::metrics::retried(&self.metrics.0);
+        crate::metrics::record::retried(&self.metrics.0);
     }
 }
 
@@ -228,32 +235,4 @@ fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
         .map(|k| k.host().to_owned())
         .unwrap_or_default()
-}
-
-/// `error.type`: the status code of an error status, else a short class
-/// of the failure (low cardinality, as the conventions ask).
-#[cfg(any(feature = "tracing", feature = "metrics"))]
-pub(crate) fn error_type(e: &Error) -> String {
-    use crate::error::TransportKind as K;
-    match e {
-        Error::Status { code, .. } => code.to_string(),
-        Error::Timeout { .. } => "timeout".into(),
-        Error::Transport { kind, .. } => match kind {
-            K::Refused => "connection_refused",
-            K::Dns => "dns",
-            K::Tls => "tls",
-            K::Reset => "connection_reset",
-            K::Protocol => "protocol",
-            K::Proxy => "proxy",
-            _ => "transport",
-        }
-        .into(),
-        Error::Decode { .. } => "decode".into(),
-        Error::TooLarge { .. } => "too_large".into(),
-        Error::Redirect { .. } => "redirect".into(),
-        Error::InvalidRequest { .. } => "invalid_request".into(),
-        Error::Cancelled => "cancelled".into(),
-        Error::CircuitOpen { .. } => "circuit_open".into(),
-        _ => "_OTHER".into(),
-    }
 }

@@ -370,6 +370,34 @@ impl fmt::Display for Error {
     }
 }
 
+/// `error.type`: the status code of an error status, else a short class
+/// of the failure (low cardinality, as the conventions ask).
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+pub(crate) fn error_type(e: &Error) -> String {
+    use super::TransportKind as K;
+    match e {
+        Error::Status { code, .. } => code.to_string(),
+        Error::Timeout { .. } => "timeout".into(),
+        Error::Transport { kind, .. } => match kind {
+            K::Refused => "connection_refused",
+            K::Dns => "dns",
+            K::Tls => "tls",
+            K::Reset => "connection_reset",
+            K::Protocol => "protocol",
+            K::Proxy => "proxy",
+            _ => "transport",
+        }
+        .into(),
+        Error::Decode { .. } => "decode".into(),
+        Error::TooLarge { .. } => "too_large".into(),
+        Error::Redirect { .. } => "redirect".into(),
+        Error::InvalidRequest { .. } => "invalid_request".into(),
+        Error::Cancelled => "cancelled".into(),
+        Error::CircuitOpen { .. } => "circuit_open".into(),
+        _ => "_OTHER".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{one_line, shown_url};
