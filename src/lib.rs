@@ -157,7 +157,7 @@
 //! - `metrics`: `reqpool::metrics`, the pool's requests, attempts,
 //!   latencies, queue, retries, breaker states and rate-limit waits
 //!   through the `metrics` facade (OpenTelemetry's HTTP client names),
-//!   and `metrics::watch_outbox` for an outbox's counts.
+//!   and `watch_outbox` for an outbox's counts.
 //! - `native-tls`, `platform-verifier`: the platform's TLS library or
 //!   trust store instead of rustls with webpki roots.
 //!
@@ -235,6 +235,8 @@ pub use crate::outbox::Durability;
 pub use crate::outbox::{
     DeadJob, Delivered, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
 };
+#[cfg(all(feature = "metrics", any(feature = "sqlite", feature = "redis")))]
+pub use crate::outbox::{OutboxWatcher, watch_outbox};
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;
 pub use crate::pool::Pool;

@@ -64,7 +64,7 @@ impl Counters {
 
     pub(crate) fn queued(&self) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::moved(crate::metrics::record::Move::Queued);
+        crate::metrics::moved(crate::metrics::Move::Queued);
         self.submitted.fetch_add(1, Ordering::Relaxed);
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
@@ -72,7 +72,7 @@ impl Counters {
     /// A job left the queue for its first step.
     pub(crate) fn started(&self) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::moved(crate::metrics::record::Move::Started);
+        crate::metrics::moved(crate::metrics::Move::Started);
         self.queued.fetch_sub(1, Ordering::Relaxed);
         self.running.fetch_add(1, Ordering::Relaxed);
     }
@@ -80,7 +80,7 @@ impl Counters {
     /// A job went to wait between two steps.
     pub(crate) fn slept(&self) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::moved(crate::metrics::record::Move::Slept);
+        crate::metrics::moved(crate::metrics::Move::Slept);
         self.running.fetch_sub(1, Ordering::Relaxed);
         self.scheduled.fetch_add(1, Ordering::Relaxed);
     }
@@ -88,7 +88,7 @@ impl Counters {
     /// A job came back from waiting between two steps.
     pub(crate) fn resumed(&self) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::moved(crate::metrics::record::Move::Resumed);
+        crate::metrics::moved(crate::metrics::Move::Resumed);
         self.scheduled.fetch_sub(1, Ordering::Relaxed);
         self.running.fetch_add(1, Ordering::Relaxed);
     }
@@ -97,7 +97,7 @@ impl Counters {
     /// queue (a failure).
     pub(crate) fn skipped(&self, scheduled: bool, cancelled: bool) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::moved(crate::metrics::record::Move::Skipped { scheduled });
+        crate::metrics::moved(crate::metrics::Move::Skipped { scheduled });
         if scheduled {
             self.scheduled.fetch_sub(1, Ordering::Relaxed);
         } else {
@@ -117,7 +117,7 @@ impl Counters {
         let counter = match outcome {
             Outcome::Cancelled => {
                 #[cfg(feature = "metrics")]
-                crate::metrics::record::job_ended(Duration::ZERO, Duration::ZERO, "cancelled");
+                crate::metrics::job_ended(Duration::ZERO, Duration::ZERO, "cancelled");
                 return; // counted when it was cancelled
             }
             Outcome::Succeeded => &self.succeeded,
@@ -129,7 +129,7 @@ impl Counters {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        crate::metrics::record::job_ended(
+        crate::metrics::job_ended(
             started.saturating_duration_since(queued_at),
             started.elapsed(),
             match outcome {
@@ -153,7 +153,7 @@ impl Counters {
     /// host's rate limit.
     pub(crate) fn throttled(&self, waiting: bool) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::throttled(waiting);
+        crate::metrics::throttled(waiting);
         if waiting {
             self.throttled.fetch_add(1, Ordering::Relaxed);
         } else {

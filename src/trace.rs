@@ -22,7 +22,7 @@ pub(crate) struct JobSpan {
     #[cfg(feature = "tracing")]
     marks: std::sync::Arc<Marks>,
     #[cfg(feature = "metrics")]
-    target: crate::metrics::record::Target,
+    target: crate::metrics::Target,
 }
 
 /// What a job span has recorded so far.
@@ -40,7 +40,7 @@ pub(crate) struct AttemptSpan {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
     #[cfg(feature = "metrics")]
-    metrics: (crate::metrics::record::Target, std::time::Instant),
+    metrics: (crate::metrics::Target, std::time::Instant),
 }
 
 impl JobSpan {
@@ -67,13 +67,13 @@ impl JobSpan {
                 submitted: Instant::now(),
                 marks: Default::default(),
                 #[cfg(feature = "metrics")]
-                target: crate::metrics::record::Target::of(method, url),
+                target: crate::metrics::Target::of(method, url),
             }
         }
         #[cfg(not(feature = "tracing"))]
         JobSpan {
             #[cfg(feature = "metrics")]
-            target: crate::metrics::record::Target::of(method, url),
+            target: crate::metrics::Target::of(method, url),
         }
     }
 
@@ -100,7 +100,7 @@ impl JobSpan {
         if !matches!(result, Err(Error::Cancelled)) {
             let err = result.as_ref().err().map(Error::last_attempt);
             let status = status.or_else(|| err.and_then(Error::status));
-            crate::metrics::record::request_ended(&self.target, result.is_ok(), status, err);
+            crate::metrics::request_ended(&self.target, result.is_ok(), status, err);
         }
         #[cfg(feature = "tracing")]
         {
@@ -137,7 +137,7 @@ impl AttemptSpan {
     pub(crate) fn new(method: &str, url: &str, number: u32) -> AttemptSpan {
         #[cfg(feature = "metrics")]
         let metrics = (
-            crate::metrics::record::Target::of(method, url),
+            crate::metrics::Target::of(method, url),
             std::time::Instant::now(),
         );
         #[cfg(feature = "tracing")]
@@ -181,7 +181,7 @@ impl AttemptSpan {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn answered(&self, code: u16, bytes: usize) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::attempt_ended(&self.metrics.0, self.metrics.1, Some(code), None);
+        crate::metrics::attempt_ended(&self.metrics.0, self.metrics.1, Some(code), None);
         #[cfg(feature = "tracing")]
         {
             self.span.record("http.response.status_code", code);
@@ -193,12 +193,7 @@ impl AttemptSpan {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn failed(&self, err: &Error) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::attempt_ended(
-            &self.metrics.0,
-            self.metrics.1,
-            err.status(),
-            Some(err),
-        );
+        crate::metrics::attempt_ended(&self.metrics.0, self.metrics.1, err.status(), Some(err));
         #[cfg(feature = "tracing")]
         {
             if let Some(code) = err.status() {
@@ -213,7 +208,7 @@ impl AttemptSpan {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn retried(&self, why: &str) {
         #[cfg(feature = "metrics")]
-        crate::metrics::record::retried(&self.metrics.0);
+        crate::metrics::retried(&self.metrics.0);
         #[cfg(feature = "tracing")]
         self.span.record("reqpool.retry", why);
     }
@@ -224,7 +219,7 @@ impl AttemptSpan {
         #[cfg(feature = "tracing")]
         self.retried(&format!("after {wait:?}"));
         #[cfg(all(feature = "metrics", not(feature = "tracing")))]
-        crate::metrics::record::retried(&self.metrics.0);
+        crate::metrics::retried(&self.metrics.0);
     }
 }
 

@@ -182,12 +182,9 @@ fn an_outboxs_counts_come_from_its_watcher() {
             .unwrap();
     }
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let watcher = reqpool::metrics::watch_outbox(
-        Arc::clone(&outbox),
-        "test-outbox",
-        Duration::from_millis(5),
-    )
-    .unwrap();
+    let watcher =
+        reqpool::watch_outbox(Arc::clone(&outbox), "test-outbox", Duration::from_millis(5))
+            .unwrap();
     assert!(watcher.is_running());
     let label = "reqpool_outbox=\"test-outbox\"";
     bounded(LIMIT, move || {
@@ -207,7 +204,7 @@ fn an_outboxs_counts_come_from_its_watcher() {
     assert_eq!(sample("reqpool_outbox_store_errors", &[label]), 0.0);
     assert_eq!(watcher.restarts(), 0);
     // A zero period is refused.
-    let e = reqpool::metrics::watch_outbox(outbox, "x", Duration::ZERO).unwrap_err();
+    let e = reqpool::watch_outbox(outbox, "x", Duration::ZERO).unwrap_err();
     assert!(matches!(e, reqpool::Error::Usage { .. }), "{e}");
     drop(watcher);
 }

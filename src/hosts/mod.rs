@@ -354,7 +354,7 @@ impl<J: Admitted> Hosts<J> {
                 h.circuit = open;
             }
             #[cfg(feature = "metrics")]
-            crate::metrics::record::breaker(
+            crate::metrics::breaker(
                 host,
                 matches!(h.circuit, Circuit::Open { .. }),
                 h.circuit == Circuit::Probing,
