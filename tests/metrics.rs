@@ -211,3 +211,36 @@ fn an_outboxs_counts_come_from_its_watcher() {
     assert!(matches!(e, reqpool::Error::Usage { .. }), "{e}");
     drop(watcher);
 }
+
+#[test]
+fn labels_carry_no_secret_of_a_url() {
+    exporter();
+    let server = Server::with_handler(|req, _| match req.path.as_str() {
+        "/fail" => Reply::json(500, json!({})),
+        _ => Reply::json(200, json!({})),
+    });
+    let base = server.url("/");
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let pool = Pool::builder().retry(fast_retry()).build().unwrap();
+    let urls = [
+        format!("http://alice:hunter2-pw@{hostport}/ok?token=tok-SECRET-1&page=2"),
+        format!("http://tok-SECRET-2@{hostport}/fail?api_key=tok-SECRET-3"),
+        format!("http://{hostport}/ok?access_token=tok-SECRET-4#frag-SECRET-5"),
+    ];
+    for url in &urls {
+        let r = pool.get(url).send();
+        let _ = bounded(LIMIT, move || r.wait());
+    }
+    let text = exporter().render();
+    for secret in ["hunter2", "alice", "SECRET"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} in the metrics:\n{}",
+            text.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(sample("reqpool_requests", &[&port_of(&base)]) >= 3.0);
+}
