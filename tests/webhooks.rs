@@ -238,7 +238,6 @@ fn secrets_that_are_not_whsec_base64_are_refused_without_being_shown() {
 }
 
 #[test]
-#[ignore = "fails: Verifier::verify_at computes the body's HMAC once per signature in the header, so 2,000 signatures over 4 MiB hash 8 GiB"]
 fn a_flood_of_signatures_over_a_large_body_is_checked_once_per_secret() {
     // 2,000 well-formed signatures that do not match and the good one
     // last, over a 4 MiB body: the body's MAC must be computed once per
@@ -365,7 +364,6 @@ fn forged_duplicated_stale_and_future_timestamps_and_odd_separators() {
 }
 
 #[test]
-#[ignore = "fails: the signer sets webhook-signature with Attempt::header, not secret_header, so a receiver that echoes it gets it into the error's Display"]
 fn a_receiver_that_echoes_the_signature_does_not_get_it_into_the_error() {
     // A receiver that refuses every webhook and echoes its headers back,
     // in the body and in a header of its answer.
