@@ -706,3 +706,49 @@ fn read_buffers_too_large_to_allocate_are_refused_by_build() {
         }
     }
 }
+
+#[test]
+fn bytes_after_a_long_heads_body_never_answer_the_next_request() {
+    // A long head, its body, and a forged answer in the same write: the
+    // connection holds unread input once the body is read, so it must not
+    // serve the next request (which would read "EVIL!").
+    let mut answer = head_of(20 * 1024);
+    answer.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!");
+    let (url, conns) = scripted_server(vec![answer, SHORT.to_vec()], None);
+    let pool = Pool::new(1);
+    for round in 0..2 {
+        let r = bounded(LIMIT, {
+            let r = pool.get(&url).send();
+            move || r.wait()
+        })
+        .unwrap();
+        assert_ne!(r.body(), b"EVIL!", "answer {round} was the forged one");
+        assert_eq!(r.body().len(), 2, "answer {round}");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_long_redirect_location_is_followed() {
+    // A 302 whose head is 30 KiB (a 20 KiB Location and padding), then
+    // the target on the same connection; and a short one the same way.
+    for (q, pad) in [(10, 0), (20 * 1024, 10 * 1024)] {
+        let redirect = format!(
+            "HTTP/1.1 302 Found\r\nLocation: /to?q={}\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+            "q".repeat(q),
+            "p".repeat(pad)
+        );
+        let (url, conns) = scripted_server(vec![redirect.into_bytes(), SHORT.to_vec()], None);
+        let pool = Pool::new(1);
+        let r = bounded(LIMIT, {
+            let r = pool.get(&url).send();
+            move || r.wait()
+        })
+        .unwrap();
+        assert_eq!(r.body().len(), 7, "{q}");
+        // ureq follows a redirect as soon as its Location is read (the
+        // rest of a long head unread): that connection is then dropped,
+        // not reused. One more connection, the same answer.
+        assert!(conns.load(Ordering::SeqCst) <= 2, "{q}");
+    }
+}
