@@ -276,7 +276,17 @@ fn tail(outbox: &Outbox, every: Duration, out: &mut impl Write) -> Result<(), Fa
     }
 }
 
-/// A message on one line (an error may hold newlines).
+/// A message on one line (an error may hold newlines), its other control
+/// characters escaped (`\u{1b}`): a server's words in a dead job's error
+/// must not recolour, retitle or write the clipboard of the terminal.
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r', '\t'], " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -350,7 +350,6 @@ fn stores_that_cannot_be_used_are_code_3_and_left_as_they_were() {
 }
 
 #[test]
-#[ignore = "fails: dead/show/tail print a dead job's last_error with its control characters (ESC, BEL, BS, CSI) as they came: a server can recolour, retitle or write the clipboard of the operator's terminal"]
 fn a_servers_terminal_escapes_are_not_printed_raw() {
     // A dead job whose server answered with terminal control sequences
     // (a colour, a window title, OSC 52 that writes the clipboard, a
