@@ -434,3 +434,39 @@ fn the_page_shows_no_secret_runs_no_injected_script_and_guards_requeue() {
     );
     assert_eq!(status, 403);
 }
+
+#[test]
+#[ignore = "fails: the page answers one request at a time and reads a form's body (over tiny_http's 1 KiB prefetch) without a time limit: one client that sends a form's head and stalls stops the page for everyone"]
+fn a_form_that_never_arrives_does_not_stop_the_page() {
+    // A local client posts a requeue form's head and never its body: the
+    // page must go on answering others (and the stalled post must fail).
+    let dir = TempDir::new("page-stall");
+    let (db, _server, _) = seeded(&dir);
+    let page = serve(&db, &["--allow-requeue"]);
+    let host = page
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // Small bodies are read by tiny_http before the page sees the
+    // request; larger ones are read by the page.
+    let mut stalled = Vec::new();
+    for len in [100, 2_000, 100_000] {
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "POST /requeue HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\r\nid=1&tok"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        stalled.push(s);
+    }
+    let (status, html) = raw(
+        &page.url,
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{html}");
+    drop(stalled);
+}
