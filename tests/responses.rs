@@ -752,3 +752,62 @@ fn a_long_redirect_location_is_followed() {
         assert!(conns.load(Ordering::SeqCst) <= 2, "{q}");
     }
 }
+
+/// A raw server that answers each connection's first request with
+/// `answer` and closes.
+fn closing_server(answer: Vec<u8>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(SERVER_WAIT));
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            if read_request(&mut reader).is_some() {
+                let _ = stream.write_all(&answer);
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_long_head_then_a_body_to_the_close_and_heads_without_bodies() {
+    // No Content-Length, no chunking: the body runs to the close.
+    let body = "z".repeat(50_000);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nX-Pad: {}\r\n\r\n{body}",
+        "p".repeat(20 * 1024)
+    );
+    let url = closing_server(answer.into_bytes());
+    let pool = Pool::new(1);
+    let r = bounded(LIMIT, {
+        let r = pool.get(&url).send();
+        move || r.wait()
+    })
+    .unwrap();
+    assert_eq!(r.body().len(), body.len());
+    // A 304 and a 204 with long heads, then a short answer on the same
+    // connection.
+    let pad = "p".repeat(20 * 1024);
+    let (url, conns) = scripted_server(
+        vec![
+            format!("HTTP/1.1 304 Not Modified\r\nX-Pad: {pad}\r\n\r\n").into_bytes(),
+            format!("HTTP/1.1 204 No Content\r\nX-Pad: {pad}\r\n\r\n").into_bytes(),
+            SHORT.to_vec(),
+        ],
+        None,
+    );
+    for want in [304, 204, 200] {
+        let r = bounded(LIMIT, {
+            let r = pool.get(&url).send();
+            move || r.wait()
+        });
+        let status = match r {
+            Ok(r) => r.status(),
+            Err(e) => e.status().unwrap_or_else(|| panic!("{want}: {e}")),
+        };
+        assert_eq!(status, want);
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+}
