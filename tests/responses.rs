@@ -811,3 +811,37 @@ fn a_long_head_then_a_body_to_the_close_and_heads_without_bodies() {
     }
     assert_eq!(conns.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_cancel_while_a_long_head_trickles_ends_it_and_frees_the_worker() {
+    // 12 KiB at once (the head spills), then a byte every 5 ms: the
+    // request is cancelled once running (the head being read, spilled or
+    // not yet: the test does not know which); the one worker then serves
+    // the next request.
+    let (slow, _) = scripted_server(vec![head_of(40 * 1024)], Some((12 * 1024, 5)));
+    let (fast, _) = scripted_server(vec![SHORT.to_vec()], None);
+    let pool = Pool::builder()
+        .workers(1)
+        .retry(reqpool::Retry::none())
+        .build()
+        .unwrap();
+    let p = pool.get(&slow).send();
+    // Running: the worker has it (no sleep: wait until it is not queued).
+    bounded(LIMIT, {
+        let pool = pool.clone();
+        move || {
+            while pool.stats().running == 0 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    assert!(p.cancel());
+    let e = bounded(LIMIT, move || p.wait()).unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e:?}");
+    let r = bounded(LIMIT, {
+        let r = pool.get(&fast).send();
+        move || r.wait()
+    })
+    .unwrap();
+    assert_eq!(r.body().len(), 7);
+}
