@@ -399,3 +399,26 @@ fn a_receiver_that_echoes_the_signature_does_not_get_it_into_the_error() {
         assert!(!shown.contains(mac), "the signature is shown: {shown}");
     }
 }
+
+#[test]
+fn a_refused_attempt_names_its_url_without_secrets() {
+    // No Idempotency-Key, and one with a space: the attempt fails unsent,
+    // its error names the URL with the password and the token hidden.
+    let (server, _) = receiver(Verifier::new(SECRET).unwrap(), None);
+    let (pool, _errors) = signing_pool(Signer::new(SECRET).unwrap());
+    let base = server.url("/hooks");
+    let hostport = base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    let url = format!("http://ann:pw-SECRET-1@{hostport}/hooks?token=tok-SECRET-2");
+    let unkeyed = pool.post(&url).body("{}").send();
+    let spaced = pool.post(&url).idempotency_key("a b").body("{}").send();
+    for p in [unkeyed, spaced] {
+        let e = bounded(LIMIT, move || p.wait()).unwrap_err();
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+    }
+}
