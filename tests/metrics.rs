@@ -244,3 +244,40 @@ fn labels_carry_no_secret_of_a_url() {
     }
     assert!(sample("reqpool_requests", &[&port_of(&base)]) >= 3.0);
 }
+
+#[cfg(feature = "sqlite")]
+#[test]
+#[ignore = "fails: watch_outbox puts its name in every label and log line as given: a store URL with a password shows the password"]
+fn an_outbox_named_by_its_store_url_shows_no_password() {
+    use std::sync::Arc;
+    exporter();
+    let dir = TempDir::new("metrics-name");
+    let pool = Pool::new(1);
+    let outbox = Arc::new(reqpool::Outbox::open(dir.file("calls.db"), &pool).unwrap());
+    // A name a program may well pass: the store's URL, password included.
+    let name = "redis://:hunter2-metrics@127.0.0.1:6379/0?password=pw2-metrics";
+    let watcher =
+        reqpool::metrics::watch_outbox(Arc::clone(&outbox), name, Duration::from_millis(5))
+            .unwrap();
+    bounded(LIMIT, move || {
+        while !exporter()
+            .render()
+            .lines()
+            .any(|l| l.starts_with("reqpool_outbox_delivering") && l.contains("127.0.0.1:6379"))
+        {
+            std::thread::yield_now();
+        }
+    });
+    drop(watcher);
+    let text = exporter().render();
+    for secret in ["hunter2-metrics", "pw2-metrics"] {
+        assert!(
+            !text.contains(secret),
+            "{}",
+            text.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
