@@ -910,3 +910,50 @@ fn a_head_over_the_limit_through_an_outbox_is_sent_once() {
         (1, 1)
     );
 }
+
+#[test]
+fn an_expect_100_request_answered_at_once_with_a_long_head() {
+    // The client sends Expect: 100-continue and waits for a 100; the
+    // server answers the final response (a 20 KiB head) at once, without
+    // reading the body, then closes.
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/x", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(SERVER_WAIT));
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let _ = stream.write_all(&head_of(20 * 1024));
+        }
+    });
+    let pool = Pool::builder()
+        .workers(1)
+        .retry(reqpool::Retry::none())
+        .build()
+        .unwrap();
+    let r = bounded(LIMIT, {
+        let r = pool
+            .post(&url)
+            .header("Expect", "100-continue")
+            .body("x".repeat(100_000))
+            .send();
+        move || r.wait()
+    });
+    match r {
+        Ok(r) => assert_eq!((r.status(), r.body().len()), (200, 2)),
+        // The server closed without reading the body: a transport error
+        // that says so is fair; a panic or a parse error is not.
+        Err(e) => assert!(
+            matches!(e, Error::Transport { .. }) && !e.to_string().contains("header"),
+            "{e:?}"
+        ),
+    }
+}
