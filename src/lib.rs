@@ -180,6 +180,7 @@ mod closure;
 mod crew;
 mod deadline;
 mod error;
+mod flight;
 mod hedge;
 mod host_key;
 mod hosts;
@@ -197,6 +198,7 @@ mod prepare;
 mod proptests;
 mod redact;
 mod request;
+mod resolve;
 mod response;
 mod retry;
 mod send;
@@ -221,7 +223,7 @@ pub use crate::attempt::Attempt;
 pub use crate::builder::Builder;
 pub use crate::error::{Error, GaveUpReason, Phase, Secrets, StorageKind, TransportKind};
 pub use crate::hedge::Hedge;
-pub use crate::hosts::Breaker;
+pub use crate::hosts::{AdaptiveConcurrency, Breaker};
 pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,

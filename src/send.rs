@@ -378,13 +378,15 @@ fn execute(
         }
         has_token = false;
         let done = |r| Exec::Done(r);
+        let sent = Instant::now();
         let resp = exchange(ctx, limit, &hop, req, number, seen);
         // The exchange is over: the connection may go to another job.
         crate::wire::release_conn();
         if let Some((hosts, name)) = host
             && !crate::wire::aborted()
         {
-            hosts.observe(name, observed(&resp, limit.left()));
+            let answered = matches!(&resp, Ok(_) | Err(Error::Status { .. }));
+            hosts.observe(name, observed(&resp, limit.left()), sent, answered);
         }
         let resp = match resp {
             Ok(resp) => resp,

@@ -65,6 +65,8 @@ impl Builder {
                 tls,
                 proxy,
                 read_buffer: self.read_buffer,
+                max_idle_age: self.max_idle_age,
+                lookup: self.lookup.clone(),
             },
             base,
         );
@@ -96,6 +98,7 @@ impl Builder {
                 rate: self.max_rate,
                 adaptive: self.adaptive.unwrap_or(self.max_rate.is_some()),
                 breaker: self.breaker,
+                concurrency: self.concurrency,
             },
         };
         let pool = Pool::start(settings, agents, sockets, defaults)?;
