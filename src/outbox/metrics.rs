@@ -9,7 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Starts a thread that records `outbox`'s counts every `every` (and once
-/// at once), labelled `reqpool.outbox = name`: see the
+/// at once), labelled `reqpool.outbox = name` (a name that is a URL is
+/// shown redacted: no password, no secret query value): see the
 /// [`metrics` module](crate::metrics) for the names. The thread is supervised: a
 /// panic in a round is caught, logged at `error`, counted
 /// ([`OutboxWatcher::restarts`]) and the next round goes on; a read the
@@ -44,7 +45,9 @@ pub fn watch_outbox(
     describe();
     let shared = Arc::new(Shared::default());
     shared.running.store(true, Ordering::Release);
-    let (s, name) = (Arc::clone(&shared), name.to_string());
+    // The name goes in every label and log line: a store URL given as
+    // the name shows no password or secret query value.
+    let (s, name) = (Arc::clone(&shared), crate::redact::redact_url(name));
     let thread = std::thread::Builder::new()
         .name("reqpool-outbox-metrics".into())
         .spawn(move || {
