@@ -253,8 +253,7 @@ fn an_outbox_named_by_its_store_url_shows_no_password() {
     // A name a program may well pass: the store's URL, password included.
     let name = "redis://:hunter2-metrics@127.0.0.1:6379/0?password=pw2-metrics";
     let watcher =
-        reqpool::watch_outbox(Arc::clone(&outbox), name, Duration::from_millis(5))
-            .unwrap();
+        reqpool::watch_outbox(Arc::clone(&outbox), name, Duration::from_millis(5)).unwrap();
     bounded(LIMIT, move || {
         while !exporter()
             .render()

@@ -38,6 +38,10 @@ impl Builder {
         if self.read_buffer < 1024 {
             return Err(Error::usage("read buffer must be at least 1 KiB"));
         }
+        // ureq refuses (panics on) a buffer past 100 MB on first use.
+        if self.read_buffer > 64 * 1024 * 1024 {
+            return Err(Error::usage("read buffer must be at most 64 MiB"));
+        }
         if self.max_queued == Some(0) {
             return Err(Error::usage("max_queued must be at least 1"));
         }

@@ -156,7 +156,8 @@ impl Builder {
     /// keeps its buffers, and reads heads up to its
     /// `max_response_header_size`). Defaults to 8 KiB: with the 16 KiB
     /// write buffer, 24 KiB per open connection (ureq's defaults are
-    /// 128 KiB each). At least 1 KiB (else `build()` fails).
+    /// 128 KiB each). At least 1 KiB and at most 64 MiB (else `build()`
+    /// fails).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes;
         self
