@@ -84,8 +84,7 @@ fn main() -> Result<(), Error> {
         outbox.enqueue(pool.post(&url).json_body(&json!({"i": i})))?;
     }
     outbox.flush_timeout(Duration::from_secs(30));
-    let watcher =
-        reqpool::metrics::watch_outbox(Arc::clone(&outbox), "calls", Duration::from_millis(100))?;
+    let watcher = reqpool::watch_outbox(Arc::clone(&outbox), "calls", Duration::from_millis(100))?;
 
     // The exporter's text, served at /metrics, scraped once.
     let h = handle.clone();

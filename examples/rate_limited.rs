@@ -7,56 +7,14 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Reply, Server};
-use serde_json::json;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use common::Server;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const N: usize = 60;
 
-struct Seen {
-    sent: AtomicUsize,
-    throttled: AtomicUsize,
-}
-
-/// A server that allows 20 requests in any second and answers 429 above
-/// that (with `Retry-After: 1` if `retry_after`).
-fn limited_server(retry_after: bool) -> (Server, Arc<Seen>) {
-    let seen = Arc::new(Seen {
-        sent: AtomicUsize::new(0),
-        throttled: AtomicUsize::new(0),
-    });
-    let window: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
-    let s = seen.clone();
-    let server = Server::with_handler(move |_, _| {
-        s.sent.fetch_add(1, Ordering::SeqCst);
-        let now = Instant::now();
-        let mut w = window.lock().unwrap();
-        while w
-            .front()
-            .is_some_and(|t| now - *t >= Duration::from_secs(1))
-        {
-            w.pop_front();
-        }
-        if w.len() >= 20 {
-            s.throttled.fetch_add(1, Ordering::SeqCst);
-            let reply = Reply::json(429, json!({"detail": "rate limited"}));
-            return if retry_after {
-                reply.header("Retry-After", "1")
-            } else {
-                reply
-            };
-        }
-        w.push_back(now);
-        Reply::json(200, json!({"ok": true}))
-    });
-    (server, seen)
-}
-
 fn batch(name: &str, retry_after: bool, builder: reqpool::Builder) {
-    let (server, seen) = limited_server(retry_after);
+    let (server, sent, throttled) = common::window_limited_server(20, retry_after);
     let pool = builder
         .workers(8)
         .retry(reqpool::Retry::standard().max_attempts(10))
@@ -72,10 +30,9 @@ fn batch(name: &str, retry_after: bool, builder: reqpool::Builder) {
     let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
     println!(
         "{name:<34} {ok}/{N} ok, {} requests sent, {} answered 429 ({:.0}%), {took:.2?} ({:.2} x 60/20 s), server saw {:.1} req/s",
-        seen.sent.load(Ordering::SeqCst),
-        seen.throttled.load(Ordering::SeqCst),
-        100.0 * seen.throttled.load(Ordering::SeqCst) as f64
-            / seen.sent.load(Ordering::SeqCst) as f64,
+        sent.load(Ordering::SeqCst),
+        throttled.load(Ordering::SeqCst),
+        100.0 * throttled.load(Ordering::SeqCst) as f64 / sent.load(Ordering::SeqCst) as f64,
         took.as_secs_f64() / 3.0,
         (arrivals.len() - 1) as f64 / span.as_secs_f64(),
     );
@@ -134,11 +91,20 @@ fn main() {
             retry_after,
             reqpool::Pool::builder().max_rate_per_host(20, Duration::from_secs(1)),
         );
-        for _ in 0..3 {
+        for _ in 0..5 {
             batch(
                 "adaptive_rate(true), no set rate",
                 retry_after,
                 reqpool::Pool::builder().adaptive_rate(true),
+            );
+        }
+        for _ in 0..5 {
+            batch(
+                "the same + adaptive_concurrency",
+                retry_after,
+                reqpool::Pool::builder()
+                    .adaptive_rate(true)
+                    .adaptive_concurrency(reqpool::AdaptiveConcurrency::new()),
             );
         }
     }

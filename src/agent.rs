@@ -35,7 +35,18 @@ pub(crate) struct AgentSettings<'a> {
     pub(crate) proxy: Option<Option<ureq::Proxy>>,
     /// Each connection's read buffer, which also bounds a response head.
     pub(crate) read_buffer: usize,
+    /// Set by the caller (else the pool's default, or the caller's
+    /// agent's).
+    pub(crate) max_idle_age: Option<Duration>,
+    /// The caller's name lookup (else the system's), run by the pool's
+    /// resolver threads.
+    pub(crate) lookup: Option<crate::resolve::Lookup>,
 }
+
+/// How long a pool's own agent reuses an idle connection: below the 5 s
+/// after which Node (and Apache) close one, so a request is never written
+/// to a connection the server is closing at that moment.
+pub(crate) const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
 
 /// The agent a pool builds for itself, from the builder's settings and, if
 /// given, the configuration of the caller's agent (proxy, TLS, user agent,
@@ -79,6 +90,7 @@ pub(crate) fn pool_agents(
         wide_cfg,
         wide: OnceLock::new(),
         sockets: Arc::clone(&sockets),
+        resolve: crate::resolve::Resolve::new(s.lookup.clone()),
         count,
         chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
     };
@@ -123,6 +135,8 @@ pub(crate) struct Agents {
     wide_cfg: ureq::config::Config,
     wide: OnceLock<ureq::Agent>,
     sockets: Arc<Sockets>,
+    /// Name resolution under the job's limit, shared by the agents.
+    resolve: crate::resolve::Resolve,
     count: usize,
     chunks: Box<[OnceLock<Chunk>]>,
 }
@@ -141,7 +155,7 @@ impl Agents {
             (0..len).map(|_| OnceLock::new()).collect()
         });
         chunk[i % AGENTS_PER_CHUNK]
-            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets)))
+            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets), &self.resolve))
     }
 
     /// The agent for a request whose head, as reqpool counts it, is
@@ -164,8 +178,13 @@ impl Agents {
 
     /// The wide agent, made on first use.
     pub(crate) fn wide(&self) -> &ureq::Agent {
-        self.wide
-            .get_or_init(|| guarded(self.wide_cfg.clone(), Arc::clone(&self.sockets)))
+        self.wide.get_or_init(|| {
+            guarded(
+                self.wide_cfg.clone(),
+                Arc::clone(&self.sockets),
+                &self.resolve,
+            )
+        })
     }
 
     /// The agents made so far.
@@ -201,6 +220,7 @@ fn config(
             .tls_config(s.tls.clone().unwrap_or_default())
             .max_idle_connections(share.max(10))
             .max_idle_connections_per_host(share.max(3))
+            .max_idle_age(s.max_idle_age.unwrap_or(MAX_IDLE_AGE))
             // ureq's 128 KiB buffers per connection (zero-filled on first
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
@@ -229,7 +249,7 @@ fn config(
             .output_buffer_size(c.output_buffer_size())
             .max_idle_connections(c.max_idle_connections())
             .max_idle_connections_per_host(c.max_idle_connections_per_host())
-            .max_idle_age(c.max_idle_age())
+            .max_idle_age(s.max_idle_age.unwrap_or(c.max_idle_age()))
             .allow_non_standard_methods(c.allow_non_standard_methods())
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
@@ -245,11 +265,11 @@ pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_
 
 /// An agent with `cfg` and the guard on its connections, whose sockets go
 /// to `sockets`.
-fn guarded(cfg: ureq::config::Config, sockets: Arc<Sockets>) -> ureq::Agent {
+fn guarded(
+    cfg: ureq::config::Config,
+    sockets: Arc<Sockets>,
+    resolve: &crate::resolve::Resolve,
+) -> ureq::Agent {
     let head_limit = cfg.max_response_header_size();
-    ureq::Agent::with_parts(
-        cfg,
-        Guard::new(sockets, head_limit),
-        ureq::unversioned::resolver::DefaultResolver::default(),
-    )
+    ureq::Agent::with_parts(cfg, Guard::new(sockets, head_limit), resolve.clone())
 }

@@ -96,9 +96,14 @@ impl<'a> Attempt<'a> {
 
     /// Sets a header on this attempt (replacing one of the same name). A
     /// name or value that is not a valid header fails the attempt with
-    /// [`Error::InvalidRequest`].
+    /// [`Error::InvalidRequest`]. `Authorization`, `Cookie` and
+    /// `Proxy-Authorization` are secrets whichever setter is used, as on
+    /// the request builder.
     pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
-        self.set.push((name.to_string(), value.to_string(), false));
+        let secret = crate::redact::ALWAYS_SECRET
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(name.trim()));
+        self.set.push((name.to_string(), value.to_string(), secret));
         self
     }
 

@@ -157,7 +157,7 @@
 //! - `metrics`: `reqpool::metrics`, the pool's requests, attempts,
 //!   latencies, queue, retries, breaker states and rate-limit waits
 //!   through the `metrics` facade (OpenTelemetry's HTTP client names),
-//!   and `metrics::watch_outbox` for an outbox's counts.
+//!   and `watch_outbox` for an outbox's counts.
 //! - `native-tls`, `platform-verifier`: the platform's TLS library or
 //!   trust store instead of rustls with webpki roots.
 //!
@@ -180,6 +180,8 @@ mod closure;
 mod crew;
 mod deadline;
 mod error;
+mod exchange;
+mod flight;
 mod hedge;
 mod host_key;
 mod hosts;
@@ -197,6 +199,7 @@ mod prepare;
 mod proptests;
 mod redact;
 mod request;
+mod resolve;
 mod response;
 mod retry;
 mod send;
@@ -221,7 +224,7 @@ pub use crate::attempt::Attempt;
 pub use crate::builder::Builder;
 pub use crate::error::{Error, GaveUpReason, Phase, Secrets, StorageKind, TransportKind};
 pub use crate::hedge::Hedge;
-pub use crate::hosts::Breaker;
+pub use crate::hosts::{AdaptiveConcurrency, Breaker};
 pub use crate::lifecycle::Shutdown;
 pub use crate::many::{
     AllFailed, Any, Completions, MapOrdered, Progress, fallback, first_success, wait_all, wait_any,
@@ -232,6 +235,8 @@ pub use crate::outbox::Durability;
 pub use crate::outbox::{
     DeadJob, Delivered, JobId, Outbox, OutboxHealth, OutboxOptions, OutboxStats,
 };
+#[cfg(all(feature = "metrics", any(feature = "sqlite", feature = "redis")))]
+pub use crate::outbox::{OutboxWatcher, watch_outbox};
 pub use crate::pending::Pending;
 pub use crate::poll::PollJob;
 pub use crate::pool::Pool;

@@ -38,11 +38,6 @@ use crate::host_key::HostKey;
 use metrics::{Label, counter, gauge, histogram};
 use std::time::{Duration, Instant};
 
-#[cfg(any(feature = "sqlite", feature = "redis"))]
-mod watch;
-#[cfg(any(feature = "sqlite", feature = "redis"))]
-pub use watch::{OutboxWatcher, watch_outbox};
-
 /// The labels of one request: its method and host (the host key's name
 /// and port: never a user or a password).
 #[derive(Clone, Debug)]
@@ -74,7 +69,7 @@ impl Target {
 /// success without a status (a poll job's end, a detached fire).
 fn result_label(status: Option<u16>, err: Option<&Error>) -> Option<Label> {
     match (status, err) {
-        (_, Some(e)) => Some(Label::new("error.type", crate::trace::error_type(e))),
+        (_, Some(e)) => Some(Label::new("error.type", crate::error::error_type(e))),
         (Some(code), None) if code > 0 => {
             Some(Label::new("http.response.status_code", code.to_string()))
         }
@@ -185,7 +180,8 @@ pub(crate) fn throttled(waiting: bool) {
 
 /// Describes the pool's metrics to the installed recorder (units and help
 /// texts); an exporter shows them with each metric. Call it once after
-/// installing the recorder; metrics work without it.
+/// installing the recorder; metrics work without it. (An outbox's
+/// watcher describes the outbox's when it starts.)
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_histogram!(
@@ -224,6 +220,4 @@ pub fn describe() {
         "reqpool.rate_limit.waiting",
         "Jobs waiting for a rate-limit token now"
     );
-    #[cfg(any(feature = "sqlite", feature = "redis"))]
-    watch::describe();
 }

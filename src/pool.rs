@@ -134,6 +134,8 @@ pub(crate) struct Inner {
     interrupted: AtomicBool,
     hosts: Option<Hosts<Dispatch>>,
     latencies: Latencies,
+    /// Shared GET and HEAD requests in flight (`RequestBuilder::shared`).
+    flights: crate::flight::Flights,
     timer: OnceLock<Timer>,
     /// Room in the bounded queue: one token per queued job.
     slots: Option<(Sender<()>, Receiver<()>)>,
@@ -231,9 +233,8 @@ impl Queue for Inner {
         });
     }
     fn release_host(&self, host: &Arc<str>) {
-        if let Some(next) = self.hosts.as_ref().and_then(|c| c.release(host)) {
-            self.execute(next);
-        }
+        let next = self.hosts.as_ref().map(|c| c.release(host));
+        next.into_iter().flatten().for_each(|job| self.execute(job));
     }
 }
 
@@ -254,6 +255,10 @@ impl Inner {
 
     pub(crate) fn defaults(&self) -> &RequestDefaults {
         &self.defaults
+    }
+
+    pub(crate) fn flights(&self) -> &crate::flight::Flights {
+        &self.flights
     }
 
     pub(crate) fn latencies(&self) -> &Latencies {
@@ -372,6 +377,7 @@ impl Inner {
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot();
         (stats.threads, stats.threads_peak) = self.crew.threads();
+        stats.host_limits = self.hosts.as_ref().map(Hosts::limits).unwrap_or_default();
         stats
     }
 
@@ -478,6 +484,7 @@ impl Pool {
             interrupted: AtomicBool::new(false),
             hosts: s.hosts.any().then(|| Hosts::new(s.hosts)),
             latencies: Latencies::default(),
+            flights: crate::flight::Flights::default(),
             timer: OnceLock::new(),
             slots: s.max_queued.map(bounded),
         });

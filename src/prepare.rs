@@ -8,16 +8,13 @@ use crate::error::Error;
 use crate::error::Secrets;
 use crate::hedge::Hedge;
 use crate::host_key::HostKey;
-use crate::redact::{header_secrets, secret_forms, url_secrets};
+use crate::redact::{ALWAYS_SECRET, header_secrets, secret_forms, url_secrets};
 use crate::retry::{Budget, Retry};
 use crate::task::{Label, Limits};
 use crate::urls::{join_url, normalize_url, parse_url};
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::http::{self, HeaderName, HeaderValue, Method, Uri};
-
-/// Headers that are secrets whatever the caller says.
-pub(crate) const ALWAYS_SECRET: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 /// What every request of a pool starts from; kept by the pool, set by
 /// `build()`.

@@ -3,6 +3,10 @@
 //! server may echo them, and replacing them in text. The error type uses
 //! them (`error::make`); nothing here knows the error.
 
+/// Headers that are secrets whatever the caller says (and whichever
+/// setter set them).
+pub(crate) const ALWAYS_SECRET: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
 /// Words that make a query key secret: a key is secret if one of its
 /// words (see [`key_words`]), or two neighbouring words written together
 /// (`session` + `id`), is one of these, or one of these with an `s`

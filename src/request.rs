@@ -53,6 +53,7 @@ pub struct RequestBuilder {
     retry: Option<Retry>,
     hedge: Option<Hedge>,
     no_block: bool,
+    shared: bool,
     error: Option<String>,
 }
 
@@ -74,6 +75,7 @@ impl RequestBuilder {
             retry: None,
             hedge: None,
             no_block: false,
+            shared: false,
             error: None,
         }
     }
@@ -211,6 +213,30 @@ impl RequestBuilder {
     /// key on every attempt).
     pub fn idempotency_key(self, key: &str) -> Self {
         self.header("Idempotency-Key", key)
+    }
+
+    /// Shares one flight with identical requests: a GET or HEAD asked
+    /// for with `shared()` while an identical one (same method, URL with
+    /// its query, and headers) is in flight rides that one instead of
+    /// being sent, as Go's `singleflight` does. Every handle gets the
+    /// answer (decoded for each by its own `json` or `send`), or the same
+    /// error — a timeout or a panic of the request reaches every handle.
+    /// Cancelling or dropping a handle, the first one included, leaves the
+    /// others served; the request is cut off only when every handle was
+    /// cancelled (a dropped handle, like any dropped `Pending`, cancels
+    /// nothing). The flight runs with the settings (`timeout`, `retry`)
+    /// of the request that started it. A request with a body, another
+    /// method, or sent with `fire` is sent on its own.
+    ///
+    /// ```no_run
+    /// let pool = reqpool::Pool::new(8);
+    /// // 100 threads asking for the same configuration: one request.
+    /// let config = pool.get("http://127.0.0.1:8000/config").shared().json::<serde_json::Value>();
+    /// # Ok::<(), reqpool::Error>(())
+    /// ```
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// Follows redirects even though the request has a body.
@@ -367,7 +393,20 @@ impl RequestBuilder {
     }
 
     fn start<T: Send + 'static>(self, decode: Decode<T>) -> Pending<T> {
+        let shared = self.shared;
         match self.prepare() {
+            Ok((pool, opts, prepared)) if shared && crate::flight::can_share(&prepared.spec) => {
+                // A seat on the identical flight in the air, or the first
+                // seat of a new one, whose request starts here.
+                let inner = pool.inner();
+                let seat = inner.flights().board(inner.id(), &prepared);
+                if let Some(lead) = seat.lead {
+                    let req = Arc::clone(&prepared);
+                    let sent: Pending<Response> = start(&pool, opts, req, |r, _| Ok(r));
+                    lead.took_off(sent);
+                }
+                Pending::new(seat.slot, seat.rider).and_then(move |resp| decode(resp, &prepared))
+            }
             Ok((pool, opts, prepared)) => start(&pool, opts, prepared, decode),
             Err(e) => Pending::ready(Err(e)),
         }
@@ -384,6 +423,7 @@ impl RequestBuilder {
             ("retry", self.retry.is_some()),
             ("hedge", self.hedge.is_some()),
             ("follow_redirects", self.follow_redirects),
+            ("shared", self.shared),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))

@@ -8,6 +8,7 @@ use std::fmt;
 use ureq::http::HeaderMap;
 
 /// A whole HTTP response: status, headers and body, read into memory.
+#[derive(Clone)]
 pub struct Response {
     pub(crate) status: u16,
     pub(crate) headers: HeaderMap,

@@ -191,6 +191,7 @@ impl Counters {
             cancelled: g(&self.cancelled),
             fired: g(&self.fired),
             fired_failed: g(&self.fired_failed),
+            host_limits: Vec::new(),
             queue_time,
             run_time,
         }
@@ -250,6 +251,10 @@ pub struct Stats {
     pub fired: u64,
     /// Fire-and-forget jobs that failed.
     pub fired_failed: u64,
+    /// Each host's limit on requests in flight now, with
+    /// [`adaptive_concurrency`](crate::Builder::adaptive_concurrency)
+    /// (`scheme://host:port`, sorted); empty without.
+    pub host_limits: Vec<(String, usize)>,
     /// How long jobs waited in the queue for a worker.
     pub queue_time: Latency,
     /// How long jobs took from their first start to their end: for

@@ -122,7 +122,8 @@ impl JobSpan {
                     if let Some(code) = e.last_attempt().status() {
                         self.span.record("http.response.status_code", code);
                     }
-                    self.span.record("error.type", error_type(e.last_attempt()));
+                    self.span
+                        .record("error.type", crate::error::error_type(e.last_attempt()));
                 }
             }
         }
@@ -198,7 +199,8 @@ impl AttemptSpan {
             if let Some(code) = err.status() {
                 self.span.record("http.response.status_code", code);
             }
-            self.span.record("error.type", error_type(err));
+            self.span
+                .record("error.type", crate::error::error_type(err));
         }
     }
 
@@ -228,32 +230,4 @@ fn host(url: &str) -> String {
     crate::host_key::HostKey::of_url(url)
         .map(|k| k.host().to_owned())
         .unwrap_or_default()
-}
-
-/// `error.type`: the status code of an error status, else a short class
-/// of the failure (low cardinality, as the conventions ask).
-#[cfg(any(feature = "tracing", feature = "metrics"))]
-pub(crate) fn error_type(e: &Error) -> String {
-    use crate::error::TransportKind as K;
-    match e {
-        Error::Status { code, .. } => code.to_string(),
-        Error::Timeout { .. } => "timeout".into(),
-        Error::Transport { kind, .. } => match kind {
-            K::Refused => "connection_refused",
-            K::Dns => "dns",
-            K::Tls => "tls",
-            K::Reset => "connection_reset",
-            K::Protocol => "protocol",
-            K::Proxy => "proxy",
-            _ => "transport",
-        }
-        .into(),
-        Error::Decode { .. } => "decode".into(),
-        Error::TooLarge { .. } => "too_large".into(),
-        Error::Redirect { .. } => "redirect".into(),
-        Error::InvalidRequest { .. } => "invalid_request".into(),
-        Error::Cancelled => "cancelled".into(),
-        Error::CircuitOpen { .. } => "circuit_open".into(),
-        _ => "_OTHER".into(),
-    }
 }

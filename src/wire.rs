@@ -209,6 +209,11 @@ fn io_error(what: &'static str) -> ureq::Error {
     ))
 }
 
+/// The limit of the job running on this thread, if any.
+pub(crate) fn limit() -> Option<Instant> {
+    LIMIT.with(Cell::get)
+}
+
 /// Runs `f` with `limit` as this thread's limit for network waits, and
 /// puts the previous one back after (a job run inline inside another).
 pub(crate) fn with_limit<R>(limit: Deadline, f: impl FnOnce() -> R) -> R {

@@ -437,3 +437,24 @@ fn a_token_that_is_not_a_header_value_fails_its_request_and_is_not_kept() {
         assert_eq!(auth.as_deref(), Some("Bearer good"));
     }
 }
+
+#[test]
+fn a_hooks_authorization_header_is_a_secret_by_its_name() {
+    const AUTH: &str = "Bearer auth-SECRET-1";
+    let (server, _) =
+        recording(|req, _| Reply::json(400, json!({"got": req.headers.get("authorization")})));
+    let pool = Pool::builder()
+        .before_attempt(|a| {
+            a.header("Authorization", AUTH)
+                .header("Cookie", "sid=cookie-SECRET-2");
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let r = pool.get(&server.url("/x")).send();
+    let err = bounded(LIMIT, move || r.wait()).unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+}

@@ -182,12 +182,9 @@ fn an_outboxs_counts_come_from_its_watcher() {
             .unwrap();
     }
     assert_eq!(outbox.flush_timeout(LIMIT), 0);
-    let watcher = reqpool::metrics::watch_outbox(
-        Arc::clone(&outbox),
-        "test-outbox",
-        Duration::from_millis(5),
-    )
-    .unwrap();
+    let watcher =
+        reqpool::watch_outbox(Arc::clone(&outbox), "test-outbox", Duration::from_millis(5))
+            .unwrap();
     assert!(watcher.is_running());
     let label = "reqpool_outbox=\"test-outbox\"";
     bounded(LIMIT, move || {
@@ -207,7 +204,75 @@ fn an_outboxs_counts_come_from_its_watcher() {
     assert_eq!(sample("reqpool_outbox_store_errors", &[label]), 0.0);
     assert_eq!(watcher.restarts(), 0);
     // A zero period is refused.
-    let e = reqpool::metrics::watch_outbox(outbox, "x", Duration::ZERO).unwrap_err();
+    let e = reqpool::watch_outbox(outbox, "x", Duration::ZERO).unwrap_err();
     assert!(matches!(e, reqpool::Error::Usage { .. }), "{e}");
     drop(watcher);
+}
+
+#[test]
+fn labels_carry_no_secret_of_a_url() {
+    exporter();
+    let server = Server::with_handler(|req, _| match req.path.as_str() {
+        "/fail" => Reply::json(500, json!({})),
+        _ => Reply::json(200, json!({})),
+    });
+    let base = server.url("/");
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let pool = Pool::builder().retry(fast_retry()).build().unwrap();
+    let urls = [
+        format!("http://alice:hunter2-pw@{hostport}/ok?token=tok-SECRET-1&page=2"),
+        format!("http://tok-SECRET-2@{hostport}/fail?api_key=tok-SECRET-3"),
+        format!("http://{hostport}/ok?access_token=tok-SECRET-4#frag-SECRET-5"),
+    ];
+    for url in &urls {
+        let r = pool.get(url).send();
+        let _ = bounded(LIMIT, move || r.wait());
+    }
+    let text = exporter().render();
+    for secret in ["hunter2", "alice", "SECRET"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} in the metrics:\n{}",
+            text.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(sample("reqpool_requests", &[&port_of(&base)]) >= 3.0);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn an_outbox_named_by_its_store_url_shows_no_password() {
+    use std::sync::Arc;
+    exporter();
+    let dir = TempDir::new("metrics-name");
+    let pool = Pool::new(1);
+    let outbox = Arc::new(reqpool::Outbox::open(dir.file("calls.db"), &pool).unwrap());
+    // A name a program may well pass: the store's URL, password included.
+    let name = "redis://:hunter2-metrics@127.0.0.1:6379/0?password=pw2-metrics";
+    let watcher =
+        reqpool::watch_outbox(Arc::clone(&outbox), name, Duration::from_millis(5)).unwrap();
+    bounded(LIMIT, move || {
+        while !exporter()
+            .render()
+            .lines()
+            .any(|l| l.starts_with("reqpool_outbox_delivering") && l.contains("127.0.0.1:6379"))
+        {
+            std::thread::yield_now();
+        }
+    });
+    drop(watcher);
+    let text = exporter().render();
+    for secret in ["hunter2-metrics", "pw2-metrics"] {
+        assert!(
+            !text.contains(secret),
+            "{}",
+            text.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }

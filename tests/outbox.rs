@@ -1108,3 +1108,44 @@ fn per_key_order_holds_across_503s_and_a_kill() {
         false,
     );
 }
+
+#[test]
+fn a_paused_endpoint_is_resumed_by_the_url_paused_lists() {
+    // The status page posts back what `paused()` lists (redacted); a URL
+    // whose redacted form differs from the stored one (a fragment, a
+    // control character percent-encoded) must still resume.
+    let server = Server::with_handler(|req, _| {
+        if req.path.starts_with("/gone") {
+            Reply::json(410, json!({}))
+        } else {
+            Reply::json(200, json!({}))
+        }
+    });
+    let dir = TempDir::new("paused-urls");
+    let pool = Pool::new(1);
+    let outbox = Outbox::options()
+        .pause_on_gone(true)
+        .open(dir.file("calls.db"), &pool)
+        .unwrap();
+    let mut tried = 0;
+    for url in [
+        server.url("/gone/a#part"),
+        server.url("/gone/b?page=1#top"),
+        server.url("/gone/c?page=1"),
+    ] {
+        let Ok(_) = outbox.enqueue(pool.post(&url).body("{}")) else {
+            continue;
+        };
+        tried += 1;
+        assert_eq!(outbox.flush_timeout(LIMIT), 0, "{url}");
+        let paused = outbox.paused();
+        assert_eq!(paused.len(), 1, "{url}: {paused:?}");
+        assert!(
+            outbox.resume(&paused[0]),
+            "{url}: listed as {:?}, not resumed by it",
+            paused[0]
+        );
+        assert!(outbox.paused().is_empty(), "{url}");
+    }
+    assert!(tried > 0);
+}

@@ -42,7 +42,8 @@ commands fail with code 3 (on Redis they work at any time).
 
 exit codes: 0 done; 1 the job named is not there (or not dead, for
 requeue); 2 a wrong command line; 3 the store cannot be used (no such
-file, in use, not an outbox, Redis not answering); 4 another failure.
+file, an empty file, in use, not an outbox, Redis not answering); 4
+another failure.
 ";
 
 /// Where the outbox is.

@@ -10,7 +10,7 @@
 //! | 0 | done |
 //! | 1 | the job named is not there (or, for `requeue`, not dead) |
 //! | 2 | the command line is wrong |
-//! | 3 | the store cannot be used: no such file, a file in use by its program, not an outbox, a Redis that does not answer |
+//! | 3 | the store cannot be used: no such file, an empty file, a file in use by its program, not an outbox, a Redis that does not answer |
 //! | 4 | any other failure |
 
 mod args;
@@ -91,6 +91,18 @@ fn open(store: &Store, pool: &Pool, deliver: bool, pause_on_gone: bool) -> Resul
                     STORE,
                     format!(
                         "{}: no such file (an outbox file is made by its program)",
+                        path.display()
+                    ),
+                ));
+            }
+            // SQLite takes an empty file for a new database: opening it
+            // would write an outbox into a file this command was only to
+            // look at (a `touch`ed or truncated path).
+            if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                return Err(Failure::new(
+                    STORE,
+                    format!(
+                        "{}: an empty file, not an outbox (an outbox file is made by its program)",
                         path.display()
                     ),
                 ));
@@ -264,7 +276,17 @@ fn tail(outbox: &Outbox, every: Duration, out: &mut impl Write) -> Result<(), Fa
     }
 }
 
-/// A message on one line (an error may hold newlines).
+/// A message on one line (an error may hold newlines), its other control
+/// characters escaped (`\u{1b}`): a server's words in a dead job's error
+/// must not recolour, retitle or write the clipboard of the terminal.
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r', '\t'], " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }

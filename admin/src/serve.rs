@@ -8,6 +8,8 @@ use crate::Failure;
 use reqpool::{DeadJob, JobId, Outbox, OutboxHealth, OutboxStats};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tiny_http::{Header, Method, Request, Response, Server};
 
@@ -23,6 +25,10 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The largest form body read.
 const BODY_MAX: u64 = 4096;
+
+/// The most requests answered at once, each on a thread of its own (a
+/// form whose body never comes holds only its own); past it, a 503.
+const AT_ONCE: usize = 16;
 
 /// What `serve` was asked for.
 #[derive(Debug, Clone)]
@@ -46,7 +52,7 @@ struct Page {
     /// The requeue token, if requeue is allowed.
     token: Option<String>,
     /// Deliveries seen, for the rate: (when, delivered).
-    samples: VecDeque<(Instant, u64)>,
+    samples: Mutex<VecDeque<(Instant, u64)>>,
     /// The `Host` header values this server answers (DNS rebinding).
     hosts: Vec<String>,
 }
@@ -84,12 +90,14 @@ pub(crate) fn run(outbox: Outbox, options: ServeOptions) -> Result<(), Failure> 
         hosts.clear(); // bound to every address: any Host
     }
     println!("listening on http://{addr}/");
-    let mut page = Page {
+    let page = Arc::new(Page {
         title: options.title,
         token,
-        samples: VecDeque::new(),
+        samples: Mutex::new(VecDeque::new()),
         hosts,
-    };
+    });
+    let outbox = Arc::new(outbox);
+    let busy = Arc::new(AtomicUsize::new(0));
     loop {
         // A request, or a tick of a second for the rate's samples.
         let req = server
@@ -97,38 +105,74 @@ pub(crate) fn run(outbox: Outbox, options: ServeOptions) -> Result<(), Failure> 
             .map_err(|e| Failure::new(crate::OTHER, format!("serving: {e}")))?;
         page.sample(&outbox);
         let Some(req) = req else { continue };
-        // One request's panic is one 500, logged; the server goes on.
-        let answered =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| page.answer(&outbox, req)));
-        if answered.is_err() {
-            eprintln!("reqpool-outbox: a request of the status page panicked; serving on");
+        // Each request on a thread of its own: a client that stalls in
+        // the middle of a form holds its own thread, not the page.
+        if busy.fetch_add(1, Ordering::AcqRel) >= AT_ONCE {
+            busy.fetch_sub(1, Ordering::AcqRel);
+            let r = Response::from_string(plain_page("Busy", "too many requests at once"))
+                .with_status_code(503)
+                .with_header(header("Content-Type", "text/html; charset=utf-8"));
+            let _ = req.respond(r);
+            continue;
+        }
+        let (page, outbox, done) = (
+            Arc::clone(&page),
+            Arc::clone(&outbox),
+            Busy(Arc::clone(&busy)),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("reqpool-outbox-page".into())
+            .spawn(move || {
+                let _done = done;
+                // One request's panic is one 500, logged; the server goes on.
+                let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    page.answer(&outbox, req)
+                }));
+                if answered.is_err() {
+                    eprintln!("reqpool-outbox: a request of the status page panicked; serving on");
+                }
+            });
+        if let Err(e) = spawned {
+            // The request is dropped unanswered (tiny_http closes it).
+            eprintln!("reqpool-outbox: no thread for a request of the status page: {e}");
         }
     }
 }
 
+/// One request being answered; counted down when its thread ends,
+/// however it ends.
+struct Busy(Arc<AtomicUsize>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Page {
-    fn sample(&mut self, outbox: &Outbox) {
+    fn sample(&self, outbox: &Outbox) {
         if let Ok(s) = outbox.stats() {
             let now = Instant::now();
-            self.samples.push_back((now, s.delivered));
-            while self
-                .samples
+            let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+            samples.push_back((now, s.delivered));
+            while samples
                 .front()
                 .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW)
             {
-                self.samples.pop_front();
+                samples.pop_front();
             }
         }
     }
 
     /// Deliveries per second over the window, if it has two samples.
     fn rate(&self) -> Option<f64> {
-        let ((t0, d0), (t1, d1)) = (self.samples.front()?, self.samples.back()?);
+        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let ((t0, d0), (t1, d1)) = (samples.front()?, samples.back()?);
         let secs = t1.saturating_duration_since(*t0).as_secs_f64();
         (secs > 0.5).then(|| d1.saturating_sub(*d0) as f64 / secs)
     }
 
-    fn answer(&mut self, outbox: &Outbox, mut req: Request) {
+    fn answer(&self, outbox: &Outbox, mut req: Request) {
         let host_ok = self.hosts.is_empty()
             || req
                 .headers()

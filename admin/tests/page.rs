@@ -287,3 +287,185 @@ fn a_paused_endpoint_is_listed_and_resumed_from_the_page() {
     );
     assert_eq!(server.shared.hits("/gone"), 3);
 }
+
+/// One raw HTTP/1.1 exchange with the page: `request` written as is
+/// (its `Host` header included), the status and the whole answer.
+fn raw(url: &str, request: String) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    bounded(LIMIT, move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out).into_owned();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, out)
+    })
+}
+
+fn post_form(url: &str, host: &str, path: &str, form: &str) -> (u16, String) {
+    raw(
+        url,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+}
+
+#[test]
+fn the_page_shows_no_secret_runs_no_injected_script_and_guards_requeue() {
+    let dir = TempDir::new("page-attacks");
+    let db = dir.file("calls.db");
+    let server = Server::with_handler(|req, _| {
+        let auth = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        Reply::text(
+            400,
+            "text/html",
+            &format!("<script>alert('pwn')</script><img src=x onerror=alert(1)>\"' auth={auth}"),
+        )
+    });
+    let id = {
+        let pool = Pool::builder()
+            .workers(1)
+            .before_attempt(|a: &mut reqpool::Attempt<'_>| {
+                a.secret_header("Authorization", "Bearer auth-SECRET-1");
+                Ok(())
+            })
+            .build()
+            .unwrap();
+        let outbox = Outbox::open(&db, &pool).unwrap();
+        let id = outbox
+            .enqueue(
+                pool.post(&format!(
+                    "{}?page=<script>alert(2)</script>",
+                    server.url("/echo/<svg onload=alert(3)>\"'")
+                ))
+                .body("{}"),
+            )
+            .unwrap();
+        assert_eq!(outbox.flush_timeout(LIMIT), 0);
+        id.0
+    };
+    let page = serve(&db, &["--allow-requeue"]);
+    let host = page
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let get = |host: &str| {
+        raw(
+            &page.url,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let (status, html) = get(&host);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&format!("id=\"job-{id}\"")), "{html}");
+    assert!(!html.contains("SECRET"), "a secret on the page: {html}");
+    assert!(!html.contains(TOKEN), "the token on the page");
+    let body = html.split("\r\n\r\n").nth(1).unwrap_or("");
+    // The page has no script or image of its own.
+    for tag in ["<script", "<img", "<svg"] {
+        assert!(!body.contains(tag), "{tag} unescaped on the page: {body}");
+    }
+    // Another Host (DNS rebinding), or none: refused.
+    for other in ["evil.example", "evil.example:80", "127.0.0.1", "localhost"] {
+        let (status, _) = get(other);
+        assert_eq!(status, 421, "Host {other}");
+    }
+    let (status, _) = raw(&page.url, "GET / HTTP/1.0\r\n\r\n".into());
+    assert_eq!(status, 421, "no Host");
+    // Requeue: no token, a wrong one, one a byte short or long, the right
+    // one through another Host; then the right one.
+    let id_s = id.to_string();
+    let long = format!("{TOKEN}x");
+    for form in [
+        format!("id={id_s}"),
+        format!("id={id_s}&token="),
+        format!("id={id_s}&token=wrong-token-wrong-token"),
+        format!("id={id_s}&token={}", &TOKEN[..TOKEN.len() - 1]),
+        format!("id={id_s}&token={long}"),
+    ] {
+        let (status, out) = post_form(&page.url, &host, "/requeue", &form);
+        assert!(status == 403 || status == 400, "{form}: {out}");
+        assert!(!out.contains(TOKEN), "{form}: the token echoed: {out}");
+    }
+    let (status, _) = post_form(
+        &page.url,
+        "evil.example",
+        "/requeue",
+        &format!("id={id_s}&token={TOKEN}"),
+    );
+    assert_eq!(status, 421);
+    let (status, out) = post_form(
+        &page.url,
+        &host,
+        "/requeue",
+        &format!("id={id_s}&token={TOKEN}"),
+    );
+    assert_eq!(status, 303, "{out}");
+    drop(page);
+    // A read-only page refuses even the right token.
+    let page = serve(&db, &[]);
+    let host = page
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (status, _) = post_form(
+        &page.url,
+        &host,
+        "/requeue",
+        &format!("id={id_s}&token={TOKEN}"),
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_form_that_never_arrives_does_not_stop_the_page() {
+    // A local client posts a requeue form's head and never its body: the
+    // page must go on answering others (and the stalled post must fail).
+    let dir = TempDir::new("page-stall");
+    let (db, _server, _) = seeded(&dir);
+    let page = serve(&db, &["--allow-requeue"]);
+    let host = page
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // Small bodies are read by tiny_http before the page sees the
+    // request; larger ones are read by the page.
+    let mut stalled = Vec::new();
+    for len in [100, 2_000, 100_000] {
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "POST /requeue HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\r\nid=1&tok"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        stalled.push(s);
+    }
+    let (status, html) = raw(
+        &page.url,
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{html}");
+    drop(stalled);
+}

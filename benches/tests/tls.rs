@@ -436,3 +436,41 @@ fn a_self_signed_dev_certificate_is_refused_with_what_to_do() {
     assert!(text.contains("tls_native"), "{text}");
     assert!(!e.maybe_sent() && !e.is_retryable());
 }
+
+#[test]
+fn long_response_heads_over_tls_and_a_short_one_after_on_the_same_connection() {
+    // Heads past the 8 KiB read buffer over TLS (the spill reads from the
+    // TLS transport's decrypted input), with bodies larger than it, then
+    // a short answer on the same connection; past 64 KiB, a clear error.
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca, None, |req, _| {
+        let kib: usize = req.q("kib").and_then(|k| k.parse().ok()).unwrap_or(0);
+        let body = "b".repeat(req.q("body").and_then(|k| k.parse().ok()).unwrap_or(0));
+        Reply::json(200, json!({"b": body})).header("X-Pad", &"p".repeat(kib * 1024))
+    });
+    let pool = pool_trusting(&ca, 1).build().unwrap();
+    for (kib, body) in [
+        (7, 0),
+        (8, 0),
+        (9, 100_000),
+        (40, 0),
+        (63, 300_000),
+        (0, 10),
+    ] {
+        let url = server.url(&format!("/h?kib={kib}&body={body}"));
+        let v: Value = bounded(LIMIT, {
+            let r = pool.get(&url).json::<Value>();
+            move || r.wait()
+        })
+        .unwrap_or_else(|e| panic!("{kib} KiB head: {e}"));
+        assert_eq!(v["b"].as_str().map(str::len), Some(body), "{kib} KiB head");
+    }
+    assert_eq!(server.shared.connections.load(Ordering::SeqCst), 1);
+    let url = server.url("/h?kib=65");
+    let e = bounded(LIMIT, {
+        let r = pool.get(&url).send();
+        move || r.wait()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("response header of"), "{e}");
+}

@@ -38,6 +38,10 @@ impl Builder {
         if self.read_buffer < 1024 {
             return Err(Error::usage("read buffer must be at least 1 KiB"));
         }
+        // ureq refuses (panics on) a buffer past 100 MB on first use.
+        if self.read_buffer > 64 * 1024 * 1024 {
+            return Err(Error::usage("read buffer must be at most 64 MiB"));
+        }
         if self.max_queued == Some(0) {
             return Err(Error::usage("max_queued must be at least 1"));
         }
@@ -65,6 +69,8 @@ impl Builder {
                 tls,
                 proxy,
                 read_buffer: self.read_buffer,
+                max_idle_age: self.max_idle_age,
+                lookup: self.lookup.clone(),
             },
             base,
         );
@@ -96,6 +102,7 @@ impl Builder {
                 rate: self.max_rate,
                 adaptive: self.adaptive.unwrap_or(self.max_rate.is_some()),
                 breaker: self.breaker,
+                concurrency: self.concurrency,
             },
         };
         let pool = Pool::start(settings, agents, sockets, defaults)?;

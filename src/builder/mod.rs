@@ -1,6 +1,7 @@
 //! `Builder`: every knob of a `Pool`, with safe defaults.
 
 mod build;
+mod hosts;
 
 use crate::attempt::Hooks;
 use crate::error::Error;
@@ -33,6 +34,8 @@ pub struct Builder {
     stack_size: Option<usize>,
     thread_keep_alive: Duration,
     read_buffer: usize,
+    max_idle_age: Option<Duration>,
+    lookup: Option<crate::resolve::Lookup>,
     timeout: Duration,
     deadline: Option<Duration>,
     connect_timeout: Duration,
@@ -53,6 +56,7 @@ pub struct Builder {
     rate_burst: u32,
     adaptive: Option<bool>,
     breaker: Option<Breaker>,
+    concurrency: Option<crate::hosts::AdaptiveConcurrency>,
     hedge: Option<crate::hedge::Hedge>,
     secret_query_keys: Vec<String>,
     redact_all_query: bool,
@@ -67,6 +71,8 @@ impl Default for Builder {
             stack_size: None,
             thread_keep_alive: Duration::from_secs(10),
             read_buffer: 8 * 1024,
+            max_idle_age: None,
+            lookup: None,
             timeout: Duration::from_secs(30),
             deadline: None,
             connect_timeout: Duration::from_secs(10),
@@ -87,6 +93,7 @@ impl Default for Builder {
             rate_burst: 1,
             adaptive: None,
             breaker: None,
+            concurrency: None,
             hedge: None,
             secret_query_keys: Vec::new(),
             redact_all_query: false,
@@ -149,7 +156,8 @@ impl Builder {
     /// keeps its buffers, and reads heads up to its
     /// `max_response_header_size`). Defaults to 8 KiB: with the 16 KiB
     /// write buffer, 24 KiB per open connection (ureq's defaults are
-    /// 128 KiB each). At least 1 KiB (else `build()` fails).
+    /// 128 KiB each). At least 1 KiB and at most 64 MiB (else `build()`
+    /// fails).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes;
         self
@@ -361,97 +369,6 @@ impl Builder {
         self
     }
 
-    /// At most `n` requests in flight to one host (`host:port`), so a slow
-    /// host cannot take every worker. A request whose host is at the cap
-    /// waits off the workers (it does not hold one), and requests to other
-    /// hosts keep flowing. Every request counts, however it was sent
-    /// (`json`, `send`, `fire`, a poll job); closure jobs are not counted
-    /// (the pool cannot know where they go). Defaults to no cap.
-    pub fn max_per_host(mut self, n: usize) -> Self {
-        self.max_per_host = Some(n.max(1));
-        self
-    }
-
-    /// At most `requests` requests to one host (`host:port`) per `per`: a
-    /// token bucket per host that starts with one token (so the first
-    /// requests go at the rate) and saves up to
-    /// [`max_rate_burst`](Builder::max_rate_burst) (1 by default) while the
-    /// host is idle, so that any window of `per` holds at most `requests`
-    /// of them, also after an idle minute or a stall. A request
-    /// without a token waits off the workers (in the pool's timer) and
-    /// starts when its token is due; other hosts are not slowed. The wait
-    /// counts against a request's [`timeout`](Builder::timeout) (its clock
-    /// starts when it first waits for a token) and its
-    /// [`deadline`](Builder::deadline): a request whose token would come
-    /// after its limit fails at once with a
-    /// [`Phase::Throttled`](crate::Phase::Throttled) timeout, unsent. Every
-    /// attempt takes a token; closure jobs are not counted. `per` must be
-    /// more than zero and at most a year ([`build`](Builder::build) says
-    /// [`Error::Usage`] otherwise): a period of `Duration::MAX` is not a
-    /// rate.
-    /// [`Stats::throttled`](crate::Stats::throttled) counts the requests
-    /// waiting for one. Turns on [`adaptive_rate`](Builder::adaptive_rate)
-    /// unless told otherwise. Defaults to no limit.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let pool = reqpool::Pool::builder()
-    ///     .max_rate_per_host(20, Duration::from_secs(1))
-    ///     .build()?;
-    /// # Ok::<(), reqpool::Error>(())
-    /// ```
-    pub fn max_rate_per_host(mut self, requests: u32, per: Duration) -> Self {
-        self.max_rate = Some(Rate {
-            requests: requests.max(1),
-            per,
-            burst: self.rate_burst,
-        });
-        self
-    }
-
-    /// How many requests a host's rate saves up while the host is idle, to
-    /// go at once: any window of the rate's `per` then holds at most
-    /// `requests + n - 1`. At least 1 (no burst: the rate, evenly);
-    /// defaults to 1. Applies to
-    /// [`max_rate_per_host`](Builder::max_rate_per_host), set before or
-    /// after it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let pool = reqpool::Pool::builder()
-    ///     .max_rate_per_host(100, Duration::from_secs(1))
-    ///     .max_rate_burst(10) // at most 109 in any second
-    ///     .build()?;
-    /// # Ok::<(), reqpool::Error>(())
-    /// ```
-    pub fn max_rate_burst(mut self, n: u32) -> Self {
-        self.rate_burst = n.max(1);
-        if let Some(r) = &mut self.max_rate {
-            r.burst = self.rate_burst;
-        }
-        self
-    }
-
-    /// Slows down for a host that answers 429 or 503: its rate halves
-    /// (down to 1/64 of the limit) and climbs back by a twentieth of the
-    /// limit with each success, never above
-    /// [`max_rate_per_host`](Builder::max_rate_per_host). Without a set
-    /// limit, the first 429 or 503 of a host starts its rate at nine
-    /// tenths of what went through in the last second, after a pause of a
-    /// second, and it climbs by a twentieth of that start per second
-    /// without a 429 (halving again on the next one, at most once a
-    /// second). A `Retry-After` from one request
-    /// pauses the whole host, not just that request, for at most what was
-    /// left of that request's limit and never more than 10 minutes (a
-    /// `Retry-After` of a year pauses nobody for a year); a request that
-    /// cannot wait out a pause fails at once with a
-    /// [`Phase::Throttled`](crate::Phase::Throttled) timeout, unsent.
-    /// Defaults to on with a rate limit, off without.
-    pub fn adaptive_rate(mut self, yes: bool) -> Self {
-        self.adaptive = Some(yes);
-        self
-    }
-
     /// Query keys (any case) whose values are secrets for every request of
     /// the pool, besides those secret by name (see
     /// [`RequestBuilder::query`](crate::RequestBuilder::query)): never shown
@@ -473,13 +390,6 @@ impl Builder {
     /// false.
     pub fn redact_all_query_values(mut self, yes: bool) -> Self {
         self.redact_all_query = yes;
-        self
-    }
-
-    /// A circuit breaker per host: see [`Breaker`](crate::Breaker).
-    /// Defaults to none.
-    pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
-        self.breaker = Some(breaker);
         self
     }
 
@@ -568,6 +478,8 @@ impl fmt::Debug for Builder {
             .field("stack_size", &self.stack_size)
             .field("thread_keep_alive", &self.thread_keep_alive)
             .field("read_buffer", &self.read_buffer)
+            .field("max_idle_age", &self.max_idle_age)
+            .field("resolver", &self.lookup.is_some())
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
             .field("connect_timeout", &self.connect_timeout)
@@ -592,6 +504,7 @@ impl fmt::Debug for Builder {
             .field("max_per_host", &self.max_per_host)
             .field("max_rate_per_host", &self.max_rate)
             .field("adaptive_rate", &self.adaptive)
+            .field("adaptive_concurrency", &self.concurrency)
             .field("circuit_breaker", &self.breaker)
             .field("hedge", &self.hedge)
             .field("hooks", &self.hooks)

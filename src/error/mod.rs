@@ -12,6 +12,8 @@ mod show;
 pub(crate) use details::panic_message;
 pub use details::{GaveUpReason, Phase, StorageKind, TransportKind};
 pub use show::Secrets;
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+pub(crate) use show::error_type;
 pub(crate) use show::snippet;
 
 use std::time::Duration;

@@ -113,12 +113,30 @@ pub(crate) fn snippet(text: &str) -> String {
     one_line(text, SNIPPET_CHARS)
 }
 
+/// The most of a URL a message shows: a longer one (a 60 KiB query) is
+/// cut, and the message says how long it was. `Debug` keeps it whole.
+const URL_SHOWN: usize = 1024;
+
 fn with_url(f: &mut fmt::Formatter<'_>, method: &str, url: &str) -> fmt::Result {
+    let url = shown_url(url);
     match (method.is_empty(), url.is_empty()) {
         (_, true) => Ok(()),
         (true, false) => write!(f, " ({url})"),
         (false, false) => write!(f, " ({method} {url})"),
     }
+}
+
+/// `url` (already redacted) as a message shows it: whole, or its first
+/// [`URL_SHOWN`] bytes (at a character boundary) and its length.
+fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.len() <= URL_SHOWN {
+        return url.into();
+    }
+    let end = (0..=URL_SHOWN)
+        .rev()
+        .find(|&i| url.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}… [a url of {} bytes]", &url[..end], url.len()).into()
 }
 
 /// Like a derived `Debug`, but the server's words in a `Status` (body, JSON,
@@ -352,9 +370,37 @@ impl fmt::Display for Error {
     }
 }
 
+/// `error.type`: the status code of an error status, else a short class
+/// of the failure (low cardinality, as the conventions ask).
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+pub(crate) fn error_type(e: &Error) -> String {
+    use super::TransportKind as K;
+    match e {
+        Error::Status { code, .. } => code.to_string(),
+        Error::Timeout { .. } => "timeout".into(),
+        Error::Transport { kind, .. } => match kind {
+            K::Refused => "connection_refused",
+            K::Dns => "dns",
+            K::Tls => "tls",
+            K::Reset => "connection_reset",
+            K::Protocol => "protocol",
+            K::Proxy => "proxy",
+            _ => "transport",
+        }
+        .into(),
+        Error::Decode { .. } => "decode".into(),
+        Error::TooLarge { .. } => "too_large".into(),
+        Error::Redirect { .. } => "redirect".into(),
+        Error::InvalidRequest { .. } => "invalid_request".into(),
+        Error::Cancelled => "cancelled".into(),
+        Error::CircuitOpen { .. } => "circuit_open".into(),
+        _ => "_OTHER".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, shown_url};
 
     #[test]
     fn one_line_folds_and_cuts() {
@@ -363,5 +409,16 @@ mod tests {
             "<html> <h1>x</h1> </html>"
         );
         assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn long_urls_are_cut_in_messages() {
+        let short = "http://h/x?q=1";
+        assert_eq!(shown_url(short), short);
+        let long = format!("http://h/{}", "é".repeat(30_000));
+        let shown = shown_url(&long);
+        assert!(shown.len() < 1100, "{}", shown.len());
+        assert!(shown.starts_with("http://h/é"));
+        assert!(shown.ends_with(&format!("[a url of {} bytes]", long.len())));
     }
 }

@@ -60,7 +60,9 @@ impl Bucket {
         let rate = (ok * 0.9).max(1.0);
         Bucket {
             tokens: 1.0,
-            burst: rate.max(1.0),
+            // Evenly spaced: a burst after an idle moment could overrun
+            // a host that counts in a sliding window.
+            burst: 1.0,
             rate,
             max_rate: f64::INFINITY,
             min_rate: 0.1,
@@ -75,15 +77,21 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        // No token is earned during a pause: saved up, they would all
+        // leave at its end, together with the requests that waited it out.
+        let from = match self.paused_until {
+            Some(p) if p > self.last => p.min(now),
+            _ => self.last,
+        };
+        let dt = now.saturating_duration_since(from).as_secs_f64();
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         self.last = now;
     }
 
-    /// Takes a token (possibly into debt); returns when it is due. During
-    /// a pause, tokens are earned as usual (up to the burst) and spent at
-    /// its end; the requests beyond them leave at the rate after it, not
-    /// all at once.
+    /// Takes a token (possibly into debt); returns when it is due. No
+    /// token is earned during a pause: the requests that waited it out
+    /// leave at the rate after it, one token's worth at its end, not all
+    /// at once.
     pub(super) fn reserve(&mut self, now: Instant) -> Option<Instant> {
         self.refill(now);
         self.tokens -= 1.0;
@@ -97,7 +105,10 @@ impl Bucket {
     }
 
     /// Pauses the host until `until` (a later pause wins).
-    fn pause(&mut self, until: Instant) {
+    fn pause(&mut self, until: Instant, now: Instant) {
+        self.refill(now);
+        // What was saved before the pause is not spent at its end either.
+        self.tokens = self.tokens.min(1.0);
         self.paused_until = Some(until).max(self.paused_until);
     }
 
@@ -122,7 +133,7 @@ impl Bucket {
                     self.tokens = self.tokens.min(0.0);
                 }
                 if let Some(until) = after.and_then(|a| now.checked_add(a.min(MAX_HOST_PAUSE))) {
-                    self.pause(until);
+                    self.pause(until, now);
                 }
             }
             Observed::Answered if self.adaptive && self.rate < self.max_rate => {
@@ -173,6 +184,45 @@ mod tests {
         assert_eq!(b.rate, 18.0);
         b.observe(Observed::Answered, now + Duration::from_secs(1));
         assert!((b.rate - 18.9).abs() < 1e-9, "{}", b.rate);
+    }
+
+    #[test]
+    fn a_pause_saves_no_tokens_for_its_end() {
+        // A host that saves up 20 tokens, paused for a second by a
+        // `Retry-After`: the requests that waited it out leave at the
+        // rate after it, not 20 at its end.
+        let now = Instant::now();
+        let mut b = Bucket::new(
+            Rate {
+                requests: 20,
+                per: Duration::from_secs(1),
+                burst: 20,
+            },
+            false,
+            now,
+        );
+        b.observe(
+            Observed::Throttled {
+                status: 429,
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            now,
+        );
+        let end = now + Duration::from_secs(1);
+        let later = end + Duration::from_millis(10);
+        assert_eq!(b.reserve(later), None, "one token at its end");
+        let due = b.reserve(later).expect("the next one waits for its token");
+        assert!(
+            due >= later + Duration::from_millis(30),
+            "{:?}",
+            due - later
+        );
+        // A learnt rate never saves up a burst: after an idle minute, the
+        // second request still waits its turn.
+        let mut b = Bucket::adaptive_from(20.0, now);
+        let idle = now + Duration::from_secs(60);
+        assert_eq!(b.reserve(idle), None);
+        assert!(b.reserve(idle).is_some());
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! parked behind the cap, or in the timer until its token is due.
 
 mod bucket;
+mod concurrency;
 
 use crate::deadline::Deadline;
 use crate::sync::lock;
 use bucket::Bucket;
+pub use concurrency::AdaptiveConcurrency;
+use concurrency::Limiter;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -104,11 +107,16 @@ pub(crate) struct Policies {
     pub(crate) rate: Option<Rate>,
     pub(crate) adaptive: bool,
     pub(crate) breaker: Option<Breaker>,
+    pub(crate) concurrency: Option<AdaptiveConcurrency>,
 }
 
 impl Policies {
     pub(crate) fn any(&self) -> bool {
-        self.cap.is_some() || self.rate.is_some() || self.adaptive || self.breaker.is_some()
+        self.cap.is_some()
+            || self.rate.is_some()
+            || self.adaptive
+            || self.breaker.is_some()
+            || self.concurrency.is_some()
     }
 }
 
@@ -166,6 +174,8 @@ struct Host<J> {
     /// Attempts that ended in the current second (for a first adaptive
     /// rate): the second's start and the count.
     recent: (Instant, u32),
+    /// The adaptive limit on requests in flight, if on.
+    limiter: Option<Limiter>,
 }
 
 impl<J> Host<J> {
@@ -177,6 +187,17 @@ impl<J> Host<J> {
             circuit: Circuit::Closed,
             consecutive: 0,
             recent: (now, 0),
+            limiter: p.concurrency.map(|c| Limiter::new(c, now)),
+        }
+    }
+
+    /// The most requests in flight now: the set cap, the adaptive limit,
+    /// the lower of both.
+    fn cap(&self, p: &Policies) -> Option<usize> {
+        let adaptive = self.limiter.as_ref().map(Limiter::limit);
+        match (p.cap, adaptive) {
+            (Some(c), Some(a)) => Some(c.min(a)),
+            (c, a) => c.or(a),
         }
     }
 
@@ -187,6 +208,8 @@ impl<J> Host<J> {
             && self.bucket.is_none()
             && self.circuit == Circuit::Closed
             && self.consecutive == 0
+            // What the adaptive limit learnt is kept.
+            && self.limiter.is_none()
     }
 }
 
@@ -257,14 +280,20 @@ impl<J: Admitted> Hosts<J> {
             }
             job.set_token();
         }
-        if let Some(cap) = p.cap
+        if let Some(cap) = h.cap(p)
             && !job.holds_slot()
         {
-            if h.in_flight >= cap {
+            let parked = h.in_flight >= cap;
+            if !parked {
+                h.in_flight += 1;
+            }
+            if let Some(l) = &mut h.limiter {
+                l.note_in_flight(h.in_flight + usize::from(parked) + h.parked.len());
+            }
+            if parked {
                 h.parked.push_back(job);
                 return Admit::Parked;
             }
-            h.in_flight += 1;
             job.set_slot();
         }
         Admit::Go(job)
@@ -279,8 +308,9 @@ impl<J: Admitted> Hosts<J> {
         }
     }
 
-    /// Learns from a finished attempt to `host`.
-    pub(crate) fn observe(&self, host: &str, o: Observed) {
+    /// Learns from a finished attempt to `host`, sent at `sent`, that was
+    /// `answered` (or got no answer).
+    pub(crate) fn observe(&self, host: &str, o: Observed, sent: Instant, answered: bool) {
         let now = Instant::now();
         let p = &self.policies;
         let mut map = lock(&self.map);
@@ -336,6 +366,20 @@ impl<J: Admitted> Hosts<J> {
         if let Some(bucket) = &mut h.bucket {
             bucket.observe(o, now);
         }
+        if let Some(l) = &mut h.limiter {
+            l.observe(o, sent, answered, now);
+        }
+    }
+
+    /// Each host's adaptive limit on requests in flight now.
+    pub(crate) fn limits(&self) -> Vec<(String, usize)> {
+        let map = lock(&self.map);
+        let mut limits: Vec<_> = map
+            .iter()
+            .filter_map(|(k, h)| Some((k.to_string(), h.limiter.as_ref()?.limit())))
+            .collect();
+        limits.sort();
+        limits
     }
 
     /// Removes every parked job (for `shutdown_now`).
@@ -344,31 +388,40 @@ impl<J: Admitted> Hosts<J> {
         map.values_mut().flat_map(|h| h.parked.drain(..)).collect()
     }
 
-    /// Frees a finished job's slot, or hands it to the next parked job,
-    /// which the caller then queues (it holds the slot as it is).
-    pub(crate) fn release(&self, host: &Arc<str>) -> Option<J> {
+    /// Frees a finished job's slot, and hands the slots free now (one,
+    /// or more if the adaptive limit grew, none if it shrank) to parked
+    /// jobs, which the caller then queues (they hold their slots).
+    pub(crate) fn release(&self, host: &Arc<str>) -> Vec<J> {
         let mut map = lock(&self.map);
-        let h = map.get_mut(host)?;
-        match h.parked.pop_front() {
-            Some(mut next) => {
-                next.set_slot();
-                Some(next)
-            }
-            None => {
-                h.in_flight = h.in_flight.saturating_sub(1);
-                if h.idle() {
-                    map.remove(host);
-                }
-                None
-            }
+        let Some(h) = map.get_mut(host) else {
+            return Vec::new();
+        };
+        h.in_flight = h.in_flight.saturating_sub(1);
+        let cap = h.cap(&self.policies).unwrap_or(usize::MAX);
+        let mut next = Vec::new();
+        while h.in_flight < cap
+            && let Some(mut job) = h.parked.pop_front()
+        {
+            job.set_slot();
+            h.in_flight += 1;
+            next.push(job);
         }
+        // Requests in flight and waiting: was the limit reached?
+        if let Some(l) = &mut h.limiter {
+            l.note_in_flight(h.in_flight + h.parked.len());
+        }
+        if h.idle() {
+            map.remove(host);
+        }
+        next
     }
 }
 
 /// What a running request reports to its host's policies, and asks them.
 pub(crate) trait Feedback: Send + Sync {
-    /// Learns from a finished attempt to `host`.
-    fn observe(&self, host: &str, o: Observed);
+    /// Learns from a finished attempt to `host`, sent at `sent`, that was
+    /// `answered` (or got no answer).
+    fn observe(&self, host: &str, o: Observed, sent: Instant, answered: bool);
     /// How long the circuit of `host` stays open, if it is open.
     fn open_for(&self, host: &str) -> Option<Duration>;
     /// Takes a token of `host`'s rate limit for a redirect hop: None if it
@@ -379,8 +432,8 @@ pub(crate) trait Feedback: Send + Sync {
 }
 
 impl<J: Admitted + Send> Feedback for Hosts<J> {
-    fn observe(&self, host: &str, o: Observed) {
-        Hosts::observe(self, host, o);
+    fn observe(&self, host: &str, o: Observed, sent: Instant, answered: bool) {
+        Hosts::observe(self, host, o, sent, answered);
     }
     fn open_for(&self, host: &str) -> Option<Duration> {
         Hosts::open_for(self, host)
@@ -478,13 +531,13 @@ mod tests {
         });
         let h: Arc<str> = Arc::from("h:1");
         let _ = hosts.admit(&h, J::default());
-        hosts.observe("h:1", Observed::Failed);
-        hosts.observe("h:1", Observed::Failed);
+        hosts.observe("h:1", Observed::Failed, Instant::now(), false);
+        hosts.observe("h:1", Observed::Failed, Instant::now(), false);
         // Cool-down of zero: the next one is the probe, the one after it
         // fails fast until the probe is back.
         assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
         assert!(matches!(hosts.admit(&h, J::default()), Admit::Refuse(..)));
-        hosts.observe("h:1", Observed::Answered);
+        hosts.observe("h:1", Observed::Answered, Instant::now(), true);
         assert!(matches!(hosts.admit(&h, J::default()), Admit::Go(_)));
     }
 }

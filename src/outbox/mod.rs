@@ -16,6 +16,8 @@ mod deliver;
 mod enqueue;
 mod health;
 mod lineage;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod options;
 mod pause;
 #[cfg(feature = "redis")]
@@ -29,6 +31,8 @@ mod store;
 mod verdict;
 
 pub use health::OutboxHealth;
+#[cfg(feature = "metrics")]
+pub use metrics::{OutboxWatcher, watch_outbox};
 pub use options::OutboxOptions;
 #[cfg(feature = "sqlite")]
 pub use sqlite::Durability;

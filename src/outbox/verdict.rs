@@ -8,7 +8,7 @@
 
 use super::options::OutboxOptions;
 use super::store::{Claimed, End, LONGEST_WAIT, millis};
-use crate::error::{Error, Phase};
+use crate::error::{Error, Phase, TransportKind};
 use crate::response::Response;
 use std::time::Duration;
 
@@ -142,13 +142,21 @@ fn was_sent(e: &Error) -> bool {
 
 /// A failure that another delivery cannot cure: the server's final word
 /// (a status the retry policy does not retry: by default any 4xx but 408,
-/// 425 and 429, and a redirect the request may not follow), or a stored
-/// request that cannot be built.
+/// 425 and 429, and a redirect the request may not follow), an answer
+/// that cannot be read (a response head over the limit, a body that does
+/// not decode: the server took the request, and sending it again would
+/// repeat it for the same unreadable answer), or a stored request that
+/// cannot be built.
 fn final_error(e: &Error, options: &OutboxOptions) -> bool {
     options.retry.final_status(e)
         || matches!(
             e.last_attempt(),
-            Error::InvalidRequest { .. } | Error::Usage { .. }
+            Error::InvalidRequest { .. }
+                | Error::Usage { .. }
+                | Error::Transport {
+                    kind: TransportKind::Protocol,
+                    ..
+                }
         )
 }
 

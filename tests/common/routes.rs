@@ -182,3 +182,38 @@ pub fn holding() -> Holding {
         max_inside,
     }
 }
+
+/// A server that allows `n` requests in any sliding second and answers
+/// 429 above that (with `Retry-After: 1` if `retry_after`); counts the
+/// requests it got and the 429s it gave.
+pub fn window_limited_server(
+    n: usize,
+    retry_after: bool,
+) -> (Server, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (sent, throttled) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let window: Arc<Mutex<std::collections::VecDeque<Instant>>> = Arc::default();
+    let (s, t) = (sent.clone(), throttled.clone());
+    let server = Server::with_handler(move |_, _| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let now = Instant::now();
+        let mut w = window.lock().unwrap();
+        while w
+            .front()
+            .is_some_and(|t| now - *t >= Duration::from_secs(1))
+        {
+            w.pop_front();
+        }
+        if w.len() >= n {
+            t.fetch_add(1, Ordering::SeqCst);
+            let reply = Reply::json(429, serde_json::json!({"detail": "rate limited"}));
+            return if retry_after {
+                reply.header("Retry-After", "1")
+            } else {
+                reply
+            };
+        }
+        w.push_back(now);
+        Reply::json(200, serde_json::json!({"ok": true}))
+    });
+    (server, sent, throttled)
+}

@@ -1,7 +1,7 @@
 //! The outbox's metrics: a supervised thread that reads an outbox's
 //! public `stats()` and `health()` at a fixed period and records them.
 
-use crate::outbox::Outbox;
+use super::Outbox;
 use crate::sync::lock;
 use metrics::{Label, counter, gauge};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,8 +9,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Starts a thread that records `outbox`'s counts every `every` (and once
-/// at once), labelled `reqpool.outbox = name`: see the
-/// [module](crate::metrics) for the names. The thread is supervised: a
+/// at once), labelled `reqpool.outbox = name` (a name that is a URL is
+/// shown redacted: no password, no secret query value): see the
+/// [`metrics` module](crate::metrics) for the names. The thread is supervised: a
 /// panic in a round is caught, logged at `error`, counted
 /// ([`OutboxWatcher::restarts`]) and the next round goes on; a read the
 /// store refuses is logged at `warn` and counted in
@@ -22,35 +23,38 @@ use std::time::Duration;
 /// use std::time::Duration;
 /// let pool = reqpool::Pool::new(4);
 /// let outbox = Arc::new(reqpool::Outbox::open("calls.db", &pool)?);
-/// let watcher = reqpool::metrics::watch_outbox(Arc::clone(&outbox), "calls", Duration::from_secs(5))?;
+/// let watcher = reqpool::watch_outbox(Arc::clone(&outbox), "calls", Duration::from_secs(5))?;
 /// assert!(watcher.is_running());
 /// # Ok(()) }
 /// ```
 ///
 /// # Errors
 ///
-/// [`Error::Usage`](crate::Error::Usage) if `every` is zero;
-/// [`Error::Other`](crate::Error::Other) if the thread cannot be started.
+/// [`Error::Usage`](crate::error::Error::Usage) if `every` is zero;
+/// [`Error::Other`](crate::error::Error::Other) if the thread cannot be started.
 pub fn watch_outbox(
     outbox: Arc<Outbox>,
     name: &str,
     every: Duration,
-) -> Result<OutboxWatcher, crate::Error> {
+) -> Result<OutboxWatcher, crate::error::Error> {
     if every.is_zero() {
-        return Err(crate::Error::usage(
+        return Err(crate::error::Error::usage(
             "watch_outbox needs a period above zero",
         ));
     }
+    describe();
     let shared = Arc::new(Shared::default());
     shared.running.store(true, Ordering::Release);
-    let (s, name) = (Arc::clone(&shared), name.to_string());
+    // The name goes in every label and log line: a store URL given as
+    // the name shows no password or secret query value.
+    let (s, name) = (Arc::clone(&shared), crate::redact::redact_url(name));
     let thread = std::thread::Builder::new()
         .name("reqpool-outbox-metrics".into())
         .spawn(move || {
             run(&outbox, &name, every, &s);
             s.running.store(false, Ordering::Release);
         })
-        .map_err(crate::Error::other)?;
+        .map_err(crate::error::Error::other)?;
     Ok(OutboxWatcher {
         shared,
         thread: Some(thread),
@@ -115,7 +119,8 @@ fn record(outbox: &Outbox, name: &str) {
     counter!("reqpool.outbox.lost", vec![label()]).absolute(h.lost);
 }
 
-pub(super) fn describe() {
+/// Describes the outbox's metrics to the installed recorder.
+fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge};
     describe_gauge!(
         "reqpool.outbox.jobs",
