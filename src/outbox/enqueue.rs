@@ -4,11 +4,14 @@
 //! its id; the others wait for theirs. One thread alone commits each row
 //! at once, as before.
 
-use super::store::{Front, Row};
+use super::shared::Shared;
+use super::store::{Front, Inserted, JobId, Row, now_ms};
 use crate::error::Error;
+use crate::request::RequestBuilder;
 use crate::sync::lock;
 use crossbeam_channel::{Sender, bounded};
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where a row's id (and whether it is new) goes once committed.
 type Reply = Sender<Result<(i64, bool), Error>>;
@@ -97,4 +100,74 @@ pub(super) fn copy(e: &Error) -> Error {
         Error::QueueFull => Error::QueueFull,
         e => Error::usage(e.to_string()),
     }
+}
+
+/// `request` as the store keeps it, checked; its span kept for its
+/// deliveries (when this process delivers).
+pub(super) fn row(
+    shared: &Shared,
+    delivering: bool,
+    request: RequestBuilder,
+) -> Result<Row, Error> {
+    let own = request.own_settings();
+    if !own.is_empty() {
+        return Err(Error::usage(format!(
+            "the outbox does not keep a request's own {}: each delivery follows the settings \
+             of the pool that delivers it (set them on its Builder)",
+            own.join(", ")
+        )));
+    }
+    let (_, _, prepared) = request.prepare()?;
+    let stored = prepared.stored()?;
+    let key = stored.key.clone().unwrap_or_else(new_key);
+    let headers =
+        serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
+    if delivering {
+        shared.lineage.enqueued(&key);
+    }
+    Ok(Row {
+        key,
+        method: stored.method,
+        url: stored.url,
+        headers,
+        body: stored.body,
+        created: now_ms(),
+        order: None,
+    })
+}
+
+/// The job of `key` as the store took it (or not): its id, work for
+/// the dispatcher if it is new.
+pub(super) fn inserted(shared: &Shared, key: &str, inserted: Inserted) -> Result<JobId, Error> {
+    match inserted {
+        Ok((id, new)) => {
+            if new {
+                shared.more_work();
+            } else {
+                // A known key: the job is the one enqueued before.
+                shared.lineage.ended(key);
+            }
+            Ok(JobId(id))
+        }
+        Err(e) => {
+            shared.lineage.ended(key);
+            Err(e)
+        }
+    }
+}
+
+/// A fresh idempotency key: 128 random bits, hex.
+fn new_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::from("reqpool-");
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
 }

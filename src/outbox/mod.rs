@@ -47,7 +47,7 @@ use std::fmt;
 #[cfg(feature = "sqlite")]
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use store::{Front, Row, Store, now_ms};
 
 /// Requests that outlive the process: written to a store (a local SQLite
@@ -112,22 +112,6 @@ impl fmt::Debug for Outbox {
             .field("options", &self.shared.options)
             .finish_non_exhaustive()
     }
-}
-
-/// A fresh idempotency key: 128 random bits, hex.
-fn new_key() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::from("reqpool-");
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
 }
 
 impl Outbox {
@@ -222,10 +206,10 @@ impl Outbox {
     /// nothing is written. [`Error::QueueFull`] when [`OutboxOptions::max_queued`] jobs
     /// wait already, [`Error::Storage`] when the store cannot be written.
     pub fn enqueue(&self, request: RequestBuilder) -> Result<JobId, Error> {
-        let row = self.row(request)?;
+        let row = enqueue::row(&self.shared, self.thread.is_some(), request)?;
         let key = row.key.clone();
         let inserted = self.commits.insert(&*self.store, row);
-        self.inserted(&key, inserted)
+        enqueue::inserted(&self.shared, &key, inserted)
     }
 
     /// [`enqueue`](Outbox::enqueue) in the order of `order_key`: the jobs
@@ -271,11 +255,11 @@ impl Outbox {
                 order_key.len()
             )));
         }
-        let mut row = self.row(request)?;
+        let mut row = enqueue::row(&self.shared, self.thread.is_some(), request)?;
         row.order = Some(order_key.to_owned());
         let key = row.key.clone();
         let inserted = self.commits.insert(&*self.store, row);
-        self.inserted(&key, inserted)
+        enqueue::inserted(&self.shared, &key, inserted)
     }
 
     /// Blocks while it writes `requests` to the store, many in one commit
@@ -313,7 +297,7 @@ impl Outbox {
         let mut out: Vec<Option<Result<JobId, Error>>> = Vec::new();
         let mut rows: Vec<(usize, Row)> = Vec::new();
         for request in requests {
-            match self.row(request) {
+            match enqueue::row(&self.shared, self.thread.is_some(), request) {
                 Ok(row) => {
                     rows.push((out.len(), row));
                     out.push(None);
@@ -328,62 +312,12 @@ impl Outbox {
                 Err(e) => chunk.iter().map(|_| Err(enqueue::copy(&e))).collect(),
             };
             for ((slot, row), result) in chunk.iter().zip(results) {
-                out[*slot] = Some(self.inserted(&row.key, result));
+                out[*slot] = Some(enqueue::inserted(&self.shared, &row.key, result));
             }
         }
         out.into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::usage("the outbox's commit was lost"))))
             .collect()
-    }
-
-    /// `request` as the store keeps it, checked; its span kept for its
-    /// deliveries.
-    fn row(&self, request: RequestBuilder) -> Result<Row, Error> {
-        let own = request.own_settings();
-        if !own.is_empty() {
-            return Err(Error::usage(format!(
-                "the outbox does not keep a request's own {}: each delivery follows the settings \
-                 of the pool that delivers it (set them on its Builder)",
-                own.join(", ")
-            )));
-        }
-        let (_, _, prepared) = request.prepare()?;
-        let stored = prepared.stored()?;
-        let key = stored.key.clone().unwrap_or_else(new_key);
-        let headers =
-            serde_json::to_string(&stored.headers).map_err(|e| Error::usage(e.to_string()))?;
-        if self.thread.is_some() {
-            self.shared.lineage.enqueued(&key);
-        }
-        Ok(Row {
-            key,
-            method: stored.method,
-            url: stored.url,
-            headers,
-            body: stored.body,
-            created: now_ms(),
-            order: None,
-        })
-    }
-
-    /// The job of `key` as the store took it (or not): its id, work for
-    /// the dispatcher if it is new.
-    fn inserted(&self, key: &str, inserted: store::Inserted) -> Result<JobId, Error> {
-        match inserted {
-            Ok((id, new)) => {
-                if new {
-                    self.shared.more_work();
-                } else {
-                    // A known key: the job is the one enqueued before.
-                    self.shared.lineage.ended(key);
-                }
-                Ok(JobId(id))
-            }
-            Err(e) => {
-                self.shared.lineage.ended(key);
-                Err(e)
-            }
-        }
     }
 
     /// Blocks until every job is delivered or dead, or `limit` passes;
