@@ -167,7 +167,7 @@ fn land(
     for slot in slots {
         slot.deliver(match &result {
             Ok(resp) => Ok(resp.clone()),
-            Err(e) => Err(twin(e)),
+            Err(e) => Err(e.again()),
         });
     }
 }
@@ -243,110 +243,5 @@ impl Job for Rider {
     }
     fn timeout_error(&self, phase: Phase) -> Error {
         Error::timeout(phase, &self.method, &self.url)
-    }
-}
-
-/// The same error again, for another rider (an `Other` keeps its
-/// message).
-fn twin(e: &Error) -> Error {
-    match e {
-        Error::Status {
-            code,
-            method,
-            url,
-            body,
-            json,
-            retry_after,
-            headers,
-            secrets,
-        } => Error::Status {
-            code: *code,
-            method: method.clone(),
-            url: url.clone(),
-            body: body.clone(),
-            json: json.clone(),
-            retry_after: *retry_after,
-            headers: headers.clone(),
-            secrets: secrets.clone(),
-        },
-        Error::GaveUp { attempts, reason } => Error::GaveUp {
-            attempts: attempts.iter().map(twin).collect(),
-            reason: *reason,
-        },
-        Error::Timeout { phase, method, url } => Error::Timeout {
-            phase: *phase,
-            method: method.clone(),
-            url: url.clone(),
-        },
-        Error::Transport {
-            kind,
-            method,
-            url,
-            message,
-        } => Error::Transport {
-            kind: *kind,
-            method: method.clone(),
-            url: url.clone(),
-            message: message.clone(),
-        },
-        Error::Decode {
-            method,
-            url,
-            message,
-            snippet,
-        } => Error::Decode {
-            method: method.clone(),
-            url: url.clone(),
-            message: message.clone(),
-            snippet: snippet.clone(),
-        },
-        Error::TooLarge {
-            method,
-            url,
-            limit,
-            status,
-        } => Error::TooLarge {
-            method: method.clone(),
-            url: url.clone(),
-            limit: *limit,
-            status: *status,
-        },
-        Error::Redirect {
-            code,
-            method,
-            url,
-            location,
-        } => Error::Redirect {
-            code: *code,
-            method: method.clone(),
-            url: url.clone(),
-            location: location.clone(),
-        },
-        Error::InvalidRequest { url, reason } => Error::InvalidRequest {
-            url: url.clone(),
-            reason: reason.clone(),
-        },
-        Error::Cancelled => Error::Cancelled,
-        Error::Panicked { message } => Error::Panicked {
-            message: message.clone(),
-        },
-        Error::Closed => Error::Closed,
-        Error::QueueFull => Error::QueueFull,
-        Error::CircuitOpen { host, retry_in } => Error::CircuitOpen {
-            host: host.clone(),
-            retry_in: *retry_in,
-        },
-        Error::Aborted { reason } => Error::Aborted {
-            reason: reason.clone(),
-        },
-        Error::Usage { reason } => Error::Usage {
-            reason: reason.clone(),
-        },
-        Error::Storage { kind, reason } => Error::Storage {
-            kind: *kind,
-            reason: reason.clone(),
-        },
-        Error::NoMatch { what } => Error::NoMatch { what: what.clone() },
-        Error::Other(inner) => Error::other(inner.to_string()),
     }
 }

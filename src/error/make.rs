@@ -189,3 +189,111 @@ impl Error {
 fn url_only(url: &str) -> Secrets {
     Secrets::new(secret_forms(url_secrets(url, &[], false)))
 }
+
+impl Error {
+    /// The same error again, for another waiter of the same outcome (a
+    /// shared flight's riders, the callers of one commit): every field
+    /// copied; an `Other` keeps its message.
+    pub(crate) fn again(&self) -> Error {
+        match self {
+            Error::Status {
+                code,
+                method,
+                url,
+                body,
+                json,
+                retry_after,
+                headers,
+                secrets,
+            } => Error::Status {
+                code: *code,
+                method: method.clone(),
+                url: url.clone(),
+                body: body.clone(),
+                json: json.clone(),
+                retry_after: *retry_after,
+                headers: headers.clone(),
+                secrets: secrets.clone(),
+            },
+            Error::GaveUp { attempts, reason } => Error::GaveUp {
+                attempts: attempts.iter().map(Error::again).collect(),
+                reason: *reason,
+            },
+            Error::Timeout { phase, method, url } => Error::Timeout {
+                phase: *phase,
+                method: method.clone(),
+                url: url.clone(),
+            },
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => Error::Transport {
+                kind: *kind,
+                method: method.clone(),
+                url: url.clone(),
+                message: message.clone(),
+            },
+            Error::Decode {
+                method,
+                url,
+                message,
+                snippet,
+            } => Error::Decode {
+                method: method.clone(),
+                url: url.clone(),
+                message: message.clone(),
+                snippet: snippet.clone(),
+            },
+            Error::TooLarge {
+                method,
+                url,
+                limit,
+                status,
+            } => Error::TooLarge {
+                method: method.clone(),
+                url: url.clone(),
+                limit: *limit,
+                status: *status,
+            },
+            Error::Redirect {
+                code,
+                method,
+                url,
+                location,
+            } => Error::Redirect {
+                code: *code,
+                method: method.clone(),
+                url: url.clone(),
+                location: location.clone(),
+            },
+            Error::InvalidRequest { url, reason } => Error::InvalidRequest {
+                url: url.clone(),
+                reason: reason.clone(),
+            },
+            Error::Cancelled => Error::Cancelled,
+            Error::Panicked { message } => Error::Panicked {
+                message: message.clone(),
+            },
+            Error::Closed => Error::Closed,
+            Error::QueueFull => Error::QueueFull,
+            Error::CircuitOpen { host, retry_in } => Error::CircuitOpen {
+                host: host.clone(),
+                retry_in: *retry_in,
+            },
+            Error::Aborted { reason } => Error::Aborted {
+                reason: reason.clone(),
+            },
+            Error::Usage { reason } => Error::Usage {
+                reason: reason.clone(),
+            },
+            Error::Storage { kind, reason } => Error::Storage {
+                kind: *kind,
+                reason: reason.clone(),
+            },
+            Error::NoMatch { what } => Error::NoMatch { what: what.clone() },
+            Error::Other(inner) => Error::other(inner.to_string()),
+        }
+    }
+}

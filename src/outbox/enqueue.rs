@@ -69,7 +69,7 @@ impl Commits {
                 Err(err) => {
                     // Nothing of the batch was kept: each caller gets the error.
                     for (_, tx) in &batch {
-                        let _ = tx.send(Err(copy(&err)));
+                        let _ = tx.send(Err(err.again()));
                     }
                 }
             }
@@ -90,15 +90,6 @@ impl Drop for Leading<'_> {
                 let _ = tx.send(Err(Error::usage("the outbox's commit panicked")));
             }
         }
-    }
-}
-
-/// The same storage error again, for another caller of the batch.
-pub(super) fn copy(e: &Error) -> Error {
-    match e {
-        Error::Storage { kind, reason } => Error::storage(*kind, reason.clone()),
-        Error::QueueFull => Error::QueueFull,
-        e => Error::usage(e.to_string()),
     }
 }
 

@@ -309,7 +309,7 @@ impl Outbox {
             let refs: Vec<&Row> = chunk.iter().map(|(_, r)| r).collect();
             let results = match self.store.insert(&refs) {
                 Ok(each) => each,
-                Err(e) => chunk.iter().map(|_| Err(enqueue::copy(&e))).collect(),
+                Err(e) => chunk.iter().map(|_| Err(e.again())).collect(),
             };
             for ((slot, row), result) in chunk.iter().zip(results) {
                 out[*slot] = Some(enqueue::inserted(&self.shared, &row.key, result));

@@ -91,7 +91,7 @@ where
                 // The rows of the other shards are written all the same.
                 Err(e) => {
                     for i in at {
-                        out[i] = Some(Err(super::enqueue::copy(&e)));
+                        out[i] = Some(Err(e.again()));
                     }
                     failed.get_or_insert(e);
                 }
