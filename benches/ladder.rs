@@ -37,10 +37,14 @@ mod peer_server;
 #[path = "support/child.rs"]
 mod child;
 
+#[path = "support/work.rs"]
+mod work;
+
 use child::{env, median, usage};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use work::{body, plain_agent};
 
 /// Counts every allocation (and reallocation) of the process.
 struct Counting;
@@ -85,17 +89,6 @@ const RUNGS: [(&str, &str); 7] = [
     ("fire", "fire + flush, no handle"),
 ];
 
-fn body() -> serde_json::Value {
-    serde_json::json!({"tag": "bench", "items": [{"id": 1}]})
-}
-
-fn plain_agent(workers: usize) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .max_idle_connections_per_host(workers)
-        .build()
-        .into()
-}
-
 /// `n` ureq POSTs as closure jobs of `pool`, each on `agent`.
 fn submit_all(pool: &reqpool::Pool, agent: &ureq::Agent, url: &str, n: usize) {
     let all: Vec<_> = (0..n)
@@ -126,9 +119,7 @@ fn send_all(pool: &reqpool::Pool, url: &str, n: usize) {
 
 fn rung(name: &str, url: &str, n: usize, workers: usize) {
     match name {
-        "hand_rolled" => {
-            common::HandRolled::start(workers, &plain_agent(workers), url, &body()).run(n);
-        }
+        "hand_rolled" => work::hand_rolled(url, n, workers),
         "submit_plain" => submit_all(&reqpool::Pool::new(workers), &plain_agent(workers), url, n),
         "submit_guarded" => {
             let pool = reqpool::Pool::new(workers);
@@ -147,16 +138,7 @@ fn rung(name: &str, url: &str, n: usize, workers: usize) {
                 .unwrap();
             send_all(&pool, url, n);
         }
-        "json" => {
-            let pool = reqpool::Pool::new(workers);
-            let body = body();
-            let all: Vec<_> = (0..n)
-                .map(|_| pool.post_json::<serde_json::Value>(url, &body))
-                .collect();
-            for p in all {
-                std::hint::black_box(p.wait().unwrap());
-            }
-        }
+        "json" => work::reqpool_json(url, n, workers),
         "fire" => {
             let pool = reqpool::Pool::new(workers);
             let body = body();

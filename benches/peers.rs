@@ -24,34 +24,15 @@ mod peer_server;
 #[path = "support/child.rs"]
 mod child;
 
+#[path = "support/work.rs"]
+mod work;
+
 use child::{env, median, usage};
+use work::{body, hand_rolled};
 
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "PEERS_CHILD";
-
-fn body() -> serde_json::Value {
-    serde_json::json!({"tag": "bench", "items": [{"id": 1}]})
-}
-
-fn reqpool_peer(url: &str, n: usize, workers: usize) {
-    let pool = reqpool::Pool::new(workers);
-    let body = body();
-    let all: Vec<_> = (0..n)
-        .map(|_| pool.post_json::<serde_json::Value>(url, &body))
-        .collect();
-    for p in all {
-        std::hint::black_box(p.wait().unwrap());
-    }
-}
-
-fn hand_rolled(url: &str, n: usize, workers: usize) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .max_idle_connections_per_host(workers)
-        .build()
-        .into();
-    common::HandRolled::start(workers, &agent, url, &body()).run(n);
-}
 
 fn reqwest_peer(url: &str, n: usize, workers: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -121,7 +102,7 @@ fn as_child(peer: &str) {
         "reqwest" => reqwest_peer(&url, n, workers),
         "hand_rolled" => hand_rolled(&url, n, workers),
         "memory" => memory(&url, n, workers),
-        _ => reqpool_peer(&url, n, workers),
+        _ => work::reqpool_json(&url, n, workers),
     }
     let wall = t0.elapsed().as_secs_f64();
     let (rss, cpu) = usage();
