@@ -254,7 +254,9 @@ fn kill_one(redis: &str, tag: u32) {
                 .arg(id)
                 .query(&mut conn)
                 .ok()?;
-            e.first()?.1.get("key").cloned()
+            // The key is the second item of the entry's metadata (`m`).
+            let meta: serde_json::Value = serde_json::from_str(e.first()?.1.get("m")?).ok()?;
+            meta.get(1)?.as_str().map(str::to_owned)
         })
         .collect();
     for c in &mut children[1..] {

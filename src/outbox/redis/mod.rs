@@ -272,7 +272,7 @@ impl Delivery for Redis {
             });
             self.count_vanished_in(&mut held);
             failed = read
-                .and_then(|v| self.take_in(&mut held, read_reply(&v)))
+                .and_then(|v| self.take_in(&mut held, read_reply(v)))
                 .err();
         }
         let now = now_ms();
