@@ -42,6 +42,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// How long an idle consumer's read waits for new entries at most: how
 /// late, at worst, it sees that its outbox closes.
 const BLOCK: Duration = Duration::from_millis(100);
+/// Bytes of bodies a write of answers reads ahead at most (by the size
+/// of the entries seen so far).
+const READ_AHEAD_BYTES: usize = 4 << 20;
 /// Entries taken over from stopped consumers at most per look.
 const TAKE_OVER: usize = 1_000;
 /// How long an enqueue waits for the replicas it must reach.
@@ -221,6 +224,26 @@ impl Redis {
         room.saturating_sub(held.waiting.len())
             .min(self.setup.prefetch.saturating_sub(holding))
             .min(by_size.max(usize::from(holding == 0)))
+    }
+
+    /// How many new entries a write of answers reads with them, when
+    /// `leaving` jobs leave what this consumer holds: the room they leave
+    /// in the prefetch, as many as [`READ_AHEAD_BYTES`] hold by the size
+    /// of the entries seen so far. None with a shared rate (jobs are read
+    /// only for free workers), nor for an idle consumer (its claim waits
+    /// for them).
+    fn read_ahead(&self, held: &Held, leaving: usize) -> usize {
+        if leaving == 0 || self.setup.interval.is_some() {
+            return 0;
+        }
+        let holding = (held.waiting.len() + held.flight.len()).saturating_sub(leaving);
+        if holding == 0 {
+            return 0;
+        }
+        self.setup
+            .prefetch
+            .saturating_sub(holding)
+            .min(READ_AHEAD_BYTES / held.entry_bytes.max(1))
     }
 
     /// `XREADGROUP` of up to `count` new entries, waiting up to `block`
@@ -445,16 +468,24 @@ impl Delivery for Redis {
         }
     }
 
+    /// The answers in one pipeline; with it, a read of as many new
+    /// entries as the answers leave room for (see [`Redis::read_ahead`]),
+    /// so that a busy consumer's next claim needs no round trip of its
+    /// own.
     fn write(&self, answers: &[Answer<String>]) -> Result<(), Error> {
         let mut p = redis::pipe();
-        {
+        let ahead = {
             let held = lock(&self.held);
             let mut done = Vec::new();
+            let mut leaving = 0usize;
             for a in answers {
                 // A job this consumer does not hold was answered already.
                 let Some(r) = held.flight.get(&a.receipt) else {
                     continue;
                 };
+                if !matches!(a.end, End::Later { .. }) {
+                    leaving += 1;
+                }
                 if matches!(a.end, End::Delivered { .. }) {
                     done.push((a, r));
                 } else {
@@ -471,11 +502,16 @@ impl Delivery for Redis {
             for chunk in done.chunks(500) {
                 self.delivered(&mut p, chunk);
             }
-        }
-        let wrote = self.link.with(|c, _| p.query::<Value>(c).map(drop));
+            let ahead = self.read_ahead(&held, leaving);
+            if ahead > 0 {
+                p.add_command(self.read(ahead, None));
+            }
+            ahead
+        };
+        let wrote = self.link.with(|c, _| p.query::<Vec<Value>>(c));
         let mut held = lock(&self.held);
         self.count_vanished_in(&mut held);
-        wrote?;
+        let mut replies = wrote?;
         for a in answers {
             let Some(mut r) = held.flight.remove(&a.receipt) else {
                 continue;
@@ -487,6 +523,11 @@ impl Delivery for Redis {
                 r.tries = a.tries;
                 held.waiting.insert(0, (a.receipt.clone(), r));
             }
+        }
+        if ahead > 0
+            && let Some(read) = replies.pop()
+        {
+            self.take_in(&mut held, read_reply(read))?;
         }
         Ok(())
     }
