@@ -373,10 +373,10 @@ impl Delivery for Redis {
     /// New entries of the stream (as many as the room that jobs read
     /// before leave), then the due jobs, as the shared rate allows. A job
     /// taken over from a stopped consumer goes alone (see
-    /// `Sqlite::claim`). A consumer with nothing in flight that finds
-    /// nothing new waits for new entries on its second connection, at
-    /// most [`BLOCK`] and no later than its next waiting job (one stream
-    /// per outbox only: see [`Redis::waits`]).
+    /// `Sqlite::claim`). A consumer with nothing in flight nor waiting
+    /// that finds nothing new waits for new entries on its second
+    /// connection, at most [`BLOCK`] (one stream per outbox only: see
+    /// [`Redis::waits`]).
     fn claim(&self, room: Room) -> Result<Vec<Claimed<String>>, Error> {
         // With a shared rate, each job claimed takes a token: jobs are
         // claimed only for free workers (no burst of queued jobs after a
@@ -406,22 +406,24 @@ impl Delivery for Redis {
                 .err();
         }
         let mut out = self.hand_out(&mut held, room, bytes, &mut failed);
-        if out.is_empty() && failed.is_none() && read == 0 && held.flight.is_empty() {
-            let now = now_ms();
-            let wait = self
-                .first_due(&held)
-                .map_or(BLOCK, |t| {
-                    Duration::from_millis(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
-                })
-                .min(BLOCK);
+        // Nothing in flight, nothing waiting, nothing new: wait for new
+        // entries. (Not with jobs waiting for their time or a token: Redis
+        // ends a read's wait only on its own clock's tick, up to 100 ms
+        // late, so those wake the dispatcher as before.)
+        if out.is_empty()
+            && failed.is_none()
+            && read == 0
+            && held.flight.is_empty()
+            && held.waiting.is_empty()
+        {
             let want = self.want(&held, room, bytes);
-            if self.waits() && want > 0 && wait >= Duration::from_millis(1) {
+            if self.waits() && want > 0 {
                 // Nothing to do: wait for new entries without the lock, so
                 // that housekeeping goes on meanwhile.
                 drop(held);
                 let got = self
                     .link
-                    .with_reader(|c| self.read(want, Some(wait)).query::<Value>(c));
+                    .with_reader(|c| self.read(want, Some(BLOCK)).query::<Value>(c));
                 held = lock(&self.held);
                 self.count_vanished_in(&mut held);
                 failed = got
