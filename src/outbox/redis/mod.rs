@@ -246,6 +246,21 @@ impl Redis {
             .min(READ_AHEAD_BYTES / held.entry_bytes.max(1))
     }
 
+    /// A read's entries taken in (see `take_in`): how many it brought,
+    /// and its error if it failed.
+    fn take_read(&self, held: &mut Held, got: Result<Value, Error>) -> (usize, Option<Error>) {
+        self.count_vanished_in(held);
+        let mut read = 0;
+        let failed = got
+            .and_then(|v| {
+                let entries = read_reply(v);
+                read = entries.len();
+                self.take_in(held, entries)
+            })
+            .err();
+        (read, failed)
+    }
+
     /// `XREADGROUP` of up to `count` new entries, waiting up to `block`
     /// for one if given.
     fn read(&self, count: usize, block: Option<Duration>) -> redis::Cmd {
@@ -396,14 +411,7 @@ impl Delivery for Redis {
             let got = self
                 .link
                 .with(|c, _| self.read(want, None).query::<Value>(c));
-            self.count_vanished_in(&mut held);
-            failed = got
-                .and_then(|v| {
-                    let entries = read_reply(v);
-                    read = entries.len();
-                    self.take_in(&mut held, entries)
-                })
-                .err();
+            (read, failed) = self.take_read(&mut held, got);
         }
         let mut out = self.hand_out(&mut held, room, bytes, &mut failed);
         // Nothing in flight, nothing waiting, nothing new: wait for new
@@ -425,14 +433,7 @@ impl Delivery for Redis {
                     .link
                     .with_reader(|c| self.read(want, Some(BLOCK)).query::<Value>(c));
                 held = lock(&self.held);
-                self.count_vanished_in(&mut held);
-                failed = got
-                    .and_then(|v| {
-                        let entries = read_reply(v);
-                        read = entries.len();
-                        self.take_in(&mut held, entries)
-                    })
-                    .err();
+                (read, failed) = self.take_read(&mut held, got);
                 out = self.hand_out(&mut held, room, bytes, &mut failed);
                 // Nothing came: the next claim may wait again at once.
                 held.idle = failed.is_none() && read == 0 && out.is_empty();
