@@ -7,7 +7,9 @@
 //! delivered jobs (`HISTORY=n`, default 50,000).
 //!
 //! `cargo run --release --features outbox --example resumable_batch`
-//! (`RUNS=20` kills and restarts 20 times).
+//! (`RUNS=20` kills and restarts 20 times; `ONLY=speed` skips the kills
+//! and the one-by-one enqueue rates, and prints only `enqueue_all` and
+//! delivery against `fire`, `ROUNDS` times, for before/after runs).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -212,6 +214,24 @@ fn kill_and_rerun(db: &std::path::Path) -> (usize, usize, usize) {
     (twice, more, lost)
 }
 
+/// `enqueue_all` into a file, then delivery of a filled file against
+/// `fire` (the ratio is the figure to compare: both in the same round),
+/// `rounds` times.
+fn speed(dir: &std::path::Path, n: usize, rounds: usize) {
+    let server = common::Server::start();
+    for round in 1..=rounds {
+        let all = enqueue_all_rate(dir, Durability::Process, 100_000);
+        let r = delivery_vs_fire(dir, &server.url("/echo"), n);
+        println!(
+            "round {round}: enqueue_all {all:.0} jobs/s; {n} POSTs: fire {:.0} req/s, together {:.2}x, delivery of a filled file {:.0} req/s ({:.2}x)",
+            r.fire,
+            r.together / r.fire,
+            r.delivery,
+            r.delivery / r.fire
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--child" {
@@ -220,6 +240,17 @@ fn main() {
     }
     let dir = std::env::temp_dir().join(format!("reqpool-resumable-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    if std::env::var("ONLY").is_ok_and(|v| v == "speed") {
+        speed(&dir, env("HISTORY", 50_000), env("ROUNDS", 1));
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
