@@ -9,7 +9,8 @@
 //! `cargo run --release --features outbox --example resumable_batch`
 //! (`RUNS=20` kills and restarts 20 times; `ONLY=speed` skips the kills
 //! and the one-by-one enqueue rates, and prints only `enqueue_all` and
-//! delivery against `fire`, `ROUNDS` times, for before/after runs).
+//! delivery against `fire`, `ROUNDS` times, for before/after runs;
+//! `ONLY=deliver` fills a file and delivers it, for a profiler).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -96,6 +97,22 @@ fn enqueue_all_rate(dir: &std::path::Path, durability: Durability, n: usize) -> 
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// CPU time of this whole process so far (its server too), from
+/// `/proc/self/stat` (Linux; zero elsewhere).
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's name (which may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
 /// Requests a second through plain `fire`, and through an outbox (keys,
 /// replies off, retention zero; 16 workers each, same server): enqueue and
 /// delivery together, and the delivery alone of a file that a producer
@@ -105,11 +122,16 @@ struct Rates {
     together: f64,
     delivery: f64,
     bytes: u64,
+    /// CPU µs per request of the process (server included): `fire`,
+    /// delivery of a filled file.
+    fire_cpu: f64,
+    delivery_cpu: f64,
 }
 
 fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     let pool = Pool::new(16);
-    let t0 = Instant::now();
+    let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n as f64;
+    let (t0, c0) = (Instant::now(), cpu());
     for i in 0..n {
         pool.post(url)
             .json_body(&json!({"item": i}))
@@ -118,6 +140,7 @@ fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     }
     assert_eq!(pool.flush(), 0);
     let fire = n as f64 / t0.elapsed().as_secs_f64();
+    let fire_cpu = per(cpu().saturating_sub(c0));
     let options = || {
         Outbox::options()
             .keep_replies(false)
@@ -147,15 +170,18 @@ fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     let producer = options().deliver(false).open(&path, &pool).expect("open");
     enqueue(&producer, "replay");
     drop(producer);
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu());
     let outbox = options().open(&path, &pool).expect("open");
     assert_eq!(outbox.flush_timeout(Duration::from_secs(600)), 0);
     let delivery = n as f64 / t0.elapsed().as_secs_f64();
+    let delivery_cpu = per(cpu().saturating_sub(c0));
     Rates {
         fire,
         together,
         delivery,
         bytes,
+        fire_cpu,
+        delivery_cpu,
     }
 }
 
@@ -223,13 +249,55 @@ fn speed(dir: &std::path::Path, n: usize, rounds: usize) {
         let all = enqueue_all_rate(dir, Durability::Process, 100_000);
         let r = delivery_vs_fire(dir, &server.url("/echo"), n);
         println!(
-            "round {round}: enqueue_all {all:.0} jobs/s; {n} POSTs: fire {:.0} req/s, together {:.2}x, delivery of a filled file {:.0} req/s ({:.2}x)",
+            "round {round}: enqueue_all {all:.0} jobs/s; {n} POSTs: fire {:.0} req/s, together {:.2}x, delivery of a filled file {:.0} req/s ({:.2}x); CPU µs/req (process, server included): fire {:.1}, delivery {:.1} ({:.2}x)",
             r.fire,
             r.together / r.fire,
             r.delivery,
-            r.delivery / r.fire
+            r.delivery / r.fire,
+            r.fire_cpu,
+            r.delivery_cpu,
+            r.delivery_cpu / r.fire_cpu
         );
     }
+}
+
+/// `ONLY=deliver`: `n` keyed POSTs into a fresh file by a producer,
+/// then the file delivered; a profiler's control FIFO (`PERF_CTL`, for
+/// `perf record --control fifo:PATH -D -1`) is told to record the
+/// delivery alone.
+fn deliver_only(dir: &std::path::Path, n: usize) {
+    let server = common::Server::start();
+    let url = server.url("/echo");
+    let pool = Pool::new(16);
+    let options = || {
+        Outbox::options()
+            .keep_replies(false)
+            .retention(Duration::ZERO)
+    };
+    let path = dir.join("deliver.db");
+    let producer = options().deliver(false).open(&path, &pool).expect("open");
+    let ids = producer.enqueue_all((0..n).map(|i| {
+        pool.post(&url)
+            .json_body(&json!({"item": i}))
+            .idempotency_key(&format!("fill-{i}"))
+    }));
+    assert!(ids.iter().all(Result::is_ok));
+    drop(producer);
+    let perf = |what: &str| {
+        if let Ok(fifo) = std::env::var("PERF_CTL") {
+            std::fs::write(fifo, format!("{what}\n")).expect("perf's control FIFO");
+        }
+    };
+    perf("enable");
+    let t0 = Instant::now();
+    let outbox = options().open(&path, &pool).expect("open");
+    let left = outbox.flush_timeout(Duration::from_secs(600));
+    let took = t0.elapsed();
+    perf("disable");
+    println!(
+        "{n} POSTs, 16 workers: delivery of a filled file {:.0} req/s ({left} left)",
+        n as f64 / took.as_secs_f64()
+    );
 }
 
 fn main() {
@@ -246,7 +314,13 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    if std::env::var("ONLY").is_ok_and(|v| v == "speed") {
+    let only = std::env::var("ONLY").unwrap_or_default();
+    if only == "deliver" {
+        deliver_only(&dir, env("HISTORY", 50_000));
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    if only == "speed" {
         speed(&dir, env("HISTORY", 50_000), env("ROUNDS", 1));
         let _ = std::fs::remove_dir_all(&dir);
         return;

@@ -68,6 +68,8 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
     ))
     .map_err(sql)?;
+    // Every statement the outbox runs stays prepared (rusqlite keeps 16).
+    db.set_prepared_statement_cache_capacity(64);
     db.execute_batch(
         "CREATE TABLE IF NOT EXISTS jobs (
              id INTEGER PRIMARY KEY,
