@@ -10,7 +10,8 @@
 //! (`RUNS=20` kills and restarts 20 times; `ONLY=speed` skips the kills
 //! and the one-by-one enqueue rates, and prints only `enqueue_all` and
 //! delivery against `fire`, `ROUNDS` times, for before/after runs;
-//! `ONLY=deliver` fills a file and delivers it, for a profiler).
+//! `ONLY=enqueue_all` only that rate; `ONLY=deliver` fills a file and delivers it, for a profiler,
+//! `PERF_FILL=1` to record the filling).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -275,25 +276,37 @@ fn deliver_only(dir: &std::path::Path, n: usize) {
             .retention(Duration::ZERO)
     };
     let path = dir.join("deliver.db");
+    // `PERF_FILL=1`: the profiler records the filling instead.
+    let fill = std::env::var_os("PERF_FILL").is_some();
+    let perf = |what: &str, now: bool| {
+        if let Ok(fifo) = std::env::var("PERF_CTL")
+            && now
+        {
+            std::fs::write(fifo, format!("{what}\n")).expect("perf's control FIFO");
+        }
+    };
     let producer = options().deliver(false).open(&path, &pool).expect("open");
+    perf("enable", fill);
+    let t0 = Instant::now();
     let ids = producer.enqueue_all((0..n).map(|i| {
         pool.post(&url)
             .json_body(&json!({"item": i}))
             .idempotency_key(&format!("fill-{i}"))
     }));
+    let took = t0.elapsed();
+    perf("disable", fill);
     assert!(ids.iter().all(Result::is_ok));
     drop(producer);
-    let perf = |what: &str| {
-        if let Ok(fifo) = std::env::var("PERF_CTL") {
-            std::fs::write(fifo, format!("{what}\n")).expect("perf's control FIFO");
-        }
-    };
-    perf("enable");
+    println!(
+        "{n} POSTs into a file with enqueue_all: {:.0} jobs/s",
+        n as f64 / took.as_secs_f64()
+    );
+    perf("enable", !fill);
     let t0 = Instant::now();
     let outbox = options().open(&path, &pool).expect("open");
     let left = outbox.flush_timeout(Duration::from_secs(600));
     let took = t0.elapsed();
-    perf("disable");
+    perf("disable", !fill);
     println!(
         "{n} POSTs, 16 workers: delivery of a filled file {:.0} req/s ({left} left)",
         n as f64 / took.as_secs_f64()
@@ -317,6 +330,14 @@ fn main() {
     let only = std::env::var("ONLY").unwrap_or_default();
     if only == "deliver" {
         deliver_only(&dir, env("HISTORY", 50_000));
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    if only == "enqueue_all" {
+        for round in 1..=env("ROUNDS", 1) {
+            let all = enqueue_all_rate(&dir, Durability::Process, env("HISTORY", 100_000));
+            println!("round {round}: enqueue_all {all:.0} jobs/s");
+        }
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }

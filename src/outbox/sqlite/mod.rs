@@ -122,6 +122,7 @@ impl Delivery for Sqlite {
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(sql)?;
         let mut ids = Vec::with_capacity(rows.len());
+        let mut ins = rows::insert_statement(&tx).map_err(sql)?;
         for r in rows {
             if room == 0 {
                 // Full: a known key still gets its job.
@@ -132,7 +133,7 @@ impl Delivery for Sqlite {
                 ids.push(known.map(|id| (id, false)).ok_or(Error::QueueFull));
                 continue;
             }
-            match rows::insert_row(&tx, r, last + 1, now) {
+            match rows::insert_row(&tx, &mut ins, r, last + 1, now) {
                 Ok((id, new)) => {
                     if new {
                         room -= 1;
@@ -147,6 +148,7 @@ impl Delivery for Sqlite {
                 Err(rows::Fate::All(e)) => return Err(sql(e)),
             }
         }
+        drop(ins);
         tx.commit().map_err(sql)?;
         Ok(ids)
     }

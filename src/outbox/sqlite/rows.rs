@@ -7,7 +7,7 @@ use super::file::{DEAD, DELIVERED, IN_FLIGHT, PENDING};
 use crate::error::Error;
 use crate::outbox::store::{Answer, Claimed, End, Row, now_ms};
 use crate::prepare::Stored;
-use rusqlite::{Connection, params};
+use rusqlite::{CachedStatement, Connection, params};
 
 /// Marks at most `room` due jobs in flight, of `bytes` of bodies at most
 /// (but one job at least), and returns them: a suspect alone if
@@ -148,6 +148,7 @@ pub(super) enum Fate {
 /// returns its job).
 pub(super) fn insert_row(
     tx: &rusqlite::Transaction<'_>,
+    ins: &mut CachedStatement<'_>,
     r: &Row,
     id: i64,
     now: i64,
@@ -158,13 +159,13 @@ pub(super) fn insert_row(
     let large = match &r.body {
         Some(b) if b.len() > INLINE_BODY => b,
         small => {
-            return insert_job(tx, r, id, now, small.as_deref()).map_err(|e| fate(tx, e));
+            return insert_job(tx, ins, r, id, now, small.as_deref()).map_err(|e| fate(tx, e));
         }
     };
     tx.prepare_cached("SAVEPOINT enqueue_row")
         .and_then(|mut st| st.execute([]))
         .map_err(Fate::All)?;
-    let written = insert_job(tx, r, id, now, None).and_then(|(id, new)| {
+    let written = insert_job(tx, ins, r, id, now, None).and_then(|(id, new)| {
         if new {
             // In a table of its own: claims and answers, which change
             // the job's row, never rewrite it.
@@ -188,6 +189,17 @@ pub(super) fn insert_row(
     }
 }
 
+/// The statement that inserts a job, prepared once for a commit's rows
+/// (for [`insert_row`]).
+pub(super) fn insert_statement<'c>(
+    tx: &'c rusqlite::Transaction<'_>,
+) -> rusqlite::Result<CachedStatement<'c>> {
+    tx.prepare_cached(
+        "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT(key) DO NOTHING",
+    )
+}
+
 /// A failed statement's fate: the row's alone, unless SQLite ended the
 /// transaction (a full disk, an I/O error).
 fn fate(tx: &rusqlite::Transaction<'_>, e: rusqlite::Error) -> Fate {
@@ -202,17 +214,15 @@ fn fate(tx: &rusqlite::Transaction<'_>, e: rusqlite::Error) -> Fate {
 /// its key: one statement that writes, then one that reads.
 fn insert_job(
     tx: &rusqlite::Transaction<'_>,
+    ins: &mut CachedStatement<'_>,
     r: &Row,
     id: i64,
     now: i64,
     body: Option<&[u8]>,
 ) -> rusqlite::Result<(i64, bool)> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT(key) DO NOTHING",
-        )?
-        .execute(params![id, r.key, r.method, r.url, r.headers, body, PENDING, now, r.created, r.order])?;
+    let inserted = ins.execute(params![
+        id, r.key, r.method, r.url, r.headers, body, PENDING, now, r.created, r.order
+    ])?;
     if inserted == 1 {
         return Ok((id, true));
     }
