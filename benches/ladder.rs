@@ -42,33 +42,47 @@ mod work;
 
 use child::{env, median, usage};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use work::{body, plain_agent};
 
-/// Counts every allocation (and reallocation) of the process.
+/// Counts every allocation (and reallocation) of the process, and, while
+/// `TRACK` is set, the bytes live.
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static TRACK: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+fn track(bytes: usize, sign: i64) {
+    if TRACK.load(Ordering::Relaxed) {
+        LIVE.fetch_add(sign * bytes as i64, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: every call is passed to the system allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        track(layout.size(), 1);
         // SAFETY: the caller's contract, passed on.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        track(layout.size(), -1);
         // SAFETY: the caller's contract, passed on.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        track(layout.size(), 1);
         // SAFETY: the caller's contract, passed on.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        track(new_size, 1);
+        track(layout.size(), -1);
         // SAFETY: the caller's contract, passed on.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -152,8 +166,46 @@ fn rung(name: &str, url: &str, n: usize, workers: usize) {
     }
 }
 
+/// Heap bytes each finished handle keeps until it is waited on: `n`
+/// closures returning a `u64`, then `n` sent POSTs (their response
+/// included), all done before any handle is read.
+fn kept(url: &str, n: usize) {
+    fn held<T: Send + 'static>(
+        pool: &reqpool::Pool,
+        n: usize,
+        make: impl Fn() -> reqpool::Pending<T>,
+    ) -> f64 {
+        let done = pool.stats().succeeded;
+        // The handles themselves (32 bytes each) are the caller's.
+        let mut all = Vec::with_capacity(n);
+        TRACK.store(true, Ordering::SeqCst);
+        let before = LIVE.load(Ordering::SeqCst);
+        all.extend((0..n).map(|_| make()));
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.stats().succeeded < done + n as u64 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let bytes = (LIVE.load(Ordering::SeqCst) - before) as f64 / n as f64;
+        TRACK.store(false, Ordering::SeqCst);
+        for p in all {
+            std::hint::black_box(p.wait().unwrap());
+        }
+        bytes
+    }
+    let pool = reqpool::Pool::new(16);
+    let body = body();
+    // The connections are open and the stats' histograms made first.
+    send_all(&pool, url, 64);
+    let closure = held(&pool, n, || pool.submit(|_| Ok(0u64)));
+    let sent = held(&pool, n, || pool.post(url).json_body(&body).send());
+    println!("RESULT {closure} {sent}");
+}
+
 fn as_child(name: &str) {
     let url = std::env::var("URL").unwrap();
+    if name == "kept" {
+        return kept(&url, env("N", 20_000));
+    }
     let n: usize = env("N", 20_000);
     let workers: usize = env("W", 16);
     // The first requests open the connections: not counted.
@@ -186,6 +238,15 @@ fn main() {
     let base = peer_server::start(Duration::ZERO);
     let url = format!("{base}/json");
     println!("ladder: {n} POSTs at no delay, medians of {runs} interleaved runs");
+    let held = child::run_child(&[
+        (ROLE, "kept".to_owned()),
+        ("URL", url.clone()),
+        ("N", n.to_string()),
+    ]);
+    println!(
+        "a finished handle not yet waited on keeps {:.0} bytes (a closure's u64), {:.0} bytes (a sent POST, its response included)",
+        held[0], held[1]
+    );
     println!(
         "| workers | rung | adds | req/s | CPU µs per request | × hand-rolled | allocations per request |"
     );
