@@ -105,12 +105,14 @@ const RUNGS: [(&str, &str); 7] = [
 
 /// `n` ureq POSTs as closure jobs of `pool`, each on `agent`.
 fn submit_all(pool: &reqpool::Pool, agent: &ureq::Agent, url: &str, n: usize) {
+    // One URL and body for all, as the hand-rolled threads keep theirs.
+    let (url, body): (std::sync::Arc<str>, _) = (url.into(), std::sync::Arc::new(body()));
     let all: Vec<_> = (0..n)
         .map(|_| {
-            let (agent, url) = (agent.clone(), url.to_owned());
+            let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
             pool.submit(move |_| {
                 let v: serde_json::Value =
-                    agent.post(&url).send_json(body())?.body_mut().read_json()?;
+                    agent.post(&*url).send_json(&*body)?.body_mut().read_json()?;
                 Ok(v)
             })
         })
