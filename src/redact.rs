@@ -205,6 +205,9 @@ pub(crate) fn marked_key(key: &str, marked: &[String]) -> bool {
 /// (`//u:pw@h/a@b`) does not hide the password; in other text, the last `@`
 /// after the last `//` before it (or the start), with no `/` in between.
 fn userinfo_span(base: &str) -> Option<(usize, usize)> {
+    if !base.contains('@') {
+        return None;
+    }
     if let Some(i) = base.find("//") {
         let start = i + 2;
         let end = base[start..]

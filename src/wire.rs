@@ -37,10 +37,14 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// The last request a closure job sent through the pool's agent.
+pub(crate) type Sent = Option<(ureq::http::Method, ureq::http::Uri)>;
+
 /// Runs `f` (a closure job) noting each request it sends through the
 /// pool's agent; returns what `f` returned and the last request's method
-/// and URL, so that an error from ureq, which names none, can.
-pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Option<(String, String)>) {
+/// and URL, so that an error from ureq, which names none, can (they are
+/// written out only then).
+pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Sent) {
     struct Restore(Option<Option<(ureq::http::Method, ureq::http::Uri)>>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -52,7 +56,7 @@ pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Option<(String, String
     let r = f();
     let last = SENT.with(|s| s.borrow_mut().take().flatten());
     drop(restore);
-    (r, last.map(|(m, u)| (m.to_string(), u.to_string())))
+    (r, last)
 }
 
 /// The middleware of a pool's agents: notes the request about to be sent
