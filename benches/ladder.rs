@@ -111,8 +111,11 @@ fn submit_all(pool: &reqpool::Pool, agent: &ureq::Agent, url: &str, n: usize) {
         .map(|_| {
             let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
             pool.submit(move |_| {
-                let v: serde_json::Value =
-                    agent.post(&*url).send_json(&*body)?.body_mut().read_json()?;
+                let v: serde_json::Value = agent
+                    .post(&*url)
+                    .send_json(&*body)?
+                    .body_mut()
+                    .read_json()?;
                 Ok(v)
             })
         })

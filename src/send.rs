@@ -35,7 +35,8 @@ pub(crate) struct Attempts {
     limit: Option<Deadline>,
     /// A redirect hop to another host that waits for a token of that
     /// host's rate limit (in the timer); the attempt goes on from it.
-    next_hop: Option<NextHop>,
+    /// (Boxed: rare, and the attempts live inline in every task.)
+    next_hop: Option<Box<NextHop>>,
     /// The request slept for its host's rate limit or pause before its
     /// first attempt went out.
     throttled: bool,
@@ -249,7 +250,7 @@ fn execute(
     req: &Prepared,
     number: u32,
     seen: &mut Seen,
-    next_hop: &mut Option<NextHop>,
+    next_hop: &mut Option<Box<NextHop>>,
 ) -> Exec {
     let spec = &req.spec;
     let start = match spec.uri() {
@@ -259,7 +260,7 @@ fn execute(
     // The first host: a hop elsewhere goes through that host's policies
     // (a pool without any needs no key).
     let first = ctx.hosts.and_then(|_| HostKey::of_uri(&start));
-    let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
+    let (mut hop, mut redirects, mut has_token) = match next_hop.take().map(|n| *n) {
         Some(n) => {
             // It was answered before it waited: the first server has it.
             seen.answered = true;
@@ -312,7 +313,7 @@ fn execute(
                     )));
                 }
                 let kept = hop.body.is_some();
-                *next_hop = Some(NextHop {
+                *next_hop = Some(Box::new(NextHop {
                     method: hop.method,
                     url: hop.url.into_owned(),
                     uri: hop.uri,
@@ -320,7 +321,7 @@ fn execute(
                     content_type: hop.content_type,
                     body: kept,
                     redirects,
-                });
+                }));
                 return Exec::Wait(due);
             }
         }
