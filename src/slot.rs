@@ -31,13 +31,16 @@ enum Held<T> {
     Spent,
 }
 
+/// Helpers' channels, each with the index they know this handle by.
+type Watchers = Vec<(Sender<usize>, usize)>;
+
 struct Inner<T> {
     held: Held<T>,
     /// Threads blocked on the condition variable.
     sleepers: u32,
     /// Helpers waiting on many handles: (their channel, this handle's
     /// index). Boxed: rare, and a slot lives as long as its handle.
-    watchers: Option<Box<Vec<(Sender<usize>, usize)>>>,
+    watchers: Option<Box<Watchers>>,
 }
 
 /// The delivery end and the collecting end of one result.
