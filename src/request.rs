@@ -461,6 +461,7 @@ impl RequestBuilder {
             secrets,
             query,
             hooks: defaults.hooks.clone(),
+            host: std::sync::OnceLock::new(),
         };
         let opts = Options::new(self.hedge.or(defaults.hedge), !self.no_block);
         Ok((self.pool, opts, Arc::new(prepared)))

@@ -72,10 +72,7 @@ impl Prepared {
             }
             ctx.limit.min(Deadline::after(self.timeout))
         });
-        let key = ctx
-            .hosts
-            .and_then(|_| HostKey::of_uri(&self.spec.uri().ok()?))
-            .map(HostKey::into_string);
+        let key = ctx.hosts.and_then(|_| self.host());
         let host = ctx.hosts.zip(key.as_deref());
         loop {
             // A retry never goes into an open circuit.
@@ -259,7 +256,7 @@ fn execute(
     };
     // The first host: a hop elsewhere goes through that host's policies
     // (a pool without any needs no key).
-    let first = ctx.hosts.and_then(|_| HostKey::of_uri(&start));
+    let first = ctx.hosts.and_then(|_| req.host());
     let (mut hop, mut redirects, mut has_token) = match next_hop.take().map(|n| *n) {
         Some(n) => {
             // It was answered before it waited: the first server has it.
@@ -289,9 +286,13 @@ fn execute(
         }
     };
     loop {
-        let key = ctx.hosts.and_then(|_| HostKey::of_uri(&hop.uri));
+        // The first hop's key is the request's own, made once.
+        let key = match ctx.hosts {
+            None => None,
+            Some(_) if redirects == 0 && !has_token => first.clone(),
+            Some(_) => HostKey::of_uri(&hop.uri).map(|k| std::sync::Arc::from(k.into_string())),
+        };
         let crossed = first != key;
-        let key = key.map(HostKey::into_string);
         let host = ctx.hosts.zip(key.as_deref());
         if redirects > 0
             && crossed

@@ -53,7 +53,7 @@ pub(crate) fn start<T: Send + 'static>(
     let inner = Arc::clone(pool.inner());
     let hedge = opts.hedge.filter(|_| req.spec.idempotent());
     let host = if inner.caps_hosts() || hedge.is_some() {
-        req.spec.host()
+        req.host()
     } else {
         None
     };
