@@ -23,10 +23,14 @@
 //! 7. `fire`: `pool.post(..).fire()` then `flush`: no handle kept.
 //!
 //! `cargo bench -p reqpool-benches --bench ladder` (`RUNS=3`, `N=20000`,
+//! `TLS=1` over HTTPS to the test kit's TLS server with a private CA,
 //! `WORKERS=16,2`). The README's ladder comes from one such run. To look
 //! inside one rung (with `perf` or `heaptrack`), `LADDER_SERVE=60` only
 //! serves for 60 s and prints the server's URL; then run the bench binary
-//! with `LADDER_CHILD=<rung> URL=<url>/json` under the tool.
+//! with `LADDER_CHILD=<rung> URL=<url>/json` under the tool. Instructions
+//! per request, which a loaded machine does not change, come from
+//! valgrind's callgrind: the same child with `N=1000` and `N=3000`, the
+//! difference of the two totals over 2,000.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -44,7 +48,7 @@ use child::{env, median, usage};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-use work::{body, plain_agent};
+use work::body;
 
 /// Counts every allocation (and reallocation) of the process, and, while
 /// `TRACK` is set, the bytes live.
@@ -136,19 +140,57 @@ fn send_all(pool: &reqpool::Pool, url: &str, n: usize) {
     }
 }
 
+/// The CA the server's certificate comes from, with `TLS=1` (PEM, from
+/// the file the parent wrote).
+fn ca() -> Option<&'static str> {
+    static CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CA.get_or_init(|| std::fs::read_to_string(std::env::var("LADDER_CA").ok()?).ok())
+        .as_deref()
+}
+
+/// The plain ureq agent of the hand-rolled threads and `submit_plain`,
+/// trusting the CA over TLS.
+fn agent(workers: usize) -> ureq::Agent {
+    let Some(pem) = ca() else {
+        return work::plain_agent(workers);
+    };
+    let cert = ureq::tls::Certificate::from_pem(pem.as_bytes()).unwrap();
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                .build(),
+        )
+        .max_idle_connections_per_host(workers)
+        .build()
+        .into()
+}
+
+/// A pool of `workers`, trusting the CA over TLS.
+fn builder(workers: usize) -> reqpool::Builder {
+    let b = reqpool::Pool::builder().workers(workers);
+    match ca() {
+        Some(pem) => b.tls_root_certs_pem(pem),
+        None => b,
+    }
+}
+
+fn pool(workers: usize) -> reqpool::Pool {
+    builder(workers).build().unwrap()
+}
+
 fn rung(name: &str, url: &str, n: usize, workers: usize) {
     match name {
-        "hand_rolled" => work::hand_rolled(url, n, workers),
-        "submit_plain" => submit_all(&reqpool::Pool::new(workers), &plain_agent(workers), url, n),
+        "hand_rolled" => work::hand_rolled(&agent(workers), url, n, workers),
+        "submit_plain" => submit_all(&pool(workers), &agent(workers), url, n),
         "submit_guarded" => {
-            let pool = reqpool::Pool::new(workers);
+            let pool = pool(workers);
             let agent = pool.agent().clone();
             submit_all(&pool, &agent, url, n);
         }
-        "send" => send_all(&reqpool::Pool::new(workers), url, n),
+        "send" => send_all(&pool(workers), url, n),
         "send_policies" => {
-            let pool = reqpool::Pool::builder()
-                .workers(workers)
+            let pool = builder(workers)
                 .max_per_host(workers * 4)
                 .max_rate_per_host(1_000_000, Duration::from_secs(1))
                 .max_rate_burst(1_000_000)
@@ -157,9 +199,9 @@ fn rung(name: &str, url: &str, n: usize, workers: usize) {
                 .unwrap();
             send_all(&pool, url, n);
         }
-        "json" => work::reqpool_json(url, n, workers),
+        "json" => work::reqpool_json(&pool(workers), url, n),
         "fire" => {
-            let pool = reqpool::Pool::new(workers);
+            let pool = pool(workers);
             let body = body();
             for _ in 0..n {
                 pool.post(url).json_body(&body).fire().unwrap();
@@ -197,7 +239,7 @@ fn kept(url: &str, n: usize) {
         }
         bytes
     }
-    let pool = reqpool::Pool::new(16);
+    let pool = pool(16);
     let body = body();
     // The connections are open and the stats' histograms made first.
     send_all(&pool, url, 64);
@@ -240,13 +282,33 @@ fn main() {
     let runs: usize = env("RUNS", 3);
     let n: usize = env("N", 20_000);
     let sizes: Vec<usize> = child::list("WORKERS", "16,2");
-    let base = peer_server::start(Duration::ZERO);
-    let url = format!("{base}/json");
-    println!("ladder: {n} POSTs at no delay, medians of {runs} interleaved runs");
+    // `TLS=1`: over HTTPS, to the test kit's TLS server (a thread per
+    // connection, rustls) with a private CA the children trust.
+    let tls = std::env::var("TLS").is_ok_and(|v| v == "1");
+    let (url, _tls_server, ca_file) = if tls {
+        let ca = common::TestCa::new();
+        let server = common::TlsServer::start(&ca, None, common::default_routes);
+        let file =
+            std::env::temp_dir().join(format!("reqpool-ladder-ca-{}.pem", std::process::id()));
+        std::fs::write(&file, &ca.ca_pem).unwrap();
+        (server.url("/json"), Some(server), Some(file))
+    } else {
+        (
+            format!("{}/json", peer_server::start(Duration::ZERO)),
+            None,
+            None,
+        )
+    };
+    let ca_env = ca_file
+        .as_ref()
+        .map_or(String::new(), |f| f.display().to_string());
+    let over = if tls { " over TLS" } else { "" };
+    println!("ladder: {n} POSTs at no delay{over}, medians of {runs} interleaved runs");
     let held = child::run_child(&[
         (ROLE, "kept".to_owned()),
         ("URL", url.clone()),
         ("N", n.to_string()),
+        ("LADDER_CA", ca_env.clone()),
     ]);
     println!(
         "a finished handle not yet waited on keeps {:.0} bytes (a closure's u64), {:.0} bytes (a sent POST, its response included)",
@@ -265,6 +327,7 @@ fn main() {
                     ("URL", url.clone()),
                     ("N", n.to_string()),
                     ("W", w.to_string()),
+                    ("LADDER_CA", ca_env.clone()),
                 ]));
             }
         }
@@ -280,5 +343,8 @@ fn main() {
                 med(i, &|r| r[2] / per),
             );
         }
+    }
+    if let Some(f) = ca_file {
+        let _ = std::fs::remove_file(f);
     }
 }
