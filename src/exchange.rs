@@ -93,14 +93,13 @@ pub(crate) fn exchange(
         })?,
         None => ctx.agent,
     };
-    let head = builder
-        .body(())
-        .map_err(|e| Error::invalid(url, e.to_string()))?;
     crate::wire::reset_opened();
-    let mut resp = send_once(agent, &head, hop).map_err(|e| {
-        seen.reused = !crate::wire::opened();
-        Error::from_ureq(e, method, url)
-    })?;
+    let mut resp = send_once(agent, builder, hop)
+        .map_err(|e| Error::invalid(url, e.to_string()))?
+        .map_err(|e| {
+            seen.reused = !crate::wire::opened();
+            Error::from_ureq(e, method, url)
+        })?;
     let status = resp.status().as_u16();
     let cap = if status >= 400 {
         ERROR_BODY_CAP as u64
@@ -168,30 +167,22 @@ pub(crate) fn exchange(
     })
 }
 
-/// Sends `head` (with the hop's body) through `agent` once. A GET (or
-/// HEAD, DELETE, …) without a body goes without body headers; a POST, PUT
-/// or PATCH without one says `Content-Length: 0` (RFC 9110 §8.6), never an
-/// empty chunked body.
+/// Sends the request `head` describes (with the hop's body) through
+/// `agent` once. A GET (or HEAD, DELETE, …) without a body goes without
+/// body headers; a POST, PUT or PATCH without one says `Content-Length: 0`
+/// (RFC 9110 §8.6), never an empty chunked body. The outer error: the head
+/// does not make a request.
 fn send_once(
     agent: &ureq::Agent,
-    head: &http::Request<()>,
+    head: http::request::Builder,
     hop: &Hop<'_>,
-) -> Result<http::Response<ureq::Body>, ureq::Error> {
-    let build = |r: http::request::Builder| {
-        let mut r = r.method(head.method().clone()).uri(head.uri().clone());
-        if let Some(h) = r.headers_mut() {
-            *h = head.headers().clone();
-        }
-        r
-    };
+) -> Result<Result<http::Response<ureq::Body>, ureq::Error>, http::Error> {
     let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
-    let b = build(http::Request::builder());
-    let built = match hop.body {
-        Some(body) => b.body(body).map(|r| agent.run(r)),
-        None if needs_length => b.body(&[][..]).map(|r| agent.run(r)),
-        None => b.body(()).map(|r| agent.run(r)),
-    };
-    built.unwrap_or_else(|e| Err(ureq::Error::BadUri(e.to_string())))
+    Ok(match hop.body {
+        Some(body) => agent.run(head.body(body)?),
+        None if needs_length => agent.run(head.body(&[][..])?),
+        None => agent.run(head.body(())?),
+    })
 }
 
 /// The length of a request's head as reqpool writes it (request line and
