@@ -248,6 +248,9 @@ impl Link {
         let mut conn = self.plain()?;
         let conn_like = conn.like();
         self.scripts.load(conn_like)?;
+        if self.made.load(Ordering::Acquire) == 0 {
+            self.not_foreign(conn_like)?;
+        }
         let made: RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.stream)
@@ -272,6 +275,39 @@ impl Link {
         }
         self.made.fetch_add(1, Ordering::AcqRel);
         Ok(conn)
+    }
+
+    /// Refuses, on the first connection, a stream that holds entries and
+    /// has no group of this outbox: another program's stream, which the
+    /// group (and later deliveries of its entries) must not be added to.
+    /// Every outbox stream has its group from its first connection on.
+    fn not_foreign(&self, conn: &mut dyn redis::ConnectionLike) -> RedisResult<()> {
+        let kind: String = redis::cmd("TYPE").arg(&self.stream).query(conn)?;
+        if kind != "stream" {
+            // None yet (made below), or not a stream (refused below).
+            return Ok(());
+        }
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream)
+            .query(conn)?;
+        let ours = groups.into_iter().any(|mut g| {
+            g.remove("name")
+                .and_then(|n| redis::from_redis_value::<String>(n).ok())
+                .is_some_and(|n| n == self.group)
+        });
+        let len: u64 = redis::cmd("XLEN").arg(&self.stream).query(conn)?;
+        if ours || len == 0 {
+            return Ok(());
+        }
+        Err(RedisError::from((
+            redis::ErrorKind::Client,
+            "not an outbox",
+            format!(
+                "stream {} holds {len} entries and has no group {}: another program's stream, left as it is",
+                self.stream, self.group
+            ),
+        )))
     }
 
     /// A Redis error as the outbox's: a refused login or right is
