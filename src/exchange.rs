@@ -76,8 +76,9 @@ pub(crate) fn exchange(
             seen.token = applied.token;
         }
     }
-    // The head must fit the connection's output buffer: a long one (a
-    // long URL, token or cookie) goes through the pool's wide agent.
+    // A head past what a pool sends (the hooks' headers included) is
+    // refused; a long line in it (a long URL, token or cookie) is written
+    // through a buffer the connection lends for it (see `spill`).
     let head = builder
         .headers_ref()
         .map_or(0, |h| head_len(method, &hop.uri, h));

@@ -56,7 +56,8 @@ pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Option<(String, String
 }
 
 /// The middleware of a pool's agents: notes the request about to be sent
-/// if a closure job on this thread is watching (nothing otherwise).
+/// if a closure job on this thread is watching, and the length of its head
+/// for the connection that writes it.
 pub(crate) fn note_sent(
     req: ureq::http::Request<ureq::SendBody<'_>>,
     next: ureq::middleware::MiddlewareNext<'_>,
@@ -66,6 +67,9 @@ pub(crate) fn note_sent(
             *last = Some((req.method().clone(), req.uri().clone()));
         }
     });
+    // A line longer than a connection's output buffer is written through
+    // a buffer the connection lends for it (see `spill`).
+    crate::spill::expect_head(req.method().as_str(), req.uri(), req.headers());
     next.handle(req)
 }
 
@@ -347,17 +351,29 @@ pub(crate) struct Guard {
     sockets: Arc<Sockets>,
     /// The longest response head its connections read.
     head_limit: usize,
+    /// The longest request head its connections write, and the length of
+    /// the user agent they send.
+    out_limit: usize,
+    user_agent: usize,
 }
 
 impl Guard {
     /// A guard whose connections' sockets are kept in `sockets`, and
     /// whose connections read response heads of up to `head_limit` bytes
-    /// (past their read buffer, through a [`Spilling`] input).
-    pub(crate) fn new(sockets: Arc<Sockets>, head_limit: usize) -> Guard {
+    /// and write request heads of up to `out_limit` (with a user agent of
+    /// `user_agent` bytes) past their buffers, through [`Spilling`].
+    pub(crate) fn new(
+        sockets: Arc<Sockets>,
+        head_limit: usize,
+        out_limit: usize,
+        user_agent: usize,
+    ) -> Guard {
         Guard {
             inner: DefaultConnector::default(),
             sockets,
             head_limit,
+            out_limit,
+            user_agent,
         }
     }
 }
@@ -394,7 +410,7 @@ impl Connector<()> for Guard {
         };
         let inner = self.inner.connect(&capped, chained)?;
         Ok(inner.map(|inner| Guarded {
-            io: Spilling::new(inner, self.head_limit),
+            io: Spilling::new(inner, self.head_limit, self.out_limit, self.user_agent),
             conn,
         }))
     }
@@ -424,6 +440,13 @@ impl Transport for Guarded {
         // Not retried: a write that timed out may have written part of the
         // output. The coarse cap ends it early by at most an eighth of
         // what was left, and only for a server that stops reading.
+        if self.io.lent() {
+            // A long head, written out a piece at a time.
+            let start = Instant::now();
+            return self
+                .io
+                .transmit_lent(amount, || capped(less(timeout, start)).0);
+        }
         self.io.inner().transmit_output(amount, capped(timeout).0)
     }
 
