@@ -35,6 +35,8 @@ pub(crate) struct AgentSettings<'a> {
     pub(crate) proxy: Option<Option<ureq::Proxy>>,
     /// Each connection's read buffer, which also bounds a response head.
     pub(crate) read_buffer: usize,
+    /// Each connection's write buffer (a longer head line borrows more).
+    pub(crate) write_buffer: usize,
     /// Set by the caller (else the pool's default, or the caller's
     /// agent's).
     pub(crate) max_idle_age: Option<Duration>,
@@ -97,8 +99,9 @@ pub(crate) fn pool_agents(
 /// buffer the connection lends for that head (see [`crate::spill`]).
 pub(crate) const HEAD_MAX: usize = 128 * 1024;
 
-/// Each connection's output buffer, which holds a request head's lines
-/// (a longer line goes through a buffer lent for it) and a body's pieces.
+/// Each connection's output buffer unless the builder says otherwise,
+/// which holds a request head's lines (a longer line goes through a
+/// buffer lent for it) and a body's pieces.
 pub(crate) const WRITE_BUFFER: usize = 8 * 1024;
 
 /// The longest response head a pool's own agent reads (as Python's
@@ -203,7 +206,7 @@ fn config(
             // through a buffer lent for it) and 8 KiB to read (a longer
             // head spills; both in `spill.rs`) keep a pool of thousands
             // small.
-            .output_buffer_size(WRITE_BUFFER)
+            .output_buffer_size(s.write_buffer)
             .input_buffer_size(s.read_buffer)
             // A longer head spills past the buffer while it is read.
             .max_response_header_size(HEAD_READ.max(s.read_buffer)),
