@@ -32,7 +32,7 @@ mod child;
 mod work;
 
 use child::{env, median, usage};
-use work::{body, hand_rolled};
+use work::{body, hand_rolled, plain_agent};
 
 use std::time::{Duration, Instant};
 
@@ -127,11 +127,11 @@ fn as_child(peer: &str) {
     let t0 = Instant::now();
     match peer {
         "reqwest" => reqwest_peer(&url, n, workers),
-        "hand_rolled" => hand_rolled(&url, n, workers),
+        "hand_rolled" => hand_rolled(&plain_agent(workers), &url, n, workers),
         "memory" => memory(&url, n, workers),
         "upload" => bulk(&url, n, workers, true),
         "download" => bulk(&url, n, workers, false),
-        _ => work::reqpool_json(&url, n, workers),
+        _ => work::reqpool_json(&reqpool::Pool::new(workers), &url, n),
     }
     let wall = t0.elapsed().as_secs_f64();
     let (rss, cpu) = usage();

@@ -91,7 +91,10 @@ where
     move |ctx: &Ctx<'_>| match job.take() {
         Some(f) => {
             let (result, last) = crate::wire::watch_sent(|| f(ctx.agent));
-            Step::Done(result.map_err(|e| classified(e, last)))
+            Step::Done(
+                result
+                    .map_err(|e| classified(e, last.map(|(m, u)| (m.to_string(), u.to_string())))),
+            )
         }
         None => Step::Done(Err(Error::Closed)),
     }

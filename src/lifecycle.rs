@@ -75,7 +75,7 @@ impl Pool {
             return Err(Error::Closed);
         }
         let pending = self.submit_closure(true, job);
-        inner.track_fired("(closure)".to_string(), pending);
+        inner.track_fired(|| "(closure)".to_string(), pending);
         Ok(())
     }
 

@@ -141,25 +141,55 @@ pub(crate) enum Move {
 
 pub(crate) fn moved(m: Move) {
     let (from, to) = match m {
-        Move::Queued => (None, Some("reqpool.jobs.queued")),
-        Move::Started => (Some("reqpool.jobs.queued"), Some("reqpool.jobs.running")),
-        Move::Slept => (Some("reqpool.jobs.running"), Some("reqpool.jobs.scheduled")),
-        Move::Resumed => (Some("reqpool.jobs.scheduled"), Some("reqpool.jobs.running")),
-        Move::Skipped { scheduled: true } => (Some("reqpool.jobs.scheduled"), None),
-        Move::Skipped { scheduled: false } => (Some("reqpool.jobs.queued"), None),
+        Move::Queued => (None, Some(Gauge::Queued)),
+        Move::Started => (Some(Gauge::Queued), Some(Gauge::Running)),
+        Move::Slept => (Some(Gauge::Running), Some(Gauge::Scheduled)),
+        Move::Resumed => (Some(Gauge::Scheduled), Some(Gauge::Running)),
+        Move::Skipped { scheduled: true } => (Some(Gauge::Scheduled), None),
+        Move::Skipped { scheduled: false } => (Some(Gauge::Queued), None),
     };
-    if let Some(name) = from {
-        gauge!(name).decrement(1.0);
-    }
-    if let Some(name) = to {
-        gauge!(name).increment(1.0);
+    shift(from, to);
+}
+
+/// The job gauges, in the order `COUNTS` keeps them.
+#[derive(Clone, Copy)]
+enum Gauge {
+    Queued,
+    Running,
+    Scheduled,
+    Waiting,
+}
+
+const GAUGES: [&str; 4] = [
+    "reqpool.jobs.queued",
+    "reqpool.jobs.running",
+    "reqpool.jobs.scheduled",
+    "reqpool.rate_limit.waiting",
+];
+
+/// Every pool's jobs in each gauge's state, counted whether or not a
+/// recorder is installed, so that a recorder installed late is *set* to
+/// the true count: a job queued before it was installed and started after
+/// would otherwise be decremented out of a gauge it never entered (-1).
+/// One lock, so that the last value set is the last value counted.
+static COUNTS: std::sync::Mutex<[i64; 4]> = std::sync::Mutex::new([0; 4]);
+
+/// Moves one job out of `from` into `to`, and sets both gauges.
+fn shift(from: Option<Gauge>, to: Option<Gauge>) {
+    let mut counts = crate::sync::lock(&COUNTS);
+    for (g, by) in [(from, -1), (to, 1)] {
+        if let Some(g) = g {
+            let n = &mut counts[g as usize];
+            *n = n.saturating_add(by);
+            gauge!(GAUGES[g as usize]).set((*n).max(0) as f64);
+        }
     }
 }
 
 /// A job ran to its end (`outcome`: `ok`, `error`, `panicked`, or
 /// `cancelled`, which was counted when it was cancelled).
 pub(crate) fn job_ended(queue_wait: Duration, run: Duration, outcome: &'static str) {
-    gauge!("reqpool.jobs.running").decrement(1.0);
+    shift(Some(Gauge::Running), None);
     if outcome == "cancelled" {
         return;
     }
@@ -172,9 +202,9 @@ pub(crate) fn job_ended(queue_wait: Duration, run: Duration, outcome: &'static s
 pub(crate) fn throttled(waiting: bool) {
     if waiting {
         counter!("reqpool.rate_limit.waits").increment(1);
-        gauge!("reqpool.rate_limit.waiting").increment(1.0);
+        shift(None, Some(Gauge::Waiting));
     } else {
-        gauge!("reqpool.rate_limit.waiting").decrement(1.0);
+        shift(Some(Gauge::Waiting), None);
     }
 }
 

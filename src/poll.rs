@@ -112,7 +112,7 @@ impl PollJob {
             deadline: start.limits().deadline,
         };
         let spec = JobSpec {
-            host: inner.caps_hosts().then(|| start.spec.host()).flatten(),
+            host: inner.caps_hosts().then(|| start.host()).flatten(),
             label: Some(start.clone() as Arc<dyn Label>),
             ..JobSpec::new(limits, true)
         };

@@ -310,12 +310,18 @@ impl Inner {
 
     /// Counts `pending` as a fire-and-forget job: its failure goes to the
     /// error hook and the log, and `flush` waits for it.
-    pub(crate) fn track_fired(self: &Arc<Self>, label: String, pending: Pending<()>) {
+    /// `label` names the job in the log, written only if it fails.
+    pub(crate) fn track_fired(
+        self: &Arc<Self>,
+        label: impl FnOnce() -> String + Send + 'static,
+        pending: Pending<()>,
+    ) {
         self.counters.fired();
         self.fired.add();
         let inner = Arc::clone(self);
         pending.on_complete(Box::new(move |r| {
             if let Err(e) = r {
+                let label = label();
                 inner.counters.fired_failed();
                 log::warn!("reqpool: fire-and-forget job {label} failed: {e}");
                 inner.report(&label, &e);

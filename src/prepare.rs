@@ -12,7 +12,7 @@ use crate::redact::{ALWAYS_SECRET, header_secrets, secret_forms, url_secrets};
 use crate::retry::{Budget, Retry};
 use crate::task::{Label, Limits};
 use crate::urls::{join_url, normalize_url, parse_url};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ureq::http::{self, HeaderName, HeaderValue, Method, Uri};
 
@@ -115,6 +115,9 @@ pub(crate) struct Prepared {
     pub(crate) query: QuerySecrets,
     /// The pool's per-attempt hooks.
     pub(crate) hooks: Hooks,
+    /// The host key of the URL, made once when first asked for (by host
+    /// policies, hedging or spans) and carried with the request.
+    pub(crate) host: OnceLock<Option<Arc<str>>>,
 }
 
 impl Label for Prepared {
@@ -235,6 +238,12 @@ impl Spec {
 }
 
 impl Prepared {
+    /// The host the request goes to, by its key (`scheme://host:port`):
+    /// made the first time it is asked for, then carried.
+    pub(crate) fn host(&self) -> Option<Arc<str>> {
+        self.host.get_or_init(|| self.spec.host()).clone()
+    }
+
     /// The limits of this request submitted now.
     pub(crate) fn limits(&self) -> Limits {
         limits(self.timeout, self.deadline)
@@ -282,6 +291,7 @@ impl Prepared {
             secrets,
             query: self.query.clone(),
             hooks: self.hooks.clone(),
+            host: OnceLock::new(),
         })
     }
 }

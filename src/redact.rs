@@ -205,6 +205,9 @@ pub(crate) fn marked_key(key: &str, marked: &[String]) -> bool {
 /// (`//u:pw@h/a@b`) does not hide the password; in other text, the last `@`
 /// after the last `//` before it (or the start), with no `/` in between.
 fn userinfo_span(base: &str) -> Option<(usize, usize)> {
+    if !base.contains('@') {
+        return None;
+    }
     if let Some(i) = base.find("//") {
         let start = i + 2;
         let end = base[start..]
@@ -226,6 +229,9 @@ fn userinfo_span(base: &str) -> Option<(usize, usize)> {
 /// `all_query`.
 pub(crate) fn url_secrets(url: &str, secret_keys: &[String], all_query: bool) -> Vec<String> {
     let mut out = Vec::new();
+    if !url.contains('@') && !url.contains('?') {
+        return out; // no user info, no query: the common URL
+    }
     let base = url.split(['?', '#']).next().unwrap_or("");
     if let Some((start, at)) = userinfo_span(base) {
         let userinfo = &base[start..at];

@@ -353,14 +353,18 @@ impl RequestBuilder {
 
     /// Both fires: checked at once, then counted as fired.
     fn fire_as(self, detached: bool) -> Result<(), Error> {
-        let label = format!("{} {}", self.method, redact_url(&self.url));
         let inner = Arc::clone(self.pool.inner());
         if inner.is_closed() {
             return Err(Error::Closed);
         }
         let (pool, opts, prepared) = self.prepare()?;
         let opts = if detached { opts.detached() } else { opts };
-        let pending = start(&pool, opts, prepared, |_, _| Ok(()));
+        let pending = start(&pool, opts, Arc::clone(&prepared), |_, _| Ok(()));
+        // Named only if it fails.
+        let label = move || {
+            let spec = &prepared.spec;
+            format!("{} {}", spec.method, redact_url(&spec.url))
+        };
         inner.track_fired(label, pending);
         Ok(())
     }
@@ -461,6 +465,7 @@ impl RequestBuilder {
             secrets,
             query,
             hooks: defaults.hooks.clone(),
+            host: std::sync::OnceLock::new(),
         };
         let opts = Options::new(self.hedge.or(defaults.hedge), !self.no_block);
         Ok((self.pool, opts, Arc::new(prepared)))

@@ -35,7 +35,8 @@ pub(crate) struct Attempts {
     limit: Option<Deadline>,
     /// A redirect hop to another host that waits for a token of that
     /// host's rate limit (in the timer); the attempt goes on from it.
-    next_hop: Option<NextHop>,
+    /// (Boxed: rare, and the attempts live inline in every task.)
+    next_hop: Option<Box<NextHop>>,
     /// The request slept for its host's rate limit or pause before its
     /// first attempt went out.
     throttled: bool,
@@ -71,10 +72,7 @@ impl Prepared {
             }
             ctx.limit.min(Deadline::after(self.timeout))
         });
-        let key = ctx
-            .hosts
-            .and_then(|_| HostKey::of_uri(&self.spec.uri().ok()?))
-            .map(HostKey::into_string);
+        let key = ctx.hosts.and_then(|_| self.host());
         let host = ctx.hosts.zip(key.as_deref());
         loop {
             // A retry never goes into an open circuit.
@@ -269,7 +267,7 @@ fn execute(
     req: &Prepared,
     number: u32,
     seen: &mut Seen,
-    next_hop: &mut Option<NextHop>,
+    next_hop: &mut Option<Box<NextHop>>,
 ) -> Exec {
     let spec = &req.spec;
     let start = match spec.uri() {
@@ -278,8 +276,8 @@ fn execute(
     };
     // The first host: a hop elsewhere goes through that host's policies
     // (a pool without any needs no key).
-    let first = ctx.hosts.and_then(|_| HostKey::of_uri(&start));
-    let (mut hop, mut redirects, mut has_token) = match next_hop.take() {
+    let first = ctx.hosts.and_then(|_| req.host());
+    let (mut hop, mut redirects, mut has_token) = match next_hop.take().map(|n| *n) {
         Some(n) => {
             // It was answered before it waited: the first server has it.
             seen.answered = true;
@@ -308,9 +306,13 @@ fn execute(
         }
     };
     loop {
-        let key = ctx.hosts.and_then(|_| HostKey::of_uri(&hop.uri));
+        // The first hop's key is the request's own, made once.
+        let key = match ctx.hosts {
+            None => None,
+            Some(_) if redirects == 0 && !has_token => first.clone(),
+            Some(_) => HostKey::of_uri(&hop.uri).map(|k| std::sync::Arc::from(k.into_string())),
+        };
         let crossed = first != key;
-        let key = key.map(HostKey::into_string);
         let host = ctx.hosts.zip(key.as_deref());
         if redirects > 0
             && crossed
@@ -332,7 +334,7 @@ fn execute(
                     )));
                 }
                 let kept = hop.body.is_some();
-                *next_hop = Some(NextHop {
+                *next_hop = Some(Box::new(NextHop {
                     method: hop.method,
                     url: hop.url.into_owned(),
                     uri: hop.uri,
@@ -340,7 +342,7 @@ fn execute(
                     content_type: hop.content_type,
                     body: kept,
                     redirects,
-                });
+                }));
                 return Exec::Wait(due);
             }
         }

@@ -31,12 +31,16 @@ enum Held<T> {
     Spent,
 }
 
+/// Helpers' channels, each with the index they know this handle by.
+type Watchers = Vec<(Sender<usize>, usize)>;
+
 struct Inner<T> {
     held: Held<T>,
     /// Threads blocked on the condition variable.
     sleepers: u32,
-    /// Helpers waiting on many handles: (their channel, this handle's index).
-    watchers: Vec<(Sender<usize>, usize)>,
+    /// Helpers waiting on many handles: (their channel, this handle's
+    /// index). Boxed: rare, and a slot lives as long as its handle.
+    watchers: Option<Box<Watchers>>,
 }
 
 /// The delivery end and the collecting end of one result.
@@ -51,7 +55,7 @@ impl<T: Send> Slot<T> {
             inner: Mutex::new(Inner {
                 held: Held::Empty,
                 sleepers: 0,
-                watchers: Vec::new(),
+                watchers: None,
             }),
             filled: Condvar::new(),
         }
@@ -71,7 +75,7 @@ impl<T: Send> Slot<T> {
         match std::mem::replace(&mut inner.held, Held::Spent) {
             Held::Empty => {
                 inner.held = Held::Ready(result.map_err(Box::new));
-                for (tx, index) in inner.watchers.drain(..) {
+                for (tx, index) in inner.watchers.take().into_iter().flat_map(|w| *w) {
                     // Watchers use channels with room for every handle.
                     let _ = tx.try_send(index);
                 }
@@ -139,17 +143,22 @@ impl<T: Send> Slot<T> {
         if !matches!(inner.held, Held::Empty) {
             return true;
         }
-        if !inner.watchers.iter().any(|(w, _)| w.same_channel(tx)) {
-            inner.watchers.push((tx.clone(), index));
+        let watchers = inner.watchers.get_or_insert_default();
+        if !watchers.iter().any(|(w, _)| w.same_channel(tx)) {
+            watchers.push((tx.clone(), index));
         }
         false
     }
 
     /// Removes the watcher registered with `tx`.
     pub(crate) fn unwatch(&self, tx: &Sender<usize>) {
-        lock(&self.inner)
-            .watchers
-            .retain(|(w, _)| !w.same_channel(tx));
+        let mut inner = lock(&self.inner);
+        if let Some(w) = inner.watchers.as_mut() {
+            w.retain(|(w, _)| !w.same_channel(tx));
+            if w.is_empty() {
+                inner.watchers = None;
+            }
+        }
     }
 }
 

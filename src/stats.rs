@@ -1,17 +1,58 @@
 //! Counters and latency histograms of a pool, and their snapshot, `Stats`.
+//!
+//! Every thread counts in a shard of its own (threads are spread over a
+//! few shards, each on a cache line of its own), and keeps a few latencies
+//! there before it adds them to the histograms under their lock, so the
+//! workers do not contend for one counter or one lock on every job.
+//! Reading the stats adds the shards up and flushes their latencies.
 
 use crate::sync::lock;
 use crate::task::Outcome;
 use hdrhistogram::Histogram;
+use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The live counters, updated by the workers with relaxed atomics, and the
-/// two latency histograms (microseconds, 2 significant digits) behind one
-/// short lock.
+/// Latencies a shard keeps before it adds them to the histograms.
+const BATCH: usize = 32;
+
+/// The most shards a pool has.
+const MAX_SHARDS: usize = 16;
+
+/// Numbers given to threads as they first count, to pick their shard.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's number (`usize::MAX`: none yet).
+    static THREAD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's number, given on first use.
+fn thread_number() -> usize {
+    THREAD.with(|t| {
+        if t.get() == usize::MAX {
+            t.set(THREADS.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
+
+/// The live counters, updated with relaxed atomics in the calling
+/// thread's shard, and the two latency histograms (microseconds, 2
+/// significant digits) behind one lock taken once per `BATCH` jobs.
 pub(crate) struct Counters {
     workers: usize,
+    shards: Box<[Shard]>,
+    times: Mutex<Times>,
+}
+
+/// One group of threads' counts. The gauges (`queued`, `running`, …) go
+/// up in one shard and down in another: each shard's count wraps, and only
+/// their sum means anything.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
     submitted: AtomicU64,
     queued: AtomicU64,
     running: AtomicU64,
@@ -23,7 +64,36 @@ pub(crate) struct Counters {
     cancelled: AtomicU64,
     fired: AtomicU64,
     fired_failed: AtomicU64,
-    times: Mutex<Times>,
+    samples: Mutex<Samples>,
+}
+
+/// Latencies (µs) not yet in the histograms.
+struct Samples {
+    len: usize,
+    queue: [u32; BATCH],
+    run: [u32; BATCH],
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        Samples {
+            len: 0,
+            queue: [0; BATCH],
+            run: [0; BATCH],
+        }
+    }
+}
+
+impl Samples {
+    /// Adds the samples kept to `t`, and forgets them.
+    fn flush(&mut self, t: &mut Times) {
+        let n = self.len.min(BATCH);
+        for (&q, &r) in self.queue[..n].iter().zip(&self.run[..n]) {
+            t.queue.saturating_record(u64::from(q));
+            t.run.saturating_record(u64::from(r));
+        }
+        self.len = 0;
+    }
 }
 
 struct Times {
@@ -36,25 +106,39 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+/// `d` in microseconds, at least 1 (the histograms' lowest value), at most
+/// `u32::MAX` (71 minutes; the histograms clamp at one hour anyway).
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX).max(1)
+}
+
+/// The sum of one counter over the shards; a gauge read while it moves
+/// may add up below zero for a moment, which reads as 0.
+fn total(shards: &[Shard], counter: fn(&Shard) -> &AtomicU64) -> u64 {
+    let sum = shards.iter().fold(0u64, |sum, s| {
+        sum.wrapping_add(counter(s).load(Ordering::Relaxed))
+    });
+    u64::try_from(sum as i64).unwrap_or(0)
+}
+
+fn up(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Wraps below zero: the sum over the shards does not.
+fn down(a: &AtomicU64) {
+    a.fetch_sub(1, Ordering::Relaxed);
 }
 
 impl Counters {
     pub(crate) fn new(workers: usize) -> Counters {
+        let shards = workers
+            .saturating_add(1)
+            .min(MAX_SHARDS)
+            .next_power_of_two();
         Counters {
             workers,
-            submitted: AtomicU64::new(0),
-            queued: AtomicU64::new(0),
-            running: AtomicU64::new(0),
-            scheduled: AtomicU64::new(0),
-            throttled: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            panicked: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-            fired: AtomicU64::new(0),
-            fired_failed: AtomicU64::new(0),
+            shards: (0..shards).map(|_| Shard::default()).collect(),
             times: Mutex::new(Times {
                 queue: histogram(),
                 run: histogram(),
@@ -62,35 +146,45 @@ impl Counters {
         }
     }
 
+    /// The calling thread's shard.
+    fn mine(&self) -> &Shard {
+        // The length is a power of two.
+        &self.shards[thread_number() & (self.shards.len() - 1)]
+    }
+
     pub(crate) fn queued(&self) {
         #[cfg(feature = "metrics")]
         crate::metrics::moved(crate::metrics::Move::Queued);
-        self.submitted.fetch_add(1, Ordering::Relaxed);
-        self.queued.fetch_add(1, Ordering::Relaxed);
+        let s = self.mine();
+        up(&s.submitted);
+        up(&s.queued);
     }
 
     /// A job left the queue for its first step.
     pub(crate) fn started(&self) {
         #[cfg(feature = "metrics")]
         crate::metrics::moved(crate::metrics::Move::Started);
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        self.running.fetch_add(1, Ordering::Relaxed);
+        let s = self.mine();
+        down(&s.queued);
+        up(&s.running);
     }
 
     /// A job went to wait between two steps.
     pub(crate) fn slept(&self) {
         #[cfg(feature = "metrics")]
         crate::metrics::moved(crate::metrics::Move::Slept);
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        self.scheduled.fetch_add(1, Ordering::Relaxed);
+        let s = self.mine();
+        down(&s.running);
+        up(&s.scheduled);
     }
 
     /// A job came back from waiting between two steps.
     pub(crate) fn resumed(&self) {
         #[cfg(feature = "metrics")]
         crate::metrics::moved(crate::metrics::Move::Resumed);
-        self.scheduled.fetch_sub(1, Ordering::Relaxed);
-        self.running.fetch_add(1, Ordering::Relaxed);
+        let s = self.mine();
+        down(&s.scheduled);
+        up(&s.running);
     }
 
     /// A job ended without running (again): cancelled, or expired in the
@@ -98,55 +192,57 @@ impl Counters {
     pub(crate) fn skipped(&self, scheduled: bool, cancelled: bool) {
         #[cfg(feature = "metrics")]
         crate::metrics::moved(crate::metrics::Move::Skipped { scheduled });
-        if scheduled {
-            self.scheduled.fetch_sub(1, Ordering::Relaxed);
-        } else {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        if cancelled {
-            self.cancelled.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
+        let s = self.mine();
+        down(if scheduled { &s.scheduled } else { &s.queued });
+        up(if cancelled { &s.cancelled } else { &s.failed });
     }
 
     /// A job ran to its end: queued at `queued_at`, its first step started
-    /// at `started`. One short lock for both histograms.
+    /// at `started`. Its latencies wait in the thread's shard for a batch.
     pub(crate) fn finished(&self, queued_at: Instant, started: Instant, outcome: Outcome) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
+        let s = self.mine();
+        down(&s.running);
         let counter = match outcome {
             Outcome::Cancelled => {
                 #[cfg(feature = "metrics")]
                 crate::metrics::job_ended(Duration::ZERO, Duration::ZERO, "cancelled");
                 return; // counted when it was cancelled
             }
-            Outcome::Succeeded => &self.succeeded,
-            Outcome::Failed => &self.failed,
+            Outcome::Succeeded => &s.succeeded,
+            Outcome::Failed => &s.failed,
             Outcome::Panicked => {
-                self.panicked.fetch_add(1, Ordering::Relaxed);
-                &self.failed
+                up(&s.panicked);
+                &s.failed
             }
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        crate::metrics::job_ended(
+        up(counter);
+        let (queue, run) = (
             started.saturating_duration_since(queued_at),
             started.elapsed(),
+        );
+        #[cfg(feature = "metrics")]
+        crate::metrics::job_ended(
+            queue,
+            run,
             match outcome {
                 Outcome::Succeeded => "ok",
                 Outcome::Panicked => "panicked",
                 _ => "error",
             },
         );
-        let mut t = lock(&self.times);
-        t.queue
-            .saturating_record(micros(started.saturating_duration_since(queued_at)));
-        t.run.saturating_record(micros(started.elapsed()));
+        let mut samples = lock(&s.samples);
+        let i = samples.len.min(BATCH - 1);
+        samples.queue[i] = micros(queue);
+        samples.run[i] = micros(run);
+        samples.len = i + 1;
+        if samples.len == BATCH {
+            samples.flush(&mut lock(&self.times));
+        }
     }
 
     /// A running job was cancelled (its end is counted when its step ends).
     pub(crate) fn cancelled_running(&self) {
-        self.cancelled.fetch_add(1, Ordering::Relaxed);
+        up(&self.mine().cancelled);
     }
 
     /// A job began (true) or ended (false) waiting for a token of its
@@ -154,43 +250,48 @@ impl Counters {
     pub(crate) fn throttled(&self, waiting: bool) {
         #[cfg(feature = "metrics")]
         crate::metrics::throttled(waiting);
+        let s = self.mine();
         if waiting {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
+            up(&s.throttled);
         } else {
-            self.throttled.fetch_sub(1, Ordering::Relaxed);
+            down(&s.throttled);
         }
     }
 
     pub(crate) fn fired(&self) {
-        self.fired.fetch_add(1, Ordering::Relaxed);
+        up(&self.mine().fired);
     }
 
     pub(crate) fn fired_failed(&self) {
-        self.fired_failed.fetch_add(1, Ordering::Relaxed);
+        up(&self.mine().fired_failed);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (queue_time, run_time) = {
+            for s in self.shards.iter() {
+                let mut samples = lock(&s.samples);
+                samples.flush(&mut lock(&self.times));
+            }
             let t = lock(&self.times);
             (Latency::of(&t.queue), Latency::of(&t.run))
         };
+        let g = |c: fn(&Shard) -> &AtomicU64| total(&self.shards, c);
         Stats {
             workers: self.workers,
             // Filled in by the pool, which knows its threads.
             threads: 0,
             threads_peak: 0,
-            submitted: g(&self.submitted),
-            queued: g(&self.queued),
-            running: g(&self.running),
-            scheduled: g(&self.scheduled),
-            throttled: g(&self.throttled),
-            succeeded: g(&self.succeeded),
-            failed: g(&self.failed),
-            panicked: g(&self.panicked),
-            cancelled: g(&self.cancelled),
-            fired: g(&self.fired),
-            fired_failed: g(&self.fired_failed),
+            submitted: g(|s| &s.submitted),
+            queued: g(|s| &s.queued),
+            running: g(|s| &s.running),
+            scheduled: g(|s| &s.scheduled),
+            throttled: g(|s| &s.throttled),
+            succeeded: g(|s| &s.succeeded),
+            failed: g(|s| &s.failed),
+            panicked: g(|s| &s.panicked),
+            cancelled: g(|s| &s.cancelled),
+            fired: g(|s| &s.fired),
+            fired_failed: g(|s| &s.fired_failed),
             host_limits: Vec::new(),
             queue_time,
             run_time,

@@ -53,7 +53,7 @@ pub(crate) fn start<T: Send + 'static>(
     let inner = Arc::clone(pool.inner());
     let hedge = opts.hedge.filter(|_| req.spec.idempotent());
     let host = if inner.caps_hosts() || hedge.is_some() {
-        req.spec.host()
+        req.host()
     } else {
         None
     };
@@ -107,13 +107,16 @@ fn request_job<T: Send + 'static>(
     span: JobSpan,
 ) -> impl FnMut(&Ctx<'_>) -> Step<T> + Send + 'static {
     let mut attempts = Attempts::default();
-    let mut started = None;
+    // When the first step started, read only if the latency is measured.
+    let mut started: Option<Instant> = None;
     move |ctx: &Ctx<'_>| {
-        let t0 = *started.get_or_insert_with(Instant::now);
+        if measure.is_some() && started.is_none() {
+            started = Some(Instant::now());
+        }
         span.in_step(|| match req.step(&mut attempts, ctx) {
             Step::Sleep(at) => Step::Sleep(at),
             Step::Done(Ok(resp)) => {
-                if let Some(h) = &measure {
+                if let (Some(h), Some(t0)) = (&measure, started) {
                     inner.latencies().record(h, t0.elapsed());
                 }
                 let status = resp.status;

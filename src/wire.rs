@@ -37,10 +37,14 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// The last request a closure job sent through the pool's agent.
+pub(crate) type Sent = Option<(ureq::http::Method, ureq::http::Uri)>;
+
 /// Runs `f` (a closure job) noting each request it sends through the
 /// pool's agent; returns what `f` returned and the last request's method
-/// and URL, so that an error from ureq, which names none, can.
-pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Option<(String, String)>) {
+/// and URL, so that an error from ureq, which names none, can (they are
+/// written out only then).
+pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Sent) {
     struct Restore(Option<Option<(ureq::http::Method, ureq::http::Uri)>>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -52,7 +56,7 @@ pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Option<(String, String
     let r = f();
     let last = SENT.with(|s| s.borrow_mut().take().flatten());
     drop(restore);
-    (r, last.map(|(m, u)| (m.to_string(), u.to_string())))
+    (r, last)
 }
 
 /// The middleware of a pool's agents: notes the request about to be sent
@@ -241,10 +245,15 @@ pub(crate) fn with_limit<R>(limit: Deadline, f: impl FnOnce() -> R) -> R {
 /// read and write would cost more than the rest of the guard. Returns the
 /// timeout and true if the cap, not `t`, bounds it.
 fn capped(t: NextTimeout) -> (NextTimeout, bool) {
+    capped_at(t, Instant::now)
+}
+
+/// As [`capped`], with the clock read by `now` (only if there is a limit).
+fn capped_at(t: NextTimeout, now: impl FnOnce() -> Instant) -> (NextTimeout, bool) {
     let Some(limit) = LIMIT.with(Cell::get) else {
         return (t, false);
     };
-    let left = coarse(limit.saturating_duration_since(Instant::now()));
+    let left = coarse(limit.saturating_duration_since(now()));
     if left < *t.after {
         let t = NextTimeout {
             after: ureq::unversioned::transport::time::Duration::Exact(left),
@@ -267,17 +276,17 @@ fn coarse(left: Duration) -> Duration {
     Duration::from_millis(ms / step * step)
 }
 
-/// True if this thread's limit has passed.
-fn limit_passed() -> bool {
-    LIMIT.with(Cell::get).is_some_and(|l| Instant::now() >= l)
+/// True if this thread's limit has passed at `now`.
+fn limit_passed(now: Instant) -> bool {
+    LIMIT.with(Cell::get).is_some_and(|l| now >= l)
 }
 
-/// `t` less what has passed since `start`.
-fn less(t: NextTimeout, start: Instant) -> NextTimeout {
+/// `t` less `passed`.
+fn less(t: NextTimeout, passed: Duration) -> NextTimeout {
     use ureq::unversioned::transport::time::Duration as UDuration;
     match t.after {
         UDuration::Exact(d) => NextTimeout {
-            after: UDuration::Exact(d.saturating_sub(start.elapsed())),
+            after: UDuration::Exact(d.saturating_sub(passed)),
             ..t
         },
         _ => t,
@@ -445,21 +454,24 @@ impl Transport for Guarded {
             let start = Instant::now();
             return self
                 .io
-                .transmit_lent(amount, || capped(less(timeout, start)).0);
+                .transmit_lent(amount, || capped(less(timeout, start.elapsed())).0);
         }
         self.io.inner().transmit_output(amount, capped(timeout).0)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         watch(&self.conn, true)?;
+        // One clock read per wait, shared by the cap and what is left.
         let start = Instant::now();
+        let mut now = start;
         loop {
-            let (t, ours) = capped(less(timeout, start));
+            let (t, ours) = capped_at(less(timeout, now.saturating_duration_since(start)), || now);
             match self.io.await_input(t) {
                 // The coarse cap ran out before the limit did: nothing was
                 // read, wait for the rest.
-                Err(ureq::Error::Timeout(_)) if ours && !limit_passed() => {
+                Err(ureq::Error::Timeout(_)) if ours && !limit_passed(Instant::now()) => {
                     watch(&self.conn, true)?;
+                    now = Instant::now();
                 }
                 r => return r,
             }

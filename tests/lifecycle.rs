@@ -431,6 +431,63 @@ fn stats_add_up_after_a_mixed_batch() {
     assert!(s.run_time.p50 <= s.run_time.p99 && s.run_time.p99 <= s.run_time.max);
 }
 
+/// The stats are counted per thread and added up when read: read while
+/// 8 threads submit and 16 workers finish jobs, no gauge ever reads more
+/// than was submitted (a gauge that moved between two shards mid-read
+/// must not wrap below zero), and at the end every job is counted once,
+/// with its latencies.
+#[test]
+fn stats_read_while_many_threads_count_stay_sane_and_add_up() {
+    const THREADS: u64 = 8;
+    const EACH: u64 = 2_000;
+    let pool = Pool::new(16);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pool, done) = (pool.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let s = pool.stats();
+                let live = s.queued + s.running + s.scheduled;
+                assert!(live <= THREADS * EACH, "{s:?}");
+                assert!(s.succeeded <= THREADS * EACH, "{s:?}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let producers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let all: Vec<_> = (0..EACH).map(|i| pool.submit(move |_| Ok(t * i))).collect();
+                all.into_iter().map(|p| p.wait().unwrap()).sum::<u64>()
+            })
+        })
+        .collect();
+    let sum = bounded(LIMIT, move || {
+        producers
+            .into_iter()
+            .map(|p| p.join().unwrap())
+            .sum::<u64>()
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = reader.join().unwrap();
+    assert_eq!(
+        sum,
+        (0..THREADS)
+            .map(|t| t * (0..EACH).sum::<u64>())
+            .sum::<u64>()
+    );
+    assert!(reads > 0);
+    let s = pool.stats();
+    assert_eq!(s.submitted, THREADS * EACH);
+    assert_eq!(s.succeeded, THREADS * EACH);
+    assert_eq!((s.queued, s.running, s.scheduled), (0, 0, 0));
+    assert_eq!(s.run_time.count, THREADS * EACH);
+    assert_eq!(s.queue_time.count, THREADS * EACH);
+}
+
 const CHILD_URL: &str = "REQPOOL_CHILD_URL";
 const CHILD_MODE: &str = "REQPOOL_CHILD_MODE";
 

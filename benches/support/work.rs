@@ -16,16 +16,15 @@ pub(crate) fn plain_agent(workers: usize) -> ureq::Agent {
         .into()
 }
 
-/// `n` POSTs through `workers` std threads sharing one agent, jobs in and
+/// `n` POSTs through `workers` std threads sharing `agent`, jobs in and
 /// replies out over channels (the code a user would write).
-pub(crate) fn hand_rolled(url: &str, n: usize, workers: usize) {
-    crate::common::HandRolled::start(workers, &plain_agent(workers), url, &body()).run(n);
+pub(crate) fn hand_rolled(agent: &ureq::Agent, url: &str, n: usize, workers: usize) {
+    crate::common::HandRolled::start(workers, agent, url, &body()).run(n);
 }
 
-/// `n` POSTs through `Pool::new(workers)`: every one dispatched with
-/// `post_json`, then every handle waited on.
-pub(crate) fn reqpool_json(url: &str, n: usize, workers: usize) {
-    let pool = reqpool::Pool::new(workers);
+/// `n` POSTs through `pool`: every one dispatched with `post_json`, then
+/// every handle waited on.
+pub(crate) fn reqpool_json(pool: &reqpool::Pool, url: &str, n: usize) {
     let body = body();
     let all: Vec<_> = (0..n)
         .map(|_| pool.post_json::<serde_json::Value>(url, &body))
