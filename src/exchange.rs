@@ -61,11 +61,19 @@ pub(crate) fn exchange(
 ) -> Result<Response, Error> {
     let (agent, head) = head(ctx, limit, hop, req, number, seen)?;
     crate::wire::reset_opened();
-    let resp = send_once(agent, head, hop).map_err(|e| {
-        seen.reused = !crate::wire::opened();
-        Error::from_ureq(e, hop.method.as_str(), &hop.url)
-    })?;
-    read_reply(resp, hop, req.max_bytes, seen)
+    match send_once(agent, head, hop) {
+        Ok(resp) => read_reply(resp, hop, req.max_bytes, seen),
+        Err(e) => Err(not_sent(e, hop, seen)),
+    }
+}
+
+/// The error of an exchange ureq failed (in a frame of its own, as the
+/// head's and the reply's).
+#[cold]
+#[inline(never)]
+fn not_sent(e: ureq::Error, hop: &Hop<'_>, seen: &mut Seen) -> Error {
+    seen.reused = !crate::wire::opened();
+    Error::from_ureq(e, hop.method.as_str(), &hop.url)
 }
 
 /// The request's head (the hooks' headers included) and the agent that

@@ -75,29 +75,8 @@ impl Prepared {
         let key = ctx.hosts.and_then(|_| self.host());
         let host = ctx.hosts.zip(key.as_deref());
         loop {
-            // A retry never goes into an open circuit.
-            if !st.failed.is_empty()
-                && let Some((hosts, name)) = host
-                && let Some(retry_in) = hosts.open_for(name)
-            {
-                let err = Error::CircuitOpen {
-                    host: name.to_string(),
-                    retry_in,
-                };
-                let reason = crate::error::GaveUpReason::CircuitOpen;
-                return Step::Done(Err(self.give_up(st, err, Some(reason))));
-            }
-            if limit.passed() {
-                // Nothing sent yet, after a wait for the host's rate: the
-                // request never left (an outbox tries it again later).
-                let unsent = st.throttled && st.failed.is_empty() && st.next_hop.is_none();
-                let phase = if unsent {
-                    Phase::Throttled
-                } else {
-                    Phase::Deadline
-                };
-                let err = Error::timeout(phase, self.spec.method.as_str(), &self.spec.url);
-                return Step::Done(Err(self.give_up(st, err, None)));
+            if let Some(end) = self.barred(st, host, limit) {
+                return end;
             }
             let mut seen = Seen::default();
             let number = st.number();
@@ -127,7 +106,7 @@ impl Prepared {
                     return Step::Done(Ok(Response::detached(&self.spec.method, &self.spec.url)));
                 }
                 Err(_) if crate::wire::aborted() => return Step::Done(Err(Error::Cancelled)),
-                Err(e) => unsent_timeout(e.scrubbed(&self.secrets.with(&seen.secrets)), &seen),
+                Err(e) => e,
             };
             if let Some(step) = self.failed(st, err, &mut seen, number, limit, &trace) {
                 return step;
@@ -135,7 +114,44 @@ impl Prepared {
         }
     }
 
-    /// After attempt `number` failed with `err`: a new token and the
+    /// The end of the request before its next attempt: a retry into an
+    /// open circuit, or its limit passed. Never inlined (see `failed`).
+    #[inline(never)]
+    fn barred(
+        &self,
+        st: &mut Attempts,
+        host: Option<(&dyn crate::hosts::Feedback, &str)>,
+        limit: Deadline,
+    ) -> Option<Step<Response>> {
+        // A retry never goes into an open circuit.
+        if !st.failed.is_empty()
+            && let Some((hosts, name)) = host
+            && let Some(retry_in) = hosts.open_for(name)
+        {
+            let err = Error::CircuitOpen {
+                host: name.to_string(),
+                retry_in,
+            };
+            let reason = crate::error::GaveUpReason::CircuitOpen;
+            return Some(Step::Done(Err(self.give_up(st, err, Some(reason)))));
+        }
+        if limit.passed() {
+            // Nothing sent yet, after a wait for the host's rate: the
+            // request never left (an outbox tries it again later).
+            let unsent = st.throttled && st.failed.is_empty() && st.next_hop.is_none();
+            let phase = if unsent {
+                Phase::Throttled
+            } else {
+                Phase::Deadline
+            };
+            let err = Error::timeout(phase, self.spec.method.as_str(), &self.spec.url);
+            return Some(Step::Done(Err(self.give_up(st, err, None))));
+        }
+        None
+    }
+
+    /// After attempt `number` failed with `err` (not yet scrubbed of the
+    /// attempt's secrets): a new token and the
     /// request again (`None`), or the policy's decision (a retry now is
     /// `None` too). Never inlined: `step`'s frame lies under ureq's on
     /// every request, a failure's locals need not.
@@ -149,6 +165,7 @@ impl Prepared {
         limit: Deadline,
         trace: &AttemptSpan,
     ) -> Option<Step<Response>> {
+        let err = unsent_timeout(err.scrubbed(&self.secrets.with(&seen.secrets)), seen);
         trace.failed(&err);
         // A 401 to a token from `bearer_from`: a new token, and the
         // request once more, whatever the policy (it was not processed).

@@ -387,6 +387,38 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// `details` with the connect capped by this thread's limit, and the
+    /// socket of the new connection kept for a cancel (in `conn`) and with
+    /// the pool's others for `shutdown_timeout`. On the heap, made in a
+    /// frame of its own: the copy (its addresses take half a KiB) is not
+    /// on the stack while ureq's connectors, 8 KiB deep, run.
+    #[inline(never)]
+    fn capped<'a>(
+        &self,
+        details: &ConnectionDetails<'a>,
+        conn: &Arc<Conn>,
+    ) -> Box<ConnectionDetails<'a>> {
+        let remember = Arc::clone(conn);
+        let sockets = Arc::clone(&self.sockets);
+        Box::new(ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: capped(details.timeout).0,
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
+                *lock(&remember.socket) = Some(socket.clone());
+                sockets.add(socket)
+            }),
+        })
+    }
+}
+
 impl Connector<()> for Guard {
     type Out = Guarded;
 
@@ -398,25 +430,7 @@ impl Connector<()> for Guard {
         OPENED.with(|o| o.set(true));
         let conn = Arc::new(Conn::default());
         watch(&conn, false)?;
-        let remember = Arc::clone(&conn);
-        let sockets = Arc::clone(&self.sockets);
-        let capped = ConnectionDetails {
-            uri: details.uri,
-            addrs: details.addrs.clone(),
-            config: details.config,
-            request_level: details.request_level,
-            resolver: details.resolver,
-            now: details.now,
-            timeout: capped(details.timeout).0,
-            current_time: details.current_time.clone(),
-            run_connector: details.run_connector.clone(),
-            // The socket of a new connection is kept for a cancel, and
-            // with the pool's others for `shutdown_timeout`.
-            register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
-                *lock(&remember.socket) = Some(socket.clone());
-                sockets.add(socket)
-            }),
-        };
+        let capped = self.capped(details, &conn);
         let inner = self.inner.connect(&capped, chained)?;
         Ok(inner.map(|inner| Guarded {
             io: Spilling::new(inner, self.head_limit, self.out_limit, self.user_agent),
