@@ -203,7 +203,7 @@ fn config(
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
             // smaller ones. 8 KiB to write (a longer head line is written
-            // through a buffer lent for it) and 8 KiB to read (a longer
+            // through a buffer lent for it) and 4 KiB to read (a longer
             // head spills; both in `spill.rs`) keep a pool of thousands
             // small.
             .output_buffer_size(s.write_buffer)

@@ -3,7 +3,7 @@
 //!
 //! ureq parses a response head inside the connection's input buffer, so a
 //! head longer than the buffer could not be read, and every open or idle
-//! connection keeps its buffer (8 KiB by default). Instead of a larger
+//! connection keeps its buffer (4 KiB by default). Instead of a larger
 //! buffer on every connection, the input of a connection whose buffer is
 //! full of a head not yet parsed *spills*: it is copied into a buffer of
 //! its own that grows (up to the head limit) while the rest of the head is
