@@ -124,7 +124,7 @@ impl Builder {
 
     /// The stack size of each worker thread, in bytes: address space
     /// reserved per worker, of which only what a job touches takes memory
-    /// (40 KiB for a request, 52 KiB with a rustls handshake). Defaults to
+    /// (36 KiB for a request, 52 KiB with a TLS handshake). Defaults to
     /// 512 KiB (the standard library's default is 2 MiB): room for deep
     /// closures, and 5 GiB of address space rather than 20 for 10,000
     /// workers. Raise it for jobs that recurse deeply. At least 16 KiB
