@@ -4,7 +4,11 @@
 //! reached the server once, twice or never, and how long the survivors
 //! took to take over the dead consumer's jobs. Then the rate that three
 //! consumers share (`shared_rate_per_host(100, 1 s)`), and throughput: one
-//! consumer against plain `fire`, three consumers against one.
+//! consumer against plain `fire`, three consumers against one. Last, one
+//! job at a time from another process (every 25 ms): the time from its
+//! enqueue to its arrival at the server, and what the consumer then costs
+//! idle for 10 s. `PHASES=34` runs only those parts; `FAST_ONLY=1` skips
+//! the 20 ms-server part of 3.
 //!
 //! `cargo run --release --features redis --example many_machines`
 //! (starts its own `redis-server` on a free port; `REDIS_URL=redis://…`
@@ -56,6 +60,22 @@ fn consumer() {
     let outbox = options
         .redis(&var("REDIS"), &var("STREAM"), &pool)
         .expect("open the outbox");
+    if let Ok(n) = std::env::var("IDLE_AFTER") {
+        // 4.: deliver `n` jobs as they come, then sit idle for 10 s.
+        let n: u64 = n.parse().unwrap();
+        let t0 = Instant::now();
+        while outbox.stats().map_or(0, |s| s.delivered) < n {
+            assert!(t0.elapsed() < Duration::from_secs(120), "not delivered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let cpu0 = common::cpu_seconds();
+        std::thread::sleep(Duration::from_secs(10));
+        eprintln!(
+            "   (idle consumer: {:.0} ms CPU over 10 s)",
+            (common::cpu_seconds() - cpu0) * 1e3
+        );
+        return;
+    }
     outbox.flush_timeout(Duration::from_secs(300));
     if let Ok(n) = std::env::var("CPU") {
         let n: f64 = n.parse().unwrap_or(1.0);
@@ -209,6 +229,72 @@ fn main() {
     if phase("3") {
         throughput(&redis, tag);
     }
+    if phase("4") {
+        idle(&redis, tag);
+    }
+}
+
+/// 4: one job at a time, how soon a consumer delivers a job another
+/// process enqueued, and what an idle consumer costs.
+fn idle(redis: &str, tag: u32) {
+    let n = 100;
+    let (srv, seen) = server(Duration::ZERO);
+    let url = srv.url("/orders");
+    let stream = format!("many-machines-{tag}-idle");
+    let pool = Pool::new(1);
+    let producer = Outbox::options()
+        .deliver(false)
+        .redis(redis, &stream, &pool)
+        .expect("open the producer");
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .env(ROLE, "1")
+        .env("REDIS", redis)
+        .env("STREAM", &stream)
+        .env("NAME", "idle")
+        .env("WORKERS", "4")
+        .env("IDLE_AFTER", n.to_string())
+        .stdout(Stdio::null());
+    let mut child = child.spawn().expect("start a consumer");
+    // Once it is up (its first delivery), one job every 25 ms.
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let key = format!("{stream}-{i}");
+        sent.push((key.clone(), Instant::now()));
+        producer
+            .enqueue(
+                pool.post(&url)
+                    .json_body(&json!({"item": i}))
+                    .idempotency_key(&key),
+            )
+            .expect("enqueue");
+        if i == 0 {
+            let t0 = Instant::now();
+            while seen.lock().unwrap().is_empty() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "the consumer never started"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(child.wait().unwrap().success(), "the consumer failed");
+    let seen = seen.lock().unwrap();
+    let mut ms: Vec<f64> = sent[1..]
+        .iter()
+        .filter_map(|(k, t)| Some(seen.get(k)?.first()?.duration_since(*t).as_secs_f64() * 1e3))
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q) as usize];
+    println!(
+        "4. {} POSTs enqueued one at a time every 25 ms by another process: enqueue to arrival median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        ms.len(),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
 }
 
 /// 1. Three consumers, one killed a third of the way in.
@@ -254,7 +340,9 @@ fn kill_one(redis: &str, tag: u32) {
                 .arg(id)
                 .query(&mut conn)
                 .ok()?;
-            e.first()?.1.get("key").cloned()
+            // The key is the second item of the entry's metadata (`m`).
+            let meta: serde_json::Value = serde_json::from_str(e.first()?.1.get("m")?).ok()?;
+            meta.get(1)?.as_str().map(str::to_owned)
         })
         .collect();
     for c in &mut children[1..] {

@@ -7,7 +7,11 @@
 //! delivered jobs (`HISTORY=n`, default 50,000).
 //!
 //! `cargo run --release --features outbox --example resumable_batch`
-//! (`RUNS=20` kills and restarts 20 times).
+//! (`RUNS=20` kills and restarts 20 times; `ONLY=speed` skips the kills
+//! and the one-by-one enqueue rates, and prints only `enqueue_all` and
+//! delivery against `fire`, `ROUNDS` times, for before/after runs;
+//! `ONLY=enqueue_all` only that rate; `ONLY=deliver` fills a file and delivers it, for a profiler,
+//! `PERF_FILL=1` to record the filling).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -94,6 +98,22 @@ fn enqueue_all_rate(dir: &std::path::Path, durability: Durability, n: usize) -> 
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// CPU time of this whole process so far (its server too), from
+/// `/proc/self/stat` (Linux; zero elsewhere).
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's name (which may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
 /// Requests a second through plain `fire`, and through an outbox (keys,
 /// replies off, retention zero; 16 workers each, same server): enqueue and
 /// delivery together, and the delivery alone of a file that a producer
@@ -103,11 +123,16 @@ struct Rates {
     together: f64,
     delivery: f64,
     bytes: u64,
+    /// CPU µs per request of the process (server included): `fire`,
+    /// delivery of a filled file.
+    fire_cpu: f64,
+    delivery_cpu: f64,
 }
 
 fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     let pool = Pool::new(16);
-    let t0 = Instant::now();
+    let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n as f64;
+    let (t0, c0) = (Instant::now(), cpu());
     for i in 0..n {
         pool.post(url)
             .json_body(&json!({"item": i}))
@@ -116,6 +141,7 @@ fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     }
     assert_eq!(pool.flush(), 0);
     let fire = n as f64 / t0.elapsed().as_secs_f64();
+    let fire_cpu = per(cpu().saturating_sub(c0));
     let options = || {
         Outbox::options()
             .keep_replies(false)
@@ -145,15 +171,18 @@ fn delivery_vs_fire(dir: &std::path::Path, url: &str, n: usize) -> Rates {
     let producer = options().deliver(false).open(&path, &pool).expect("open");
     enqueue(&producer, "replay");
     drop(producer);
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu());
     let outbox = options().open(&path, &pool).expect("open");
     assert_eq!(outbox.flush_timeout(Duration::from_secs(600)), 0);
     let delivery = n as f64 / t0.elapsed().as_secs_f64();
+    let delivery_cpu = per(cpu().saturating_sub(c0));
     Rates {
         fire,
         together,
         delivery,
         bytes,
+        fire_cpu,
+        delivery_cpu,
     }
 }
 
@@ -212,6 +241,78 @@ fn kill_and_rerun(db: &std::path::Path) -> (usize, usize, usize) {
     (twice, more, lost)
 }
 
+/// `enqueue_all` into a file, then delivery of a filled file against
+/// `fire` (the ratio is the figure to compare: both in the same round),
+/// `rounds` times.
+fn speed(dir: &std::path::Path, n: usize, rounds: usize) {
+    let server = common::Server::start();
+    for round in 1..=rounds {
+        let all = enqueue_all_rate(dir, Durability::Process, 100_000);
+        let r = delivery_vs_fire(dir, &server.url("/echo"), n);
+        println!(
+            "round {round}: enqueue_all {all:.0} jobs/s; {n} POSTs: fire {:.0} req/s, together {:.2}x, delivery of a filled file {:.0} req/s ({:.2}x); CPU µs/req (process, server included): fire {:.1}, delivery {:.1} ({:.2}x)",
+            r.fire,
+            r.together / r.fire,
+            r.delivery,
+            r.delivery / r.fire,
+            r.fire_cpu,
+            r.delivery_cpu,
+            r.delivery_cpu / r.fire_cpu
+        );
+    }
+}
+
+/// `ONLY=deliver`: `n` keyed POSTs into a fresh file by a producer,
+/// then the file delivered; a profiler's control FIFO (`PERF_CTL`, for
+/// `perf record --control fifo:PATH -D -1`) is told to record the
+/// delivery alone.
+fn deliver_only(dir: &std::path::Path, n: usize) {
+    let server = common::Server::start();
+    let url = server.url("/echo");
+    let pool = Pool::new(16);
+    let options = || {
+        Outbox::options()
+            .keep_replies(false)
+            .retention(Duration::ZERO)
+    };
+    let path = dir.join("deliver.db");
+    // `PERF_FILL=1`: the profiler records the filling instead.
+    let fill = std::env::var_os("PERF_FILL").is_some();
+    let perf = |what: &str, now: bool| {
+        if let Ok(fifo) = std::env::var("PERF_CTL")
+            && now
+        {
+            std::fs::write(fifo, format!("{what}\n")).expect("perf's control FIFO");
+        }
+    };
+    let producer = options().deliver(false).open(&path, &pool).expect("open");
+    perf("enable", fill);
+    let t0 = Instant::now();
+    let ids = producer.enqueue_all((0..n).map(|i| {
+        pool.post(&url)
+            .json_body(&json!({"item": i}))
+            .idempotency_key(&format!("fill-{i}"))
+    }));
+    let took = t0.elapsed();
+    perf("disable", fill);
+    assert!(ids.iter().all(Result::is_ok));
+    drop(producer);
+    println!(
+        "{n} POSTs into a file with enqueue_all: {:.0} jobs/s",
+        n as f64 / took.as_secs_f64()
+    );
+    perf("enable", !fill);
+    let t0 = Instant::now();
+    let outbox = options().open(&path, &pool).expect("open");
+    let left = outbox.flush_timeout(Duration::from_secs(600));
+    let took = t0.elapsed();
+    perf("disable", !fill);
+    println!(
+        "{n} POSTs, 16 workers: delivery of a filled file {:.0} req/s ({left} left)",
+        n as f64 / took.as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--child" {
@@ -220,6 +321,31 @@ fn main() {
     }
     let dir = std::env::temp_dir().join(format!("reqpool-resumable-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let only = std::env::var("ONLY").unwrap_or_default();
+    if only == "deliver" {
+        deliver_only(&dir, env("HISTORY", 50_000));
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    if only == "enqueue_all" {
+        for round in 1..=env("ROUNDS", 1) {
+            let all = enqueue_all_rate(&dir, Durability::Process, env("HISTORY", 100_000));
+            println!("round {round}: enqueue_all {all:.0} jobs/s");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    if only == "speed" {
+        speed(&dir, env("HISTORY", 50_000), env("ROUNDS", 1));
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1040,6 +1040,114 @@ fn a_retry_after_survives_a_kill() {
     );
 }
 
+/// Entries written by the layout before the metadata field (a field for
+/// each part) are still delivered after an upgrade: in the stream, dead
+/// (listed, requeued), and parked behind an order key. Written here with
+/// raw `XADD`/`HSET`, as that version wrote them.
+#[test]
+fn entries_of_the_layout_before_the_metadata_field_are_still_delivered() {
+    let Some(r) = RedisServer::start() else {
+        return;
+    };
+    let status = Arc::new(AtomicUsize::new(200));
+    let (server, keys) = keyed_server(status.clone());
+    let pool = Pool::new(2);
+    // A producer makes the stream and its group, as the old version did.
+    let producer = Outbox::options()
+        .deliver(false)
+        .redis(&r.url(), "calls", &pool)
+        .unwrap();
+    let url = server.url("/orders");
+    let mut c = raw(&r);
+    let old = |job: &str, key: &str, order: Option<&str>, n: i64| {
+        let mut f: Vec<(String, Vec<u8>)> = [
+            ("job", job),
+            ("key", key),
+            ("method", "POST"),
+            ("url", url.as_str()),
+            ("headers", r#"[["content-type","application/json"]]"#),
+            ("attempts", "0"),
+            ("due", "0"),
+            ("tries", "0"),
+            ("stops", "0"),
+            ("created", "1700000000000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        if let Some(o) = order {
+            f.push(("order".into(), o.as_bytes().to_vec()));
+        }
+        f.push(("body".into(), json!({"order": n}).to_string().into_bytes()));
+        f
+    };
+    let xadd = |c: &mut redis::Connection, f: &[(String, Vec<u8>)]| {
+        let _: String = redis::cmd("XADD")
+            .arg("{calls}")
+            .arg("*")
+            .arg(f)
+            .query(c)
+            .unwrap();
+    };
+    // One plain job, and two of one order key: the second parked.
+    xadd(&mut c, &old("901", "old-1", None, 1));
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("{calls}:order:line")
+        .arg(&["903", "904"])
+        .query(&mut c)
+        .unwrap();
+    xadd(&mut c, &old("903", "old-3", Some("line"), 3));
+    let _: i64 = redis::cmd("HSET")
+        .arg("{calls}:park:904")
+        .arg(old("904", "old-4", Some("line"), 4))
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = redis::cmd("INCR")
+        .arg("{calls}:parked")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(producer.stats().unwrap().pending, 3);
+    let outbox = Outbox::redis(&r.url(), "calls", &pool).unwrap();
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    for (id, n) in [(901, 1), (903, 3), (904, 4)] {
+        let reply = outbox
+            .reply(reqpool::JobId(id))
+            .unwrap()
+            .expect("delivered");
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(v["body"]["order"].as_i64(), Some(n), "{v}");
+    }
+    // A final status: the old entry is a dead letter, listed as one, and
+    // requeued.
+    status.store(422, std::sync::atomic::Ordering::SeqCst);
+    xadd(&mut c, &old("902", "old-2", None, 2));
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let dead = outbox.dead().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].id.0, dead[0].key.as_str()), (902, "old-2"));
+    assert!(
+        dead[0].request.starts_with("POST http://127.0.0.1"),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0].attempts, 1);
+    status.store(200, std::sync::atomic::Ordering::SeqCst);
+    assert!(outbox.requeue(reqpool::JobId(902)).unwrap());
+    assert_eq!(outbox.flush_timeout(LIMIT), 0);
+    let reply = outbox
+        .reply(reqpool::JobId(902))
+        .unwrap()
+        .expect("delivered");
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(v["body"]["order"].as_i64(), Some(2), "{v}");
+    let keys = keys.lock().unwrap();
+    for k in ["old-1", "old-3", "old-4"] {
+        assert_eq!(keys.get(k), Some(&1), "{keys:?}");
+    }
+    assert_eq!(keys.get("old-2"), Some(&2), "{keys:?}");
+    let s = outbox.stats().unwrap();
+    assert_eq!((s.pending, s.in_flight, s.delivered, s.dead), (0, 0, 4, 0));
+}
+
 /// Times and counts in an entry are checked when read: a hand-written
 /// entry due at `i64::MAX` with `attempts` past `u32::MAX` is delivered
 /// now (it was held in flight for good, or refused).

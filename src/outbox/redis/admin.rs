@@ -18,7 +18,7 @@ impl Redis {
                 .arg("+")
                 .query(c)
         })?;
-        Ok(entries(&v))
+        Ok(entries(v))
     }
 
     /// The dead letter of job `id`.
@@ -87,26 +87,38 @@ impl Admin for Redis {
         Ok(self
             .dead_entries()?
             .into_iter()
-            .map(|(entry, f)| {
-                let text = |name: &str| {
-                    field(&f, name)
+            .map(|(entry, mut f)| {
+                let text = |f: &Fields, name: &str| {
+                    field(f, name)
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                         .unwrap_or_default()
                 };
-                let num = |name: &str| text(name).parse().ok();
-                let mut url = text("url");
-                let mut method = text("method");
+                let error = text(&f, "error");
+                if let Ok(r) = Record::parse(&mut f) {
+                    return DeadJob::new(
+                        JobId(r.id),
+                        r.stored.key.unwrap_or_default(),
+                        &r.stored.method,
+                        &r.stored.url,
+                        error,
+                        r.attempts,
+                    );
+                }
+                // Not one of reqpool's: its fields as they are.
+                let num = |name: &str| text(&f, name).parse().ok();
+                let mut url = text(&f, "url");
+                let mut method = text(&f, "method");
                 if field(&f, "job").is_none() {
-                    // Not one of reqpool's: shown by where it was.
+                    // Shown by where it was.
                     method = "entry".into();
-                    url = format!("{} of {}", text("entry").max(entry), self.stream);
+                    url = format!("{} of {}", text(&f, "entry").max(entry), self.stream);
                 }
                 DeadJob::new(
                     JobId(num("job").unwrap_or(0)),
-                    text("key"),
+                    text(&f, "key"),
                     &method,
                     &url,
-                    text("error"),
+                    error,
                     num("attempts")
                         .and_then(|n: i64| u32::try_from(n).ok())
                         .unwrap_or(0),
@@ -116,10 +128,10 @@ impl Admin for Redis {
     }
 
     fn requeue(&self, id: JobId) -> Result<bool, Error> {
-        let Some((entry, fields)) = self.dead_entry(id)? else {
+        let Some((entry, mut fields)) = self.dead_entry(id)? else {
             return Ok(false);
         };
-        let Ok(mut record) = Record::parse(&fields) else {
+        let Ok(mut record) = Record::parse(&mut fields) else {
             return Ok(false);
         };
         record.attempts = 0;
@@ -153,12 +165,15 @@ impl Admin for Redis {
             })?;
             return Ok(n.0 == 1);
         }
-        let Some((entry, fields)) = self.dead_entry(id)? else {
+        let Some((entry, mut fields)) = self.dead_entry(id)? else {
             return Ok(false);
         };
-        let key = field(&fields, "key")
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_default();
+        let key = match Record::parse(&mut fields) {
+            Ok(r) => r.stored.key.unwrap_or_default(),
+            Err(_) => field(&fields, "key")
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+        };
         let n: (i64, i64) = self.link.with(|c, _| {
             redis::pipe()
                 .cmd("XDEL")
@@ -209,7 +224,7 @@ impl Admin for Redis {
                 .arg(1)
                 .query(c)
         })?;
-        let unread = entries(&next)
+        let unread = entries(next)
             .first()
             .and_then(|(id, _)| id.split('-').next()?.parse::<i64>().ok());
         Ok(match (held, unread) {

@@ -1,7 +1,7 @@
 //! How jobs are added: one enqueue script per job, pipelined, each with
 //! its own answer, and (on a cluster) a wait for the replicas.
 
-use super::{REPLICA_WAIT, Redis, link};
+use super::{REPLICA_WAIT, Redis, link, record};
 use crate::error::Error;
 use crate::outbox::store::{Inserted, Row, millis};
 use redis::Value;
@@ -28,23 +28,8 @@ impl Redis {
                     .arg(self.key("key", &r.key))
                     .arg(self.setup.max_queued)
                     .arg(r.order.as_deref().unwrap_or_default())
-                    .arg("key")
-                    .arg(&r.key)
-                    .arg("method")
-                    .arg(&r.method)
-                    .arg("url")
-                    .arg(&r.url)
-                    .arg("headers")
-                    .arg(&r.headers)
-                    .arg("attempts")
-                    .arg(0)
-                    .arg("due")
-                    .arg(0)
-                    .arg("created")
-                    .arg(r.created);
-                if let Some(o) = &r.order {
-                    p.arg("order").arg(o);
-                }
+                    .arg(record::META)
+                    .arg(record::row_meta(r));
                 if let Some(b) = &r.body {
                     p.arg("body").arg(b.as_slice());
                 }

@@ -58,7 +58,7 @@ impl Redis {
         // Entries taken over may be ones this consumer holds already.
         let waiting: std::collections::HashSet<String> =
             held.waiting.iter().map(|(e, _)| e.clone()).collect();
-        for (entry, fields) in read {
+        for (entry, mut fields) in read {
             if held.flight.contains_key(&entry) || waiting.contains(&entry) {
                 continue;
             }
@@ -74,7 +74,7 @@ impl Redis {
                 })?;
                 continue;
             }
-            match Record::parse(&fields) {
+            match Record::parse(&mut fields) {
                 Ok(mut record) => {
                     let size = record.stored.body.as_ref().map_or(0, Vec::len);
                     // Up at once with a large body, down slowly.
@@ -222,9 +222,11 @@ impl Redis {
                     .query(c)
             })?;
             let Value::Array(parts) = reply else { break };
-            let read = parts.get(1).map(entries).unwrap_or_default();
+            let mut parts = parts.into_iter();
+            let next = parts.next().as_ref().and_then(string).unwrap_or_default();
+            let read = parts.next().map(entries).unwrap_or_default();
             // Redis 7 lists the entries deleted while pending: jobs lost.
-            if let Some(Value::Array(gone)) = parts.get(2)
+            if let Some(Value::Array(gone)) = parts.next()
                 && !gone.is_empty()
             {
                 log::error!(
@@ -261,7 +263,7 @@ impl Redis {
                 record.attempts = record.attempts.saturating_add(t.proven);
             }
             drop(held);
-            cursor = parts.first().and_then(string).unwrap_or_default();
+            cursor = next;
             if cursor.is_empty() || cursor == "0-0" || taken >= TAKE_OVER {
                 break;
             }

@@ -100,6 +100,11 @@ pub(super) struct Link {
     group: String,
     scripts: Scripts,
     conn: Mutex<Option<Conn>>,
+    /// A second connection, for reads that wait for new entries
+    /// (`XREADGROUP … BLOCK`): made on first use, with neither scripts
+    /// nor the group (a missing group is the main connection's to find
+    /// and make again), so that a waiting read holds up no other call.
+    reader: Mutex<Option<Conn>>,
     /// Connections made so far, and how many of them found the group
     /// missing after the first (a Redis restarted without its data, the
     /// stream deleted): each time, what this consumer held is lost.
@@ -157,6 +162,7 @@ impl Link {
             group: group.to_owned(),
             scripts: Scripts::new(),
             conn: Mutex::new(None),
+            reader: Mutex::new(None),
             made: AtomicU64::new(0),
             vanished: AtomicU64::new(0),
         };
@@ -201,10 +207,31 @@ impl Link {
         })
     }
 
-    /// A new connection, ready: timeouts set, scripts loaded, the group
-    /// there (a Redis restarted without its data has neither).
-    fn connect(&self) -> RedisResult<Conn> {
-        let mut conn = match &self.client {
+    /// Runs `f` on the reader, the connection for reads that wait (making
+    /// it first if there is none). A failure of the connection drops it,
+    /// so the next call connects again.
+    pub(super) fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        let mut slot = lock(&self.reader);
+        if slot.is_none() {
+            *slot = Some(self.plain().map_err(|e| self.error(&e))?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(Error::storage(StorageKind::Unreachable, "no connection"));
+        };
+        f(conn.like()).map_err(|e| {
+            if broken(&e) {
+                *slot = None;
+            }
+            self.error(&e)
+        })
+    }
+
+    /// A new connection with its timeouts set, and nothing more.
+    fn plain(&self) -> RedisResult<Conn> {
+        Ok(match &self.client {
             Target::Node(client) => {
                 let conn = client.get_connection_with_timeout(CONNECT)?;
                 conn.set_read_timeout(Some(REPLY))?;
@@ -212,7 +239,13 @@ impl Link {
                 Conn::Node(conn)
             }
             Target::Cluster(client) => Conn::Cluster(Box::new(OneSlot(client.get_connection()?))),
-        };
+        })
+    }
+
+    /// A new connection, ready: timeouts set, scripts loaded, the group
+    /// there (a Redis restarted without its data has neither).
+    fn connect(&self) -> RedisResult<Conn> {
+        let mut conn = self.plain()?;
         let conn_like = conn.like();
         self.scripts.load(conn_like)?;
         let made: RedisResult<()> = redis::cmd("XGROUP")

@@ -36,8 +36,15 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How often a consumer looks for entries that others added.
+/// How often a busy consumer looks for entries that others added (one
+/// with nothing in flight waits for them instead: [`BLOCK`]).
 const POLL: Duration = Duration::from_millis(20);
+/// How long an idle consumer's read waits for new entries at most: how
+/// late, at worst, it sees that its outbox closes.
+const BLOCK: Duration = Duration::from_millis(100);
+/// Bytes of bodies a write of answers reads ahead at most (by the size
+/// of the entries seen so far).
+const READ_AHEAD_BYTES: usize = 4 << 20;
 /// Entries taken over from stopped consumers at most per look.
 const TAKE_OVER: usize = 1_000;
 /// How long an enqueue waits for the replicas it must reach.
@@ -89,6 +96,9 @@ struct Held {
     /// About how many bytes an entry read lately held (its body).
     entry_bytes: usize,
     last_extend: Option<Instant>,
+    /// The last claim waited for new entries and none came: the next
+    /// may wait again at once.
+    idle: bool,
 }
 
 /// Where the store is: one Redis server, or nodes of a Redis Cluster.
@@ -195,6 +205,148 @@ impl Redis {
         format!("{}:dead", self.stream)
     }
 
+    /// Whether this consumer waits for new entries when it has nothing
+    /// to do: when its stream is its outbox's only one (its key is the
+    /// outbox's own hash tag). A consumer of many shards looks at each in
+    /// turn every [`POLL`] instead: a wait on one would leave the others
+    /// unread.
+    fn waits(&self) -> bool {
+        self.stream == self.setup.shared
+    }
+
+    /// How many new entries a claim may read: what the room that jobs
+    /// read before leave, within the prefetch, and as many as the bytes
+    /// allow by the size of those seen so far (one at least when nothing
+    /// is held).
+    fn want(&self, held: &Held, room: usize, bytes: usize) -> usize {
+        let holding = held.waiting.len() + held.flight.len();
+        let by_size = bytes / held.entry_bytes.max(1);
+        room.saturating_sub(held.waiting.len())
+            .min(self.setup.prefetch.saturating_sub(holding))
+            .min(by_size.max(usize::from(holding == 0)))
+    }
+
+    /// How many new entries a write of answers reads with them, when
+    /// `leaving` jobs leave what this consumer holds: the room they leave
+    /// in the prefetch, as many as [`READ_AHEAD_BYTES`] hold by the size
+    /// of the entries seen so far. None with a shared rate (jobs are read
+    /// only for free workers), nor for an idle consumer (its claim waits
+    /// for them).
+    fn read_ahead(&self, held: &Held, leaving: usize) -> usize {
+        if leaving == 0 || self.setup.interval.is_some() {
+            return 0;
+        }
+        let holding = (held.waiting.len() + held.flight.len()).saturating_sub(leaving);
+        if holding == 0 {
+            return 0;
+        }
+        self.setup
+            .prefetch
+            .saturating_sub(holding)
+            .min(READ_AHEAD_BYTES / held.entry_bytes.max(1))
+    }
+
+    /// A read's entries taken in (see `take_in`): how many it brought,
+    /// and its error if it failed.
+    fn take_read(&self, held: &mut Held, got: Result<Value, Error>) -> (usize, Option<Error>) {
+        self.count_vanished_in(held);
+        let mut read = 0;
+        let failed = got
+            .and_then(|v| {
+                let entries = read_reply(v);
+                read = entries.len();
+                self.take_in(held, entries)
+            })
+            .err();
+        (read, failed)
+    }
+
+    /// `XREADGROUP` of up to `count` new entries, waiting up to `block`
+    /// for one if given.
+    fn read(&self, count: usize, block: Option<Duration>) -> redis::Cmd {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.setup.group)
+            .arg(&self.setup.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(b) = block {
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(b.as_millis()).unwrap_or(1).max(1));
+        }
+        cmd.arg("STREAMS").arg(&self.stream).arg(">");
+        cmd
+    }
+
+    /// The time of the first waiting job (its own, or its host's shared
+    /// rate's), if one waits.
+    fn first_due(&self, held: &Held) -> Option<i64> {
+        held.waiting
+            .iter()
+            .map(|(_, r)| {
+                let blocked = held.blocked.get(&host(&r.stored.url)).copied().unwrap_or(0);
+                r.due.max(blocked)
+            })
+            .min()
+    }
+
+    /// Hands out the due waiting jobs that the room takes, moving them in
+    /// flight. A job taken over from a consumer that stopped may be what
+    /// stopped it: it goes alone, once what is in flight has ended.
+    fn hand_out(
+        &self,
+        held: &mut Held,
+        room: usize,
+        bytes: usize,
+        failed: &mut Option<Error>,
+    ) -> Vec<Claimed<String>> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        let suspect_due = held
+            .waiting
+            .iter()
+            .any(|(_, r)| r.stops > 0 && r.due <= now);
+        let suspect_flying = held.flight.values().any(|r| r.stops > 0);
+        let alone = suspect_due && held.flight.is_empty();
+        let room = if suspect_flying || (suspect_due && !alone) {
+            0
+        } else if alone {
+            1
+        } else {
+            room
+        };
+        let mut handed = 0usize;
+        for (entry, record) in std::mem::take(&mut held.waiting) {
+            let size = record.stored.body.as_ref().map_or(0, Vec::len);
+            let ready = failed.is_none()
+                && out.len() < room
+                && (out.is_empty() || handed.saturating_add(size) <= bytes)
+                && record.due <= now
+                && (record.stops > 0) == alone;
+            let ready = ready
+                && self.token(held, &record, now).unwrap_or_else(|e| {
+                    *failed = Some(e);
+                    false
+                });
+            if ready {
+                handed = handed.saturating_add(size);
+                held.flight.insert(entry.clone(), record.clone());
+                out.push(Claimed {
+                    id: record.id,
+                    attempts: record.attempts,
+                    tries: record.tries,
+                    stops: record.stops,
+                    created: record.created,
+                    stored: record.stored,
+                    receipt: entry,
+                });
+            } else {
+                held.waiting.push((entry, record));
+            }
+        }
+        out
+    }
+
     /// Whether `record`'s host has a token of the shared rate now; asks
     /// Redis at most once per host and round once it said no.
     fn token(&self, held: &mut Held, record: &Record, now: i64) -> Result<bool, Error> {
@@ -236,7 +388,10 @@ impl Delivery for Redis {
     /// New entries of the stream (as many as the room that jobs read
     /// before leave), then the due jobs, as the shared rate allows. A job
     /// taken over from a stopped consumer goes alone (see
-    /// `Sqlite::claim`).
+    /// `Sqlite::claim`). A consumer with nothing in flight nor waiting
+    /// that finds nothing new waits for new entries on its second
+    /// connection, at most [`BLOCK`] (one stream per outbox only: see
+    /// [`Redis::waits`]).
     fn claim(&self, room: Room) -> Result<Vec<Claimed<String>>, Error> {
         // With a shared rate, each job claimed takes a token: jobs are
         // claimed only for free workers (no burst of queued jobs after a
@@ -248,80 +403,46 @@ impl Delivery for Redis {
             room.jobs
         };
         let mut held = lock(&self.held);
-        let holding = held.waiting.len() + held.flight.len();
-        // What is read stays in memory until it goes: as many entries as
-        // the bytes allow, by the size of those seen so far.
-        let by_size = bytes / held.entry_bytes.max(1);
-        let want = room
-            .saturating_sub(held.waiting.len())
-            .min(self.setup.prefetch.saturating_sub(holding))
-            .min(by_size.max(usize::from(holding == 0)));
+        held.idle = false;
+        let want = self.want(&held, room, bytes);
         let mut failed = None;
+        let mut read = 0;
         if want > 0 {
-            let read = self.link.with(|c, _| {
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(&self.setup.group)
-                    .arg(&self.setup.consumer)
-                    .arg("COUNT")
-                    .arg(want)
-                    .arg("STREAMS")
-                    .arg(&self.stream)
-                    .arg(">")
-                    .query::<Value>(c)
-            });
-            self.count_vanished_in(&mut held);
-            failed = read
-                .and_then(|v| self.take_in(&mut held, read_reply(&v)))
-                .err();
+            let got = self
+                .link
+                .with(|c, _| self.read(want, None).query::<Value>(c));
+            (read, failed) = self.take_read(&mut held, got);
         }
-        let now = now_ms();
-        let mut out = Vec::new();
-        // A job taken over from a consumer that stopped may be what
-        // stopped it: it goes alone, once what is in flight has ended.
-        let suspect_due = held
-            .waiting
-            .iter()
-            .any(|(_, r)| r.stops > 0 && r.due <= now);
-        let suspect_flying = held.flight.values().any(|r| r.stops > 0);
-        let alone = suspect_due && held.flight.is_empty();
-        let room = if suspect_flying || (suspect_due && !alone) {
-            0
-        } else if alone {
-            1
-        } else {
-            room
-        };
-        let mut handed = 0usize;
-        for (entry, record) in std::mem::take(&mut held.waiting) {
-            let size = record.stored.body.as_ref().map_or(0, Vec::len);
-            let ready = failed.is_none()
-                && out.len() < room
-                && (out.is_empty() || handed.saturating_add(size) <= bytes)
-                && record.due <= now
-                && (record.stops > 0) == alone;
-            let ready = ready
-                && self.token(&mut held, &record, now).unwrap_or_else(|e| {
-                    failed = Some(e);
-                    false
-                });
-            if ready {
-                handed = handed.saturating_add(size);
-                held.flight.insert(entry.clone(), record.clone());
-                out.push(Claimed {
-                    id: record.id,
-                    attempts: record.attempts,
-                    tries: record.tries,
-                    stops: record.stops,
-                    created: record.created,
-                    stored: record.stored,
-                    receipt: entry,
-                });
-            } else {
-                held.waiting.push((entry, record));
+        let mut out = self.hand_out(&mut held, room, bytes, &mut failed);
+        // Nothing in flight, nothing waiting, nothing new: wait for new
+        // entries. (Not with jobs waiting for their time or a token: Redis
+        // ends a read's wait only on its own clock's tick, up to 100 ms
+        // late, so those wake the dispatcher as before.)
+        if out.is_empty()
+            && failed.is_none()
+            && read == 0
+            && held.flight.is_empty()
+            && held.waiting.is_empty()
+        {
+            let want = self.want(&held, room, bytes);
+            if self.waits() && want > 0 {
+                // Nothing to do: wait for new entries without the lock, so
+                // that housekeeping goes on meanwhile.
+                drop(held);
+                let got = self
+                    .link
+                    .with_reader(|c| self.read(want, Some(BLOCK)).query::<Value>(c));
+                held = lock(&self.held);
+                (read, failed) = self.take_read(&mut held, got);
+                out = self.hand_out(&mut held, room, bytes, &mut failed);
+                // Nothing came: the next claim may wait again at once.
+                held.idle = failed.is_none() && read == 0 && out.is_empty();
             }
         }
-        if alone && let Some(c) = out.first() {
+        drop(held);
+        if let Some(c) = out.first()
+            && c.stops > 0
+        {
             // Said before it goes: if this consumer stops now, the one
             // that takes over knows which job was going.
             let ms = u64::try_from(self.setup.lease.as_millis())
@@ -350,16 +471,24 @@ impl Delivery for Redis {
         }
     }
 
+    /// The answers in one pipeline; with it, a read of as many new
+    /// entries as the answers leave room for (see [`Redis::read_ahead`]),
+    /// so that a busy consumer's next claim needs no round trip of its
+    /// own.
     fn write(&self, answers: &[Answer<String>]) -> Result<(), Error> {
         let mut p = redis::pipe();
-        {
+        let ahead = {
             let held = lock(&self.held);
             let mut done = Vec::new();
+            let mut leaving = 0usize;
             for a in answers {
                 // A job this consumer does not hold was answered already.
                 let Some(r) = held.flight.get(&a.receipt) else {
                     continue;
                 };
+                if !matches!(a.end, End::Later { .. }) {
+                    leaving += 1;
+                }
                 if matches!(a.end, End::Delivered { .. }) {
                     done.push((a, r));
                 } else {
@@ -376,11 +505,16 @@ impl Delivery for Redis {
             for chunk in done.chunks(500) {
                 self.delivered(&mut p, chunk);
             }
-        }
-        let wrote = self.link.with(|c, _| p.query::<Value>(c).map(drop));
+            let ahead = self.read_ahead(&held, leaving);
+            if ahead > 0 {
+                p.add_command(self.read(ahead, None));
+            }
+            ahead
+        };
+        let wrote = self.link.with(|c, _| p.query::<Vec<Value>>(c));
         let mut held = lock(&self.held);
         self.count_vanished_in(&mut held);
-        wrote?;
+        let mut replies = wrote?;
         for a in answers {
             let Some(mut r) = held.flight.remove(&a.receipt) else {
                 continue;
@@ -393,22 +527,26 @@ impl Delivery for Redis {
                 held.waiting.insert(0, (a.receipt.clone(), r));
             }
         }
+        if ahead > 0
+            && let Some(read) = replies.pop()
+        {
+            self.take_in(&mut held, read_reply(read))?;
+        }
         Ok(())
     }
 
     /// The next waiting job's time, and at most [`POLL`] from now: other
-    /// processes add entries without telling this one.
+    /// processes add entries without telling this one. Now, after a
+    /// claim that waited for new entries in vain: the next claim waits
+    /// again.
     fn next_due(&self) -> Result<Option<i64>, Error> {
         let held = lock(&self.held);
-        let poll = now_ms() + i64::try_from(POLL.as_millis()).unwrap_or(20);
-        let first = held
-            .waiting
-            .iter()
-            .map(|(_, r)| {
-                let blocked = held.blocked.get(&host(&r.stored.url)).copied().unwrap_or(0);
-                r.due.max(blocked)
-            })
-            .min();
+        let now = now_ms();
+        if held.idle {
+            return Ok(Some(now));
+        }
+        let poll = now + i64::try_from(POLL.as_millis()).unwrap_or(20);
+        let first = self.first_due(&held);
         Ok(Some(first.map_or(poll, |f| f.min(poll))))
     }
 

@@ -13,6 +13,9 @@ use std::path::Path;
 /// bodies in a table of their own.
 const SCHEMA: i64 = 3;
 
+/// Pages of WAL between two checkpoints (of 4 KiB: about 40 MiB).
+const CHECKPOINT: i64 = 10_000;
+
 /// A job's states in the file.
 pub(super) const PENDING: i64 = 0;
 pub(super) const IN_FLIGHT: i64 = 1;
@@ -68,6 +71,16 @@ pub(super) fn open(path: &Path, durability: Durability) -> Result<Connection, Er
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
     ))
     .map_err(sql)?;
+    // Every statement the outbox runs stays prepared (rusqlite keeps 16).
+    db.set_prepared_statement_cache_capacity(64);
+    // The WAL is written back into the file (a checkpoint: two fsyncs,
+    // even with synchronous=NORMAL) every CHECKPOINT pages instead of
+    // SQLite's 1,000 (4 MiB): at 1,000 the checkpoints took most of an
+    // `enqueue_all` and held up delivery. What a commit survives does not
+    // change; the WAL grows to about 40 MiB while the file is open, and
+    // is written back and removed when it closes.
+    db.execute_batch(&format!("PRAGMA wal_autocheckpoint={CHECKPOINT};"))
+        .map_err(sql)?;
     db.execute_batch(
         "CREATE TABLE IF NOT EXISTS jobs (
              id INTEGER PRIMARY KEY,

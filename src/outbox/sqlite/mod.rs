@@ -94,7 +94,7 @@ impl Delivery for Sqlite {
     type Receipt = i64;
 
     /// One transaction: each new key inserted, each known key its
-    /// existing job (nothing sent again), each row in its own savepoint
+    /// existing job (nothing sent again), each row all or nothing
     /// (one that fails is that row's error, and the others are written).
     fn insert(&self, rows: &[&Row]) -> Result<Vec<Inserted>, Error> {
         let mut db = lock(&self.db);
@@ -122,6 +122,7 @@ impl Delivery for Sqlite {
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(sql)?;
         let mut ids = Vec::with_capacity(rows.len());
+        let mut ins = rows::insert_statement(&tx).map_err(sql)?;
         for r in rows {
             if room == 0 {
                 // Full: a known key still gets its job.
@@ -132,7 +133,7 @@ impl Delivery for Sqlite {
                 ids.push(known.map(|id| (id, false)).ok_or(Error::QueueFull));
                 continue;
             }
-            match rows::insert_row(&tx, r, last + 1, now) {
+            match rows::insert_row(&tx, &mut ins, r, last + 1, now) {
                 Ok((id, new)) => {
                     if new {
                         room -= 1;
@@ -147,6 +148,7 @@ impl Delivery for Sqlite {
                 Err(rows::Fate::All(e)) => return Err(sql(e)),
             }
         }
+        drop(ins);
         tx.commit().map_err(sql)?;
         Ok(ids)
     }
@@ -178,7 +180,7 @@ impl Delivery for Sqlite {
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM jobs WHERE state = ?1),
                         (SELECT count(*) FROM jobs WHERE state = ?1 AND stops > 1),
-                        EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?3 = 0)",
+                        EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_suspect WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?3 = 0)",
             )
             .and_then(|mut st| {
                 st.query_row(params![IN_FLIGHT, now, PENDING], |r| {
@@ -192,7 +194,7 @@ impl Delivery for Sqlite {
         if suspect_flying == 0 && suspect_due == 0 {
             let left: i64 = db
                 .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND stops > 1)",
+                    "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_suspect WHERE state = 0 AND stops > 1)",
                     [],
                     |r| r.get(0),
                 )
@@ -215,11 +217,8 @@ impl Delivery for Sqlite {
 
     fn next_due(&self) -> Result<Option<i64>, Error> {
         lock(&self.db)
-            .query_row(
-                "SELECT min(next_at) FROM jobs WHERE state = ?1",
-                [PENDING],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT min(next_at) FROM jobs WHERE state = ?1")
+            .and_then(|mut st| st.query_row([PENDING], |r| r.get(0)))
             .map_err(sql)
     }
 
@@ -382,24 +381,33 @@ mod tests {
             created: now_ms(),
             order: None,
         };
+        // A body over the limit (the two statements of a large body,
+        // in a savepoint), and a key over it with a small body (one
+        // statement, undone by SQLite alone).
+        let long_key = "k".repeat(100 * 1024);
         let rows = [
             row("a", 10),
             row("big", 100 * 1024),
             row("c", 10),
             row("a", 10),
+            row(&long_key, 10),
+            row("d", 10),
         ];
         let out = store.insert(&rows.iter().collect::<Vec<_>>()).unwrap();
         assert!(matches!(out[0], Ok((_, true))), "{:?}", out[0]);
-        assert!(
-            matches!(&out[1], Err(Error::Storage { reason, .. }) if reason.contains("too big")),
-            "{:?}",
-            out[1]
-        );
+        for n in [1, 4] {
+            assert!(
+                matches!(&out[n], Err(Error::Storage { reason, .. }) if reason.contains("too big")),
+                "{:?}",
+                out[n]
+            );
+        }
         assert!(matches!(out[2], Ok((_, true))), "{:?}", out[2]);
+        assert!(matches!(out[5], Ok((_, true))), "{:?}", out[5]);
         // A known key of the same commit still finds its job.
         let first = out[0].as_ref().map(|(id, _)| *id).unwrap();
         assert_eq!(out[3].as_ref().ok(), Some(&(first, false)));
-        assert_eq!(store.unfinished().unwrap(), 2);
+        assert_eq!(store.unfinished().unwrap(), 3);
         let claimed: Vec<String> = store
             .claim(Room {
                 jobs: 10,
@@ -410,7 +418,7 @@ mod tests {
             .into_iter()
             .filter_map(|c| c.stored.key)
             .collect();
-        assert_eq!(claimed, ["a", "c"]);
+        assert_eq!(claimed, ["a", "c", "d"]);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,5 +1,5 @@
 //! The statements that write and read the rows of jobs: new jobs
-//! inserted (each in its own savepoint), due jobs claimed (a suspect
+//! inserted (each all or nothing), due jobs claimed (a suspect
 //! alone), and answers written, each call one transaction.
 
 use super::error::sql;
@@ -7,7 +7,7 @@ use super::file::{DEAD, DELIVERED, IN_FLIGHT, PENDING};
 use crate::error::Error;
 use crate::outbox::store::{Answer, Claimed, End, Row, now_ms};
 use crate::prepare::Stored;
-use rusqlite::{Connection, params};
+use rusqlite::{CachedStatement, Connection, params};
 
 /// Marks at most `room` due jobs in flight, of `bytes` of bodies at most
 /// (but one job at least), and returns them: a suspect alone if
@@ -21,21 +21,26 @@ pub(super) fn claim_in(
     suspects: bool,
 ) -> Result<Vec<Claimed<i64>>, Error> {
     // (States written out, not bound: a partial index is used only
-    // for a condition SQLite can see when it prepares the statement.)
+    // for a condition SQLite can see when it prepares the statement.
+    // And named: SQLite's planner, which knows nothing of the partial
+    // index's few rows, would rather walk every pending job in
+    // `jobs_due`, a claim as slow as the backlog is long.)
     // A job with an order key goes only as the first of its key not
     // over (pending or in flight): not beside the one in flight, nor
     // before one that waits for its retry.
     let picks: &[&str] = if suspects {
         &[
-            "SELECT id FROM jobs WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?1 = 0 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT min(1, ?3)",
+            "SELECT id FROM jobs INDEXED BY jobs_suspect WHERE state = 0 AND stops > 1 AND next_at <= ?2 AND ?1 = 0 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT min(1, ?3)",
         ]
     } else {
         &[
-            "SELECT id FROM jobs WHERE state = 0 AND tries > 0 AND next_at <= ?2 AND ?1 = 0 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT ?3",
+            "SELECT id FROM jobs INDEXED BY jobs_retry WHERE state = 0 AND tries > 0 AND next_at <= ?2 AND ?1 = 0 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT ?3",
             "SELECT id FROM jobs WHERE state = ?1 AND next_at <= ?2 AND (order_key IS NULL OR id = (SELECT min(o.id) FROM jobs o WHERE o.order_key = jobs.order_key AND o.state IN (0, 1))) ORDER BY next_at, id LIMIT ?3",
         ]
     };
     let mut ids: Vec<i64> = Vec::new();
+    // A retry due is found by both picks: taken once.
+    let mut taken = std::collections::HashSet::new();
     let mut total = 0usize;
     'picks: for pick in picks {
         let left = room.saturating_sub(ids.len());
@@ -60,7 +65,7 @@ pub(super) fn claim_in(
             if !ids.is_empty() && total.saturating_add(len) > bytes {
                 break 'picks;
             }
-            if ids.contains(&id) {
+            if !taken.insert(id) {
                 continue;
             }
             total = total.saturating_add(len);
@@ -70,24 +75,25 @@ pub(super) fn claim_in(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // One statement marks them in flight and reads them back.
     let list = serde_json::to_string(&ids).unwrap_or_default();
-    db.prepare_cached("UPDATE jobs SET state = ?1 WHERE id IN (SELECT value FROM json_each(?2))")
-        .and_then(|mut st| st.execute(params![IN_FLIGHT, list]))
-        .map_err(sql)?;
     let mut st = db
         .prepare_cached(
-            "SELECT j.id, j.key, j.method, j.url, j.headers, coalesce(j.body, b.body), j.attempts, j.tries, j.stops, j.created
-             FROM jobs j LEFT JOIN bodies b ON b.id = j.id
-             WHERE j.id IN (SELECT value FROM json_each(?1))",
+            "UPDATE jobs SET state = ?1 WHERE id IN (SELECT value FROM json_each(?2))
+             RETURNING id, key, method, url, headers,
+                       coalesce(body, (SELECT b.body FROM bodies b WHERE b.id = jobs.id)),
+                       attempts, tries, stops, created",
         )
         .map_err(sql)?;
     let mut out: Vec<Claimed<i64>> = st
-        .query_map([list], claimed)
+        .query_map(params![IN_FLIGHT, list], claimed)
         .map_err(sql)?
         .collect::<Result<_, _>>()
         .map_err(sql)?;
     // In the order they were picked.
-    out.sort_by_key(|c| ids.iter().position(|&i| i == c.id));
+    let place: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(n, &id)| (id, n)).collect();
+    out.sort_unstable_by_key(|c| place.get(&c.id).copied());
     Ok(out)
 }
 
@@ -131,51 +137,43 @@ pub(super) enum Fate {
     All(rusqlite::Error),
 }
 
-/// Inserts one row in its own savepoint, within the commit's
-/// transaction: a row that cannot be written (a body over SQLite's
-/// length limit, bad bytes) is undone alone, and the commit's other rows
-/// stay. A new job gets `id`, past every id given before (SQLite's own
-/// choice, the highest id plus one, gives again the ids of removed jobs).
-/// Its id and whether it is new (a known key returns its job).
+/// Inserts one row within the commit's transaction, all or nothing: a
+/// row that cannot be written (a body over SQLite's length limit, bad
+/// bytes) is undone alone, and the commit's other rows stay. A row with
+/// a small body is one statement, which SQLite undoes by itself when it
+/// fails; one with a large body is two (the job, its body), in a
+/// savepoint of their own. A new job gets `id`, past every id given
+/// before (SQLite's own choice, the highest id plus one, gives again the
+/// ids of removed jobs). Its id and whether it is new (a known key
+/// returns its job).
 pub(super) fn insert_row(
     tx: &rusqlite::Transaction<'_>,
+    ins: &mut CachedStatement<'_>,
     r: &Row,
     id: i64,
     now: i64,
 ) -> Result<(i64, bool), Fate> {
-    tx.prepare_cached("SAVEPOINT enqueue_row")
-        .and_then(|mut st| st.execute([]))
-        .map_err(Fate::All)?;
     // A small body stays in the job's row (one table written per commit;
     // rewriting it with the row costs little), a large one goes to a
     // table of its own.
-    let (small, large) = match &r.body {
-        Some(b) if b.len() > INLINE_BODY => (None, Some(b)),
-        b => (b.as_ref(), None),
+    let large = match &r.body {
+        Some(b) if b.len() > INLINE_BODY => b,
+        small => {
+            return insert_job(tx, ins, r, id, now, small.as_deref()).map_err(|e| fate(tx, e));
+        }
     };
-    let written = (|| {
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(key) DO NOTHING",
-            )?
-            .execute(params![id, r.key, r.method, r.url, r.headers, small, PENDING, now, r.created, r.order])?;
-        if inserted == 1
-            && let Some(body) = large
-        {
+    tx.prepare_cached("SAVEPOINT enqueue_row")
+        .and_then(|mut st| st.execute([]))
+        .map_err(Fate::All)?;
+    let written = insert_job(tx, ins, r, id, now, None).and_then(|(id, new)| {
+        if new {
             // In a table of its own: claims and answers, which change
             // the job's row, never rewrite it.
             tx.prepare_cached("INSERT INTO bodies (id, body) VALUES (?1, ?2)")?
-                .execute(params![id, body])?;
+                .execute(params![id, large])?;
         }
-        let id = if inserted == 1 {
-            id
-        } else {
-            tx.prepare_cached("SELECT id FROM jobs WHERE key = ?1")?
-                .query_row([&r.key], |row| row.get(0))?
-        };
-        Ok((id, inserted == 1))
-    })();
+        Ok((id, new))
+    });
     match written {
         Ok(v) => tx
             .prepare_cached("RELEASE enqueue_row")
@@ -189,6 +187,49 @@ pub(super) fn insert_row(
             Err(Fate::Row(e))
         }
     }
+}
+
+/// The statement that inserts a job, prepared once for a commit's rows
+/// (for [`insert_row`]).
+pub(super) fn insert_statement<'c>(
+    tx: &'c rusqlite::Transaction<'_>,
+) -> rusqlite::Result<CachedStatement<'c>> {
+    tx.prepare_cached(
+        "INSERT INTO jobs (id, key, method, url, headers, body, state, next_at, created, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT(key) DO NOTHING",
+    )
+}
+
+/// A failed statement's fate: the row's alone, unless SQLite ended the
+/// transaction (a full disk, an I/O error).
+fn fate(tx: &rusqlite::Transaction<'_>, e: rusqlite::Error) -> Fate {
+    if tx.is_autocommit() {
+        Fate::All(e)
+    } else {
+        Fate::Row(e)
+    }
+}
+
+/// The job's row (with `body`, the small one), or the id of the job of
+/// its key: one statement that writes, then one that reads.
+fn insert_job(
+    tx: &rusqlite::Transaction<'_>,
+    ins: &mut CachedStatement<'_>,
+    r: &Row,
+    id: i64,
+    now: i64,
+    body: Option<&[u8]>,
+) -> rusqlite::Result<(i64, bool)> {
+    let inserted = ins.execute(params![
+        id, r.key, r.method, r.url, r.headers, body, PENDING, now, r.created, r.order
+    ])?;
+    if inserted == 1 {
+        return Ok((id, true));
+    }
+    let known = tx
+        .prepare_cached("SELECT id FROM jobs WHERE key = ?1")?
+        .query_row([&r.key], |row| row.get(0))?;
+    Ok((known, false))
 }
 
 /// One transaction for many answers; with `forget` (no retention) a
