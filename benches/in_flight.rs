@@ -55,10 +55,14 @@ fn as_child(peer: &str, url: &str, n: usize, rounds: usize) {
 }
 
 fn reqpool_peer(url: &str, n: usize, rounds: usize) -> usize {
-    // Knobs for experiments: `REQPOOL_READ_BUFFER`, `REQPOOL_STACK` (bytes).
+    // Knobs for experiments: `REQPOOL_READ_BUFFER`, `REQPOOL_WRITE_BUFFER`,
+    // `REQPOOL_STACK` (bytes).
     let mut b = reqpool::Pool::builder().workers(n);
     if let Ok(v) = std::env::var("REQPOOL_READ_BUFFER") {
         b = b.read_buffer(v.parse().unwrap());
+    }
+    if let Ok(v) = std::env::var("REQPOOL_WRITE_BUFFER") {
+        b = b.write_buffer(v.parse().unwrap());
     }
     if let Ok(v) = std::env::var("REQPOOL_STACK") {
         b = b.stack_size(v.parse().unwrap());

@@ -10,7 +10,11 @@
 //!   `reqpool` (`Pool::new(workers)`, every request dispatched, then
 //!   every handle waited on);
 //! - **memory**: reqpool's dispatch-all with handles kept, 20,000 POSTs of
-//!   64 KiB, `max_queued(64)`: peak RSS.
+//!   64 KiB, `max_queued(64)`: peak RSS;
+//! - **bulk**: reqpool at 16 workers, `N / 10` POSTs of 64 KiB and as
+//!   many GETs of 256 KiB: requests a second and CPU per request, to see
+//!   what the connections' buffer sizes cost (`REQPOOL_READ_BUFFER`,
+//!   `REQPOOL_WRITE_BUFFER`: bytes, for the pool of this row only).
 //!
 //! `cargo bench -p reqpool-benches --bench peers` (`RUNS=5`, `N=20000`,
 //! `WORKERS=16,2`). The README's table comes from one such run.
@@ -93,6 +97,29 @@ fn memory(url: &str, n: usize, workers: usize) {
     }
 }
 
+/// `n` POSTs of 64 KiB (`upload`) or GETs of 256 KiB through reqpool,
+/// on connections with the buffers the environment asks for.
+fn bulk(url: &str, n: usize, workers: usize, upload: bool) {
+    let mut b = reqpool::Pool::builder().workers(workers);
+    if let Ok(v) = std::env::var("REQPOOL_READ_BUFFER") {
+        b = b.read_buffer(v.parse().unwrap());
+    }
+    if let Ok(v) = std::env::var("REQPOOL_WRITE_BUFFER") {
+        b = b.write_buffer(v.parse().unwrap());
+    }
+    let pool = b.build().unwrap();
+    let big = vec![b'x'; 64 * 1024];
+    let all: Vec<_> = (0..n)
+        .map(|_| match upload {
+            true => pool.post(url).body(big.clone()).send(),
+            false => pool.get(url).send(),
+        })
+        .collect();
+    for p in all {
+        assert_eq!(p.wait().map(|r| r.status()).unwrap_or(0), 200);
+    }
+}
+
 fn as_child(peer: &str) {
     let url = std::env::var("URL").unwrap();
     let n: usize = env("N", 20_000);
@@ -102,6 +129,8 @@ fn as_child(peer: &str) {
         "reqwest" => reqwest_peer(&url, n, workers),
         "hand_rolled" => hand_rolled(&plain_agent(workers), &url, n, workers),
         "memory" => memory(&url, n, workers),
+        "upload" => bulk(&url, n, workers, true),
+        "download" => bulk(&url, n, workers, false),
         _ => work::reqpool_json(&reqpool::Pool::new(workers), &url, n),
     }
     let wall = t0.elapsed().as_secs_f64();
@@ -169,6 +198,17 @@ fn main() {
                 me.2 / m.2
             );
         }
+    }
+    let bulk_n = (n / 10).max(1);
+    for (what, path) in [("upload", "/upload"), ("download", "/download")] {
+        let got: Vec<(f64, f64, f64)> = (0..runs)
+            .map(|_| run(what, &format!("{base}{path}"), bulk_n, 16))
+            .collect();
+        println!(
+            "bulk {what}: {bulk_n} requests, 16 workers: {:.0} req/s, {:.1} µs CPU per request (medians of {runs})",
+            median(got.iter().map(|r| bulk_n as f64 / r.0).collect()),
+            median(got.iter().map(|r| r.2 / bulk_n as f64 * 1e6).collect()),
+        );
     }
     let rss: Vec<f64> = (0..runs.min(3))
         .map(|_| run("memory", &format!("{base}/upload"), n, 16).1 / 1024.0)

@@ -35,6 +35,8 @@ pub(crate) struct AgentSettings<'a> {
     pub(crate) proxy: Option<Option<ureq::Proxy>>,
     /// Each connection's read buffer, which also bounds a response head.
     pub(crate) read_buffer: usize,
+    /// Each connection's write buffer (a longer head line borrows more).
+    pub(crate) write_buffer: usize,
     /// Set by the caller (else the pool's default, or the caller's
     /// agent's).
     pub(crate) max_idle_age: Option<Duration>,
@@ -72,23 +74,16 @@ pub(crate) fn pool_agents(
 ) -> (Agents, Arc<Sockets>) {
     let count = s.workers.div_ceil(WORKERS_PER_AGENT).clamp(1, MAX_AGENTS);
     let share = s.workers.div_ceil(count);
-    let cfg = config(s, share, base, None);
+    let cfg = config(s, share, base);
     let user_agent = match cfg.user_agent() {
         ureq::config::AutoHeaderValue::Provided(ua) => ua.len(),
         _ => 64,
     };
-    let added = user_agent + WIDE_SLACK;
-    // The wide agent, made on first need: it also writes the longest
-    // request head; few idle connections (each keeps its buffers).
-    let wide_cfg = config(s, 4, base, Some(HEAD_MAX + added));
     let sockets = Arc::new(Sockets::default());
     let chunks = count.div_ceil(AGENTS_PER_CHUNK);
     let agents = Agents {
-        narrow: cfg.output_buffer_size(),
-        added,
         cfg,
-        wide_cfg,
-        wide: OnceLock::new(),
+        user_agent,
         sockets: Arc::clone(&sockets),
         resolve: crate::resolve::Resolve::new(s.lookup.clone()),
         count,
@@ -100,17 +95,20 @@ pub(crate) fn pool_agents(
 /// The longest request head (request line and headers) a pool sends:
 /// a longer one is `InvalidRequest`, at submit when the caller's URL and
 /// headers already pass it, else when the attempt's hooks have added theirs.
+/// A line longer than a connection's output buffer is written through a
+/// buffer the connection lends for that head (see [`crate::spill`]).
 pub(crate) const HEAD_MAX: usize = 128 * 1024;
+
+/// Each connection's output buffer unless the builder says otherwise,
+/// which holds a request head's lines (a longer line goes through a
+/// buffer lent for it) and a body's pieces.
+pub(crate) const WRITE_BUFFER: usize = 8 * 1024;
 
 /// The longest response head a pool's own agent reads (as Python's
 /// `http` takes a line), or its read buffer if larger: a head longer than
 /// the read buffer spills into a buffer of its own while it is read (see
 /// [`crate::spill`]).
 pub(crate) const HEAD_READ: usize = 64 * 1024;
-
-/// What ureq may add to a head beyond reqpool's own count (`Host`,
-/// `Accept`, `Accept-Encoding`, body headers), besides the user agent.
-const WIDE_SLACK: usize = 1024;
 
 /// Agents at most: one per 512 of 33.5 million workers, more threads than
 /// any system starts.
@@ -125,15 +123,8 @@ const AGENTS_PER_CHUNK: usize = 1024;
 /// until its threads exist.
 pub(crate) struct Agents {
     cfg: ureq::config::Config,
-    /// The output buffer of the workers' agents, which must hold a
-    /// request's whole head.
-    narrow: usize,
-    /// What ureq adds to a head that reqpool does not count.
-    added: usize,
-    /// The wide agent, for heads that do not fit `narrow`: made on first
-    /// use, shared by every worker.
-    wide_cfg: ureq::config::Config,
-    wide: OnceLock<ureq::Agent>,
+    /// The length of the user agent the agents send.
+    user_agent: usize,
     sockets: Arc<Sockets>,
     /// Name resolution under the job's limit, shared by the agents.
     resolve: crate::resolve::Resolve,
@@ -154,37 +145,26 @@ impl Agents {
             let len = AGENTS_PER_CHUNK.min(self.count - first);
             (0..len).map(|_| OnceLock::new()).collect()
         });
-        chunk[i % AGENTS_PER_CHUNK]
-            .get_or_init(|| guarded(self.cfg.clone(), Arc::clone(&self.sockets), &self.resolve))
+        chunk[i % AGENTS_PER_CHUNK].get_or_init(|| {
+            guarded(
+                self.cfg.clone(),
+                Arc::clone(&self.sockets),
+                &self.resolve,
+                self.user_agent,
+            )
+        })
     }
 
     /// The agent for a request whose head, as reqpool counts it, is
-    /// `head` bytes: `own` (the worker's) if the head fits its output
-    /// buffer with what ureq adds, else the wide agent; `None` past
+    /// `head` bytes: `own` (the worker's) whatever its output buffer (a
+    /// long line is written through a lent buffer); `None` past
     /// [`HEAD_MAX`].
     pub(crate) fn for_request<'a>(
         &'a self,
         own: &'a ureq::Agent,
         head: usize,
     ) -> Option<&'a ureq::Agent> {
-        if head > HEAD_MAX {
-            None
-        } else if head.saturating_add(self.added) > self.narrow {
-            Some(self.wide())
-        } else {
-            Some(own)
-        }
-    }
-
-    /// The wide agent, made on first use.
-    pub(crate) fn wide(&self) -> &ureq::Agent {
-        self.wide.get_or_init(|| {
-            guarded(
-                self.wide_cfg.clone(),
-                Arc::clone(&self.sockets),
-                &self.resolve,
-            )
-        })
+        (head <= HEAD_MAX).then_some(own)
     }
 
     /// The agents made so far.
@@ -193,7 +173,6 @@ impl Agents {
             .iter()
             .filter_map(OnceLock::get)
             .flat_map(|c| c.iter().filter_map(OnceLock::get))
-            .chain(self.wide.get())
     }
 }
 
@@ -202,7 +181,6 @@ fn config(
     s: &AgentSettings<'_>,
     share: usize,
     base: Option<&ureq::config::Config>,
-    output: Option<usize>,
 ) -> ureq::config::Config {
     let b = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -224,10 +202,11 @@ fn config(
             // ureq's 128 KiB buffers per connection (zero-filled on first
             // use: all of it counts) are far more than a request or a
             // response head needs; bodies of any size stream through
-            // smaller ones. 16 KiB to write (a longer head goes through the wide
-            // agent) and 8 KiB to read (a longer head spills, see
-            // `spill.rs`) keep a pool of thousands small.
-            .output_buffer_size(16 * 1024)
+            // smaller ones. 8 KiB to write (a longer head line is written
+            // through a buffer lent for it) and 4 KiB to read (a longer
+            // head spills; both in `spill.rs`) keep a pool of thousands
+            // small.
+            .output_buffer_size(s.write_buffer)
             .input_buffer_size(s.read_buffer)
             // A longer head spills past the buffer while it is read.
             .max_response_header_size(HEAD_READ.max(s.read_buffer)),
@@ -254,22 +233,21 @@ fn config(
             .timeout_per_read(c.timeout_per_read())
             .timeout_per_write(c.timeout_per_write()),
     };
-    match output {
-        Some(n) => b.output_buffer_size(n).build(),
-        None => b.build(),
-    }
+    b.build()
 }
 
 /// The `User-Agent` of a pool's own agent.
 pub(crate) const DEFAULT_USER_AGENT: &str = concat!("reqpool/", env!("CARGO_PKG_VERSION"));
 
 /// An agent with `cfg` and the guard on its connections, whose sockets go
-/// to `sockets`.
+/// to `sockets`, that sends a user agent of `user_agent` bytes.
 fn guarded(
     cfg: ureq::config::Config,
     sockets: Arc<Sockets>,
     resolve: &crate::resolve::Resolve,
+    user_agent: usize,
 ) -> ureq::Agent {
     let head_limit = cfg.max_response_header_size();
-    ureq::Agent::with_parts(cfg, Guard::new(sockets, head_limit), resolve.clone())
+    let guard = Guard::new(sockets, head_limit, HEAD_MAX, user_agent);
+    ureq::Agent::with_parts(cfg, guard, resolve.clone())
 }

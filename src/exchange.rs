@@ -46,6 +46,11 @@ pub(crate) struct Seen {
 
 /// One request and its response on the wire. The total limit is this
 /// thread's (see `wire`), so no phase budget is set here.
+///
+/// What runs before and after ureq (the head built, the hooks run, the
+/// reply read and decoded) is in functions of their own, never inlined:
+/// a worker's stack, as touched, is the deepest any request went, and
+/// only this frame and `send_once`'s lie under ureq's.
 pub(crate) fn exchange(
     ctx: &Ctx<'_>,
     limit: Deadline,
@@ -54,6 +59,34 @@ pub(crate) fn exchange(
     number: u32,
     seen: &mut Seen,
 ) -> Result<Response, Error> {
+    let (agent, head) = head(ctx, limit, hop, req, number, seen)?;
+    crate::wire::reset_opened();
+    match send_once(agent, head, hop) {
+        Ok(resp) => read_reply(resp, hop, req.max_bytes, seen),
+        Err(e) => Err(not_sent(e, hop, seen)),
+    }
+}
+
+/// The error of an exchange ureq failed (in a frame of its own, as the
+/// head's and the reply's).
+#[cold]
+#[inline(never)]
+fn not_sent(e: ureq::Error, hop: &Hop<'_>, seen: &mut Seen) -> Error {
+    seen.reused = !crate::wire::opened();
+    Error::from_ureq(e, hop.method.as_str(), &hop.url)
+}
+
+/// The request's head (the hooks' headers included) and the agent that
+/// sends it.
+#[inline(never)]
+fn head<'a>(
+    ctx: &Ctx<'a>,
+    limit: Deadline,
+    hop: &Hop<'_>,
+    req: &Prepared,
+    number: u32,
+    seen: &mut Seen,
+) -> Result<(&'a ureq::Agent, http::Request<()>), Error> {
     let method = hop.method.as_str();
     let url: &str = &hop.url;
     let mut builder = http::Request::builder()
@@ -76,35 +109,46 @@ pub(crate) fn exchange(
             seen.token = applied.token;
         }
     }
-    // The head must fit the connection's output buffer: a long one (a
-    // long URL, token or cookie) goes through the pool's wide agent.
-    let head = builder
+    // A head past what a pool sends (the hooks' headers included) is
+    // refused; a long line in it (a long URL, token or cookie) is written
+    // through a buffer the connection lends for it (see `spill`).
+    let len = builder
         .headers_ref()
         .map_or(0, |h| head_len(method, &hop.uri, h));
     let agent = match ctx.agents {
-        Some(agents) => agents.for_request(ctx.agent, head).ok_or_else(|| {
+        Some(agents) => agents.for_request(ctx.agent, len).ok_or_else(|| {
             Error::invalid(
                 url,
                 format!(
-                    "the request head is about {head} bytes, more than the {} a pool sends",
+                    "the request head is about {len} bytes, more than the {} a pool sends",
                     crate::agent::HEAD_MAX
                 ),
             )
         })?,
         None => ctx.agent,
     };
-    crate::wire::reset_opened();
-    let mut resp = send_once(agent, builder, hop)
-        .map_err(|e| Error::invalid(url, e.to_string()))?
-        .map_err(|e| {
-            seen.reused = !crate::wire::opened();
-            Error::from_ureq(e, method, url)
-        })?;
+    let head = builder
+        .body(())
+        .map_err(|e| Error::invalid(url, e.to_string()))?;
+    Ok((agent, head))
+}
+
+/// The response read whole: decoded, capped at `max_bytes` (a status
+/// error's body at [`ERROR_BODY_CAP`]).
+#[inline(never)]
+fn read_reply(
+    mut resp: http::Response<ureq::Body>,
+    hop: &Hop<'_>,
+    max_bytes: u64,
+    seen: &mut Seen,
+) -> Result<Response, Error> {
+    let method = hop.method.as_str();
+    let url: &str = &hop.url;
     let status = resp.status().as_u16();
     let cap = if status >= 400 {
         ERROR_BODY_CAP as u64
     } else {
-        req.max_bytes
+        max_bytes
     };
     let mut body = Vec::with_capacity(
         resp.body()
@@ -167,22 +211,22 @@ pub(crate) fn exchange(
     })
 }
 
-/// Sends the request `head` describes (with the hop's body) through
-/// `agent` once. A GET (or HEAD, DELETE, …) without a body goes without
-/// body headers; a POST, PUT or PATCH without one says `Content-Length: 0`
-/// (RFC 9110 §8.6), never an empty chunked body. The outer error: the head
-/// does not make a request.
+/// Sends `head` (with the hop's body) through `agent` once. A GET (or
+/// HEAD, DELETE, …) without a body goes without body headers; a POST, PUT
+/// or PATCH without one says `Content-Length: 0` (RFC 9110 §8.6), never an
+/// empty chunked body.
 fn send_once(
     agent: &ureq::Agent,
-    head: http::request::Builder,
+    head: http::Request<()>,
     hop: &Hop<'_>,
-) -> Result<Result<http::Response<ureq::Body>, ureq::Error>, http::Error> {
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
     let needs_length = matches!(hop.method, Method::POST | Method::PUT | Method::PATCH);
-    Ok(match hop.body {
-        Some(body) => agent.run(head.body(body)?),
-        None if needs_length => agent.run(head.body(&[][..])?),
-        None => agent.run(head.body(())?),
-    })
+    // The head becomes the request (no copy of its headers).
+    match hop.body {
+        Some(body) => agent.run(head.map(|()| body)),
+        None if needs_length => agent.run(head.map(|()| &[][..])),
+        None => agent.run(head),
+    }
 }
 
 /// The length of a request's head as reqpool writes it (request line and

@@ -75,29 +75,8 @@ impl Prepared {
         let key = ctx.hosts.and_then(|_| self.host());
         let host = ctx.hosts.zip(key.as_deref());
         loop {
-            // A retry never goes into an open circuit.
-            if !st.failed.is_empty()
-                && let Some((hosts, name)) = host
-                && let Some(retry_in) = hosts.open_for(name)
-            {
-                let err = Error::CircuitOpen {
-                    host: name.to_string(),
-                    retry_in,
-                };
-                let reason = crate::error::GaveUpReason::CircuitOpen;
-                return Step::Done(Err(self.give_up(st, err, Some(reason))));
-            }
-            if limit.passed() {
-                // Nothing sent yet, after a wait for the host's rate: the
-                // request never left (an outbox tries it again later).
-                let unsent = st.throttled && st.failed.is_empty() && st.next_hop.is_none();
-                let phase = if unsent {
-                    Phase::Throttled
-                } else {
-                    Phase::Deadline
-                };
-                let err = Error::timeout(phase, self.spec.method.as_str(), &self.spec.url);
-                return Step::Done(Err(self.give_up(st, err, None)));
+            if let Some(end) = self.barred(st, host, limit) {
+                return end;
             }
             let mut seen = Seen::default();
             let number = st.number();
@@ -127,55 +106,113 @@ impl Prepared {
                     return Step::Done(Ok(Response::detached(&self.spec.method, &self.spec.url)));
                 }
                 Err(_) if crate::wire::aborted() => return Step::Done(Err(Error::Cancelled)),
-                Err(e) => unsent_timeout(e.scrubbed(&self.secrets.with(&seen.secrets)), &seen),
+                Err(e) => e,
             };
-            trace.failed(&err);
-            // A 401 to a token from `bearer_from`: a new token, and the
-            // request once more, whatever the policy (it was not processed).
-            if err.status() == Some(401)
-                && !st.reauthorized
-                && let Some((host, generation)) = seen.token.take()
-                && let Some(tokens) = &self.hooks.tokens
-            {
-                st.reauthorized = true;
-                trace.retried("401 with a bearer_from token: a new token");
-                st.failed.push(err);
-                // The next attempt waits for the new token off the workers.
-                tokens.refresh(&host, generation);
-                continue;
-            }
-            let facts = Facts {
-                err: &err,
-                attempt: number,
-                idempotent: self.retry_idempotent(),
-                in_body: seen.in_body,
-                answered: seen.answered,
-                reused: seen.reused,
-                fresh_tried: st.fresh_tried,
-                left: limit.left(),
-            };
-            match self.retry.decide(&facts) {
-                Decision::Fresh => {
-                    trace.retried("a kept-alive connection failed: a fresh one");
-                    st.fresh_tried = true;
-                    st.failed.push(err);
-                }
-                Decision::After(wait) => {
-                    if let Some(b) = &self.budget
-                        && !b.try_spend()
-                    {
-                        let reason = crate::error::GaveUpReason::BudgetExhausted;
-                        return Step::Done(Err(self.give_up(st, err, Some(reason))));
-                    }
-                    trace.retried_after(wait);
-                    st.failed.push(err);
-                    return Step::Sleep(Instant::now() + wait);
-                }
-                Decision::GiveUp(reason) => {
-                    return Step::Done(Err(self.give_up(st, err, Some(reason))));
-                }
+            if let Some(step) = self.failed(st, err, &mut seen, number, limit, &trace) {
+                return step;
             }
         }
+    }
+
+    /// The end of the request before its next attempt: a retry into an
+    /// open circuit, or its limit passed. Never inlined (see `failed`).
+    #[inline(never)]
+    fn barred(
+        &self,
+        st: &mut Attempts,
+        host: Option<(&dyn crate::hosts::Feedback, &str)>,
+        limit: Deadline,
+    ) -> Option<Step<Response>> {
+        // A retry never goes into an open circuit.
+        if !st.failed.is_empty()
+            && let Some((hosts, name)) = host
+            && let Some(retry_in) = hosts.open_for(name)
+        {
+            let err = Error::CircuitOpen {
+                host: name.to_string(),
+                retry_in,
+            };
+            let reason = crate::error::GaveUpReason::CircuitOpen;
+            return Some(Step::Done(Err(self.give_up(st, err, Some(reason)))));
+        }
+        if limit.passed() {
+            // Nothing sent yet, after a wait for the host's rate: the
+            // request never left (an outbox tries it again later).
+            let unsent = st.throttled && st.failed.is_empty() && st.next_hop.is_none();
+            let phase = if unsent {
+                Phase::Throttled
+            } else {
+                Phase::Deadline
+            };
+            let err = Error::timeout(phase, self.spec.method.as_str(), &self.spec.url);
+            return Some(Step::Done(Err(self.give_up(st, err, None))));
+        }
+        None
+    }
+
+    /// After attempt `number` failed with `err` (not yet scrubbed of the
+    /// attempt's secrets): a new token and the
+    /// request again (`None`), or the policy's decision (a retry now is
+    /// `None` too). Never inlined: `step`'s frame lies under ureq's on
+    /// every request, a failure's locals need not.
+    #[inline(never)]
+    fn failed(
+        &self,
+        st: &mut Attempts,
+        err: Error,
+        seen: &mut Seen,
+        number: u32,
+        limit: Deadline,
+        trace: &AttemptSpan,
+    ) -> Option<Step<Response>> {
+        let err = unsent_timeout(err.scrubbed(&self.secrets.with(&seen.secrets)), seen);
+        trace.failed(&err);
+        // A 401 to a token from `bearer_from`: a new token, and the
+        // request once more, whatever the policy (it was not processed).
+        if err.status() == Some(401)
+            && !st.reauthorized
+            && let Some((host, generation)) = seen.token.take()
+            && let Some(tokens) = &self.hooks.tokens
+        {
+            st.reauthorized = true;
+            trace.retried("401 with a bearer_from token: a new token");
+            st.failed.push(err);
+            // The next attempt waits for the new token off the workers.
+            tokens.refresh(&host, generation);
+            return None;
+        }
+        let facts = Facts {
+            err: &err,
+            attempt: number,
+            idempotent: self.retry_idempotent(),
+            in_body: seen.in_body,
+            answered: seen.answered,
+            reused: seen.reused,
+            fresh_tried: st.fresh_tried,
+            left: limit.left(),
+        };
+        match self.retry.decide(&facts) {
+            Decision::Fresh => {
+                trace.retried("a kept-alive connection failed: a fresh one");
+                st.fresh_tried = true;
+                st.failed.push(err);
+            }
+            Decision::After(wait) => {
+                if let Some(b) = &self.budget
+                    && !b.try_spend()
+                {
+                    let reason = crate::error::GaveUpReason::BudgetExhausted;
+                    return Some(Step::Done(Err(self.give_up(st, err, Some(reason)))));
+                }
+                trace.retried_after(wait);
+                st.failed.push(err);
+                return Some(Step::Sleep(Instant::now() + wait));
+            }
+            Decision::GiveUp(reason) => {
+                return Some(Step::Done(Err(self.give_up(st, err, Some(reason)))));
+            }
+        }
+        None
     }
 
     /// The error a request ends with: the plain error after one attempt
@@ -368,66 +405,85 @@ fn execute(
         if !matches!(code, 301 | 302 | 303 | 307 | 308) {
             return done(Ok(resp));
         }
-        seen.answered = true;
-        let redirect = |location: String| Error::Redirect {
-            code,
-            method: hop.method.to_string(),
-            url: redact_url(&hop.url),
-            location,
-        };
-        let Some(location) = resp.header("location").map(str::to_string) else {
-            return done(Err(redirect("(no location header)".into())));
-        };
-        // The server's URL follows the caller's rule: its password and
-        // secret query values are left out of every error from here on
-        // (the `Location` shown, what the next hop's server echoes).
-        seen.secrets
-            .extend(url_secrets(&location, &req.query.keys, req.query.all));
-        if hop.body.is_some() && !spec.follow {
-            return done(Err(redirect(redact_url(&location))));
+        if let Some(end) = follow(&mut hop, &resp, &mut redirects, req, seen) {
+            return end;
         }
-        if redirects >= MAX_REDIRECTS {
-            return done(Err(redirect(format!(
-                "{} (more than {MAX_REDIRECTS} redirects)",
-                redact_url(&location)
-            ))));
-        }
-        redirects += 1;
-        let next = match join_url(&hop.url, &location).and_then(|n| Ok((parse_url(&n)?, n))) {
-            Ok(next) => next,
-            Err(Error::InvalidRequest { reason, .. }) => {
-                return done(Err(redirect(format!(
-                    "{} ({reason})",
-                    redact_url(&location)
-                ))));
-            }
-            Err(e) => return done(Err(e)),
-        };
-        let (next_uri, next) = next;
-        seen.secrets
-            .extend(url_secrets(&next, &req.query.keys, req.query.all));
-        if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
-            for name in ALWAYS_SECRET
-                .iter()
-                .copied()
-                .chain(spec.secret.iter().map(String::as_str))
-            {
-                hop.headers.to_mut().remove(name);
-            }
-        }
-        // RFC 9110 §15.4: 303 is a GET (HEAD stays HEAD); the others
-        // repeat the method, and the body with it.
-        if code == 303 && hop.method != Method::HEAD {
-            hop.method = Method::GET;
-            hop.body = None;
-            hop.content_type = None;
-            hop.headers
-                .to_mut()
-                .remove(http::header::CONTENT_TYPE.as_str());
-        }
-        hop.url = Cow::Owned(next);
-        hop.uri = next_uri;
     }
+}
+
+/// Follows the redirect `resp` of `hop`: `hop` becomes the next hop, or
+/// the request ends (what is returned). Never inlined: `execute`'s frame
+/// lies under ureq's on every request, a redirect's locals need not.
+#[inline(never)]
+fn follow(
+    hop: &mut Hop<'_>,
+    resp: &Response,
+    redirects: &mut u32,
+    req: &Prepared,
+    seen: &mut Seen,
+) -> Option<Exec> {
+    let spec = &req.spec;
+    let code = resp.status;
+    seen.answered = true;
+    let redirect = |location: String| Error::Redirect {
+        code,
+        method: hop.method.to_string(),
+        url: redact_url(&hop.url),
+        location,
+    };
+    let Some(location) = resp.header("location").map(str::to_string) else {
+        return Some(Exec::Done(Err(redirect("(no location header)".into()))));
+    };
+    // The server's URL follows the caller's rule: its password and
+    // secret query values are left out of every error from here on
+    // (the `Location` shown, what the next hop's server echoes).
+    seen.secrets
+        .extend(url_secrets(&location, &req.query.keys, req.query.all));
+    if hop.body.is_some() && !spec.follow {
+        return Some(Exec::Done(Err(redirect(redact_url(&location)))));
+    }
+    if *redirects >= MAX_REDIRECTS {
+        return Some(Exec::Done(Err(redirect(format!(
+            "{} (more than {MAX_REDIRECTS} redirects)",
+            redact_url(&location)
+        )))));
+    }
+    *redirects += 1;
+    let next = match join_url(&hop.url, &location).and_then(|n| Ok((parse_url(&n)?, n))) {
+        Ok(next) => next,
+        Err(Error::InvalidRequest { reason, .. }) => {
+            return Some(Exec::Done(Err(redirect(format!(
+                "{} ({reason})",
+                redact_url(&location)
+            )))));
+        }
+        Err(e) => return Some(Exec::Done(Err(e))),
+    };
+    let (next_uri, next) = next;
+    seen.secrets
+        .extend(url_secrets(&next, &req.query.keys, req.query.all));
+    if next_uri.authority() != hop.uri.authority() || next_uri.scheme() != hop.uri.scheme() {
+        for name in ALWAYS_SECRET
+            .iter()
+            .copied()
+            .chain(spec.secret.iter().map(String::as_str))
+        {
+            hop.headers.to_mut().remove(name);
+        }
+    }
+    // RFC 9110 §15.4: 303 is a GET (HEAD stays HEAD); the others
+    // repeat the method, and the body with it.
+    if code == 303 && hop.method != Method::HEAD {
+        hop.method = Method::GET;
+        hop.body = None;
+        hop.content_type = None;
+        hop.headers
+            .to_mut()
+            .remove(http::header::CONTENT_TYPE.as_str());
+    }
+    hop.url = Cow::Owned(next);
+    hop.uri = next_uri;
+    None
 }
 
 /// What an attempt's result tells about its host. A `Retry-After` is

@@ -60,7 +60,8 @@ pub(crate) fn watch_sent<R>(f: impl FnOnce() -> R) -> (R, Sent) {
 }
 
 /// The middleware of a pool's agents: notes the request about to be sent
-/// if a closure job on this thread is watching (nothing otherwise).
+/// if a closure job on this thread is watching, and the length of its head
+/// for the connection that writes it.
 pub(crate) fn note_sent(
     req: ureq::http::Request<ureq::SendBody<'_>>,
     next: ureq::middleware::MiddlewareNext<'_>,
@@ -70,6 +71,9 @@ pub(crate) fn note_sent(
             *last = Some((req.method().clone(), req.uri().clone()));
         }
     });
+    // A line longer than a connection's output buffer is written through
+    // a buffer the connection lends for it (see `spill`).
+    crate::spill::expect_head(req.method().as_str(), req.uri(), req.headers());
     next.handle(req)
 }
 
@@ -356,18 +360,62 @@ pub(crate) struct Guard {
     sockets: Arc<Sockets>,
     /// The longest response head its connections read.
     head_limit: usize,
+    /// The longest request head its connections write, and the length of
+    /// the user agent they send.
+    out_limit: usize,
+    user_agent: usize,
 }
 
 impl Guard {
     /// A guard whose connections' sockets are kept in `sockets`, and
     /// whose connections read response heads of up to `head_limit` bytes
-    /// (past their read buffer, through a [`Spilling`] input).
-    pub(crate) fn new(sockets: Arc<Sockets>, head_limit: usize) -> Guard {
+    /// and write request heads of up to `out_limit` (with a user agent of
+    /// `user_agent` bytes) past their buffers, through [`Spilling`].
+    pub(crate) fn new(
+        sockets: Arc<Sockets>,
+        head_limit: usize,
+        out_limit: usize,
+        user_agent: usize,
+    ) -> Guard {
         Guard {
             inner: DefaultConnector::default(),
             sockets,
             head_limit,
+            out_limit,
+            user_agent,
         }
+    }
+}
+
+impl Guard {
+    /// `details` with the connect capped by this thread's limit, and the
+    /// socket of the new connection kept for a cancel (in `conn`) and with
+    /// the pool's others for `shutdown_timeout`. On the heap, made in a
+    /// frame of its own: the copy (its addresses take half a KiB) is not
+    /// on the stack while ureq's connectors, 8 KiB deep, run.
+    #[inline(never)]
+    fn capped<'a>(
+        &self,
+        details: &ConnectionDetails<'a>,
+        conn: &Arc<Conn>,
+    ) -> Box<ConnectionDetails<'a>> {
+        let remember = Arc::clone(conn);
+        let sockets = Arc::clone(&self.sockets);
+        Box::new(ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: capped(details.timeout).0,
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
+                *lock(&remember.socket) = Some(socket.clone());
+                sockets.add(socket)
+            }),
+        })
     }
 }
 
@@ -382,28 +430,10 @@ impl Connector<()> for Guard {
         OPENED.with(|o| o.set(true));
         let conn = Arc::new(Conn::default());
         watch(&conn, false)?;
-        let remember = Arc::clone(&conn);
-        let sockets = Arc::clone(&self.sockets);
-        let capped = ConnectionDetails {
-            uri: details.uri,
-            addrs: details.addrs.clone(),
-            config: details.config,
-            request_level: details.request_level,
-            resolver: details.resolver,
-            now: details.now,
-            timeout: capped(details.timeout).0,
-            current_time: details.current_time.clone(),
-            run_connector: details.run_connector.clone(),
-            // The socket of a new connection is kept for a cancel, and
-            // with the pool's others for `shutdown_timeout`.
-            register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
-                *lock(&remember.socket) = Some(socket.clone());
-                sockets.add(socket)
-            }),
-        };
+        let capped = self.capped(details, &conn);
         let inner = self.inner.connect(&capped, chained)?;
         Ok(inner.map(|inner| Guarded {
-            io: Spilling::new(inner, self.head_limit),
+            io: Spilling::new(inner, self.head_limit, self.out_limit, self.user_agent),
             conn,
         }))
     }
@@ -433,6 +463,13 @@ impl Transport for Guarded {
         // Not retried: a write that timed out may have written part of the
         // output. The coarse cap ends it early by at most an eighth of
         // what was left, and only for a server that stops reading.
+        if self.io.lent() {
+            // A long head, written out a piece at a time.
+            let start = Instant::now();
+            return self
+                .io
+                .transmit_lent(amount, || capped(less(timeout, start.elapsed())).0);
+        }
         self.io.inner().transmit_output(amount, capped(timeout).0)
     }
 

@@ -554,3 +554,52 @@ fn a_request_head_past_the_limit_fails_at_submit() {
     drop(hold);
     assert_eq!(server.shared.requests.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn long_request_head_lines_are_sent_on_every_way_in() {
+    // What the server got: the path, the cookie's length, the query's.
+    let (tx, got) = crossbeam_channel::unbounded::<(String, usize, usize)>();
+    let server = Server::with_handler(move |req, _| {
+        let len = req.headers.get("cookie").map_or(0, String::len);
+        let q = req.q("q").map_or(0, str::len);
+        let _ = tx.send((req.path.clone(), len, q));
+        Reply::json(200, json!({"ok": 1}))
+    });
+    // Lines over the connection's 8 KiB write buffer: a cookie of 12 KiB
+    // (which fit the old 16 KiB buffer), of 40 KiB, a 60 KiB URL.
+    let cookie = |kib: usize| format!("s={}", "c".repeat(kib * 1024 - 2));
+    type Case = (&'static str, usize, usize);
+    let cases: [Case; 4] = [
+        ("short", 1, 0),
+        ("cookie12", 12, 0),
+        ("cookie40", 40, 0),
+        ("url60", 0, 60),
+    ];
+    for path in PATHS {
+        let (pool, errors) = pool_with(Pool::builder().workers(2));
+        for (name, cookie_kib, q_kib) in cases {
+            let at = format!("/{path:?}/{name}");
+            let url = match q_kib {
+                0 => server.url(&at),
+                k => server.url(&format!("{at}?q={}", "a".repeat(k * 1024))),
+            };
+            let mut call = Call::new("POST", &url, true);
+            if cookie_kib > 0 {
+                call = call.header("Cookie", &cookie(cookie_kib));
+            }
+            let wait = through(&pool, &errors, path, &call);
+            bounded(LIMIT, wait).unwrap_or_else(|e| panic!("{path:?} {name}: {e}"));
+            // A detached fire is over once written: wait for the server.
+            let (p, len, q) = got
+                .recv_timeout(SERVER_WAIT)
+                .unwrap_or_else(|e| panic!("{path:?} {name}: {e}"));
+            assert_eq!(
+                (p.as_str(), len, q),
+                (at.as_str(), cookie_kib * 1024, q_kib * 1024),
+                "{path:?} {name}"
+            );
+            // A poll asks again at the same URL: take what it sent.
+            while got.try_recv().is_ok() {}
+        }
+    }
+}

@@ -479,7 +479,11 @@ const SHORT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"s\":1}";
 
 #[test]
 fn long_heads_at_the_edges_are_read_and_the_connection_serves_a_short_one_after() {
+    // The edges of the default read buffer (4 KiB) and of the one before.
     for len in [
+        4 * 1024 - 1,
+        4 * 1024,
+        4 * 1024 + 1,
         8 * 1024 - 1,
         8 * 1024,
         8 * 1024 + 1,

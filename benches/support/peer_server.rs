@@ -2,7 +2,7 @@
 //! own process (the peers run in child processes, so their CPU and memory
 //! are theirs alone) that holds every keep-alive connection as a task,
 //! reads each request with its body (`Content-Length`), waits `hold`, and
-//! answers `{"ok":true}`. A listen backlog of 65,535 (capped by the
+//! answers `{"ok":true}` (`GET /download`: 256 KiB). A listen backlog of 65,535 (capped by the
 //! kernel's `somaxconn`) takes 10,000 connects at once.
 
 use std::time::Duration;
@@ -32,6 +32,9 @@ pub(crate) fn start(hold: Duration) -> String {
     });
     format!("http://{}", rx.recv().unwrap())
 }
+
+/// The body of `GET /download`.
+pub(crate) const DOWNLOAD: usize = 256 * 1024;
 
 async fn serve(mut s: tokio::net::TcpStream, hold: Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,6 +67,15 @@ async fn serve(mut s: tokio::net::TcpStream, hold: Duration) {
         buf.drain(..end + len);
         if !hold.is_zero() {
             tokio::time::sleep(hold).await;
+        }
+        // `GET /download`: 256 KiB of body, to read through the buffers.
+        if head.starts_with("get /download") {
+            let body = vec![b'x'; DOWNLOAD];
+            let h = format!("HTTP/1.1 200 OK\r\ncontent-length: {DOWNLOAD}\r\n\r\n");
+            if s.write_all(h.as_bytes()).await.is_err() || s.write_all(&body).await.is_err() {
+                return;
+            }
+            continue;
         }
         let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
         if s.write_all(reply).await.is_err() {

@@ -439,7 +439,7 @@ fn a_self_signed_dev_certificate_is_refused_with_what_to_do() {
 
 #[test]
 fn long_response_heads_over_tls_and_a_short_one_after_on_the_same_connection() {
-    // Heads past the 8 KiB read buffer over TLS (the spill reads from the
+    // Heads past the 4 KiB read buffer over TLS (the spill reads from the
     // TLS transport's decrypted input), with bodies larger than it, then
     // a short answer on the same connection; past 64 KiB, a clear error.
     let ca = TestCa::new();

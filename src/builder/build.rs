@@ -42,6 +42,11 @@ impl Builder {
         if self.read_buffer > 64 * 1024 * 1024 {
             return Err(Error::usage("read buffer must be at most 64 MiB"));
         }
+        if !(1024..=64 * 1024 * 1024).contains(&self.write_buffer) {
+            return Err(Error::usage(
+                "write buffer must be at least 1 KiB and at most 64 MiB",
+            ));
+        }
         if self.max_queued == Some(0) {
             return Err(Error::usage("max_queued must be at least 1"));
         }
@@ -69,6 +74,7 @@ impl Builder {
                 tls,
                 proxy,
                 read_buffer: self.read_buffer,
+                write_buffer: self.write_buffer,
                 max_idle_age: self.max_idle_age,
                 lookup: self.lookup.clone(),
             },

@@ -39,6 +39,8 @@ pub struct Call {
     pub timeout: Option<Duration>,
     /// An `Idempotency-Key` for the paths through the request builder.
     pub key: Option<String>,
+    /// Headers of the caller's, on every path.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Call {
@@ -49,6 +51,7 @@ impl Call {
             body,
             timeout: None,
             key: None,
+            headers: Vec::new(),
         }
     }
 
@@ -63,6 +66,11 @@ impl Call {
 
     pub fn key(mut self, key: &str) -> Call {
         self.key = Some(key.to_string());
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Call {
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 }
@@ -112,6 +120,9 @@ pub fn through(pool: &Pool, errors: &Receiver<Error>, path: Path, call: &Call) -
         if let Some(k) = &call.key {
             r = r.idempotency_key(k);
         }
+        for (k, v) in &call.headers {
+            r = r.header(k, v);
+        }
         if call.body {
             r.json_body(&json!({"order": 17}))
         } else {
@@ -154,9 +165,24 @@ pub fn through(pool: &Pool, errors: &Receiver<Error>, path: Path, call: &Call) -
             let c = call.clone();
             let job = move |agent: &reqpool::ureq::Agent| -> Result<(), Error> {
                 let r = match (c.method.as_str(), c.body) {
-                    ("POST", true) => agent.post(&c.url).send_json(json!({"order": 17})),
-                    ("POST", false) => agent.post(&c.url).send_empty(),
-                    _ => agent.get(&c.url).call(),
+                    ("POST", body) => {
+                        let mut r = agent.post(&c.url);
+                        for (k, v) in &c.headers {
+                            r = r.header(k, v);
+                        }
+                        if body {
+                            r.send_json(json!({"order": 17}))
+                        } else {
+                            r.send_empty()
+                        }
+                    }
+                    _ => {
+                        let mut r = agent.get(&c.url);
+                        for (k, v) in &c.headers {
+                            r = r.header(k, v);
+                        }
+                        r.call()
+                    }
                 };
                 let mut resp = r.map_err(Error::other)?;
                 // Read to the end: a trickling body holds the job.
