@@ -35,7 +35,7 @@ pub(crate) enum Step<T> {
 /// What a job's step gets: the agent and the job's limit.
 pub(crate) struct Ctx<'a> {
     pub(crate) agent: &'a ureq::Agent,
-    /// All of the pool's agents: the wide one for a long request head.
+    /// All of the pool's agents (one per 512 workers), when it made them.
     pub(crate) agents: Option<&'a crate::agent::Agents>,
     pub(crate) limit: Deadline,
     /// The pool's per-host policies, if it has any.
