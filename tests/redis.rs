@@ -1471,11 +1471,7 @@ fn a_sharded_outbox_places_by_key_and_answers_across_its_shards() {
     let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let rf = refuse.clone();
     let server = Server::with_handler(move |req, _| {
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .cloned()
-            .unwrap_or_default();
+        let key = req.key();
         let bad = key
             .strip_prefix("order-")
             .and_then(|i| i.parse::<usize>().ok())

@@ -25,12 +25,7 @@ fn flaky(
     let seen = keys.clone();
     let count = AtomicUsize::new(0);
     let server = Server::with_handler(move |req, _| {
-        seen.lock().unwrap().push(
-            req.headers
-                .get("idempotency-key")
-                .cloned()
-                .unwrap_or_default(),
-        );
+        seen.lock().unwrap().push(req.key());
         if count.fetch_add(1, Ordering::SeqCst) < failures {
             let mut r = Reply::json(status, json!({"error": "try later"}));
             if let Some(ra) = &retry_after {

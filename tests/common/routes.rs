@@ -121,11 +121,7 @@ pub fn keyed_server_with(
     let keys: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let k = keys.clone();
     let server = Server::with_handler(move |req, _| {
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .cloned()
-            .unwrap_or_default();
+        let key = req.key();
         *k.lock().unwrap().entry(key.clone()).or_default() += 1;
         arrived(&key);
         if let Some(ms) = req.q("ms").and_then(|m| m.parse().ok()) {

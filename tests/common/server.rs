@@ -21,6 +21,13 @@ impl Req {
     pub fn q(&self, k: &str) -> Option<&str> {
         self.query.get(k).map(String::as_str)
     }
+    /// The request's `Idempotency-Key` ("" without one).
+    pub fn key(&self) -> String {
+        self.headers
+            .get("idempotency-key")
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// What to answer.

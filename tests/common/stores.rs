@@ -242,11 +242,7 @@ pub fn retry_after_server(
     let arrivals: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
     let a = arrivals.clone();
     let server = Server::with_handler(move |req, _| {
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .cloned()
-            .unwrap_or_default();
+        let key = req.key();
         if key == "retry-me" {
             let mut a = a.lock().unwrap();
             a.push(Instant::now());
